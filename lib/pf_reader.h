@@ -32,11 +32,21 @@ extern "C" {
 
 typedef struct pf_reader pf_reader;
 
+/*
+ * Memory: buffers held by the reader (reads in flight, done but unclaimed, or
+ * handed out and not yet released) stay within max_bytes for read-ahead.  The
+ * read pf_reader_next is waiting for is started even over the budget (nothing
+ * else could free memory while the caller waits), so an extent larger than
+ * max_bytes is readable and a stream is never starved by the others'
+ * read-ahead: the bound is max_bytes + one extent + what the caller holds.
+ * Buffers are pooled: steady state allocates nothing per read.
+ */
 typedef struct pf_reader_opts {
-	unsigned queue_depth;  /* reads in flight in all; 0 = 32 */
+	unsigned queue_depth;  /* reads in flight in all; 0 = 32 (at most 4096) */
 	unsigned readahead;    /* reads in flight or done-but-unclaimed per stream; 0 = 4 */
-	size_t max_bytes;      /* bound on buffered bytes in all; 0 = 64 MiB */
-	int o_direct;          /* open with O_DIRECT, read through aligned buffers */
+	size_t max_bytes;      /* bound on buffered bytes in all (see above); 0 = 64 MiB */
+	int o_direct;          /* open with O_DIRECT, read through aligned buffers (a
+				  file whose filesystem refuses O_DIRECT is read buffered) */
 	int force_pread;       /* skip io_uring (tests of the fallback) */
 } pf_reader_opts;
 
@@ -59,7 +69,11 @@ typedef struct pf_read {
 } pf_read;
 
 int pf_reader_new(pf_reader **r, const pf_reader_opts *opts, pf_error *err);
-/* Cancel what is in flight, close the streams' files, free. NULL is a no-op. */
+/*
+ * Cancel what is in flight (waits for the kernel to finish with the reads'
+ * buffers), close the streams' files, free.  Reads handed out and not
+ * released are freed too: their data pointers become invalid.  NULL is a no-op.
+ */
 void pf_reader_free(pf_reader *r);
 /* "io_uring" or "pread". */
 const char *pf_reader_backend(const pf_reader *r);
@@ -77,21 +91,29 @@ int pf_reader_add_stream(pf_reader *r, const char *path,
  * when the stream has no more extents, or a negative code for that extent
  * (its read failed or came back short; message: file, offset, reason).
  * After an error the stream moves on to its next extent, so a caller that
- * skips damaged data can continue.
+ * skips damaged data can continue (PF_ENOMEM excepted: the same extent is
+ * tried again by the next call).  *err is cleared on entry.  A stream closed
+ * with pf_reader_close_stream gives PF_END; an unknown stream PF_EINVAL.
  */
 int pf_reader_next(pf_reader *r, int stream, pf_read *out, pf_error *err);
 
 /* Give a completed read's buffer back (required; it bounds memory). */
 void pf_reader_release(pf_reader *r, pf_read *rd);
 
-/* Stop a stream early: cancel its reads, close its file.  Idempotent. */
+/*
+ * Stop a stream early: drop its reads (those in the kernel are discarded when
+ * they complete), close its file.  Reads already handed out stay valid until
+ * released.  Idempotent.
+ */
 void pf_reader_close_stream(pf_reader *r, int stream);
 
 /*
- * Fault injection for tests: when set, fn is called for every completed read
- * with the stream's path, offset and length; a negative errno return makes
- * the read fail with that errno, a value 0 <= v < len makes it short (v
- * bytes), anything else leaves it alone.  NULL fn turns it off.
+ * Fault injection for tests (both backends): when set, fn is called once for
+ * every extent whose read completed without error (0-length ones included),
+ * with the stream's path and the extent's offset and length; a negative errno
+ * return makes the read fail with that errno (PF_EIO for -EIO), a value
+ * 0 <= v < len makes it short (v bytes: PF_ETRUNC, as if the file ended
+ * there), anything else leaves it alone.  NULL fn turns it off.
  */
 typedef long (*pf_reader_fault_fn)(void *user, const char *path,
 				   uint64_t offset, size_t len);
