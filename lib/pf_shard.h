@@ -95,6 +95,7 @@ typedef struct pf_block_info {
 	uint32_t raw_len;       /* decoded payload bytes */
 	uint32_t nrecords;
 	uint64_t first_record;  /* index of its first record within the shard */
+	int codec;              /* PF_CODEC_*: the codec this block was stored with */
 } pf_block_info;
 
 typedef struct pf_shard pf_shard;

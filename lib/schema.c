@@ -265,6 +265,11 @@ int pf_schema_split(const pf_schema *s, const void *rec, size_t len,
 			for (int d = 0; d < f->ndim; d++)
 				if (f->dims[d] != PF_DIM_VAR)
 					fixed *= f->dims[d];
+			/* c comes from the file: bound it before multiplying */
+			if (fixed && (uint64_t)c > (len - pos) / (esz ? esz : 1) / (uint64_t)fixed)
+				return pf_error_set(err, PF_ECORRUPT,
+						    "record of %zu bytes: field '%s' count %u at byte %zu runs past the end",
+						    len, f->name, c, pos - 4);
 			n = (int64_t)c * fixed;
 		}
 		if ((uint64_t)n > (len - pos) / (esz ? esz : 1))

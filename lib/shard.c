@@ -236,7 +236,8 @@ static int flush_block(pf_shard_writer *w, pf_error *err)
 		return pf_error_set(err, PF_ENOMEM, "%s: out of memory", w->path);
 	for (size_t i = 0; i < w->nlens; i++)
 		wr32(w->raw + 4 * i, w->lens[i]);
-	memcpy(w->raw + 4 * w->nlens, w->data, w->data_len);
+	if (w->data_len)
+		memcpy(w->raw + 4 * w->nlens, w->data, w->data_len);
 	payload = w->raw;
 	stored = raw_len;
 	if (codec == PF_CODEC_ZSTD) {
@@ -552,6 +553,7 @@ static int parse_index(pf_shard *s, pf_error *err)
 		b->raw_len = rd32(e + 12);
 		b->nrecords = rd32(e + 16);
 		s->codecs[i] = e[20];
+		b->codec = e[20];
 		b->first_record = rd64(e + 24);
 		if (b->offset != off || b->first_record != rec) {
 			rc = pf_error_set(err, PF_ECORRUPT, "%s: offset %llu: index entry %u does not follow block %u",
@@ -624,7 +626,7 @@ static int scan_blocks(pf_shard *s, pf_error *err)
 			s->codecs = ncd;
 			cap = nc;
 		}
-		s->blocks[s->nblocks] = (pf_block_info){off, stored, rawl, nrec, rec};
+		s->blocks[s->nblocks] = (pf_block_info){off, stored, rawl, nrec, rec, bh[4]};
 		s->codecs[s->nblocks] = bh[4];
 		s->nblocks++;
 		rec += nrec;

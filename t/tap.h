@@ -115,7 +115,7 @@ static inline const char *tap_tmpdir(const char *name)
 	static char dir[512];
 	const char *b = getenv("top_builddir");
 	snprintf(dir, sizeof(dir), "%s/t/tmp-%s", b ? b : ".", name);
-	char cmd[600];
+	char cmd[1100];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s' && mkdir -p '%s'", dir, dir);
 	if (system(cmd) != 0)
 		return NULL;

@@ -1,0 +1,22 @@
+# tap.sh - TAP helpers for the shell tests in t/ (sourced).
+#   plan N | skip_all "why";  ok STATUS "title";  is GOT WANT "title";
+#   like TEXT PATTERN "title";  diag "..."
+tap_n=0
+tap_fail=0
+plan() { echo "1..$1"; }
+skip_all() { echo "1..0 # SKIP $1"; exit 0; }
+diag() { printf '# %s\n' "$*"; }
+ok() {
+	tap_n=$((tap_n + 1))
+	if [ "$1" -eq 0 ]; then echo "ok $tap_n - $2"; else echo "not ok $tap_n - $2"; tap_fail=$((tap_fail + 1)); fi
+}
+is() {
+	if [ "$1" = "$2" ]; then ok 0 "$3"; else ok 1 "$3"; diag "  got '$1', want '$2'"; fi
+}
+like() {
+	case "$1" in *$2*) ok 0 "$3" ;; *) ok 1 "$3"; diag "  '$1' does not contain '$2'" ;; esac
+}
+tap_tmp() {
+	d="$top_builddir/t/tmp-$1"; rm -rf "$d"; mkdir -p "$d"; echo "$d"
+}
+trap 'exit $tap_fail' EXIT
