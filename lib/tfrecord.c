@@ -1,0 +1,273 @@
+/* tfrecord.c - TFRecord reader with CRC32C checks; see pf_tfrecord.h. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "pf_checksum.h"
+#include "pf_tfrecord.h"
+
+struct pf_tfrecord {
+	char *name;
+	int fd;                     /* -1 for a memory file */
+	const unsigned char *mem;
+	uint64_t size;
+	uint64_t off;               /* offset of the next frame */
+	uint64_t count;             /* records passed */
+	unsigned char *buf;         /* fd: data + crc of the current record */
+	size_t cap;
+	int failed;
+};
+
+static uint64_t le64(const unsigned char *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static uint32_t le32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+static void put32(unsigned char *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+void pf_tfrecord_frame(const void *data, uint64_t len,
+		       unsigned char head[PF_TFRECORD_HEADER],
+		       unsigned char tail[PF_TFRECORD_FOOTER])
+{
+	for (int i = 0; i < 8; i++)
+		head[i] = (unsigned char)(len >> (8 * i));
+	put32(head + 8, pf_crc32c_mask(pf_crc32c(0, head, 8)));
+	put32(tail, pf_crc32c_mask(pf_crc32c(0, data, (size_t)len)));
+}
+
+/* Read n bytes at off (the caller checked the bounds). */
+static int read_at(pf_tfrecord *r, void *dst, size_t n, uint64_t off,
+		   pf_error *err)
+{
+	size_t got = 0;
+
+	while (got < n) {
+		ssize_t k = pread(r->fd, (char *)dst + got, n - got, (off_t)(off + got));
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return pf_error_set(err, pf_error_from_errno(-errno),
+					    "%s: offset %" PRIu64 ": read: %s",
+					    r->name, off + got, strerror(errno));
+		if (k == 0)
+			return pf_error_set(err, PF_ETRUNC,
+					    "%s: offset %" PRIu64 ": truncated (file shrank?)",
+					    r->name, off + got);
+		got += (size_t)k;
+	}
+	return 0;
+}
+
+/* Read and check the frame header at r->off; *len gets the data length. */
+static int frame_head(pf_tfrecord *r, uint64_t *len, pf_error *err)
+{
+	unsigned char hb[PF_TFRECORD_HEADER];
+	const unsigned char *h = hb;
+	uint64_t left = r->size - r->off;
+	int rc;
+
+	if (r->failed)
+		return pf_error_set(err, PF_ESTATE, "%s: reader failed earlier", r->name);
+	if (left == 0)
+		return PF_END;
+	if (left < PF_TFRECORD_HEADER)
+		return pf_error_set(err, PF_ETRUNC,
+				    "%s: record %" PRIu64 " at offset %" PRIu64
+				    ": truncated (%" PRIu64 " bytes left, a frame header needs 12)",
+				    r->name, r->count, r->off, left);
+	if (r->fd < 0)
+		h = r->mem + r->off;
+	else if ((rc = read_at(r, hb, sizeof(hb), r->off, err)) < 0)
+		return rc;
+	if (pf_crc32c_mask(pf_crc32c(0, h, 8)) != le32(h + 8))
+		return pf_error_set(err, PF_ECORRUPT,
+				    "%s: record %" PRIu64 " at offset %" PRIu64
+				    ": bad length crc", r->name, r->count, r->off);
+	*len = le64(h);
+	if (*len > PF_TFRECORD_MAX_RECORD)
+		return pf_error_set(err, PF_ELIMIT,
+				    "%s: record %" PRIu64 " at offset %" PRIu64
+				    ": length %" PRIu64 " over the %u-byte limit",
+				    r->name, r->count, r->off, *len, PF_TFRECORD_MAX_RECORD);
+	if (left - PF_TFRECORD_HEADER < *len + PF_TFRECORD_FOOTER)
+		return pf_error_set(err, PF_ETRUNC,
+				    "%s: record %" PRIu64 " at offset %" PRIu64
+				    ": truncated (length %" PRIu64 ", %" PRIu64
+				    " bytes left in the file)",
+				    r->name, r->count, r->off, *len,
+				    left - PF_TFRECORD_HEADER);
+	return 0;
+}
+
+int pf_tfrecord_next(pf_tfrecord *r, const void **data, size_t *len,
+		     pf_error *err)
+{
+	const unsigned char *d;
+	uint64_t n;
+	int rc;
+
+	if ((rc = frame_head(r, &n, err)) != 0)
+		goto out;
+	if (r->fd < 0) {
+		d = r->mem + r->off + PF_TFRECORD_HEADER;
+	} else {
+		size_t need = (size_t)n + PF_TFRECORD_FOOTER;
+
+		if (need > r->cap) {
+			/* bounded: n was checked against the limit and the file */
+			size_t cap = r->cap ? r->cap : 4096;
+			unsigned char *nb;
+
+			while (cap < need)
+				cap *= 2;
+			if (!(nb = realloc(r->buf, cap))) {
+				rc = pf_error_set(err, PF_ENOMEM,
+						  "%s: record %" PRIu64 ": out of memory",
+						  r->name, r->count);
+				goto out;
+			}
+			r->buf = nb;
+			r->cap = cap;
+		}
+		rc = read_at(r, r->buf, need, r->off + PF_TFRECORD_HEADER, err);
+		if (rc < 0)
+			goto out;
+		d = r->buf;
+	}
+	if (pf_crc32c_mask(pf_crc32c(0, d, (size_t)n)) != le32(d + n)) {
+		rc = pf_error_set(err, PF_ECORRUPT,
+				  "%s: record %" PRIu64 " at offset %" PRIu64
+				  ": bad data crc (%" PRIu64 " data bytes at offset %" PRIu64 ")",
+				  r->name, r->count, r->off, n,
+				  r->off + PF_TFRECORD_HEADER);
+		goto out;
+	}
+	*data = d;
+	*len = (size_t)n;
+	r->off += PF_TFRECORD_HEADER + n + PF_TFRECORD_FOOTER;
+	r->count++;
+out:
+	if (rc < 0)
+		r->failed = 1;
+	return rc;
+}
+
+int pf_tfrecord_skip(pf_tfrecord *r, uint64_t *len, pf_error *err)
+{
+	int rc = frame_head(r, len, err);
+
+	if (rc < 0)
+		r->failed = 1;
+	if (rc != 0)
+		return rc;
+	r->off += PF_TFRECORD_HEADER + *len + PF_TFRECORD_FOOTER;
+	r->count++;
+	return 0;
+}
+
+void pf_tfrecord_rewind(pf_tfrecord *r)
+{
+	r->off = 0;
+	r->count = 0;
+	r->failed = 0;
+}
+
+uint64_t pf_tfrecord_offset(const pf_tfrecord *r)
+{
+	return r->off;
+}
+
+uint64_t pf_tfrecord_count(const pf_tfrecord *r)
+{
+	return r->count;
+}
+
+const char *pf_tfrecord_name(const pf_tfrecord *r)
+{
+	return r->name;
+}
+
+static int tf_new(pf_tfrecord **out, const char *name, pf_error *err)
+{
+	pf_tfrecord *r = calloc(1, sizeof(*r));
+
+	*out = NULL;
+	if (!r || !(r->name = strdup(name))) {
+		free(r);
+		return pf_error_set(err, PF_ENOMEM, "%s: out of memory", name);
+	}
+	r->fd = -1;
+	*out = r;
+	return 0;
+}
+
+int pf_tfrecord_open(pf_tfrecord **out, const char *path, pf_error *err)
+{
+	pf_tfrecord *r;
+	struct stat st;
+	int rc;
+
+	*out = NULL;
+
+	if ((rc = tf_new(&r, path, err)) < 0)
+		return rc;
+	r->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (r->fd < 0) {
+		rc = pf_error_set(err, pf_error_from_errno(-errno), "%s: open: %s",
+				  path, strerror(errno));
+		goto fail;
+	}
+	if (fstat(r->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		rc = pf_error_set(err, PF_EINVAL, "%s: not a regular file", path);
+		goto fail;
+	}
+	r->size = (uint64_t)st.st_size;
+	*out = r;
+	return 0;
+fail:
+	pf_tfrecord_close(r);
+	return rc;
+}
+
+int pf_tfrecord_open_mem(pf_tfrecord **out, const void *buf, size_t len,
+			 const char *name, pf_error *err)
+{
+	int rc = tf_new(out, name ? name : "(memory)", err);
+
+	if (rc < 0)
+		return rc;
+	(*out)->mem = buf;
+	(*out)->size = len;
+	return 0;
+}
+
+void pf_tfrecord_close(pf_tfrecord *r)
+{
+	if (!r)
+		return;
+	if (r->fd >= 0)
+		close(r->fd);
+	free(r->buf);
+	free(r->name);
+	free(r);
+}
