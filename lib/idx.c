@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "pf_file.h"
 #include "pf_idx.h"
 
 #define IDX_INBUF (256u << 10)
@@ -19,10 +20,7 @@
 #define GZ_MAX_RATIO 1100u
 
 struct pf_idx {
-	char *name;
-	int fd;                     /* -1 for a memory file */
-	const unsigned char *mem;   /* memory file */
-	uint64_t size;              /* file bytes (compressed when gzip) */
+	pf_file f;                  /* the bytes: a file or a buffer (size: compressed when gzip) */
 	uint64_t in_off;            /* file bytes handed to zlib / copied */
 	int gz;
 	int z_init;
@@ -117,28 +115,28 @@ int pf_idx_parse_header(pf_idx_header *h, const void *buf, size_t len,
  * input: avail_in stays 0) or an error. */
 static int src_refill(pf_idx *r, pf_error *err)
 {
-	if (r->zs.avail_in > 0 || r->in_off >= r->size)
+	if (r->zs.avail_in > 0 || r->in_off >= r->f.size)
 		return 0;
-	if (r->fd < 0) {
-		uint64_t left = r->size - r->in_off;
+	if (r->f.fd < 0) {
+		uint64_t left = r->f.size - r->in_off;
 		size_t n = left > UINT_MAX ? UINT_MAX : (size_t)left;
 
-		r->zs.next_in = (unsigned char *)r->mem + r->in_off;
+		r->zs.next_in = (unsigned char *)r->f.mem + r->in_off;
 		r->zs.avail_in = (uInt)n;
 		r->in_off += n;
 		return 0;
 	}
 	for (;;) {
-		ssize_t n = pread(r->fd, r->inbuf, IDX_INBUF, (off_t)r->in_off);
+		ssize_t n = pread(r->f.fd, r->inbuf, IDX_INBUF, (off_t)r->in_off);
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
 			return pf_error_set(err, pf_error_from_errno(-errno),
 					    "%s: offset %" PRIu64 ": read: %s",
-					    r->name, r->in_off, strerror(errno));
+					    r->f.name, r->in_off, strerror(errno));
 		if (n == 0) /* file shrank under us */
-			r->size = r->in_off;
+			r->f.size = r->in_off;
 		r->zs.next_in = r->inbuf;
 		r->zs.avail_in = (uInt)n;
 		r->in_off += (uint64_t)n;
@@ -180,7 +178,7 @@ static int src_read_gz(pf_idx *r, unsigned char *dst, size_t n, size_t *got,
 			}
 			if (inflateReset(&r->zs) != Z_OK)
 				return pf_error_set(err, PF_ENOMEM,
-						    "%s: inflateReset failed", r->name);
+						    "%s: inflateReset failed", r->f.name);
 			continue;
 		}
 		if (zr == Z_OK)
@@ -188,20 +186,20 @@ static int src_read_gz(pf_idx *r, unsigned char *dst, size_t n, size_t *got,
 		/* no progress: fine when zlib only wants more input and
 		 * there is more; truncation when the file is done */
 		if (zr == Z_BUF_ERROR && r->zs.avail_in == 0) {
-			if (r->in_off < r->size)
+			if (r->in_off < r->f.size)
 				continue;
 			return pf_error_set(err, PF_ETRUNC,
 					    "%s: offset %" PRIu64 " (compressed offset %" PRIu64
 					    "): truncated gzip stream",
-					    r->name, r->out_off, src_in_pos(r));
+					    r->f.name, r->out_off, src_in_pos(r));
 		}
 		if (zr == Z_MEM_ERROR)
 			return pf_error_set(err, PF_ENOMEM, "%s: inflate: out of memory",
-					    r->name);
+					    r->f.name);
 		return pf_error_set(err, PF_ECORRUPT,
 				    "%s: offset %" PRIu64 " (compressed offset %" PRIu64
 				    "): corrupt gzip stream: %s",
-				    r->name, r->out_off, src_in_pos(r),
+				    r->f.name, r->out_off, src_in_pos(r),
 				    r->zs.msg ? r->zs.msg : "inflate error");
 	}
 	return 0;
@@ -213,29 +211,16 @@ static int src_read(pf_idx *r, void *dst, size_t n, size_t *got, pf_error *err)
 	if (r->gz)
 		return src_read_gz(r, dst, n, got, err);
 	*got = 0;
-	if (r->out_off >= r->size)
+	if (r->out_off >= r->f.size)
 		return 0;
-	if (n > r->size - r->out_off)
-		n = (size_t)(r->size - r->out_off);
-	if (r->fd < 0) {
-		memcpy(dst, r->mem + r->out_off, n);
-		*got = n;
-		r->out_off += n;
-		return 0;
-	}
-	while (*got < n) {
-		ssize_t k = pread(r->fd, (char *)dst + *got, n - *got,
-				  (off_t)r->out_off);
+	if (n > r->f.size - r->out_off)
+		n = (size_t)(r->f.size - r->out_off);
+	{
+		ssize_t k = pf_file_read_some(&r->f, dst, n, r->out_off, err);
 
-		if (k < 0 && errno == EINTR)
-			continue;
 		if (k < 0)
-			return pf_error_set(err, pf_error_from_errno(-errno),
-					    "%s: offset %" PRIu64 ": read: %s",
-					    r->name, r->out_off, strerror(errno));
-		if (k == 0)
-			break;
-		*got += (size_t)k;
+			return (int)k;
+		*got = (size_t)k;
 		r->out_off += (uint64_t)k;
 	}
 	return 0;
@@ -250,24 +235,20 @@ static int idx_start(pf_idx *r, pf_error *err)
 	int rc;
 	pf_idx_header *h = &r->h;
 
-	if (r->size >= 2) {
+	if (r->f.size >= 2) {
 		unsigned char m[2];
 
-		if (r->fd < 0) {
-			memcpy(m, r->mem, 2);
-		} else if (pread(r->fd, m, 2, 0) != 2) {
-			return pf_error_set(err, PF_EIO, "%s: offset 0: cannot read the magic",
-					    r->name);
-		}
+		if ((rc = pf_file_read(&r->f, m, 2, 0, err)) < 0)
+			return rc;
 		r->gz = m[0] == 0x1f && m[1] == 0x8b;
 	}
 	if (r->gz) {
-		if (r->fd >= 0 && !(r->inbuf = malloc(IDX_INBUF)))
-			return pf_error_set(err, PF_ENOMEM, "%s: out of memory", r->name);
+		if (r->f.fd >= 0 && !(r->inbuf = malloc(IDX_INBUF)))
+			return pf_error_set(err, PF_ENOMEM, "%s: out of memory", r->f.name);
 		/* 15 + 16: gzip wrapper only (not zlib, not raw) */
 		if (inflateInit2(&r->zs, 15 + 16) != Z_OK)
 			return pf_error_set(err, PF_ENOMEM, "%s: inflateInit failed",
-					    r->name);
+					    r->f.name);
 		r->z_init = 1;
 	}
 	/* the header: the 4-byte magic says how long it is */
@@ -280,77 +261,63 @@ static int idx_start(pf_idx *r, pf_error *err)
 			return rc;
 		got += more;
 	}
-	if ((rc = pf_idx_parse_header(h, hb, got, r->name, err)) < 0)
+	if ((rc = pf_idx_parse_header(h, hb, got, r->f.name, err)) < 0)
 		return rc;
 
 	if (!r->gz) {
 		uint64_t want = h->header_bytes + h->data_bytes;
 
-		if (r->size < want)
+		if (r->f.size < want)
 			return pf_error_set(err, PF_ETRUNC,
 					    "%s: offset %" PRIu64 ": truncated: the dims need %"
 					    PRIu64 " records of %zu bytes (%" PRIu64
 					    " bytes in all), the file has %" PRIu64,
-					    r->name, r->size, h->count, h->record_bytes,
-					    want, r->size);
-		if (r->size > want)
+					    r->f.name, r->f.size, h->count, h->record_bytes,
+					    want, r->f.size);
+		if (r->f.size > want)
 			return pf_error_set(err, PF_ECORRUPT,
 					    "%s: offset %" PRIu64 ": %" PRIu64
 					    " bytes after the last of the %" PRIu64
 					    " records the dims describe",
-					    r->name, want, r->size - want, h->count);
+					    r->f.name, want, r->f.size - want, h->count);
 	} else {
 		/* deflate cannot expand more than ~1032:1; reject dims no
 		 * stream of this size can hold before reading anything */
 		uint64_t cap;
 
-		if (__builtin_mul_overflow(r->size, (uint64_t)GZ_MAX_RATIO, &cap))
+		if (__builtin_mul_overflow(r->f.size, (uint64_t)GZ_MAX_RATIO, &cap))
 			cap = UINT64_MAX;
 		if (h->data_bytes > cap)
 			return pf_error_set(err, PF_ECORRUPT,
 					    "%s: offset 4: the dims claim %" PRIu64
 					    " data bytes, more than a %" PRIu64
 					    "-byte gzip file can hold",
-					    r->name, h->data_bytes, r->size);
+					    r->f.name, h->data_bytes, r->f.size);
 	}
 	return 0;
 }
 
-static int idx_new(pf_idx **out, const char *name, pf_error *err)
+static int idx_new(pf_idx **out, pf_error *err)
 {
 	pf_idx *r = calloc(1, sizeof(*r));
 
-	*out = NULL;
-	if (!r || !(r->name = strdup(name))) {
-		free(r);
-		return pf_error_set(err, PF_ENOMEM, "%s: out of memory", name);
-	}
-	r->fd = -1;
 	*out = r;
+	if (!r)
+		return pf_error_set(err, PF_ENOMEM, "out of memory");
+	r->f.fd = -1;
 	return 0;
 }
 
 int pf_idx_open(pf_idx **out, const char *path, pf_error *err)
 {
 	pf_idx *r;
-	struct stat st;
 	int rc;
 
 	*out = NULL;
-
-	if ((rc = idx_new(&r, path, err)) < 0)
+	if ((rc = idx_new(&r, err)) < 0)
 		return rc;
-	r->fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (r->fd < 0) {
-		rc = pf_error_set(err, pf_error_from_errno(-errno), "%s: open: %s",
-				  path, strerror(errno));
+	if ((rc = pf_file_open(&r->f, path, err)) < 0)
 		goto fail;
-	}
-	if (fstat(r->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		rc = pf_error_set(err, PF_EINVAL, "%s: not a regular file", path);
-		goto fail;
-	}
-	r->size = (uint64_t)st.st_size;
 	if ((rc = idx_start(r, err)) < 0)
 		goto fail;
 	*out = r;
@@ -361,23 +328,23 @@ fail:
 }
 
 int pf_idx_open_mem(pf_idx **out, const void *buf, size_t len,
-		    const char *name, pf_error *err)
+		const char *name, pf_error *err)
 {
 	pf_idx *r;
 	int rc;
 
 	*out = NULL;
-
-	if ((rc = idx_new(&r, name ? name : "(memory)", err)) < 0)
+	if ((rc = idx_new(&r, err)) < 0)
 		return rc;
-	r->mem = buf;
-	r->size = len;
-	if ((rc = idx_start(r, err)) < 0) {
-		pf_idx_close(r);
-		return rc;
-	}
+	if ((rc = pf_file_open_mem(&r->f, buf, len, name, err)) < 0)
+		goto fail;
+	if ((rc = idx_start(r, err)) < 0)
+		goto fail;
 	*out = r;
 	return 0;
+fail:
+	pf_idx_close(r);
+	return rc;
 }
 
 void pf_idx_close(pf_idx *r)
@@ -386,10 +353,8 @@ void pf_idx_close(pf_idx *r)
 		return;
 	if (r->z_init)
 		inflateEnd(&r->zs);
-	if (r->fd >= 0)
-		close(r->fd);
+	pf_file_close(&r->f);
 	free(r->inbuf);
-	free(r->name);
 	free(r);
 }
 
@@ -405,7 +370,7 @@ int pf_idx_is_gzip(const pf_idx *r)
 
 const char *pf_idx_name(const pf_idx *r)
 {
-	return r->name;
+	return r->f.name;
 }
 
 void pf_idx_field(const pf_idx *r, const char *name, pf_field *f)
@@ -461,7 +426,7 @@ int64_t pf_idx_read(pf_idx *r, void *buf, uint64_t n, pf_error *err)
 	int rc;
 
 	if (r->failed)
-		return pf_error_set(err, PF_ESTATE, "%s: reader failed earlier", r->name);
+		return pf_error_set(err, PF_ESTATE, "%s: reader failed earlier", r->f.name);
 	if (n > left)
 		n = left;
 	if (n == 0)
@@ -477,7 +442,7 @@ int64_t pf_idx_read(pf_idx *r, void *buf, uint64_t n, pf_error *err)
 		rc = pf_error_set(err, PF_ETRUNC,
 				  "%s: offset %" PRIu64 ": truncated: data ends in record %"
 				  PRIu64 " of the %" PRIu64 " the header declares",
-				  r->name, r->out_off, rec, h->count);
+				  r->f.name, r->out_off, rec, h->count);
 		goto fail;
 	}
 	r->next += n;
@@ -492,7 +457,7 @@ int64_t pf_idx_read(pf_idx *r, void *buf, uint64_t n, pf_error *err)
 			rc = pf_error_set(err, PF_ECORRUPT,
 					  "%s: offset %" PRIu64 ": data continues after the %"
 					  PRIu64 " records the header declares",
-					  r->name, r->out_off - 1, h->count);
+					  r->f.name, r->out_off - 1, h->count);
 			goto fail;
 		}
 	}

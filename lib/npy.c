@@ -10,13 +10,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "pf_file.h"
 #include "pf_npy.h"
 
 struct pf_npy {
-	char *name;
-	int fd;                     /* -1 for a memory file */
-	const unsigned char *mem;
-	uint64_t size;
+	pf_file f;                  /* the bytes: a file or a buffer */
 	uint64_t next;              /* next record */
 	pf_npy_header h;
 };
@@ -327,38 +325,14 @@ int pf_npy_parse_header(pf_npy_header *h, const void *buf, size_t len,
 static int npy_read_at(pf_npy *r, void *dst, size_t n, uint64_t off,
 		       pf_error *err)
 {
-	size_t got = 0;
-
-	if (off > r->size || n > r->size - off)
-		return pf_error_set(err, PF_ETRUNC, "%s: offset %" PRIu64 ": truncated",
-				    r->name, off);
-	if (r->fd < 0) {
-		memcpy(dst, r->mem + off, n);
-		return 0;
-	}
-	while (got < n) {
-		ssize_t k = pread(r->fd, (char *)dst + got, n - got, (off_t)(off + got));
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return pf_error_set(err, pf_error_from_errno(-errno),
-					    "%s: offset %" PRIu64 ": read: %s",
-					    r->name, off + got, strerror(errno));
-		if (k == 0)
-			return pf_error_set(err, PF_ETRUNC,
-					    "%s: offset %" PRIu64 ": truncated (file shrank?)",
-					    r->name, off + got);
-		got += (size_t)k;
-	}
-	return 0;
+	return pf_file_read(&r->f, dst, n, off, err);
 }
 
 static int npy_start(pf_npy *r, pf_error *err)
 {
 	unsigned char pre[PF_NPY_PREAMBLE];
 	unsigned char *buf;
-	size_t n = r->size < sizeof(pre) ? (size_t)r->size : sizeof(pre);
+	size_t n = r->f.size < sizeof(pre) ? (size_t)r->f.size : sizeof(pre);
 	size_t plen = 10, hlen, need;
 	pf_npy_header *h = &r->h;
 	uint64_t tail;
@@ -367,7 +341,7 @@ static int npy_start(pf_npy *r, pf_error *err)
 	if ((rc = npy_read_at(r, pre, n, 0, err)) < 0)
 		return rc;
 	if (n < 10 || memcmp(pre, "\x93NUMPY", 6) || pre[6] < 1 || pre[6] > 3)
-		return pf_npy_parse_header(h, pre, n, r->name, err);
+		return pf_npy_parse_header(h, pre, n, r->f.name, err);
 	/* the preamble says how long the header is; read exactly that much
 	 * (bounded: the parser reports a header over the limit) */
 	hlen = pre[8] | (size_t)pre[9] << 8;
@@ -378,68 +352,54 @@ static int npy_start(pf_npy *r, pf_error *err)
 	if (hlen > PF_NPY_MAX_HEADER)
 		hlen = PF_NPY_MAX_HEADER + 1;
 	need = plen + hlen;
-	if (need > r->size)
-		need = (size_t)r->size;
+	if (need > r->f.size)
+		need = (size_t)r->f.size;
 	if (!(buf = malloc(need)))
-		return pf_error_set(err, PF_ENOMEM, "%s: out of memory", r->name);
+		return pf_error_set(err, PF_ENOMEM, "%s: out of memory", r->f.name);
 	rc = npy_read_at(r, buf, need, 0, err);
 	if (rc == 0)
-		rc = pf_npy_parse_header(h, buf, need, r->name, err);
+		rc = pf_npy_parse_header(h, buf, need, r->f.name, err);
 	free(buf);
 	if (rc < 0)
 		return rc;
 	/* the parser checked that the header fits: size >= data_offset */
-	tail = r->size - h->data_offset;
+	tail = r->f.size - h->data_offset;
 	if (tail < h->data_bytes)
 		return pf_error_set(err, PF_ETRUNC,
 				    "%s: offset %" PRIu64 ": truncated: the shape needs %"
 				    PRIu64 " data bytes after offset %" PRIu64
 				    ", the file has %" PRIu64,
-				    r->name, r->size, h->data_bytes, h->data_offset, tail);
+				    r->f.name, r->f.size, h->data_bytes, h->data_offset, tail);
 	if (tail > h->data_bytes)
 		return pf_error_set(err, PF_ECORRUPT,
 				    "%s: offset %" PRIu64 ": %" PRIu64
 				    " bytes after the data the shape describes",
-				    r->name, h->data_offset + h->data_bytes,
+				    r->f.name, h->data_offset + h->data_bytes,
 				    tail - h->data_bytes);
 	return 0;
 }
 
-static int npy_new(pf_npy **out, const char *name, pf_error *err)
+static int npy_new(pf_npy **out, pf_error *err)
 {
 	pf_npy *r = calloc(1, sizeof(*r));
 
-	*out = NULL;
-	if (!r || !(r->name = strdup(name))) {
-		free(r);
-		return pf_error_set(err, PF_ENOMEM, "%s: out of memory", name);
-	}
-	r->fd = -1;
 	*out = r;
+	if (!r)
+		return pf_error_set(err, PF_ENOMEM, "out of memory");
+	r->f.fd = -1;
 	return 0;
 }
 
 int pf_npy_open(pf_npy **out, const char *path, pf_error *err)
 {
 	pf_npy *r;
-	struct stat st;
 	int rc;
 
 	*out = NULL;
-
-	if ((rc = npy_new(&r, path, err)) < 0)
+	if ((rc = npy_new(&r, err)) < 0)
 		return rc;
-	r->fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (r->fd < 0) {
-		rc = pf_error_set(err, pf_error_from_errno(-errno), "%s: open: %s",
-				  path, strerror(errno));
+	if ((rc = pf_file_open(&r->f, path, err)) < 0)
 		goto fail;
-	}
-	if (fstat(r->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		rc = pf_error_set(err, PF_EINVAL, "%s: not a regular file", path);
-		goto fail;
-	}
-	r->size = (uint64_t)st.st_size;
 	if ((rc = npy_start(r, err)) < 0)
 		goto fail;
 	*out = r;
@@ -450,32 +410,30 @@ fail:
 }
 
 int pf_npy_open_mem(pf_npy **out, const void *buf, size_t len,
-		    const char *name, pf_error *err)
+		   const char *name, pf_error *err)
 {
 	pf_npy *r;
 	int rc;
 
 	*out = NULL;
-
-	if ((rc = npy_new(&r, name ? name : "(memory)", err)) < 0)
+	if ((rc = npy_new(&r, err)) < 0)
 		return rc;
-	r->mem = buf;
-	r->size = len;
-	if ((rc = npy_start(r, err)) < 0) {
-		pf_npy_close(r);
-		return rc;
-	}
+	if ((rc = pf_file_open_mem(&r->f, buf, len, name, err)) < 0)
+		goto fail;
+	if ((rc = npy_start(r, err)) < 0)
+		goto fail;
 	*out = r;
 	return 0;
+fail:
+	pf_npy_close(r);
+	return rc;
 }
 
 void pf_npy_close(pf_npy *r)
 {
 	if (!r)
 		return;
-	if (r->fd >= 0)
-		close(r->fd);
-	free(r->name);
+	pf_file_close(&r->f);
 	free(r);
 }
 
@@ -486,7 +444,7 @@ const pf_npy_header *pf_npy_info(const pf_npy *r)
 
 const char *pf_npy_name(const pf_npy *r)
 {
-	return r->name;
+	return r->f.name;
 }
 
 void pf_npy_field(const pf_npy *r, const char *name, pf_field *f)

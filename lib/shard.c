@@ -20,6 +20,7 @@
 #include <zstd.h>
 
 #include "pf_checksum.h"
+#include "pf_file.h"
 #include "pf_shard.h"
 
 static const char header_magic[8] = {'P', 'F', 'S', 'H', 'A', 'R', 'D', 0};
@@ -373,10 +374,10 @@ fail:
  * ==================================================================== */
 
 struct pf_shard {
-	char *path;
-	int fd;                   /* -1 for a memory shard */
-	const unsigned char *mem; /* memory shard */
-	uint64_t size;
+	pf_file file;             /* the bytes: a file or a buffer */
+	const char *path;         /* file.name */
+	const unsigned char *mem; /* file.mem: a memory shard */
+	uint64_t size;            /* file.size */
 	int version, codec, checksum;
 	uint32_t block_target;
 	pf_schema schema;
@@ -392,38 +393,14 @@ struct pf_shard {
 /* Read exactly n bytes at off, or fail naming the file and offset. */
 static int read_at(const pf_shard *s, void *buf, size_t n, uint64_t off, pf_error *err)
 {
-	unsigned char *p = buf;
-	if (off > s->size || n > s->size - off)
-		return pf_error_set(err, PF_ETRUNC, "%s: offset %llu: %zu bytes past the end (file is %llu bytes)",
-				    s->path, (unsigned long long)off, n, (unsigned long long)s->size);
-	if (s->mem) {
-		memcpy(buf, s->mem + off, n);
-		return 0;
-	}
-	while (n) {
-		ssize_t k = pread(s->fd, p, n, (off_t)off);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return pf_error_set(err, pf_error_from_errno(-errno), "%s: offset %llu: read: %s",
-					    s->path, (unsigned long long)off, strerror(errno));
-		if (k == 0)
-			return pf_error_set(err, PF_ETRUNC, "%s: offset %llu: unexpected end of file",
-					    s->path, (unsigned long long)off);
-		p += k;
-		n -= (size_t)k;
-		off += (uint64_t)k;
-	}
-	return 0;
+	return pf_file_read(&s->file, buf, n, off, err);
 }
 
 void pf_shard_close(pf_shard *s)
 {
 	if (!s)
 		return;
-	if (s->fd >= 0)
-		close(s->fd);
-	free(s->path);
+	pf_file_close(&s->file);
 	free(s->blocks);
 	free(s->codecs);
 	free(s);
@@ -660,63 +637,55 @@ static int open_common(pf_shard *s, int flags, pf_error *err)
 	return rc;
 }
 
-int pf_shard_open(pf_shard **sp, const char *path, int flags, pf_error *err)
+/* Take over an opened pf_file and validate it as a shard. */
+static int open_file(pf_shard **sp, pf_file *f, int flags, pf_error *err)
 {
-	pf_shard *s;
-	struct stat st;
+	pf_shard *s = calloc(1, sizeof(*s));
 	int rc;
 
 	*sp = NULL;
-	s = calloc(1, sizeof(*s));
-	if (!s || !(s->path = strdup(path))) {
-		free(s);
-		return pf_error_set(err, PF_ENOMEM, "%s: out of memory", path);
-	}
-	s->fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (s->fd < 0) {
-		rc = pf_error_set(err, pf_error_from_errno(-errno), "%s: cannot open: %s", path, strerror(errno));
-		pf_shard_close(s);
+	if (!s) {
+		rc = pf_error_set(err, PF_ENOMEM, "%s: out of memory", f->name);
+		pf_file_close(f);
 		return rc;
 	}
-	if (fstat(s->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		rc = pf_error_set(err, PF_EINVAL, "%s: not a regular file", path);
-		pf_shard_close(s);
-		return rc;
-	}
-	s->size = (uint64_t)st.st_size;
+	s->file = *f;
+	s->path = f->name;
+	s->mem = f->mem;
+	s->size = f->size;
 	if ((rc = open_common(s, flags, err))) {
 		pf_shard_close(s);
 		return rc;
 	}
 	*sp = s;
 	return 0;
+}
+
+int pf_shard_open(pf_shard **sp, const char *path, int flags, pf_error *err)
+{
+	pf_file f;
+	int rc;
+
+	*sp = NULL;
+	if ((rc = pf_file_open(&f, path, err)))
+		return rc;
+	return open_file(sp, &f, flags, err);
 }
 
 int pf_shard_open_mem(pf_shard **sp, const void *buf, size_t len,
 		      const char *name, int flags, pf_error *err)
 {
-	pf_shard *s;
+	pf_file f;
 	int rc;
 
 	*sp = NULL;
-	s = calloc(1, sizeof(*s));
-	if (!s || !(s->path = strdup(name ? name : "(memory)"))) {
-		free(s);
-		return pf_error_set(err, PF_ENOMEM, "out of memory");
-	}
-	s->fd = -1;
-	s->mem = buf ? buf : (const unsigned char *)"";
-	s->size = len;
-	if ((rc = open_common(s, flags, err))) {
-		pf_shard_close(s);
+	if ((rc = pf_file_open_mem(&f, buf, len, name, err)))
 		return rc;
-	}
-	*sp = s;
-	return 0;
+	return open_file(sp, &f, flags, err);
 }
 
 const char *pf_shard_path(const pf_shard *s) { return s->path; }
-int pf_shard_fd(const pf_shard *s) { return s->fd; }
+int pf_shard_fd(const pf_shard *s) { return s->file.fd; }
 const pf_schema *pf_shard_schema(const pf_shard *s) { return &s->schema; }
 int pf_shard_codec(const pf_shard *s) { return s->codec; }
 int pf_shard_checksum_kind(const pf_shard *s) { return s->checksum; }

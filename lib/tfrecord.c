@@ -10,13 +10,11 @@
 #include <unistd.h>
 
 #include "pf_checksum.h"
+#include "pf_file.h"
 #include "pf_tfrecord.h"
 
 struct pf_tfrecord {
-	char *name;
-	int fd;                     /* -1 for a memory file */
-	const unsigned char *mem;
-	uint64_t size;
+	pf_file f;                  /* the bytes: a file or a buffer */
 	uint64_t off;               /* offset of the next frame */
 	uint64_t count;             /* records passed */
 	unsigned char *buf;         /* fd: data + crc of the current record */
@@ -58,24 +56,7 @@ void pf_tfrecord_frame(const void *data, uint64_t len,
 static int read_at(pf_tfrecord *r, void *dst, size_t n, uint64_t off,
 		   pf_error *err)
 {
-	size_t got = 0;
-
-	while (got < n) {
-		ssize_t k = pread(r->fd, (char *)dst + got, n - got, (off_t)(off + got));
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return pf_error_set(err, pf_error_from_errno(-errno),
-					    "%s: offset %" PRIu64 ": read: %s",
-					    r->name, off + got, strerror(errno));
-		if (k == 0)
-			return pf_error_set(err, PF_ETRUNC,
-					    "%s: offset %" PRIu64 ": truncated (file shrank?)",
-					    r->name, off + got);
-		got += (size_t)k;
-	}
-	return 0;
+	return pf_file_read(&r->f, dst, n, off, err);
 }
 
 /* Read and check the frame header at r->off; *len gets the data length. */
@@ -83,38 +64,38 @@ static int frame_head(pf_tfrecord *r, uint64_t *len, pf_error *err)
 {
 	unsigned char hb[PF_TFRECORD_HEADER];
 	const unsigned char *h = hb;
-	uint64_t left = r->size - r->off;
+	uint64_t left = r->f.size - r->off;
 	int rc;
 
 	if (r->failed)
-		return pf_error_set(err, PF_ESTATE, "%s: reader failed earlier", r->name);
+		return pf_error_set(err, PF_ESTATE, "%s: reader failed earlier", r->f.name);
 	if (left == 0)
 		return PF_END;
 	if (left < PF_TFRECORD_HEADER)
 		return pf_error_set(err, PF_ETRUNC,
 				    "%s: record %" PRIu64 " at offset %" PRIu64
 				    ": truncated (%" PRIu64 " bytes left, a frame header needs 12)",
-				    r->name, r->count, r->off, left);
-	if (r->fd < 0)
-		h = r->mem + r->off;
+				    r->f.name, r->count, r->off, left);
+	if (r->f.fd < 0)
+		h = r->f.mem + r->off;
 	else if ((rc = read_at(r, hb, sizeof(hb), r->off, err)) < 0)
 		return rc;
 	if (pf_crc32c_mask(pf_crc32c(0, h, 8)) != le32(h + 8))
 		return pf_error_set(err, PF_ECORRUPT,
 				    "%s: record %" PRIu64 " at offset %" PRIu64
-				    ": bad length crc", r->name, r->count, r->off);
+				    ": bad length crc", r->f.name, r->count, r->off);
 	*len = le64(h);
 	if (*len > PF_TFRECORD_MAX_RECORD)
 		return pf_error_set(err, PF_ELIMIT,
 				    "%s: record %" PRIu64 " at offset %" PRIu64
 				    ": length %" PRIu64 " over the %u-byte limit",
-				    r->name, r->count, r->off, *len, PF_TFRECORD_MAX_RECORD);
+				    r->f.name, r->count, r->off, *len, PF_TFRECORD_MAX_RECORD);
 	if (left - PF_TFRECORD_HEADER < *len + PF_TFRECORD_FOOTER)
 		return pf_error_set(err, PF_ETRUNC,
 				    "%s: record %" PRIu64 " at offset %" PRIu64
 				    ": truncated (length %" PRIu64 ", %" PRIu64
 				    " bytes left in the file)",
-				    r->name, r->count, r->off, *len,
+				    r->f.name, r->count, r->off, *len,
 				    left - PF_TFRECORD_HEADER);
 	return 0;
 }
@@ -128,8 +109,8 @@ int pf_tfrecord_next(pf_tfrecord *r, const void **data, size_t *len,
 
 	if ((rc = frame_head(r, &n, err)) != 0)
 		goto out;
-	if (r->fd < 0) {
-		d = r->mem + r->off + PF_TFRECORD_HEADER;
+	if (r->f.fd < 0) {
+		d = r->f.mem + r->off + PF_TFRECORD_HEADER;
 	} else {
 		size_t need = (size_t)n + PF_TFRECORD_FOOTER;
 
@@ -143,7 +124,7 @@ int pf_tfrecord_next(pf_tfrecord *r, const void **data, size_t *len,
 			if (!(nb = realloc(r->buf, cap))) {
 				rc = pf_error_set(err, PF_ENOMEM,
 						  "%s: record %" PRIu64 ": out of memory",
-						  r->name, r->count);
+						  r->f.name, r->count);
 				goto out;
 			}
 			r->buf = nb;
@@ -158,7 +139,7 @@ int pf_tfrecord_next(pf_tfrecord *r, const void **data, size_t *len,
 		rc = pf_error_set(err, PF_ECORRUPT,
 				  "%s: record %" PRIu64 " at offset %" PRIu64
 				  ": bad data crc (%" PRIu64 " data bytes at offset %" PRIu64 ")",
-				  r->name, r->count, r->off, n,
+				  r->f.name, r->count, r->off, n,
 				  r->off + PF_TFRECORD_HEADER);
 		goto out;
 	}
@@ -204,44 +185,30 @@ uint64_t pf_tfrecord_count(const pf_tfrecord *r)
 
 const char *pf_tfrecord_name(const pf_tfrecord *r)
 {
-	return r->name;
+	return r->f.name;
 }
 
-static int tf_new(pf_tfrecord **out, const char *name, pf_error *err)
+static int tf_new(pf_tfrecord **out, pf_error *err)
 {
 	pf_tfrecord *r = calloc(1, sizeof(*r));
 
-	*out = NULL;
-	if (!r || !(r->name = strdup(name))) {
-		free(r);
-		return pf_error_set(err, PF_ENOMEM, "%s: out of memory", name);
-	}
-	r->fd = -1;
 	*out = r;
+	if (!r)
+		return pf_error_set(err, PF_ENOMEM, "out of memory");
+	r->f.fd = -1;
 	return 0;
 }
 
 int pf_tfrecord_open(pf_tfrecord **out, const char *path, pf_error *err)
 {
 	pf_tfrecord *r;
-	struct stat st;
 	int rc;
 
 	*out = NULL;
-
-	if ((rc = tf_new(&r, path, err)) < 0)
+	if ((rc = tf_new(&r, err)) < 0)
 		return rc;
-	r->fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (r->fd < 0) {
-		rc = pf_error_set(err, pf_error_from_errno(-errno), "%s: open: %s",
-				  path, strerror(errno));
+	if ((rc = pf_file_open(&r->f, path, err)) < 0)
 		goto fail;
-	}
-	if (fstat(r->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		rc = pf_error_set(err, PF_EINVAL, "%s: not a regular file", path);
-		goto fail;
-	}
-	r->size = (uint64_t)st.st_size;
 	*out = r;
 	return 0;
 fail:
@@ -252,22 +219,26 @@ fail:
 int pf_tfrecord_open_mem(pf_tfrecord **out, const void *buf, size_t len,
 			 const char *name, pf_error *err)
 {
-	int rc = tf_new(out, name ? name : "(memory)", err);
+	pf_tfrecord *r;
+	int rc;
 
-	if (rc < 0)
+	*out = NULL;
+	if ((rc = tf_new(&r, err)) < 0)
 		return rc;
-	(*out)->mem = buf;
-	(*out)->size = len;
+	if ((rc = pf_file_open_mem(&r->f, buf, len, name, err)) < 0)
+		goto fail;
+	*out = r;
 	return 0;
+fail:
+	pf_tfrecord_close(r);
+	return rc;
 }
 
 void pf_tfrecord_close(pf_tfrecord *r)
 {
 	if (!r)
 		return;
-	if (r->fd >= 0)
-		close(r->fd);
+	pf_file_close(&r->f);
 	free(r->buf);
-	free(r->name);
 	free(r);
 }
