@@ -1,0 +1,395 @@
+/*
+ * pipeline_bench - Fashion-MNIST through the pipeline, against a naive
+ * synchronous loop, zstd's own decode rate, and the in-memory cache.
+ *
+ *   bench/pipeline_bench [IDX_DIR [RUNS [READ_THREADS [MAP_THREADS]]]]
+ *   (defaults: /usr/share/datasets/fashion-mnist, 5, 2, PF_AUTOTUNE)
+ *
+ * Packs train-{images,labels} into 4 shards under $TMPDIR (pf_shard_writer),
+ * then prints medians of RUNS runs:
+ *   pipeline : shards(cycle 4, 2 reads) -> map(decode: u8 -> f32 [0,1],
+ *              label -> i32, 2 workers) -> shuffle(10000) -> batch(64) -> prefetch
+ *   naive    : one thread: read block, decompress, decode, batch(64)
+ *   zstd     : ZSTD_decompress of the same blocks in a loop (1 thread), x cores
+ *   cache    : cache (u8 images) -> batch(64), epochs after the first
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include "pf_idx.h"
+#include "pf_shard.h"
+#include "pipefeed.h"
+
+#define NSH 4
+static char paths[NSH][512];
+static const char *pathv[NSH];
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* CPU seconds (user + system) of the whole process so far. */
+static double cpu_s(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+		(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
+}
+
+static int cmpd(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(*v), cmpd);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static int die(const char *what, const pf_error *e)
+{
+	fprintf(stderr, "pipeline_bench: %s: %s\n", what, e->msg);
+	return 1;
+}
+
+static int pack(const char *idxdir, const char *out, pf_error *err)
+{
+	char ip[600], lp[600];
+	snprintf(ip, sizeof(ip), "%s/train-images-idx3-ubyte.gz", idxdir);
+	snprintf(lp, sizeof(lp), "%s/train-labels-idx1-ubyte.gz", idxdir);
+	pf_idx *im, *lb;
+	int rc = pf_idx_open(&im, ip, err);
+	if (rc)
+		return rc;
+	if ((rc = pf_idx_open(&lb, lp, err))) {
+		pf_idx_close(im);
+		return rc;
+	}
+	pf_schema s;
+	pf_schema_parse(&s, "image: u8[28,28], label: u8", err);
+	uint64_t n = pf_idx_info(im)->count;
+	for (int k = 0; k < NSH && !rc; k++) {
+		pf_shard_name(paths[k], sizeof(paths[k]), out, (unsigned)k, NSH);
+		pathv[k] = paths[k];
+		pf_shard_writer *w;
+		if ((rc = pf_shard_writer_open(&w, paths[k], &s, NULL, err)))
+			break;
+		uint64_t lo = n * k / NSH, hi = n * (k + 1) / NSH;
+		for (uint64_t i = lo; i < hi && !rc; i++) {
+			unsigned char rec[785];
+			if (pf_idx_read(im, rec, 1, err) != 1 || pf_idx_read(lb, rec + 784, 1, err) != 1)
+				rc = PF_EIO;
+			else
+				rc = pf_shard_writer_add(w, rec, 785, err);
+		}
+		if (rc)
+			pf_shard_writer_abort(w);
+		else
+			rc = pf_shard_writer_close(w, err);
+	}
+	pf_idx_close(im);
+	pf_idx_close(lb);
+	return rc;
+}
+
+/* map "decode": image u8[28,28] -> f32 in [0,1], label u8 -> i32 */
+static int dec_prepare(pf_map_ctx *ctx, pf_error *e)
+{
+	return pf_schema_parse(&ctx->out, "image: f32[28,28], label: i32", e);
+}
+
+static inline void decode_record(const unsigned char *r, float *img, int32_t *label)
+{
+	for (int i = 0; i < 784; i++)
+		img[i] = r[i] * (1.0f / 255.0f);
+	*label = r[784];
+}
+
+static int dec_fn(void *st, const pf_elem *in, pf_elem *out, pf_error *e)
+{
+	if (in->nitems[0] != 785)
+		return pf_error_set(e, PF_ECORRUPT, "record of %lld bytes", (long long)in->nitems[0]);
+	decode_record(in->data[0], out->data[0], out->data[1]);
+	return 0;
+}
+
+/* map "split": record -> image u8[784], label u8 (for the cache run) */
+static int split_prepare(pf_map_ctx *ctx, pf_error *e)
+{
+	return pf_schema_parse(&ctx->out, "image: u8[28,28], label: u8", e);
+}
+
+static int split_fn(void *st, const pf_elem *in, pf_elem *out, pf_error *e)
+{
+	memcpy(out->data[0], in->data[0], 784);
+	*(unsigned char *)out->data[1] = ((const unsigned char *)in->data[0])[784];
+	return 0;
+}
+
+/* One epoch; returns images, sets *bytes (batch bytes delivered). */
+static long epoch(pf_iter *it, double *bytes, pf_error *err)
+{
+	pf_elem b;
+	long n = 0;
+	*bytes = 0;
+	while (pf_iter_next(it, &b, err) == 0) {
+		n += b.batch;
+		*bytes += (double)b.nitems[0] * 4 + (double)b.nitems[1] * 4;
+		pf_elem_release(&b);
+	}
+	return err->code ? -1 : n;
+}
+
+int main(int argc, char **argv)
+{
+	const char *idxdir = argc > 1 ? argv[1] : "/usr/share/datasets/fashion-mnist";
+	int runs = argc > 2 ? atoi(argv[2]) : 5;
+	if (runs < 1 || runs > 100)
+		runs = 5;
+	const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	char out[512];
+	snprintf(out, sizeof(out), "%s/pipeline_bench-%ld/fmnist", tmp, (long)getpid());
+	char cmd[700];
+	snprintf(cmd, sizeof(cmd), "mkdir -p '%s/pipeline_bench-%ld'", tmp, (long)getpid());
+	if (system(cmd) != 0)
+		return 1;
+	pf_error err = { 0 };
+	if (pack(idxdir, out, &err))
+		return die("packing", &err);
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	printf("pipeline_bench: Fashion-MNIST train, %d shards, %ld cores, medians of %d runs\n",
+	       NSH, cores, runs);
+
+	double *ips = calloc((size_t)runs, sizeof(double)), *mbs = calloc((size_t)runs, sizeof(double));
+
+	/* (1) the pipeline */
+	pf_options o = { .cpu_budget = (int)cores, .seed = 1 };
+	pf_pipeline *p;
+	pf_pipeline_new(&p, &o, &err);
+	pf_source_opts so = { .cycle_length = 4,
+			      .num_parallel_reads = argc > 3 ? atoi(argv[3]) : 2 };
+	pf_map_opts mo = { .num_parallel_calls = argc > 4 ? atoi(argv[4]) : PF_AUTOTUNE };
+	if (pf_shards(p, pathv, NSH, &so, &err) ||
+	    pf_map_func(p, "decode", dec_prepare, dec_fn, NULL, "", &mo, &err) ||
+	    pf_shuffle(p, 10000, NULL, &err) || pf_batch(p, 64, 0, &err) ||
+	    pf_prefetch(p, PF_AUTOTUNE, &err))
+		return die("building", &err);
+	pf_iter *it;
+	if (pf_iter_new(&it, p, &err))
+		return die("starting", &err);
+	char plan[256];
+	pf_iter_describe(it, plan, sizeof(plan));
+	long imgs = 0, total_imgs = 0;
+	double cpu0 = cpu_s();
+	for (int r = 0; r < runs; r++) {
+		double bytes, t0 = now();
+		imgs = epoch(it, &bytes, &err);
+		double dt = now() - t0;
+		if (imgs < 0)
+			return die("running", &err);
+		ips[r] = imgs / dt;
+		mbs[r] = bytes / dt / 1e6;
+		total_imgs += imgs;
+	}
+	double pipe_cpu_us = (cpu_s() - cpu0) * 1e6 / total_imgs;
+	double pipe_ips = median(ips, runs), pipe_mbs = median(mbs, runs);
+	printf("pipeline  %-60s %10.0f images/s %8.1f MB/s (f32 batches), %.2f CPU-us/image\n",
+	       plan, pipe_ips, pipe_mbs, pipe_cpu_us);
+	for (int i = 0; i < pf_iter_nstages(it); i++) {
+		pf_op_stats st;
+		pf_iter_stats(it, i, &st);
+		printf("  stage %d %-10s out %9llu  busy %7.1f ms  wait-in %7.1f ms  blocked-out %7.1f ms  par %d depth %d\n",
+		       i, st.name, (unsigned long long)st.elements, st.busy_ns / 1e6,
+		       st.wait_input_ns / 1e6, st.blocked_output_ns / 1e6, st.parallelism, st.depth);
+	}
+	pf_iter_free(it);
+	pf_pipeline_free(p);
+
+	/* stage by stage: where the time goes */
+	for (int variant = 0; variant < 5; variant++) {
+		static const char *names[] = { "shards", "shards+map", "shards+map+batch (fused)",
+					       "shards+map+shuffle+batch",
+					       "shards+shuffle(records)+map+batch (fused)" };
+		pf_pipeline_new(&p, &o, &err);
+		pf_shards(p, pathv, NSH, &so, &err);
+		if (variant == 4)
+			pf_shuffle(p, 10000, NULL, &err);
+		if (variant >= 1)
+			pf_map_func(p, "decode", dec_prepare, dec_fn, NULL, "", &mo, &err);
+		if (variant == 3)
+			pf_shuffle(p, 10000, NULL, &err);
+		if (variant >= 2)
+			pf_batch(p, 64, 0, &err);
+		if (pf_iter_new(&it, p, &err))
+			return die("starting", &err);
+		for (int r = 0; r < runs; r++) {
+			pf_elem b;
+			long n = 0;
+			double t0 = now();
+			while (pf_iter_next(it, &b, &err) == 0) {
+				n += b.batch ? b.batch : 1;
+				pf_elem_release(&b);
+			}
+			ips[r] = n / (now() - t0);
+		}
+		printf("  only %-55s %10.0f images/s\n", names[variant], median(ips, runs));
+		pf_iter_free(it);
+		pf_pipeline_free(p);
+	}
+
+	/* (2) naive synchronous loop */
+	double ncpu0 = cpu_s();
+	long ntotal = 0;
+	for (int r = 0; r < runs; r++) {
+		double t0 = now();
+		long n = 0;
+		float *img = malloc(64 * 784 * sizeof(float));
+		int32_t *lab = malloc(64 * sizeof(int32_t));
+		int fill = 0;
+		for (int k = 0; k < NSH; k++) {
+			pf_shard *s;
+			if (pf_shard_open(&s, paths[k], 0, &err))
+				return die("naive open", &err);
+			pf_decoder *d = pf_decoder_new();
+			pf_block b;
+			pf_block_init(&b);
+			for (uint32_t i = 0; i < pf_shard_nblocks(s); i++) {
+				if (pf_shard_read_block(s, i, d, &b, &err))
+					return die("naive read", &err);
+				for (uint32_t j = 0; j < b.nrecords; j++) {
+					size_t len;
+					const unsigned char *rec = pf_block_record(&b, j, &len);
+					decode_record(rec, img + fill * 784, lab + fill);
+					if (++fill == 64)
+						fill = 0;
+					n++;
+				}
+			}
+			pf_block_free(&b);
+			pf_decoder_free(d);
+			pf_shard_close(s);
+		}
+		free(img);
+		free(lab);
+		double dt = now() - t0;
+		ips[r] = n / dt;
+		ntotal += n;
+	}
+	double naive_cpu_us = (cpu_s() - ncpu0) * 1e6 / ntotal;
+	double naive_ips = median(ips, runs);
+	printf("naive     %-60s %10.0f images/s, %.2f CPU-us/image\n",
+	       "read+decompress+decode+batch, 1 thread", naive_ips, naive_cpu_us);
+
+	/* (3) zstd's own decode rate on the same blocks */
+	{
+		size_t nblk = 0, cap = 0, raw_max = 0;
+		void **stored = NULL;
+		size_t *slen = NULL, *rlen = NULL;
+		uint64_t recs = 0, raw_total = 0;
+		for (int k = 0; k < NSH; k++) {
+			pf_shard *s;
+			pf_shard_open(&s, paths[k], 0, &err);
+			FILE *f = fopen(paths[k], "rb");
+			for (uint32_t i = 0; i < pf_shard_nblocks(s); i++) {
+				const pf_block_info *bi = pf_shard_block(s, i);
+				if (nblk == cap) {
+					cap = cap ? 2 * cap : 64;
+					stored = realloc(stored, cap * sizeof(*stored));
+					slen = realloc(slen, cap * sizeof(*slen));
+					rlen = realloc(rlen, cap * sizeof(*rlen));
+				}
+				stored[nblk] = malloc(bi->stored_len);
+				fseek(f, (long)(bi->offset + PF_SHARD_BLOCK_HEADER_SIZE), SEEK_SET);
+				if (fread(stored[nblk], 1, bi->stored_len, f) != bi->stored_len)
+					return 1;
+				slen[nblk] = bi->stored_len;
+				rlen[nblk] = bi->raw_len;
+				if (bi->raw_len > raw_max)
+					raw_max = bi->raw_len;
+				recs += bi->nrecords;
+				raw_total += bi->raw_len;
+				nblk++;
+			}
+			fclose(f);
+			pf_shard_close(s);
+		}
+		void *dst = malloc(raw_max);
+		ZSTD_DCtx *dc = ZSTD_createDCtx();
+		for (int r = 0; r < runs; r++) {
+			double t0 = now();
+			for (size_t i = 0; i < nblk; i++) {
+				size_t z = ZSTD_decompressDCtx(dc, dst, raw_max, stored[i], slen[i]);
+				if (ZSTD_isError(z) || z != rlen[i]) {
+					fprintf(stderr, "zstd: block %zu: %s\n", i, ZSTD_getErrorName(z));
+					return 1;
+				}
+			}
+			double dt = now() - t0;
+			ips[r] = recs / dt;
+			mbs[r] = raw_total / dt / 1e6;
+		}
+		double z_ips = median(ips, runs), z_mbs = median(mbs, runs);
+		printf("zstd      %-60s %10.0f images/s %8.1f MB/s raw; x %ld cores = %.0f images/s\n",
+		       "ZSTD_decompressDCtx, same blocks, 1 thread", z_ips, z_mbs, cores, z_ips * cores);
+		printf("=> pipeline / decode limit (zstd x cores) = %.2f   (goal >= 0.5)\n",
+		       pipe_ips / (z_ips * cores));
+		printf("=> pipeline / naive loop               = %.2f   (goal >= 10)\n", pipe_ips / naive_ips);
+		printf("=> CPU per image, pipeline / naive     = %.2f   (load-independent cost of the runtime)\n",
+		       pipe_cpu_us / naive_cpu_us);
+		double la[1];
+		if (getloadavg(la, 1) == 1)
+			printf("   (load average %.2f on %ld cores while measuring: other processes share them)\n",
+			       la[0], cores);
+		ZSTD_freeDCtx(dc);
+		free(dst);
+		for (size_t i = 0; i < nblk; i++)
+			free(stored[i]);
+		free(stored);
+		free(slen);
+		free(rlen);
+	}
+
+	/* (4) from the in-memory cache (u8 images) */
+	pf_pipeline_new(&p, &o, &err);
+	if (pf_shards(p, pathv, NSH, &so, &err) ||
+	    pf_map_func(p, "split", split_prepare, split_fn, NULL, "", &mo, &err) ||
+	    pf_cache(p, NULL, 0, &err) || pf_batch(p, 64, 0, &err))
+		return die("building cache run", &err);
+	if (pf_iter_new(&it, p, &err))
+		return die("starting cache run", &err);
+	double bytes;
+	if (epoch(it, &bytes, &err) < 0)
+		return die("filling the cache", &err);
+	for (int r = 0; r < runs; r++) {
+		double t0 = now();
+		imgs = epoch(it, &bytes, &err);
+		double dt = now() - t0;
+		ips[r] = imgs / dt;
+		mbs[r] = imgs * 785.0 / dt / 1e6;
+	}
+	pf_iter_describe(it, plan, sizeof(plan));
+	printf("cache     %-60s %10.0f images/s %8.1f MB/s (u8)   (goal >= 5M)\n", plan,
+	       median(ips, runs), median(mbs, runs));
+	pf_iter_free(it);
+	pf_pipeline_free(p);
+
+	for (int k = 0; k < NSH; k++)
+		unlink(paths[k]);
+	snprintf(cmd, sizeof(cmd), "rmdir '%s/pipeline_bench-%ld'", tmp, (long)getpid());
+	if (system(cmd) != 0)
+		return 1;
+	free(ips);
+	free(mbs);
+	return 0;
+}

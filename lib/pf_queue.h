@@ -1,0 +1,35 @@
+/*
+ * pf_queue.h - a bounded multi-producer multi-consumer queue of fixed-size
+ * items (copied in and out), with close for shutdown and epoch resets.
+ *
+ * push blocks while the queue is full, pop while it is empty.  pf_queue_close
+ * wakes every waiter: push then fails at once, pop drains what is left and
+ * then fails.  pf_queue_reopen makes an empty closed queue usable again.
+ * Threads: every call is thread-safe.
+ */
+#ifndef PF_QUEUE_H
+#define PF_QUEUE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct pf_queue pf_queue;
+
+/* A queue of at most `cap` items of item_size bytes; NULL when out of memory. */
+pf_queue *pf_queue_new(size_t cap, size_t item_size);
+void pf_queue_free(pf_queue *q); /* NULL is a no-op; items left are dropped */
+
+/* Copy *item in; blocks while full.  Returns 0, or -1 when closed.
+ * *waited_ns (may be NULL) gets the time spent blocked. */
+int pf_queue_push(pf_queue *q, const void *item, uint64_t *waited_ns);
+/* Copy the oldest item out; blocks while empty and open.  Returns 0, or -1
+ * when closed and empty. */
+int pf_queue_pop(pf_queue *q, void *item, uint64_t *waited_ns);
+/* Non-blocking pop: 0, or -1 when empty. */
+int pf_queue_trypop(pf_queue *q, void *item);
+
+void pf_queue_close(pf_queue *q);
+void pf_queue_reopen(pf_queue *q);
+size_t pf_queue_len(pf_queue *q);
+
+#endif /* PF_QUEUE_H */

@@ -1,0 +1,99 @@
+/*
+ * batch.c - batch: B elements with fixed-shape fields into one
+ * structure-of-arrays buffer (field i is [B, dims...]).  When a map comes
+ * right before it, the optimizer fuses the two (see map.c) and this op
+ * does not run.
+ */
+#include <string.h>
+
+#include "pf_op.h"
+
+typedef struct batch_cfg {
+	int size, drop;
+	int64_t off[PF_MAX_FIELDS];
+	size_t fbytes[PF_MAX_FIELDS];
+	size_t bytes;
+} batch_cfg;
+
+static int batch_prepare(pf_op *op, pf_error *err)
+{
+	batch_cfg *c = op->cfg;
+	pf_op *in = op->in;
+	op->schema = in->schema;
+	for (int i = 0; i < op->schema.nfields; i++) {
+		int64_t fb = pf_field_bytes(&op->schema.fields[i]);
+		if (fb < 0)
+			return pf_op_error(op, err, PF_EINVAL,
+					   "field \"%s\" is variable-length: use padded_batch (or map it to a fixed shape first)",
+					   op->schema.fields[i].name);
+		c->fbytes[i] = (size_t)fb;
+	}
+	c->bytes = pf_layout(&op->schema, (uint32_t)c->size, c->off);
+	op->elem_bytes = c->bytes ? c->bytes : 1;
+	op->buffer_bytes = op->elem_bytes;
+	op->cardinality = in->cardinality < 0 ? in->cardinality :
+		(c->drop ? in->cardinality / c->size : (in->cardinality + c->size - 1) / c->size);
+	return 0;
+}
+
+static int batch_next(pf_op *op, pf_elem *out, pf_error *err)
+{
+	batch_cfg *c = op->cfg;
+	pf_buf *b = NULL;
+	pf_elem e;
+	int n = 0, rc = 0;
+	uint64_t first = 0;
+	for (; n < c->size; n++) {
+		rc = pf_op_next(op->in, &e, err);
+		if (rc)
+			break;
+		if (!b && !(b = pf_buf_get(op->rt->pool, op->elem_bytes))) {
+			pf_elem_release(&e);
+			rc = pf_op_error(op, err, PF_ENOMEM, "out of memory");
+			break;
+		}
+		if (!n)
+			first = e.id;
+		for (int i = 0; i < op->schema.nfields; i++)
+			memcpy(b->data + c->off[i] + (size_t)n * c->fbytes[i], e.data[i], c->fbytes[i]);
+		pf_elem_release(&e);
+	}
+	if (rc < 0 || (rc == PF_END && (!n || c->drop))) {
+		pf_buf_unref(b);
+		return rc;
+	}
+	memset(out, 0, sizeof(*out));
+	out->schema = &op->schema;
+	out->batch = (uint32_t)n;
+	out->id = first;
+	out->buf = b->data;
+	out->ref_ = b;
+	out->nbytes = c->bytes;
+	for (int i = 0; i < op->schema.nfields; i++) {
+		out->data[i] = b->data + c->off[i];
+		out->nitems[i] = (int64_t)n * pf_field_count(&op->schema.fields[i]);
+	}
+	return 0;
+}
+
+static const pf_op_vt batch_vt = {
+	.kind = "batch", .prepare = batch_prepare, .next = batch_next,
+};
+
+pf_op *pf_op_batch_new(int size, int drop, pf_error *err)
+{
+	if (size < 1) {
+		pf_error_set(err, PF_EINVAL, "batch: size must be >= 1 (got %d)", size);
+		return NULL;
+	}
+	pf_op *op = pf_op_alloc(&batch_vt, sizeof(batch_cfg), err);
+	if (op) {
+		batch_cfg *c = op->cfg;
+		c->size = size;
+		c->drop = drop;
+		op->is_batch = 1;
+		op->batch_size = size;
+		op->batch_drop = drop;
+	}
+	return op;
+}

@@ -1,0 +1,187 @@
+/*
+ * pf_op.h - the internal interface between the pipeline runtime and the
+ * dataset ops (one op per file in ops/).
+ *
+ * Life of an op:
+ *   builder (pipeline.c)  allocates the pf_op with its vtable and config;
+ *   prepare()             at iterator start, input already prepared: fills
+ *                         the output schema, elem_bytes, buffer_bytes and
+ *                         cardinality (no threads, no big allocations);
+ *   start()               allocates runtime state, starts threads (epoch 0);
+ *   next()                pull one element (0 / PF_END / <0), in the
+ *                         consumer's thread;
+ *   reset()               begin a new epoch: stop work in flight (even mid
+ *                         epoch: take() ends early), drop buffered elements,
+ *                         reset the input (pf_op_reset(op->in)), restart;
+ *   stop()                stop threads and free runtime state (iterator free);
+ *   destroy()             free the config (pipeline free).
+ *
+ * Elements move by value (pf_elem) and carry one reference to their storage.
+ * An op that holds elements for long (shuffle, cache) copies them into
+ * storage of its own (pf_elem_compact) so no upstream buffer is pinned.
+ */
+#ifndef PF_OP_H
+#define PF_OP_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "pipefeed.h"
+#include "pf_pool.h"
+#include "pf_rng.h"
+
+typedef struct pf_op pf_op;
+
+/* What the ops of one iterator share. */
+typedef struct pf_rt {
+	pf_options opts;      /* resolved: budget, cpu_budget, seed */
+	pf_pool *pool;        /* element/batch buffers (the pipeline's) */
+} pf_rt;
+
+typedef struct pf_op_vt {
+	const char *kind;     /* "map", "shuffle", ... */
+	int (*prepare)(pf_op *op, pf_error *err);
+	int (*start)(pf_op *op, pf_error *err);                 /* may be NULL */
+	int (*next)(pf_op *op, pf_elem *out, pf_error *err);
+	void (*reset)(pf_op *op);                                /* NULL: only resets input */
+	void (*stop)(pf_op *op);                                 /* may be NULL */
+	void (*destroy)(pf_op *op);                              /* may be NULL */
+} pf_op_vt;
+
+typedef struct pf_stage_stats {
+	_Atomic uint64_t elements, bytes, busy_ns, wait_ns, blocked_ns, total_ns;
+	int parallelism, depth, autotuned;
+	int self_timed;       /* the op fills busy/wait/blocked itself (threads) */
+	uint32_t sample;      /* consumer-thread counter for sampled timing */
+} pf_stage_stats;
+
+#define PF_CARD_UNKNOWN (-1)
+#define PF_CARD_INFINITE (-2)
+
+struct pf_op {
+	const pf_op_vt *vt;
+	pf_op *in;            /* input (NULL for a source) */
+	pf_rt *rt;
+	int index;            /* position as added (for messages) */
+	char label[96];       /* "map#2(decode)": names the op in errors */
+	pf_schema schema;     /* output schema, per sample */
+	pf_schema record;     /* the source's record schema, passed along */
+	size_t elem_bytes;    /* bound on the bytes of one output element */
+	uint64_t buffer_bytes;/* worst case held in its own buffers */
+	int64_t cardinality;  /* per epoch; PF_CARD_* when not known */
+	uint64_t epoch;       /* epochs begun (resets) */
+	int removed;          /* dropped or fused away by the optimizer */
+	int at_end;           /* returned PF_END this epoch: keeps returning it */
+	int noop;             /* set by the builder: the stage changes nothing */
+	int is_map, is_batch; /* optimizer: map ops, plain batch ops */
+	int is_shards;        /* optimizer: the shards source (can take a map) */
+	pf_op *fused_map;     /* shards: the map fused into it (its workers map) */
+	int batch_size, batch_drop; /* batch op's arguments */
+	int fused_batch;      /* map: batch size fused into it (0 = none) */
+	int fused_drop;       /* map: the fused batch's drop_remainder */
+	pf_stage_stats st;
+	void *cfg;            /* builder arguments (owned; freed by destroy) */
+	void *run;            /* runtime state (owned; freed by stop) */
+};
+
+static inline uint64_t pf_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static inline void pf_stat_add(_Atomic uint64_t *c, uint64_t v)
+{
+	atomic_fetch_add_explicit(c, v, memory_order_relaxed);
+}
+
+/* Pull from op, counting elements/bytes; the time spent in the call is
+ * sampled (one call in 8, scaled by 8) to keep per-element cost low. */
+static inline int pf_op_next(pf_op *op, pf_elem *out, pf_error *err)
+{
+	if (op->at_end)
+		return PF_END;
+	int timed = (op->st.sample++ & 7) == 0;
+	uint64_t t0 = timed ? pf_now_ns() : 0;
+	int rc = op->vt->next(op, out, err);
+	if (timed)
+		pf_stat_add(&op->st.total_ns, 8 * (pf_now_ns() - t0));
+	if (rc == 0) {
+		pf_stat_add(&op->st.elements, 1);
+		pf_stat_add(&op->st.bytes, out->nbytes);
+	} else if (rc == PF_END) {
+		op->at_end = 1;
+	}
+	return rc;
+}
+
+/* Begin a new epoch of op (and, through its reset, of its inputs). */
+void pf_op_reset(pf_op *op);
+
+/* Error helper: prefixes the op's label.  Keeps an earlier message. */
+int pf_op_error(pf_op *op, pf_error *err, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* ---- element helpers (pipeline/elem.c) ---------------------------------- */
+
+/* Fixed fields of schema s laid out for a batch of B samples (B = 1 for an
+ * element): off[i] is field i's offset in the buffer (64-byte aligned for
+ * a batch, 8 for an element; -1 for a variable field); returns the bytes
+ * of the fixed part. */
+size_t pf_layout(const pf_schema *s, uint32_t B, int64_t off[PF_MAX_FIELDS]);
+
+/* A new element of schema s in a pooled buffer of `bytes` (>= the fixed
+ * layout): fixed fields point at their storage, variable fields are NULL
+ * until pf_elem_alloc.  Returns 0 or PF_ENOMEM. */
+int pf_elem_make(pf_rt *rt, const pf_schema *s, size_t bytes, pf_elem *e,
+		 pf_error *err);
+
+/* Copy `in` into a new compact pooled buffer *out (in is released).  Used by
+ * ops that hold elements for long. */
+int pf_elem_compact(pf_rt *rt, pf_elem *in, pf_elem *out, pf_error *err);
+
+/* Bytes of field i of element e. */
+size_t pf_elem_field_bytes(const pf_elem *e, int i);
+
+/* The schema "record: u8[?]" of raw records, and "value: i64". */
+const pf_schema *pf_record_schema(void);
+const pf_schema *pf_value_schema(void);
+
+/* ---- op constructors (one per file in ops/) ----------------------------- */
+
+/* Each returns a new op (vt + cfg), or NULL with err set. */
+pf_op *pf_op_range_new(int64_t start, int64_t stop, int64_t step, pf_error *err);
+pf_op *pf_op_records_new(const void *const *recs, const size_t *lens, size_t n,
+			 const pf_schema *rs, pf_error *err);
+pf_op *pf_op_shards_new(const char *const *paths, size_t n,
+			const pf_source_opts *o, pf_error *err);
+pf_op *pf_op_tfrecord_new(const char *const *paths, size_t n,
+			  const pf_source_opts *o, pf_error *err);
+pf_op *pf_op_map_new(const char *name, pf_map_prepare_fn prepare, pf_map_fn fn,
+		     void *user, const char *args, const pf_map_opts *o,
+		     pf_error *err);
+pf_op *pf_op_filter_new(const char *name, pf_filter_fn fn, void *user,
+			pf_error *err);
+pf_op *pf_op_take_new(int64_t n, pf_error *err);
+pf_op *pf_op_skip_new(int64_t n, pf_error *err);
+pf_op *pf_op_repeat_new(int64_t count, pf_error *err);
+pf_op *pf_op_shard_new(int num, int index, pf_error *err);
+pf_op *pf_op_sleep_new(int64_t us, pf_error *err);
+pf_op *pf_op_cache_new(const char *path, uint64_t max_bytes, pf_error *err);
+pf_op *pf_op_shuffle_new(int64_t size, const pf_shuffle_opts *o, pf_error *err);
+pf_op *pf_op_batch_new(int size, int drop, pf_error *err);
+pf_op *pf_op_padded_batch_new(int size, const pf_padded_opts *o, pf_error *err);
+pf_op *pf_op_prefetch_new(int depth, pf_error *err);
+
+/* Map-into-source fusion: run map op `map` (prepared) on ie (released)
+ * into a new pooled element *out.  Thread-safe.  Returns 0 or a code with
+ * the message naming the map op and the sample. */
+int pf_map_one(pf_op *map, pf_elem *ie, pf_elem *out, pf_error *err);
+
+/* Allocate an op with vtable vt and a zeroed config of cfg_size bytes. */
+pf_op *pf_op_alloc(const pf_op_vt *vt, size_t cfg_size, pf_error *err);
+
+
+#endif /* PF_OP_H */

@@ -1,0 +1,182 @@
+/*
+ * prefetch.c - a thread runs the input ahead into a bounded queue of
+ * `depth` elements.  A new epoch (reset) closes the queue, waits for the
+ * thread to go idle, drops what was queued, resets the input and reopens.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pf_op.h"
+#include "pf_queue.h"
+
+#define PREFETCH_AUTOTUNE_DEPTH 4
+
+typedef struct prefetch_item {
+	int rc;
+	pf_elem e;
+	pf_error err;
+} prefetch_item;
+
+typedef struct prefetch_cfg {
+	int depth_req, depth;
+} prefetch_cfg;
+
+typedef struct prefetch_run {
+	pf_queue *q;
+	pthread_t th;
+	pthread_mutex_t lock;
+	pthread_cond_t cv;
+	int quit, running;   /* running: the thread is producing this epoch */
+	uint64_t gen;        /* bumped to start an epoch */
+} prefetch_run;
+
+static int prefetch_prepare(pf_op *op, pf_error *err)
+{
+	prefetch_cfg *c = op->cfg;
+	pf_op *in = op->in;
+	op->schema = in->schema;
+	op->elem_bytes = in->elem_bytes;
+	c->depth = c->depth_req == PF_AUTOTUNE ? PREFETCH_AUTOTUNE_DEPTH : c->depth_req;
+	op->st.depth = c->depth;
+	op->st.autotuned = c->depth_req == PF_AUTOTUNE;
+	/* depth queued + one being produced */
+	op->buffer_bytes = (uint64_t)(c->depth + 1) * in->elem_bytes;
+	op->cardinality = in->cardinality;
+	return 0;
+}
+
+static void *prefetch_thread(void *arg)
+{
+	pf_op *op = arg;
+	prefetch_run *r = op->run;
+	uint64_t seen = 0;
+	pthread_mutex_lock(&r->lock);
+	for (;;) {
+		while (!r->quit && r->gen == seen)
+			pthread_cond_wait(&r->cv, &r->lock);
+		if (r->quit)
+			break;
+		seen = r->gen;
+		r->running = 1;
+		pthread_mutex_unlock(&r->lock);
+		for (;;) {
+			prefetch_item it;
+			memset(&it, 0, sizeof(it));
+			uint64_t t0 = pf_now_ns();
+			it.rc = pf_op_next(op->in, &it.e, &it.err);
+			uint64_t t1 = pf_now_ns();
+			pf_stat_add(&op->st.wait_ns, t1 - t0);
+			uint64_t blocked = 0;
+			if (pf_queue_push(r->q, &it, &blocked) != 0) {
+				pf_elem_release(&it.e); /* closed: the epoch was cut short */
+				break;
+			}
+			pf_stat_add(&op->st.blocked_ns, blocked);
+			pf_stat_add(&op->st.busy_ns, pf_now_ns() - t1 - blocked);
+			if (it.rc)
+				break; /* end of epoch or error: wait for the next epoch */
+		}
+		pthread_mutex_lock(&r->lock);
+		r->running = 0;
+		pthread_cond_broadcast(&r->cv);
+	}
+	pthread_mutex_unlock(&r->lock);
+	return NULL;
+}
+
+static int prefetch_start(pf_op *op, pf_error *err)
+{
+	prefetch_cfg *c = op->cfg;
+	prefetch_run *r = calloc(1, sizeof(*r));
+	if (!r || !(r->q = pf_queue_new((size_t)c->depth, sizeof(prefetch_item)))) {
+		free(r);
+		return pf_op_error(op, err, PF_ENOMEM, "out of memory");
+	}
+	pthread_mutex_init(&r->lock, NULL);
+	pthread_cond_init(&r->cv, NULL);
+	r->gen = 1;
+	op->run = r;
+	op->st.self_timed = 1;
+	if (pthread_create(&r->th, NULL, prefetch_thread, op) != 0) {
+		pf_queue_free(r->q);
+		free(r);
+		op->run = NULL;
+		return pf_op_error(op, err, PF_ENOMEM, "cannot start its thread");
+	}
+	return 0;
+}
+
+static int prefetch_next(pf_op *op, pf_elem *out, pf_error *err)
+{
+	prefetch_run *r = op->run;
+	prefetch_item it;
+	if (pf_queue_pop(r->q, &it, NULL) != 0)
+		return pf_op_error(op, err, PF_ESTATE, "queue closed");
+	if (it.rc < 0)
+		pf_error_set(err, it.rc, "%s", it.err.msg);
+	else if (it.rc == 0)
+		*out = it.e;
+	return it.rc;
+}
+
+/* Stop the thread's current epoch and drop what it queued. */
+static void prefetch_halt(prefetch_run *r)
+{
+	pf_queue_close(r->q);
+	pthread_mutex_lock(&r->lock);
+	while (r->running)
+		pthread_cond_wait(&r->cv, &r->lock);
+	pthread_mutex_unlock(&r->lock);
+	prefetch_item it;
+	while (pf_queue_trypop(r->q, &it) == 0)
+		pf_elem_release(&it.e);
+}
+
+static void prefetch_reset(pf_op *op)
+{
+	prefetch_run *r = op->run;
+	prefetch_halt(r);
+	pf_op_reset(op->in);
+	pf_queue_reopen(r->q);
+	pthread_mutex_lock(&r->lock);
+	r->gen++;
+	pthread_cond_broadcast(&r->cv);
+	pthread_mutex_unlock(&r->lock);
+}
+
+static void prefetch_stop(pf_op *op)
+{
+	prefetch_run *r = op->run;
+	if (!r)
+		return;
+	pthread_mutex_lock(&r->lock);
+	r->quit = 1;
+	pthread_cond_broadcast(&r->cv);
+	pthread_mutex_unlock(&r->lock);
+	prefetch_halt(r);
+	pthread_join(r->th, NULL);
+	pf_queue_free(r->q);
+	pthread_mutex_destroy(&r->lock);
+	pthread_cond_destroy(&r->cv);
+	free(r);
+	op->run = NULL;
+}
+
+static const pf_op_vt prefetch_vt = {
+	.kind = "prefetch", .prepare = prefetch_prepare, .start = prefetch_start,
+	.next = prefetch_next, .reset = prefetch_reset, .stop = prefetch_stop,
+};
+
+pf_op *pf_op_prefetch_new(int depth, pf_error *err)
+{
+	if (depth < 1 && depth != PF_AUTOTUNE) {
+		pf_error_set(err, PF_EINVAL, "prefetch: depth must be >= 1 or PF_AUTOTUNE (got %d)",
+			     depth);
+		return NULL;
+	}
+	pf_op *op = pf_op_alloc(&prefetch_vt, sizeof(prefetch_cfg), err);
+	if (op)
+		((prefetch_cfg *)op->cfg)->depth_req = depth;
+	return op;
+}

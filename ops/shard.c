@@ -1,0 +1,66 @@
+/* shard.c - rank split: keep positions index, index + num, ... of each epoch. */
+#include "pf_op.h"
+
+typedef struct shard_cfg {
+	int num, index;
+	int64_t pos;
+} shard_cfg;
+
+static int shard_prepare(pf_op *op, pf_error *err)
+{
+	shard_cfg *c = op->cfg;
+	pf_op *in = op->in;
+	op->schema = in->schema;
+	op->elem_bytes = in->elem_bytes;
+	op->buffer_bytes = 0;
+	op->cardinality = in->cardinality >= 0 ?
+		(in->cardinality + c->num - 1 - c->index) / c->num : in->cardinality;
+	return 0;
+}
+
+static int shard_start(pf_op *op, pf_error *err)
+{
+	((shard_cfg *)op->cfg)->pos = 0;
+	return 0;
+}
+
+static int shard_next(pf_op *op, pf_elem *out, pf_error *err)
+{
+	shard_cfg *c = op->cfg;
+	for (;;) {
+		int rc = pf_op_next(op->in, out, err);
+		if (rc)
+			return rc;
+		if (c->pos++ % c->num == c->index)
+			return 0;
+		pf_elem_release(out);
+	}
+}
+
+static void shard_reset(pf_op *op)
+{
+	shard_start(op, NULL);
+	pf_op_reset(op->in);
+}
+
+static const pf_op_vt shard_vt = {
+	.kind = "shard", .prepare = shard_prepare, .start = shard_start,
+	.next = shard_next, .reset = shard_reset,
+};
+
+pf_op *pf_op_shard_new(int num, int index, pf_error *err)
+{
+	if (num < 1 || index < 0 || index >= num) {
+		pf_error_set(err, PF_EINVAL, "shard: need 0 <= index < num_shards (got %d of %d)",
+			     index, num);
+		return NULL;
+	}
+	pf_op *op = pf_op_alloc(&shard_vt, sizeof(shard_cfg), err);
+	if (op) {
+		shard_cfg *c = op->cfg;
+		c->num = num;
+		c->index = index;
+		op->noop = num == 1;
+	}
+	return op;
+}

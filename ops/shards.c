@@ -1,0 +1,757 @@
+/*
+ * shards.c - source: records of pfs shard files, interleaved like tf.data's
+ * interleave(cycle_length, block_length), read and decoded by a pool of
+ * worker threads (num_parallel_reads).
+ *
+ * Determinism: the order in which blocks are first needed is a pure
+ * function of the file order (seeded shuffle per epoch) and the index's
+ * record counts.  At the start of each epoch the interleave state machine
+ * (ilv_step) is run once without data to list the blocks in that order
+ * (the "tasks"); workers read and decode tasks strictly in list order into
+ * a bounded set of W block buffers, and the consumer runs the same state
+ * machine, taking each new block from its task.  The consumer holds at most
+ * cycle_length blocks, and W > cycle_length, so the next needed task always
+ * finds a free buffer: no deadlock, and the output never depends on timing.
+ *
+ * Reads go through one pf_reader (io_uring, many reads in flight): a file
+ * becomes a stream (its blocks as extents) when its first task is taken,
+ * and workers call pf_reader_next in task order (a turn counter), so every
+ * stream is consumed in its own order whatever the thread timing.
+ */
+#include <glob.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pf_op.h"
+#include "pf_reader.h"
+#include "pf_shard.h"
+
+typedef struct ilv_slot {
+	int file;             /* position in the epoch's file order; -1 = empty */
+	uint32_t block, rec;
+	int skipping;         /* current block is damaged and skipped */
+	int entry;            /* buffer holding the current block (consumer) */
+} ilv_slot;
+
+typedef struct ilv {
+	int K, BL, cur, taken, active;
+	uint32_t next_file;
+	ilv_slot slot[256];
+} ilv;
+
+enum { E_FREE, E_BUSY, E_READY, E_ERR };
+
+typedef struct shard_entry {
+	int state;
+	pf_block blk;
+	pf_error e;
+	/* with a fused map: the block's records mapped by the worker */
+	pf_elem *outs;
+	uint32_t nmapped, next_out;
+	int map_err;          /* the map failed on record nmapped */
+} shard_entry;
+
+typedef struct shards_cfg {
+	char **pats;
+	size_t npats;
+	pf_source_opts o;
+	/* resolved by prepare */
+	char **paths;
+	size_t npaths;
+	pf_shard **sh;
+	int K, P, W;
+	size_t max_nrec;
+	/* runtime */
+	uint32_t *order;      /* file order of the epoch */
+	uint32_t *task_file, *task_block;
+	int *task_entry;
+	size_t ntasks, next_task, consumed;
+	shard_entry *ent;
+	int nfree;
+	ilv cons;             /* consumer's interleave state */
+	pthread_mutex_t lock;
+	pthread_cond_t cv_work, cv_done;
+	pthread_t *th;
+	int nth, idle, pause, quit, started;
+	/* reads: one pf_reader (io_uring); workers take their turn at it in
+	 * task order, so each file's stream is read in block order */
+	pf_reader *rd;
+	pf_reader_opts ropts;
+	pthread_mutex_t rlock;
+	pthread_cond_t rcv;
+	size_t rturn;
+	int *stream;          /* per file: its stream this epoch, -1 = none yet */
+	uint32_t *left;       /* per file: tasks not taken yet this epoch */
+	uint64_t corrupt_blocks;
+} shards_cfg;
+
+static void free_paths(shards_cfg *c)
+{
+	for (size_t i = 0; i < c->npaths; i++) {
+		free(c->paths[i]);
+		if (c->sh)
+			pf_shard_close(c->sh[i]);
+	}
+	free(c->paths);
+	free(c->sh);
+	c->paths = NULL;
+	c->sh = NULL;
+	c->npaths = 0;
+}
+
+static int add_path(shards_cfg *c, const char *p, size_t *cap)
+{
+	if (c->npaths == *cap) {
+		size_t n = *cap ? 2 * *cap : 16;
+		char **np = realloc(c->paths, n * sizeof(*np));
+		if (!np)
+			return PF_ENOMEM;
+		c->paths = np;
+		*cap = n;
+	}
+	if (!(c->paths[c->npaths] = strdup(p)))
+		return PF_ENOMEM;
+	c->npaths++;
+	return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Expand the patterns (each glob sorted) into c->paths. */
+static int expand(pf_op *op, pf_error *err)
+{
+	shards_cfg *c = op->cfg;
+	size_t cap = 0;
+	for (size_t i = 0; i < c->npats; i++) {
+		const char *pat = c->pats[i];
+		if (!strpbrk(pat, "*?[")) {
+			if (add_path(c, pat, &cap))
+				return pf_op_error(op, err, PF_ENOMEM, "out of memory");
+			continue;
+		}
+		glob_t g;
+		int rc = glob(pat, 0, NULL, &g);
+		if (rc == GLOB_NOMATCH)
+			return pf_op_error(op, err, PF_ENOENT, "%s: no file matches", pat);
+		if (rc) {
+			globfree(&g);
+			return pf_op_error(op, err, PF_EIO, "%s: glob failed", pat);
+		}
+		size_t first = c->npaths;
+		for (size_t k = 0; k < g.gl_pathc; k++)
+			if (add_path(c, g.gl_pathv[k], &cap)) {
+				globfree(&g);
+				return pf_op_error(op, err, PF_ENOMEM, "out of memory");
+			}
+		qsort(c->paths + first, c->npaths - first, sizeof(char *), cmp_str);
+		globfree(&g);
+	}
+	if (!c->npaths)
+		return pf_op_error(op, err, PF_EINVAL, "no files given");
+	return 0;
+}
+
+static int shards_prepare(pf_op *op, pf_error *err)
+{
+	shards_cfg *c = op->cfg;
+	free_paths(c);
+	int rc = expand(op, err);
+	if (rc)
+		return rc;
+	if (!(c->sh = calloc(c->npaths, sizeof(*c->sh))))
+		return pf_op_error(op, err, PF_ENOMEM, "out of memory");
+	uint64_t nrec = 0;
+	size_t max_raw = 0, max_nrec = 0;
+	unsigned char s0[8192], s1[8192];
+	size_t l0 = 0;
+	for (size_t i = 0; i < c->npaths; i++) {
+		pf_error e = { 0 };
+		if ((rc = pf_shard_open(&c->sh[i], c->paths[i], 0, &e)))
+			return pf_op_error(op, err, rc, "%s", e.msg);
+		const pf_schema *s = pf_shard_schema(c->sh[i]);
+		if (i == 0) {
+			op->record = *s;
+			l0 = pf_schema_encode(s, s0, sizeof(s0));
+		} else {
+			size_t l1 = pf_schema_encode(s, s1, sizeof(s1));
+			if (l1 != l0 || memcmp(s0, s1, l0)) {
+				char a[256], b[256];
+				pf_schema_format(&op->record, a, sizeof(a));
+				pf_schema_format(s, b, sizeof(b));
+				return pf_op_error(op, err, PF_EFORMAT,
+						   "%s: schema \"%s\" differs from %s's \"%s\"",
+						   c->paths[i], b, c->paths[0], a);
+			}
+		}
+		nrec += pf_shard_nrecords(c->sh[i]);
+		for (uint32_t b = 0; b < pf_shard_nblocks(c->sh[i]); b++) {
+			const pf_block_info *bi = pf_shard_block(c->sh[i], b);
+			if (bi->raw_len > max_raw)
+				max_raw = bi->raw_len;
+			if (bi->nrecords > max_nrec)
+				max_nrec = bi->nrecords;
+		}
+	}
+	op->schema = *pf_record_schema();
+	int64_t rb = pf_schema_record_bytes(&op->record);
+	op->elem_bytes = rb >= 0 ? (size_t)rb : max_raw;
+	int K = c->o.cycle_length == PF_AUTOTUNE ? 16 : (c->o.cycle_length > 0 ? c->o.cycle_length : 4);
+	if (K > 256)
+		K = 256;
+	if ((size_t)K > c->npaths)
+		K = (int)c->npaths;
+	c->K = K;
+	c->P = c->o.num_parallel_reads == PF_AUTOTUNE ? op->rt->opts.cpu_budget :
+		(c->o.num_parallel_reads > 0 ? c->o.num_parallel_reads : 1);
+	c->W = K + 2 * c->P;
+	op->st.parallelism = c->P;
+	op->st.depth = c->W;
+	op->st.autotuned = c->o.cycle_length == PF_AUTOTUNE || c->o.num_parallel_reads == PF_AUTOTUNE;
+	/* each buffer: decoded payload + its offsets table (+ compressed bytes
+	 * read by pf_shard_read_block, at most the same again) */
+	op->buffer_bytes = (uint64_t)c->W * (2 * max_raw + 4 * (max_nrec + 1));
+	op->cardinality = (int64_t)nrec;
+	c->max_nrec = max_nrec;
+	size_t max_stored = 0;
+	for (size_t i = 0; i < c->npaths; i++)
+		for (uint32_t b = 0; b < pf_shard_nblocks(c->sh[i]); b++)
+			if (pf_shard_block(c->sh[i], b)->stored_len > max_stored)
+				max_stored = pf_shard_block(c->sh[i], b)->stored_len;
+	pf_op *m = op->fused_map;
+	if (m) {
+		/* the map runs in our workers: its output is ours */
+		op->schema = m->schema;
+		op->elem_bytes = m->elem_bytes;
+		if (m->st.parallelism > c->P)
+			c->P = m->st.parallelism;
+		c->W = K + 2 * c->P;
+		op->st.parallelism = c->P;
+		op->st.depth = c->W;
+		op->st.autotuned |= m->st.autotuned;
+		op->buffer_bytes = (uint64_t)c->W * (2 * max_raw + 4 * (max_nrec + 1) +
+						     max_nrec * (m->elem_bytes + sizeof(pf_elem)));
+	}
+	memset(&c->ropts, 0, sizeof(c->ropts));
+	c->ropts.queue_depth = (unsigned)(2 * c->W);
+	c->ropts.readahead = 4;
+	c->ropts.max_bytes = (size_t)(2 * c->W + 4) * (max_stored + PF_SHARD_BLOCK_HEADER_SIZE);
+	op->buffer_bytes += c->ropts.max_bytes + max_stored + PF_SHARD_BLOCK_HEADER_SIZE;
+	return 0;
+}
+
+/* ---- the interleave state machine --------------------------------------- */
+
+static uint32_t first_block(shards_cfg *c, int file, uint32_t from)
+{
+	const pf_shard *s = c->sh[c->order[file]];
+	uint32_t nb = pf_shard_nblocks(s);
+	while (from < nb && pf_shard_block(s, from)->nrecords == 0)
+		from++;
+	return from;
+}
+
+/* Put the next file with records into slot k (or leave it empty). */
+static void ilv_fill(shards_cfg *c, ilv *v, int k)
+{
+	ilv_slot *s = &v->slot[k];
+	s->file = -1;
+	while (v->next_file < c->npaths) {
+		int f = (int)v->next_file++;
+		uint32_t b = first_block(c, f, 0);
+		if (b < pf_shard_nblocks(c->sh[c->order[f]])) {
+			s->file = f;
+			s->block = b;
+			s->rec = 0;
+			s->skipping = 0;
+			v->active++;
+			return;
+		}
+	}
+}
+
+static void ilv_init(shards_cfg *c, ilv *v)
+{
+	memset(v, 0, sizeof(*v));
+	v->K = c->K;
+	v->BL = c->o.block_length > 0 ? c->o.block_length : 1;
+	for (int k = 0; k < v->K; k++)
+		ilv_fill(c, v, k);
+}
+
+/* Next record position: slot *k, file, block, record; *fresh when it is the
+ * first record taken from that block.  Returns 0 or PF_END. */
+static int ilv_step(shards_cfg *c, ilv *v, int *k, int *fresh)
+{
+	if (!v->active)
+		return PF_END;
+	while (v->slot[v->cur].file < 0) {
+		v->cur = (v->cur + 1) % v->K;
+		v->taken = 0;
+	}
+	*k = v->cur;
+	*fresh = v->slot[v->cur].rec == 0;
+	return 0;
+}
+
+/* Move past the record ilv_step returned.  Returns nonzero when the slot's
+ * block is finished (its buffer can be released). */
+static int ilv_advance(shards_cfg *c, ilv *v, int k)
+{
+	ilv_slot *s = &v->slot[k];
+	const pf_shard *sh = c->sh[c->order[s->file]];
+	int block_done = 0, file_done = 0;
+	if (++s->rec >= pf_shard_block(sh, s->block)->nrecords) {
+		block_done = 1;
+		s->block = first_block(c, s->file, s->block + 1);
+		s->rec = 0;
+		if (s->block >= pf_shard_nblocks(sh)) {
+			file_done = 1;
+			v->active--;
+			ilv_fill(c, v, k);
+		}
+	}
+	if (file_done || ++v->taken >= v->BL) {
+		v->cur = (v->cur + 1) % v->K;
+		v->taken = 0;
+	}
+	return block_done;
+}
+
+/* Plan the epoch: file order and the block tasks in need order. */
+static void plan_epoch(pf_op *op)
+{
+	shards_cfg *c = op->cfg;
+	for (uint32_t i = 0; i < c->npaths; i++)
+		c->order[i] = i;
+	if (c->o.shuffle_files) {
+		pf_rng r;
+		pf_rng_seed(&r, op->rt->opts.seed, ((uint64_t)op->index << 40) ^ op->epoch ^ 0x5eed);
+		pf_rng_shuffle_u32(&r, c->order, (uint32_t)c->npaths);
+	}
+	ilv v;
+	ilv_init(c, &v);
+	c->ntasks = 0;
+	int k, fresh;
+	while (ilv_step(c, &v, &k, &fresh) == 0) {
+		if (fresh) {
+			c->task_file[c->ntasks] = (uint32_t)v.slot[k].file;
+			c->task_block[c->ntasks] = v.slot[k].block;
+			c->ntasks++;
+		}
+		ilv_advance(c, &v, k);
+	}
+	c->next_task = c->consumed = 0;
+	ilv_init(c, &c->cons);
+	for (size_t f = 0; f < c->npaths; f++) {
+		c->stream[f] = -1;
+		c->left[f] = 0;
+	}
+	for (size_t t = 0; t < c->ntasks; t++)
+		c->left[c->order[c->task_file[t]]]++;
+	c->rturn = 0;
+}
+
+/* Register file f's nonempty blocks as a reader stream. */
+static int open_stream(shards_cfg *c, uint32_t f, pf_error *err)
+{
+	const pf_shard *sh = c->sh[f];
+	uint32_t nb = pf_shard_nblocks(sh), n = 0;
+	pf_extent *ext = malloc((nb ? nb : 1) * sizeof(*ext));
+	if (!ext)
+		return pf_error_set(err, PF_ENOMEM, "out of memory");
+	for (uint32_t b = 0; b < nb; b++) {
+		const pf_block_info *bi = pf_shard_block(sh, b);
+		if (!bi->nrecords)
+			continue;
+		ext[n].offset = bi->offset;
+		ext[n].len = PF_SHARD_BLOCK_HEADER_SIZE + bi->stored_len;
+		ext[n].tag = b;
+		n++;
+	}
+	int id = pf_reader_add_stream(c->rd, pf_shard_path(sh), ext, n, err);
+	free(ext);
+	return id;
+}
+
+/* Read and decode task t (block b of file f) into en->blk, through the
+ * reader, in turn. */
+static int read_task(shards_cfg *c, size_t t, uint32_t f, uint32_t b, pf_decoder *d,
+		     shard_entry *en)
+{
+	pthread_mutex_lock(&c->rlock);
+	while (c->rturn != t)
+		pthread_cond_wait(&c->rcv, &c->rlock);
+	int rc = c->rd ? 0 : pf_error_set(&en->e, PF_ENOMEM, "%s: no reader (out of memory)",
+					   pf_shard_path(c->sh[f]));
+	if (!rc && c->stream[f] < 0) {
+		int id = open_stream(c, f, &en->e);
+		if (id < 0)
+			rc = id;
+		else
+			c->stream[f] = id;
+	}
+	pf_read rd;
+	memset(&rd, 0, sizeof(rd));
+	if (!rc) {
+		rc = pf_reader_next(c->rd, c->stream[f], &rd, &en->e);
+		if (rc == PF_END)
+			rc = pf_error_set(&en->e, PF_ESTATE, "%s: block %u: stream ended early",
+					  pf_shard_path(c->sh[f]), b);
+	}
+	int last = --c->left[f] == 0;
+	c->rturn++;
+	pthread_cond_broadcast(&c->rcv);
+	pthread_mutex_unlock(&c->rlock);
+	if (!rc && rd.tag != b)
+		rc = pf_error_set(&en->e, PF_ESTATE, "%s: read block %u, expected %u",
+				  pf_shard_path(c->sh[f]), rd.tag, b);
+	if (!rc)
+		rc = pf_shard_decode(c->sh[f], b, rd.data, rd.len, d, &en->blk, &en->e);
+	pthread_mutex_lock(&c->rlock);
+	if (rd.data)
+		pf_reader_release(c->rd, &rd);
+	if (last && c->stream[f] >= 0)
+		pf_reader_close_stream(c->rd, c->stream[f]);
+	pthread_mutex_unlock(&c->rlock);
+	return rc;
+}
+
+/* ---- workers ------------------------------------------------------------ */
+
+static void *shards_worker(void *arg)
+{
+	pf_op *op = arg;
+	shards_cfg *c = op->cfg;
+	pf_decoder *d = pf_decoder_new();
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		if (c->quit)
+			break;
+		if (c->pause || c->next_task >= c->ntasks || !c->nfree || !d) {
+			c->idle++;
+			pthread_cond_broadcast(&c->cv_done);
+			uint64_t t0 = pf_now_ns();
+			pthread_cond_wait(&c->cv_work, &c->lock);
+			pf_stat_add(&op->st.blocked_ns, pf_now_ns() - t0);
+			c->idle--;
+			continue;
+		}
+		size_t t = c->next_task++;
+		int e = 0;
+		while (c->ent[e].state != E_FREE)
+			e++;
+		c->nfree--;
+		c->ent[e].state = E_BUSY;
+		c->task_entry[t] = e;
+		uint32_t f = c->order[c->task_file[t]], b = c->task_block[t];
+		pthread_mutex_unlock(&c->lock);
+
+		uint64_t t0 = pf_now_ns();
+		shard_entry *en = &c->ent[e];
+		pf_error_clear(&en->e);
+		en->nmapped = en->next_out = 0;
+		en->map_err = 0;
+		int rc = read_task(c, t, f, b, d, en);
+		if (!rc && op->fused_map) {
+			/* map every record of the block, in order; stop at a failure */
+			for (uint32_t j = 0; j < en->blk.nrecords; j++) {
+				size_t len;
+				pf_elem ie;
+				memset(&ie, 0, sizeof(ie));
+				ie.schema = pf_record_schema();
+				ie.data[0] = (void *)pf_block_record(&en->blk, j, &len);
+				ie.nitems[0] = ie.var_len[0] = (int64_t)len;
+				ie.nbytes = len;
+				ie.id = ((uint64_t)f << 40) | (en->blk.first_record + j);
+				if ((en->map_err = pf_map_one(op->fused_map, &ie, &en->outs[j], &en->e)))
+					break;
+				en->nmapped++;
+			}
+		}
+		pf_stat_add(&op->st.busy_ns, pf_now_ns() - t0);
+
+		pthread_mutex_lock(&c->lock);
+		c->ent[e].state = rc ? E_ERR : E_READY;
+		pthread_cond_broadcast(&c->cv_done);
+	}
+	pthread_mutex_unlock(&c->lock);
+	pf_decoder_free(d);
+	return NULL;
+}
+
+static void shards_quiesce(shards_cfg *c, int quit)
+{
+	pthread_mutex_lock(&c->lock);
+	c->pause = 1;
+	if (quit)
+		c->quit = 1;
+	pthread_cond_broadcast(&c->cv_work);
+	while (!quit && c->idle < c->nth)
+		pthread_cond_wait(&c->cv_done, &c->lock);
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void drop_outs(shard_entry *en)
+{
+	for (uint32_t j = en->next_out; en->outs && j < en->nmapped; j++)
+		pf_elem_release(&en->outs[j]);
+	en->nmapped = en->next_out = 0;
+}
+
+static void free_entries(shards_cfg *c)
+{
+	for (int i = 0; i < c->W; i++) {
+		drop_outs(&c->ent[i]);
+		c->ent[i].state = E_FREE;
+	}
+	c->nfree = c->W;
+}
+
+static int shards_start(pf_op *op, pf_error *err)
+{
+	shards_cfg *c = op->cfg;
+	size_t nb = 0;
+	for (size_t i = 0; i < c->npaths; i++)
+		nb += pf_shard_nblocks(c->sh[i]);
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->cv_work, NULL);
+	pthread_cond_init(&c->cv_done, NULL);
+	c->pause = c->quit = c->idle = c->nth = 0;
+	c->started = 1; /* shards_stop cleans up from here on */
+	c->order = calloc(c->npaths, sizeof(*c->order));
+	c->task_file = calloc(nb + 1, sizeof(uint32_t));
+	c->task_block = calloc(nb + 1, sizeof(uint32_t));
+	c->task_entry = calloc(nb + 1, sizeof(int));
+	c->ent = calloc((size_t)c->W, sizeof(*c->ent));
+	c->th = calloc((size_t)c->P, sizeof(*c->th));
+	c->stream = calloc(c->npaths, sizeof(int));
+	c->left = calloc(c->npaths, sizeof(uint32_t));
+	pthread_mutex_init(&c->rlock, NULL);
+	pthread_cond_init(&c->rcv, NULL);
+	int rrc = pf_reader_new(&c->rd, &c->ropts, err);
+	if (rrc)
+		return rrc;
+	if (!c->stream || !c->left || !c->order || !c->task_file || !c->task_block || !c->task_entry || !c->ent || !c->th)
+		return pf_op_error(op, err, PF_ENOMEM, "out of memory");
+	for (int i = 0; i < c->W; i++) {
+		pf_block_init(&c->ent[i].blk);
+		if (op->fused_map &&
+		    !(c->ent[i].outs = calloc(c->max_nrec ? c->max_nrec : 1, sizeof(pf_elem))))
+			return pf_op_error(op, err, PF_ENOMEM, "out of memory");
+	}
+	free_entries(c);
+	c->corrupt_blocks = 0;
+	op->st.self_timed = 1;
+	plan_epoch(op);
+	for (int i = 0; i < c->P; i++) {
+		if (pthread_create(&c->th[i], NULL, shards_worker, op) != 0)
+			return pf_op_error(op, err, PF_ENOMEM, "cannot start reader thread %d", i);
+		c->nth++;
+	}
+	return 0;
+}
+
+static void release_entry(shards_cfg *c, int e)
+{
+	drop_outs(&c->ent[e]);
+	pthread_mutex_lock(&c->lock);
+	c->ent[e].state = E_FREE;
+	c->nfree++;
+	pthread_cond_broadcast(&c->cv_work);
+	pthread_mutex_unlock(&c->lock);
+}
+
+static int shards_next(pf_op *op, pf_elem *out, pf_error *err)
+{
+	shards_cfg *c = op->cfg;
+	ilv *v = &c->cons;
+	for (;;) {
+		int k, fresh;
+		if (ilv_step(c, v, &k, &fresh))
+			return PF_END;
+		ilv_slot *s = &v->slot[k];
+		if (fresh) {
+			size_t t = c->consumed++;
+			pthread_mutex_lock(&c->lock);
+			uint64_t t0 = pf_now_ns();
+			while (t >= c->next_task ||
+			       (c->ent[c->task_entry[t]].state != E_READY &&
+				c->ent[c->task_entry[t]].state != E_ERR))
+				pthread_cond_wait(&c->cv_done, &c->lock);
+			pf_stat_add(&op->st.wait_ns, pf_now_ns() - t0);
+			int e = c->task_entry[t];
+			int bad = c->ent[e].state == E_ERR;
+			pthread_mutex_unlock(&c->lock);
+			s->entry = e;
+			s->skipping = 0;
+			if (bad) {
+				if (!c->o.skip_corrupt) {
+					int rc = c->ent[e].e.code ? c->ent[e].e.code : PF_EIO;
+					pf_op_error(op, err, rc, "%s", c->ent[e].e.msg);
+					release_entry(c, e);
+					return rc;
+				}
+				c->corrupt_blocks++;
+				s->skipping = 1;
+			}
+		}
+		const pf_block *b = &c->ent[s->entry].blk;
+		uint32_t rec = s->rec;
+		int file = c->order[s->file];
+		int skipping = s->skipping;
+		int rc = 0;
+		if (!skipping && op->fused_map) {
+			shard_entry *en = &c->ent[s->entry];
+			if (rec >= en->nmapped) {
+				/* the map failed here: report it at its place in the order */
+				int code = en->map_err ? en->map_err : PF_EMAP;
+				pf_error_set(err, code, "%s", en->e.msg);
+				return code;
+			}
+			*out = en->outs[rec];
+			memset(&en->outs[rec], 0, sizeof(en->outs[rec]));
+			en->next_out = rec + 1;
+		} else if (!skipping) {
+			size_t len;
+			const void *p = pf_block_record(b, rec, &len);
+			pf_buf *buf = pf_buf_get(op->rt->pool, len ? len : 1);
+			if (!buf)
+				return pf_op_error(op, err, PF_ENOMEM, "out of memory");
+			memcpy(buf->data, p, len);
+			memset(out, 0, sizeof(*out));
+			out->schema = &op->schema;
+			out->id = ((uint64_t)file << 40) | (b->first_record + rec);
+			out->data[0] = buf->data;
+			out->nitems[0] = out->var_len[0] = (int64_t)len;
+			out->buf = buf->data;
+			out->nbytes = len;
+			out->ref_ = buf;
+		}
+		int e = s->entry;
+		if (ilv_advance(c, v, k))
+			release_entry(c, e);
+		if (!skipping)
+			return rc;
+	}
+}
+
+static void shards_reset(pf_op *op)
+{
+	shards_cfg *c = op->cfg;
+	shards_quiesce(c, 0);
+	free_entries(c);
+	/* a fresh reader each epoch: streams of the last one are dropped */
+	pf_reader_free(c->rd);
+	c->rd = NULL;
+	pf_error e = { 0 };
+	if (pf_reader_new(&c->rd, &c->ropts, &e))
+		c->rd = NULL; /* reads then fail with a clear error, below */
+	op->epoch++; /* plan with the epoch about to begin (pf_op_reset bumps it) */
+	plan_epoch(op);
+	op->epoch--;
+	pthread_mutex_lock(&c->lock);
+	c->pause = 0;
+	pthread_cond_broadcast(&c->cv_work);
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void shards_stop(pf_op *op)
+{
+	shards_cfg *c = op->cfg;
+	if (c->started) {
+		c->started = 0;
+		shards_quiesce(c, 1);
+		for (int i = 0; i < c->nth; i++)
+			pthread_join(c->th[i], NULL);
+		pthread_mutex_destroy(&c->lock);
+		pthread_cond_destroy(&c->cv_work);
+		pthread_cond_destroy(&c->cv_done);
+		pthread_mutex_destroy(&c->rlock);
+		pthread_cond_destroy(&c->rcv);
+	}
+	pf_reader_free(c->rd);
+	c->rd = NULL;
+	free(c->stream);
+	free(c->left);
+	c->stream = NULL;
+	c->left = NULL;
+	for (int i = 0; c->ent && i < c->W; i++) {
+		drop_outs(&c->ent[i]);
+		free(c->ent[i].outs);
+		pf_block_free(&c->ent[i].blk);
+	}
+	free(c->ent);
+	free(c->th);
+	free(c->order);
+	free(c->task_file);
+	free(c->task_block);
+	free(c->task_entry);
+	c->ent = NULL;
+	c->th = NULL;
+	c->order = NULL;
+	c->task_file = c->task_block = NULL;
+	c->task_entry = NULL;
+	c->nth = 0;
+	free_paths(c);
+}
+
+static void shards_destroy(pf_op *op)
+{
+	shards_cfg *c = op->cfg;
+	free_paths(c);
+	for (size_t i = 0; i < c->npats; i++)
+		free(c->pats[i]);
+	free(c->pats);
+}
+
+static const pf_op_vt shards_vt = {
+	.kind = "shards", .prepare = shards_prepare, .start = shards_start,
+	.next = shards_next, .reset = shards_reset, .stop = shards_stop,
+	.destroy = shards_destroy,
+};
+
+pf_op *pf_op_shards_new(const char *const *paths, size_t n,
+			const pf_source_opts *o, pf_error *err)
+{
+	if (!paths || !n) {
+		pf_error_set(err, PF_EINVAL, "shards: no paths given");
+		return NULL;
+	}
+	if (o && ((o->cycle_length < 0 && o->cycle_length != PF_AUTOTUNE) ||
+		  o->block_length < 0 ||
+		  (o->num_parallel_reads < 0 && o->num_parallel_reads != PF_AUTOTUNE))) {
+		pf_error_set(err, PF_EINVAL, "shards: bad cycle_length, block_length or num_parallel_reads");
+		return NULL;
+	}
+	pf_op *op = pf_op_alloc(&shards_vt, sizeof(shards_cfg), err);
+	if (!op)
+		return NULL;
+	shards_cfg *c = op->cfg;
+	if (o)
+		c->o = *o;
+	c->pats = calloc(n, sizeof(char *));
+	for (size_t i = 0; c->pats && i < n; i++) {
+		if (!paths[i] || !(c->pats[i] = strdup(paths[i]))) {
+			c->npats = i;
+			shards_destroy(op);
+			free(op->cfg);
+			free(op);
+			pf_error_set(err, PF_EINVAL, "shards: NULL path or out of memory");
+			return NULL;
+		}
+	}
+	c->npats = n;
+	op->is_shards = 1;
+	if (!c->pats) {
+		free(op->cfg);
+		free(op);
+		pf_error_set(err, PF_ENOMEM, "shards: out of memory");
+		return NULL;
+	}
+	return op;
+}

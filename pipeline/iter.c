@@ -1,0 +1,242 @@
+/* iter.c - the iterator: plan (prepare + optimize), memory budget check,
+ * start, pull, epochs, stats. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pf_pipeline_int.h"
+
+static int map_fusable(const pf_op *m)
+{
+	if (!m || !m->is_map || m->fused_batch)
+		return 0;
+	for (int i = 0; i < m->schema.nfields; i++)
+		if (pf_field_bytes(&m->schema.fields[i]) < 0)
+			return 0;
+	return m->schema.nfields > 0;
+}
+
+/* Is the next op that is not a no-op after ops[i] a plain batch that map
+ * op m could fuse into? */
+static int next_is_batch(pf_pipeline *p, int i, const pf_op *m)
+{
+	for (int k = i + 1; k < p->nops; k++) {
+		if (p->ops[k]->noop)
+			continue;
+		return p->ops[k]->is_batch && map_fusable(m);
+	}
+	return 0;
+}
+
+static void stop_stages(pf_iter *it, int n)
+{
+	/* consumer end first: a thread must stop before the input it pulls from */
+	for (int i = n - 1; i >= 0; i--)
+		if (it->stages[i]->vt->stop)
+			it->stages[i]->vt->stop(it->stages[i]);
+}
+
+static const char *human(uint64_t b, char *buf, size_t cap)
+{
+	if (b >= 10ull << 20)
+		snprintf(buf, cap, "%llu MiB", (unsigned long long)(b >> 20));
+	else if (b >= 10ull << 10)
+		snprintf(buf, cap, "%llu KiB", (unsigned long long)(b >> 10));
+	else
+		snprintf(buf, cap, "%llu B", (unsigned long long)b);
+	return buf;
+}
+
+int pf_iter_new(pf_iter **itp, pf_pipeline *p, pf_error *err)
+{
+	*itp = NULL;
+	if (!p || !p->nops)
+		return pf_error_set(err, PF_EINVAL, "pipeline: no ops (add a source first)");
+	if (p->iter)
+		return pf_error_set(err, PF_ESTATE, "pipeline: an iterator is already live");
+	pf_iter *it = calloc(1, sizeof(*it));
+	if (!it)
+		return pf_error_set(err, PF_ENOMEM, "pipeline: out of memory");
+	it->p = p;
+
+	/* prepare in order, dropping no-op stages and fusing map into batch */
+	pf_op *last = NULL;
+	int rc = 0;
+	for (int i = 0; i < p->nops && !rc; i++) {
+		pf_op *op = p->ops[i];
+		op->removed = 0;
+		op->fused_batch = 0;
+		op->fused_map = NULL;
+		op->epoch = 0;
+		op->at_end = 0;
+		op->run = NULL;
+		memset(&op->st, 0, sizeof(op->st));
+		op->st.parallelism = 1;
+		if (op->noop && last) {
+			op->removed = 1;
+			continue;
+		}
+		op->in = last;
+		if (last) {
+			op->record = last->record;
+		}
+		rc = op->vt->prepare(op, err);
+		if (rc)
+			break;
+		/* map right after the shards source, not followed by a batch it
+		 * could fuse into: the source's decode workers run it (one
+		 * thread handoff less per element) */
+		if (op->is_map && last && last->is_shards && !last->fused_map &&
+		    !op->fused_batch && !next_is_batch(p, i, op)) {
+			op->removed = 1;
+			last->fused_map = op;
+			rc = last->vt->prepare(last, err);
+			continue;
+		}
+		if (op->is_batch && map_fusable(last)) {
+			last->fused_batch = op->batch_size;
+			last->fused_drop = op->batch_drop;
+			op->removed = 1;
+			rc = last->vt->prepare(last, err);
+			continue;
+		}
+		it->stages[it->nstages++] = op;
+		last = op;
+	}
+	if (rc) {
+		free(it);
+		return rc;
+	}
+
+	/* memory budget: every buffer at its worst case must fit */
+	uint64_t sum = 0, budget = p->opts.memory_budget;
+	for (int i = 0; i < it->nstages; i++) {
+		pf_op *op = it->stages[i];
+		if (op->buffer_bytes > budget || sum + op->buffer_bytes > budget) {
+			char a[32], b[32], c[32];
+			rc = pf_error_set(err, PF_EBUDGET,
+					  "%s: its buffers need %s at worst; with the %s of the ops before it that does not fit the memory budget of %s",
+					  op->label, human(op->buffer_bytes, a, sizeof(a)),
+					  human(sum, b, sizeof(b)), human(budget, c, sizeof(c)));
+			free(it);
+			return rc;
+		}
+		sum += op->buffer_bytes;
+	}
+
+	for (int i = 0; i < it->nstages; i++) {
+		pf_op *op = it->stages[i];
+		if (op->vt->start && (rc = op->vt->start(op, err))) {
+			stop_stages(it, i + 1); /* stops clean up a partial start too */
+			free(it);
+			return rc;
+		}
+	}
+	p->iter = it;
+	*itp = it;
+	return 0;
+}
+
+int pf_iter_next(pf_iter *it, pf_elem *out, pf_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	if (it->failed) {
+		pf_error_set(err, it->error.code, "%s", it->error.msg);
+		return it->error.code;
+	}
+	pf_op *top = it->stages[it->nstages - 1];
+	if (it->ended) {
+		pf_op_reset(top);
+		it->ended = 0;
+		it->epoch++;
+	}
+	pf_error e = { 0 };
+	int rc = pf_op_next(top, out, &e);
+	if (rc == PF_END) {
+		it->ended = 1;
+		memset(out, 0, sizeof(*out));
+	} else if (rc < 0) {
+		it->failed = 1;
+		if (!e.code)
+			pf_error_set(&e, rc, "%s: %s", top->label, pf_strerror(rc));
+		it->error = e;
+		pf_error_set(err, rc, "%s", e.msg);
+		memset(out, 0, sizeof(*out));
+	}
+	return rc;
+}
+
+uint64_t pf_iter_epoch(const pf_iter *it)
+{
+	return it ? it->epoch : 0;
+}
+
+void pf_iter_free(pf_iter *it)
+{
+	if (!it)
+		return;
+	stop_stages(it, it->nstages);
+	it->p->iter = NULL;
+	free(it);
+}
+
+static const char *stage_name(const pf_op *op)
+{
+	return op->fused_batch ? "map+batch" : op->fused_map ? "shards+map" : op->vt->kind;
+}
+
+size_t pf_iter_describe(const pf_iter *it, char *buf, size_t cap)
+{
+	size_t n = 0;
+	char tmp[160];
+	if (cap)
+		buf[0] = 0;
+	for (int i = 0; it && i < it->nstages; i++) {
+		const pf_op *op = it->stages[i];
+		int k;
+		if (op->fused_batch)
+			k = snprintf(tmp, sizeof(tmp), "%smap+batch(%d)", i ? " -> " : "",
+				     op->fused_batch);
+		else
+			k = snprintf(tmp, sizeof(tmp), "%s%s", i ? " -> " : "", stage_name(op));
+		if (n + (size_t)k < cap)
+			memcpy(buf + n, tmp, (size_t)k + 1);
+		else if (n < cap)
+			buf[n] = 0;
+		n += (size_t)k;
+	}
+	return n;
+}
+
+int pf_iter_nstages(const pf_iter *it)
+{
+	return it ? it->nstages : 0;
+}
+
+int pf_iter_stats(const pf_iter *it, int i, pf_op_stats *o)
+{
+	if (!it || i < 0 || i >= it->nstages)
+		return PF_EINVAL;
+	const pf_op *op = it->stages[i];
+	const pf_stage_stats *s = &op->st;
+	memset(o, 0, sizeof(*o));
+	o->name = stage_name(op);
+	o->elements = atomic_load(&s->elements);
+	o->bytes = atomic_load(&s->bytes);
+	o->buffer_bytes = op->buffer_bytes;
+	o->parallelism = s->parallelism;
+	o->depth = s->depth;
+	o->autotuned = s->autotuned;
+	if (s->self_timed) {
+		o->busy_ns = atomic_load(&s->busy_ns);
+		o->wait_input_ns = atomic_load(&s->wait_ns);
+		o->blocked_output_ns = atomic_load(&s->blocked_ns);
+	} else {
+		/* an inline stage: its calls' time (sampled) less its input's */
+		uint64_t total = atomic_load(&s->total_ns);
+		uint64_t in = i > 0 ? atomic_load(&it->stages[i - 1]->st.total_ns) : 0;
+		o->wait_input_ns = in;
+		o->busy_ns = total > in ? total - in : 0;
+	}
+	return 0;
+}

@@ -1,0 +1,384 @@
+/*
+ * pipefeed.h - the public API of the pipefeed data pipeline.
+ *
+ * A pipeline is a chain of dataset ops with tf.data's meaning: a source
+ * (shards, tfrecord, range, records) followed by map, filter, cache, shuffle,
+ * batch, prefetch, ...  An iterator runs it and hands out elements or
+ * batches; the caller releases each one.
+ *
+ * Simple use (error handling shortened):
+ *
+ *	pf_pipeline *p;
+ *	pf_error err = {0};
+ *	pf_pipeline_new(&p, NULL, &err);                  // default options
+ *	const char *files[] = { "data/fmnist-train-*.pfs" };
+ *	pf_shards(p, files, 1, NULL, &err);               // records "record: u8[?]"
+ *	pf_map(p, "decode", "", NULL, &err);              // registered map function
+ *	pf_shuffle(p, 10000, NULL, &err);
+ *	pf_batch(p, 64, 0, &err);
+ *	pf_prefetch(p, PF_AUTOTUNE, &err);
+ *	pf_iter *it;
+ *	pf_iter_new(&it, p, &err);                        // optimize, check budget, start
+ *	pf_elem b;
+ *	while (pf_iter_next(it, &b, &err) == 0) {         // PF_END ends the epoch
+ *		const float *img = b.data[0];             // [b.batch, 28, 28]
+ *		...
+ *		pf_elem_release(&b);
+ *	}
+ *	pf_iter_free(it);
+ *	pf_pipeline_free(p);
+ *
+ * Ownership and threads:
+ *  - pf_pipeline and pf_iter are handles: created by *_new, freed by *_free;
+ *    *_free(NULL) is a no-op.  A pipeline has at most one live iterator; the
+ *    iterator must be freed before its pipeline.
+ *  - Op builder calls copy their arguments (paths, names, args), except the
+ *    memory given to pf_records, which must outlive the pipeline.
+ *  - An element/batch from pf_iter_next belongs to the caller until
+ *    pf_elem_release; it may be released from any thread, in any order, and
+ *    stays valid after the iterator is freed (not after the pipeline is
+ *    freed: elem->schema points into the pipeline).
+ *  - One thread at a time calls pf_iter_next on a given iterator.
+ *
+ * Errors: every call returns 0 (or a count) or a negative PF_E* code from
+ * pf_error.h and fills the pf_error (NULL allowed) with a message that names
+ * the op ("map#2(decode): ...") and, where there is one, the file and offset.
+ * An iterator that failed keeps returning the same error.
+ */
+#ifndef PIPEFEED_H
+#define PIPEFEED_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pf_error.h"
+#include "pf_schema.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A knob value (parallelism, prefetch depth, cycle length): "choose for me".
+ * Resolved at iterator start to a fixed value that pf_iter_op_stats reports
+ * (a later version tunes it while running). */
+#define PF_AUTOTUNE (-1)
+
+typedef struct pf_pipeline pf_pipeline;
+typedef struct pf_iter pf_iter;
+
+/* ==== pipeline options =================================================== */
+
+/* Options of a pipeline.  A zeroed struct means the defaults. */
+typedef struct pf_options {
+	uint64_t memory_budget;   /* bytes all op buffers may hold at worst; 0 = 1 GiB */
+	int cpu_budget;           /* worker threads in all (map, decode); 0 = online CPUs */
+	uint64_t seed;            /* seed of every random choice (shuffle, shard order) */
+	int nondeterministic;     /* 0 (default): same seed, same sequence, whatever
+				   * the thread count; 1: allow unordered delivery */
+} pf_options;
+
+/*
+ * Create an empty pipeline.  opts may be NULL (defaults); it is copied.
+ * Returns 0 or PF_ENOMEM / PF_EINVAL.  *p is NULL on failure.
+ */
+int pf_pipeline_new(pf_pipeline **p, const pf_options *opts, pf_error *err);
+
+/* Free the pipeline and its ops.  Its iterator must be freed first. NULL is a no-op. */
+void pf_pipeline_free(pf_pipeline *p);
+
+/* Number of ops added so far. */
+int pf_pipeline_nops(const pf_pipeline *p);
+
+/* ==== elements and batches ============================================== */
+
+/*
+ * An element (batch == 0) or a batch (batch == B > 0).
+ *
+ * `schema` lists the per-sample fields (name, dtype, shape).  data[i] points
+ * at field i; nitems[i] is its number of dtype items (for a batch: of the
+ * whole batch, i.e. B * per-sample items).  A batch is structure-of-arrays:
+ * field i is [B, dims...] and every field lives in the ONE contiguous buffer
+ * [buf, buf + nbytes).
+ *
+ * Variable-length fields (a "?" dimension): in an element, var_len[i] is the
+ * length of the "?" dimension.  In a padded batch, field i is
+ * [B, var_len[i], other dims...] padded with zeros, and lengths[i] points at
+ * B int32 true lengths (in the same buffer).  For fixed fields var_len[i] is
+ * 0 and lengths[i] is NULL.
+ *
+ * Source records (from shards, tfrecord, records) are elements of one field
+ * "record: u8[?]"; pf_range gives "value: i64".
+ */
+typedef struct pf_elem {
+	const pf_schema *schema;      /* owned by the pipeline */
+	uint32_t batch;               /* 0: element; B: batch of B samples */
+	uint64_t id;                  /* sample id (source order); batch: first sample's */
+	void *data[PF_MAX_FIELDS];
+	int64_t nitems[PF_MAX_FIELDS];
+	int64_t var_len[PF_MAX_FIELDS];
+	int32_t *lengths[PF_MAX_FIELDS];
+	void *buf;                    /* the element's storage (may be shared, read-only) */
+	size_t nbytes;
+	void *ref_;                   /* runtime's: reference to the storage */
+} pf_elem;
+
+/* Release an element or batch from pf_iter_next (its storage goes back to
+ * its pool).  Safe on a zeroed or already released pf_elem. */
+void pf_elem_release(pf_elem *e);
+
+/* ==== sources ============================================================ */
+
+/* Options of the file sources (pf_shards, pf_tfrecord).  Zeroed = defaults. */
+typedef struct pf_source_opts {
+	int cycle_length;         /* files read at once, interleaved; 0 = 4; PF_AUTOTUNE */
+	int block_length;         /* consecutive records from one file per turn; 0 = 1 */
+	int num_parallel_reads;   /* decode/read threads; 0 = 1; PF_AUTOTUNE = cpu budget */
+	int shuffle_files;        /* nonzero: file order shuffled by the seed, per epoch */
+	int skip_corrupt;         /* nonzero: drop damaged blocks (counted), go on */
+} pf_source_opts;
+
+/*
+ * Source: records of pfs shard files, interleaved tf.data-style: cycle_length
+ * files at a time, block_length records from each in turn, a finished file
+ * replaced by the next in the list.  Each entry of paths may be a glob
+ * pattern (expanded and sorted when the iterator starts; no match is an
+ * error).  Elements: "record: u8[?]"; the shards' schema (all shards must
+ * agree) is passed to map functions as pf_map_ctx.record.  id = file index
+ * << 40 | record index in the file.
+ */
+int pf_shards(pf_pipeline *p, const char *const *paths, size_t npaths,
+	      const pf_source_opts *opts, pf_error *err);
+
+/* Source: records of TFRecord files (CRC32C-checked framing), with the same
+ * interleave options as pf_shards.  The record schema is unknown (nfields 0).
+ * (Named pf_tfrecords: pf_tfrecord is the reader type of pf_tfrecord.h.) */
+int pf_tfrecords(pf_pipeline *p, const char *const *paths, size_t npaths,
+		 const pf_source_opts *opts, pf_error *err);
+
+/* Source: the integers start, start+step, ... < stop (step > 0) as elements
+ * "value: i64" (id = position).  For tests and examples. */
+int pf_range(pf_pipeline *p, int64_t start, int64_t stop, int64_t step,
+	     pf_error *err);
+
+/* Source: n records in caller memory (recs[i], lens[i] bytes) as "record: u8[?]"
+ * elements (id = i).  The memory is not copied and must outlive the pipeline.
+ * record_schema (may be NULL) is what map functions see as ctx->record. */
+int pf_records(pf_pipeline *p, const void *const *recs, const size_t *lens,
+	       size_t n, const pf_schema *record_schema, pf_error *err);
+
+/* ==== map functions ====================================================== */
+
+/*
+ * A map function turns one input element into one output element.  It is
+ * made of two calls:
+ *
+ *   prepare(ctx, err): called once when an iterator starts, with the input
+ *     schema (ctx->in), the source's record schema (ctx->record), the args
+ *     text given to pf_map (ctx->args, "" when none) and the registered user
+ *     pointer (ctx->user).  It fills ctx->out (the output schema) and, when
+ *     the output has variable-length fields, ctx->max_out_bytes (a bound on
+ *     one output element's bytes; fixed outputs need nothing).  It may set
+ *     ctx->state (passed to fn) and ctx->free_state (called when the
+ *     iterator is freed).  Returns 0 or a PF_E* code with a message.
+ *
+ *   fn(state, in, out, err): called for each element, from worker threads,
+ *     concurrently on different elements (so it must be thread-safe).
+ *     `state` is ctx->state when prepare set one, else ctx->user.  `out`
+ *     arrives with out->schema set and data[i] already pointing at storage
+ *     for every FIXED field (possibly straight inside a batch buffer: write
+ *     exactly pf_field_bytes() bytes, read nothing back); for a variable
+ *     field call pf_elem_alloc(out, i, len, err).  `in` is read-only and
+ *     valid during the call.  Returns 0, or a negative PF_E* code with a
+ *     message (the runtime adds the op name and the sample id).
+ */
+typedef struct pf_map_ctx {
+	const pf_schema *in;          /* input element schema */
+	const pf_schema *record;      /* source record schema; nfields 0 if unknown */
+	const char *args;             /* argument text, "" when none */
+	void *user;                   /* from pf_map_register / pf_map_func */
+	pf_schema out;                /* to fill: output schema */
+	size_t max_out_bytes;         /* to fill when out has "?" fields */
+	void *state;                  /* optional: per-iterator state for fn */
+	void (*free_state)(void *state);
+} pf_map_ctx;
+
+typedef int (*pf_map_prepare_fn)(pf_map_ctx *ctx, pf_error *err);
+typedef int (*pf_map_fn)(void *state, const pf_elem *in, pf_elem *out,
+			 pf_error *err);
+
+/*
+ * For map functions: storage for variable field i of `out` with `len` items
+ * along its "?" dimension (sets data[i], nitems[i], var_len[i]).  Returns
+ * the pointer, or NULL when it would pass the prepare()'s max_out_bytes
+ * (err filled with PF_ELIMIT) or the field is not variable (PF_EINVAL).
+ */
+void *pf_elem_alloc(pf_elem *out, int field, int64_t len, pf_error *err);
+
+/* A registered map function. */
+#define PF_MAP_NAME_MAX 64
+typedef struct pf_map_def {
+	char name[PF_MAP_NAME_MAX];
+	pf_map_prepare_fn prepare;
+	pf_map_fn fn;
+	void *user;
+} pf_map_def;
+
+/*
+ * Register a map function under `name` in the process-wide registry
+ * (thread-safe).  name is copied; user is kept and passed to prepare as
+ * ctx->user.  Returns 0, PF_EINVAL (bad name, NULL fn/prepare, or the name
+ * is taken), or PF_ELIMIT (registry full: 256 entries).
+ */
+int pf_map_register(const char *name, pf_map_prepare_fn prepare, pf_map_fn fn,
+		    void *user, pf_error *err);
+
+/* The registered function called name, or NULL.  The pointer stays valid
+ * for the life of the process. */
+const pf_map_def *pf_map_lookup(const char *name);
+
+/* Registered functions, in registration order: the count, and entry i
+ * (NULL when out of range).  For listing them ("pipe-train --help"). */
+size_t pf_map_count(void);
+const pf_map_def *pf_map_at(size_t i);
+
+/* ==== ops ================================================================ */
+
+typedef struct pf_map_opts {
+	int num_parallel_calls;   /* 0 = 1 (in the consumer's thread); PF_AUTOTUNE */
+	int unordered;            /* nonzero: deliver in completion order (also
+				   * needs pf_options.nondeterministic) */
+} pf_map_opts;
+
+/* map with the registered function `name` (PF_EINVAL when unknown); args
+ * (NULL = "") is handed to its prepare().  opts may be NULL. */
+int pf_map(pf_pipeline *p, const char *name, const char *args,
+	   const pf_map_opts *opts, pf_error *err);
+
+/* map with a function given directly (not registered); `name` is used in
+ * messages and stats. */
+int pf_map_func(pf_pipeline *p, const char *name, pf_map_prepare_fn prepare,
+		pf_map_fn fn, void *user, const char *args,
+		const pf_map_opts *opts, pf_error *err);
+
+/* filter: keep the elements for which fn returns 1, drop those for which it
+ * returns 0; a negative return is an error.  Runs in the consumer's thread. */
+typedef int (*pf_filter_fn)(void *user, const pf_elem *e, pf_error *err);
+int pf_filter(pf_pipeline *p, const char *name, pf_filter_fn fn, void *user,
+	      pf_error *err);
+
+/* take the first n elements (n >= 0) of each epoch; skip the first n. */
+int pf_take(pf_pipeline *p, int64_t n, pf_error *err);
+int pf_skip(pf_pipeline *p, int64_t n, pf_error *err);
+
+/* repeat the input count times (count >= 1), or forever (count = -1); each
+ * repetition is a new epoch of the input (reshuffled). */
+int pf_repeat(pf_pipeline *p, int64_t count, pf_error *err);
+
+/* shard (tf.data's Dataset.shard): keep the elements at positions index,
+ * index + num_shards, ... (0 <= index < num_shards): together the ranks see
+ * each element once.  (Named pf_rank_shard: pf_shard is the shard-file
+ * type of pf_shard.h.) */
+int pf_rank_shard(pf_pipeline *p, int num_shards, int index, pf_error *err);
+
+/* sleep: delay each element by us microseconds (tests, benchmarks). */
+int pf_sleep(pf_pipeline *p, int64_t us, pf_error *err);
+
+/* cache: path NULL = in memory; otherwise a file.  The first epoch fills it
+ * (a file cache goes to "path.tmp.PID" and is renamed into place only when
+ * the epoch completes: a partial cache is never used); later epochs read
+ * from it and the input is not run again.  An existing complete cache file
+ * is used from the first epoch.  The in-memory cache counts against the
+ * memory budget (bound: max_bytes; 0 = the whole budget). */
+int pf_cache(pf_pipeline *p, const char *path, uint64_t max_bytes,
+	     pf_error *err);
+
+/* shuffle with a buffer of buffer_size elements (>= 1). */
+typedef struct pf_shuffle_opts {
+	int seed_set;             /* nonzero: use `seed`, else derive from pf_options.seed */
+	uint64_t seed;
+	int no_reshuffle;         /* nonzero: the same order every epoch */
+} pf_shuffle_opts;
+int pf_shuffle(pf_pipeline *p, int64_t buffer_size,
+	       const pf_shuffle_opts *opts, pf_error *err);
+
+/* batch `size` elements (all fields fixed-shape) into one structure-of-arrays
+ * buffer; the last, smaller batch is dropped when drop_remainder. */
+int pf_batch(pf_pipeline *p, int size, int drop_remainder, pf_error *err);
+
+/* padded_batch: like batch, and variable fields are padded (with zeros) to
+ * the longest in the batch, at most max_len; the per-batch quota
+ * (max_len * size items) is the buffer's bound.  Longer samples are
+ * truncated (PF_PAD_TRUNCATE) or fail with PF_ELIMIT (PF_PAD_REJECT). */
+enum pf_pad_policy { PF_PAD_TRUNCATE = 0, PF_PAD_REJECT = 1 };
+typedef struct pf_padded_opts {
+	int64_t max_len;          /* >= 1: bound on the "?" dimension */
+	int policy;               /* enum pf_pad_policy */
+	int drop_remainder;
+} pf_padded_opts;
+int pf_padded_batch(pf_pipeline *p, int size, const pf_padded_opts *opts,
+		    pf_error *err);
+
+/* prefetch: a thread runs the input ahead, up to depth elements (>= 1, or
+ * PF_AUTOTUNE). */
+int pf_prefetch(pf_pipeline *p, int depth, pf_error *err);
+
+/* ==== iterators ========================================================== */
+
+/*
+ * Start an iterator: resolve globs and AUTOTUNE values, prepare map
+ * functions, optimize the graph (fuse map into batch where nothing between
+ * needs the element, drop no-op stages), check that the ops' worst-case
+ * buffers fit the memory budget (PF_EBUDGET naming the op that does not
+ * fit), and start the ops' threads.
+ */
+int pf_iter_new(pf_iter **it, pf_pipeline *p, pf_error *err);
+
+/*
+ * The next element or batch into *out (the caller releases it with
+ * pf_elem_release).  Returns 0, PF_END at the end of the epoch, or a
+ * negative code.  Epochs: after PF_END, the next call starts the next epoch
+ * (files and shuffle buffers reshuffled by the seed and the epoch number).
+ * On error or PF_END *out is zeroed.
+ */
+int pf_iter_next(pf_iter *it, pf_elem *out, pf_error *err);
+
+/* The current epoch number (0 for the first). */
+uint64_t pf_iter_epoch(const pf_iter *it);
+
+/* Stop the threads and free the iterator.  Elements not released yet stay
+ * valid.  NULL is a no-op. */
+void pf_iter_free(pf_iter *it);
+
+/* The optimized plan as text, e.g. "shards -> map+batch(64) -> prefetch(4)";
+ * returns the length needed (snprintf-like). */
+size_t pf_iter_describe(const pf_iter *it, char *buf, size_t cap);
+
+/* ==== stats ============================================================== */
+
+/* Counters of one stage of the running (optimized) plan; stage 0 is the
+ * source, the last stage is what pf_iter_next pulls from.  Inline stages'
+ * times are sampled (one call in 8); threaded stages time every unit. */
+typedef struct pf_op_stats {
+	const char *name;         /* "shards", "map+batch", ... (static) */
+	uint64_t elements;        /* elements (or batches) produced */
+	uint64_t bytes;           /* bytes of what it produced */
+	uint64_t busy_ns;         /* time spent doing its own work */
+	uint64_t wait_input_ns;   /* time waiting on its input */
+	uint64_t blocked_output_ns; /* time its threads waited for room downstream */
+	uint64_t buffer_bytes;    /* declared worst-case buffer bytes */
+	int parallelism;          /* threads in use (1 for inline ops) */
+	int depth;                /* buffer depth (elements), 0 when none */
+	int autotuned;            /* nonzero: a knob was PF_AUTOTUNE */
+} pf_op_stats;
+
+/* Number of stages of the running plan. */
+int pf_iter_nstages(const pf_iter *it);
+
+/* Snapshot of stage i's counters (0 <= i < nstages); PF_EINVAL otherwise.
+ * Safe to call while another thread runs pf_iter_next. */
+int pf_iter_stats(const pf_iter *it, int i, pf_op_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PIPEFEED_H */

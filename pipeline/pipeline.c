@@ -1,0 +1,243 @@
+/* pipeline.c - the builder: pipeline handles and the op builder calls. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pf_pipeline_int.h"
+
+int pf_pipeline_new(pf_pipeline **pp, const pf_options *opts, pf_error *err)
+{
+	*pp = NULL;
+	pf_pipeline *p = calloc(1, sizeof(*p));
+	if (!p)
+		return pf_error_set(err, PF_ENOMEM, "pipeline: out of memory");
+	if (opts)
+		p->opts = *opts;
+	if (!p->opts.memory_budget)
+		p->opts.memory_budget = 1ull << 30;
+	if (p->opts.cpu_budget <= 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		p->opts.cpu_budget = n > 0 ? (int)n : 1;
+	}
+	p->pool = pf_pool_new(0);
+	if (!p->pool) {
+		free(p);
+		return pf_error_set(err, PF_ENOMEM, "pipeline: out of memory");
+	}
+	p->rt.opts = p->opts;
+	p->rt.pool = p->pool;
+	*pp = p;
+	return 0;
+}
+
+void pf_pipeline_free(pf_pipeline *p)
+{
+	if (!p)
+		return;
+	if (p->iter)
+		pf_iter_free(p->iter);
+	for (int i = 0; i < p->nops; i++) {
+		pf_op *op = p->ops[i];
+		if (op->vt->destroy)
+			op->vt->destroy(op);
+		free(op->cfg);
+		free(op);
+	}
+	free(p->ops);
+	pf_pool_free(p->pool);
+	free(p);
+}
+
+int pf_pipeline_nops(const pf_pipeline *p)
+{
+	return p ? p->nops : 0;
+}
+
+pf_op *pf_op_alloc(const pf_op_vt *vt, size_t cfg_size, pf_error *err)
+{
+	pf_op *op = calloc(1, sizeof(*op));
+	if (op && cfg_size) {
+		op->cfg = calloc(1, cfg_size);
+		if (!op->cfg) {
+			free(op);
+			op = NULL;
+		}
+	}
+	if (!op) {
+		pf_error_set(err, PF_ENOMEM, "%s: out of memory", vt->kind);
+		return NULL;
+	}
+	op->vt = vt;
+	snprintf(op->label, sizeof(op->label), "%s", vt->kind);
+	return op;
+}
+
+int pf_op_error(pf_op *op, pf_error *err, int code, const char *fmt, ...)
+{
+	char msg[PF_ERROR_MSG_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return pf_error_set(err, code, "%s: %s", op->label, msg);
+}
+
+void pf_op_reset(pf_op *op)
+{
+	if (!op)
+		return;
+	if (op->vt->reset)
+		op->vt->reset(op);
+	else
+		pf_op_reset(op->in);
+	op->epoch++;
+	op->at_end = 0;
+}
+
+/* Append op (NULL: its constructor failed, err is set). */
+static int add_op(pf_pipeline *p, pf_op *op, int is_source, pf_error *err)
+{
+	if (!op)
+		return err && err->code ? err->code : PF_ENOMEM;
+	int bad = 0;
+	if (p->iter)
+		bad = pf_error_set(err, PF_ESTATE, "%s: cannot add ops while an iterator is live",
+				   op->vt->kind);
+	else if (is_source && p->nops)
+		bad = pf_error_set(err, PF_EINVAL, "%s: a source must be the first op",
+				   op->vt->kind);
+	else if (!is_source && !p->nops)
+		bad = pf_error_set(err, PF_EINVAL, "%s: the pipeline has no source yet",
+				   op->vt->kind);
+	if (!bad && p->nops == p->cap) {
+		int cap = p->cap ? 2 * p->cap : 8;
+		pf_op **n = realloc(p->ops, cap * sizeof(*n));
+		if (!n)
+			bad = pf_error_set(err, PF_ENOMEM, "pipeline: out of memory");
+		else {
+			p->ops = n;
+			p->cap = cap;
+		}
+	}
+	if (!bad && p->nops >= 60)
+		bad = pf_error_set(err, PF_ELIMIT, "pipeline: more than 60 ops");
+	if (bad) {
+		if (op->vt->destroy)
+			op->vt->destroy(op);
+		free(op->cfg);
+		free(op);
+		return bad;
+	}
+	op->index = p->nops;
+	op->rt = &p->rt;
+	/* label: kind#index, keeping a "(name)" suffix the constructor set */
+	char tail[64] = "";
+	const char *paren = strchr(op->label, '(');
+	if (paren)
+		snprintf(tail, sizeof(tail), "%s", paren);
+	snprintf(op->label, sizeof(op->label), "%s#%d%s", op->vt->kind, op->index, tail);
+	p->ops[p->nops++] = op;
+	return 0;
+}
+
+int pf_shards(pf_pipeline *p, const char *const *paths, size_t n,
+	      const pf_source_opts *o, pf_error *err)
+{
+	return add_op(p, pf_op_shards_new(paths, n, o, err), 1, err);
+}
+
+int pf_tfrecords(pf_pipeline *p, const char *const *paths, size_t n,
+		const pf_source_opts *o, pf_error *err)
+{
+	return add_op(p, pf_op_tfrecord_new(paths, n, o, err), 1, err);
+}
+
+int pf_range(pf_pipeline *p, int64_t start, int64_t stop, int64_t step,
+	     pf_error *err)
+{
+	return add_op(p, pf_op_range_new(start, stop, step, err), 1, err);
+}
+
+int pf_records(pf_pipeline *p, const void *const *recs, const size_t *lens,
+	       size_t n, const pf_schema *rs, pf_error *err)
+{
+	return add_op(p, pf_op_records_new(recs, lens, n, rs, err), 1, err);
+}
+
+int pf_map(pf_pipeline *p, const char *name, const char *args,
+	   const pf_map_opts *o, pf_error *err)
+{
+	const pf_map_def *d = name ? pf_map_lookup(name) : NULL;
+	if (!d)
+		return pf_error_set(err, PF_EINVAL, "map: no map function called \"%s\"",
+				    name ? name : "(null)");
+	return add_op(p, pf_op_map_new(d->name, d->prepare, d->fn, d->user, args, o, err),
+		      0, err);
+}
+
+int pf_map_func(pf_pipeline *p, const char *name, pf_map_prepare_fn prepare,
+		pf_map_fn fn, void *user, const char *args,
+		const pf_map_opts *o, pf_error *err)
+{
+	return add_op(p, pf_op_map_new(name, prepare, fn, user, args, o, err), 0, err);
+}
+
+int pf_filter(pf_pipeline *p, const char *name, pf_filter_fn fn, void *user,
+	      pf_error *err)
+{
+	return add_op(p, pf_op_filter_new(name, fn, user, err), 0, err);
+}
+
+int pf_take(pf_pipeline *p, int64_t n, pf_error *err)
+{
+	return add_op(p, pf_op_take_new(n, err), 0, err);
+}
+
+int pf_skip(pf_pipeline *p, int64_t n, pf_error *err)
+{
+	return add_op(p, pf_op_skip_new(n, err), 0, err);
+}
+
+int pf_repeat(pf_pipeline *p, int64_t count, pf_error *err)
+{
+	return add_op(p, pf_op_repeat_new(count, err), 0, err);
+}
+
+int pf_rank_shard(pf_pipeline *p, int num, int index, pf_error *err)
+{
+	return add_op(p, pf_op_shard_new(num, index, err), 0, err);
+}
+
+int pf_sleep(pf_pipeline *p, int64_t us, pf_error *err)
+{
+	return add_op(p, pf_op_sleep_new(us, err), 0, err);
+}
+
+int pf_cache(pf_pipeline *p, const char *path, uint64_t max_bytes, pf_error *err)
+{
+	return add_op(p, pf_op_cache_new(path, max_bytes, err), 0, err);
+}
+
+int pf_shuffle(pf_pipeline *p, int64_t size, const pf_shuffle_opts *o,
+	       pf_error *err)
+{
+	return add_op(p, pf_op_shuffle_new(size, o, err), 0, err);
+}
+
+int pf_batch(pf_pipeline *p, int size, int drop, pf_error *err)
+{
+	return add_op(p, pf_op_batch_new(size, drop, err), 0, err);
+}
+
+int pf_padded_batch(pf_pipeline *p, int size, const pf_padded_opts *o,
+		    pf_error *err)
+{
+	return add_op(p, pf_op_padded_batch_new(size, o, err), 0, err);
+}
+
+int pf_prefetch(pf_pipeline *p, int depth, pf_error *err)
+{
+	return add_op(p, pf_op_prefetch_new(depth, err), 0, err);
+}
