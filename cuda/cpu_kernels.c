@@ -1,0 +1,171 @@
+/*
+ * cpu_kernels.c - the cpu backend's arithmetic: the row-major GEMM (CBLAS,
+ * or a plain loop when configure found none) and the model's kernels.
+ * Called on a stream's worker thread by dev_cpu.c; pure functions of their
+ * arguments, so the results do not depend on timing.
+ */
+#include "config.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "pf_cpu_kernels.h"
+#include "pf_device.h"
+
+#ifdef HAVE_CBLAS
+#include <cblas.h>
+#endif
+
+void pf_cpu_set_threads(int n)
+{
+#if defined(HAVE_CBLAS) && defined(OPENBLAS_VERSION)
+	openblas_set_num_threads(n);
+#else
+	(void)n;
+#endif
+}
+
+void pf_cpu_gemm(int ta, int tb, int m, int n, int k, float alpha,
+		 const float *A, int lda, const float *B, int ldb, float beta,
+		 float *C, int ldc)
+{
+#ifdef HAVE_CBLAS
+	cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
+		    tb ? CblasTrans : CblasNoTrans, m, n, k, alpha, A, lda, B,
+		    ldb, beta, C, ldc);
+#else
+	for (int i = 0; i < m; i++) {
+		float *c = C + (size_t)i * ldc;
+		for (int j = 0; j < n; j++)
+			c[j] = beta == 0 ? 0 : beta * c[j];
+		for (int p = 0; p < k; p++) {
+			float a = alpha * (ta ? A[(size_t)p * lda + i]
+					      : A[(size_t)i * lda + p]);
+			if (a == 0)
+				continue;
+			if (!tb) {
+				const float *b = B + (size_t)p * ldb;
+				for (int j = 0; j < n; j++)
+					c[j] += a * b[j];
+			} else {
+				for (int j = 0; j < n; j++)
+					c[j] += a * B[(size_t)j * ldb + p];
+			}
+		}
+	}
+#endif
+}
+
+/* Label r of a label array of type t, as int64 (may be out of range). */
+static int64_t label_at(const void *labels, int t, int r)
+{
+	switch (t) {
+	case PF_LABEL_U8: return ((const uint8_t *)labels)[r];
+	case PF_LABEL_I32: return ((const int32_t *)labels)[r];
+	default: return ((const int64_t *)labels)[r];
+	}
+}
+
+static void softmax_xent(const pf_kernel *k)
+{
+	const float *logits = k->in;
+	float *dl = k->out;
+	double loss = 0, correct = 0, bad = 0;
+	for (int r = 0; r < k->rows; r++) {
+		const float *x = logits + (size_t)r * k->cols;
+		float *g = dl ? dl + (size_t)r * k->cols : NULL;
+		int64_t y = label_at(k->in2, k->flag, r);
+		if (y < 0 || y >= k->cols) {
+			bad += 1;
+			if (g)
+				memset(g, 0, sizeof(float) * k->cols);
+			continue;
+		}
+		int am = 0;
+		float mx = x[0];
+		for (int c = 1; c < k->cols; c++)
+			if (x[c] > mx) {
+				mx = x[c];
+				am = c;
+			}
+		float sum = 0;
+		for (int c = 0; c < k->cols; c++)
+			sum += expf(x[c] - mx);
+		float lse = mx + logf(sum);
+		loss += lse - x[y];
+		correct += am == y;
+		if (g)
+			for (int c = 0; c < k->cols; c++)
+				g[c] = (expf(x[c] - lse) - (c == y)) * k->f[0];
+	}
+	k->acc[0] += loss;
+	k->acc[1] += correct;
+	k->acc[2] += bad;
+}
+
+static void adam(const pf_kernel *k)
+{
+	float *w = k->out, *m = k->m, *v = k->v;
+	const float *g = k->in;
+	float lr = k->f[0], b1 = k->f[1], b2 = k->f[2], eps = k->f[3];
+	int t = *k->t < 1 ? 1 : *k->t;
+	float lr_t = lr * sqrtf(1.0f - powf(b2, (float)t)) /
+		     (1.0f - powf(b1, (float)t));
+	for (size_t i = 0; i < k->n; i++) {
+		m[i] = b1 * m[i] + (1.0f - b1) * g[i];
+		v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
+		w[i] -= lr_t * m[i] / (sqrtf(v[i]) + eps);
+	}
+}
+
+void pf_cpu_kernel(const pf_kernel *k)
+{
+	switch (k->kind) {
+	case PF_K_U8_TO_F32: {
+		float *dst = k->out;
+		const uint8_t *src = k->in;
+		for (size_t i = 0; i < k->n; i++)
+			dst[i] = src[i] * k->f[0];
+		break;
+	}
+	case PF_K_BIAS_ACT: {
+		float *y = k->out;
+		const float *b = k->in;
+		for (int r = 0; r < k->rows; r++) {
+			float *row = y + (size_t)r * k->cols;
+			for (int c = 0; c < k->cols; c++) {
+				float z = row[c] + b[c];
+				row[c] = k->flag && z < 0 ? 0 : z;
+			}
+		}
+		break;
+	}
+	case PF_K_RELU_GRAD: {
+		float *dy = k->out;
+		const float *y = k->in2;
+		for (size_t i = 0; i < k->n; i++)
+			if (!(y[i] > 0))
+				dy[i] = 0;
+		break;
+	}
+	case PF_K_SOFTMAX_XENT:
+		softmax_xent(k);
+		break;
+	case PF_K_BIAS_GRAD: {
+		float *db = k->out;
+		const float *dy = k->in;
+		for (int c = 0; c < k->cols; c++)
+			db[c] = 0;
+		for (int r = 0; r < k->rows; r++)
+			for (int c = 0; c < k->cols; c++)
+				db[c] += dy[(size_t)r * k->cols + c];
+		break;
+	}
+	case PF_K_ADAM:
+		adam(k);
+		break;
+	case PF_K_COUNTER_ADD:
+		*(int32_t *)k->out += k->flag;
+		break;
+	}
+}

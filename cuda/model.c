@@ -1,0 +1,410 @@
+/*
+ * model.c - the MLP: parameters, forward, backward and Adam, all enqueued on
+ * a device stream through pf_device.h (see pf_model.h for the contract).
+ *
+ * Shapes (row-major, B rows):  act[l] = relu(act[l-1] W_l + b_l), the last
+ * layer without ReLU (logits).  Backward, from the loss gradient
+ * dact[L-1] = (softmax - onehot) / B:
+ *   dW_l = act[l-1]^T dact[l]      db_l = sum over rows of dact[l]
+ *   dact[l-1] = (dact[l] W_l^T) masked by act[l-1] > 0
+ */
+#include "config.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pf_model_int.h"
+#include "pf_rng.h"
+#include "pf_schema.h"
+
+int pf_model_parse(pf_model_cfg *c, const char *spec, pf_error *err)
+{
+	if (!spec || strncmp(spec, "mlp:", 4) != 0)
+		return pf_error_set(err, PF_EINVAL,
+				    "model '%s': column 1: expected mlp:SIZES (e.g. mlp:784-128-10)",
+				    spec ? spec : "");
+	const char *p = spec + 4;
+	int n = 0;
+	for (;;) {
+		char *end;
+		long v = strtol(p, &end, 10);
+		if (end == p || v < 1 || v > 65536)
+			return pf_error_set(err, PF_EINVAL,
+					    "model '%s': column %d: expected a size 1..65536",
+					    spec, (int)(p - spec) + 1);
+		if (n == PF_MLP_MAX_LAYERS + 1)
+			return pf_error_set(err, PF_EINVAL,
+					    "model '%s': column %d: more than %d layers",
+					    spec, (int)(p - spec) + 1,
+					    PF_MLP_MAX_LAYERS);
+		c->sizes[n++] = (int)v;
+		if (*end == 0)
+			break;
+		if (*end != '-')
+			return pf_error_set(err, PF_EINVAL,
+					    "model '%s': column %d: expected '-' between sizes",
+					    spec, (int)(end - spec) + 1);
+		p = end + 1;
+	}
+	if (n < 2)
+		return pf_error_set(err, PF_EINVAL,
+				    "model '%s': needs at least an input and an output size",
+				    spec);
+	c->nsizes = n;
+	return 0;
+}
+
+/* Uniform float in [-a, a) from 24 random bits. */
+static float uniform(pf_rng *r, float a)
+{
+	return a * ((float)(pf_rng_next(r) >> 40) / 8388608.0f - 1.0f);
+}
+
+int pf_model_new(pf_model **mp, pf_device *d, const pf_model_cfg *cfg,
+		 pf_error *err)
+{
+	*mp = NULL;
+	if (cfg->nsizes < 2 || cfg->nsizes > PF_MLP_MAX_LAYERS + 1 ||
+	    cfg->max_batch < 1 || cfg->max_batch > (1 << 20))
+		return pf_error_set(err, PF_EINVAL,
+				    "model: bad configuration (%d sizes, max batch %d)",
+				    cfg->nsizes, cfg->max_batch);
+	pf_model *m = calloc(1, sizeof(*m));
+	if (!m)
+		return pf_error_set(err, PF_ENOMEM, "model: out of memory");
+	m->dev = d;
+	m->cfg = *cfg;
+	if (m->cfg.lr == 0)
+		m->cfg.lr = 1e-3f;
+	if (m->cfg.b1 == 0)
+		m->cfg.b1 = 0.9f;
+	if (m->cfg.b2 == 0)
+		m->cfg.b2 = 0.999f;
+	if (m->cfg.eps == 0)
+		m->cfg.eps = 1e-8f;
+	m->nlayers = cfg->nsizes - 1;
+	size_t off = 0;
+	for (int l = 0; l < m->nlayers; l++) {
+		m->woff[l] = off;
+		off += (size_t)cfg->sizes[l] * cfg->sizes[l + 1];
+		m->boff[l] = off;
+		off += cfg->sizes[l + 1];
+	}
+	m->nparams = off;
+	size_t B = cfg->max_batch, pb = off * sizeof(float);
+	int rc = 0;
+	float *host = NULL;
+	pf_stream *s = NULL;
+	if ((rc = pf_dev_alloc(d, (void **)&m->params, pb, err)) < 0 ||
+	    (rc = pf_dev_alloc(d, (void **)&m->grads, pb, err)) < 0 ||
+	    (rc = pf_dev_alloc(d, (void **)&m->m, pb, err)) < 0 ||
+	    (rc = pf_dev_alloc(d, (void **)&m->v, pb, err)) < 0 ||
+	    (rc = pf_dev_alloc(d, (void **)&m->x0,
+			       B * cfg->sizes[0] * sizeof(float), err)) < 0 ||
+	    (rc = pf_dev_alloc(d, (void **)&m->acc, 6 * sizeof(double), err)) < 0 ||
+	    (rc = pf_dev_alloc(d, (void **)&m->t_dev, sizeof(int32_t), err)) < 0)
+		goto fail;
+	for (int l = 0; l < m->nlayers; l++) {
+		size_t n = B * cfg->sizes[l + 1] * sizeof(float);
+		if ((rc = pf_dev_alloc(d, (void **)&m->act[l], n, err)) < 0 ||
+		    (rc = pf_dev_alloc(d, (void **)&m->dact[l], n, err)) < 0)
+			goto fail;
+	}
+	host = calloc(off, sizeof(float));
+	if (!host) {
+		rc = pf_error_set(err, PF_ENOMEM, "model: out of memory");
+		goto fail;
+	}
+	pf_rng r;
+	pf_rng_seed(&r, cfg->seed, 0x6d6c70);
+	for (int l = 0; l < m->nlayers; l++) {
+		int in = cfg->sizes[l], out = cfg->sizes[l + 1];
+		float a = l + 1 < m->nlayers ? sqrtf(6.0f / in)
+					     : sqrtf(6.0f / (in + out));
+		for (size_t i = 0; i < (size_t)in * out; i++)
+			host[m->woff[l] + i] = uniform(&r, a);
+	}
+	if ((rc = pf_stream_new(d, &s, err)) < 0 ||
+	    (rc = pf_memcpy_async(d, s, m->params, host, pb, PF_H2D, err)) < 0 ||
+	    (rc = pf_memset_async(d, s, m->grads, 0, pb, err)) < 0 ||
+	    (rc = pf_memset_async(d, s, m->m, 0, pb, err)) < 0 ||
+	    (rc = pf_memset_async(d, s, m->v, 0, pb, err)) < 0 ||
+	    (rc = pf_memset_async(d, s, m->acc, 0, 6 * sizeof(double), err)) < 0 ||
+	    (rc = pf_memset_async(d, s, m->t_dev, 0, sizeof(int32_t), err)) < 0 ||
+	    (rc = pf_stream_sync(d, s, err)) < 0)
+		goto fail;
+	pf_stream_free(d, s);
+	free(host);
+	*mp = m;
+	return 0;
+fail:
+	if (s) {
+		pf_stream_sync(d, s, NULL);
+		pf_stream_free(d, s);
+	}
+	free(host);
+	pf_model_free(m);
+	return rc;
+}
+
+void pf_model_free(pf_model *m)
+{
+	if (!m)
+		return;
+	pf_device *d = m->dev;
+	for (int i = 0; i < m->ngraphs; i++)
+		pf_graph_free(d, m->graphs[i].g);
+	pf_dev_free(d, m->params);
+	pf_dev_free(d, m->grads);
+	pf_dev_free(d, m->m);
+	pf_dev_free(d, m->v);
+	pf_dev_free(d, m->x0);
+	pf_dev_free(d, m->acc);
+	pf_dev_free(d, m->t_dev);
+	for (int l = 0; l < m->nlayers; l++) {
+		pf_dev_free(d, m->act[l]);
+		pf_dev_free(d, m->dact[l]);
+	}
+	free(m);
+}
+
+const pf_model_cfg *pf_model_config(const pf_model *m) { return &m->cfg; }
+size_t pf_model_nparams(const pf_model *m) { return m->nparams; }
+int32_t pf_model_step_count(const pf_model *m) { return m->t_host; }
+
+int pf_model_input_types(pf_model_input *in, int image_dtype, int label_dtype,
+			 pf_error *err)
+{
+	if (image_dtype != PF_U8 && image_dtype != PF_F32)
+		return pf_error_set(err, PF_EINVAL,
+				    "model input: images must be u8 or f32, not %s",
+				    pf_dtype_name(image_dtype));
+	in->x_type = image_dtype;
+	switch (label_dtype) {
+	case PF_U8: in->label_type = PF_LABEL_U8; break;
+	case PF_I32: in->label_type = PF_LABEL_I32; break;
+	case PF_I64: in->label_type = PF_LABEL_I64; break;
+	default:
+		return pf_error_set(err, PF_EINVAL,
+				    "model input: labels must be u8, i32 or i64, not %s",
+				    pf_dtype_name(label_dtype));
+	}
+	return 0;
+}
+
+static int check_input(const pf_model *m, const pf_model_input *in,
+		       pf_error *err)
+{
+	if (!in->x || !in->labels || in->rows < 1 ||
+	    in->rows > m->cfg.max_batch ||
+	    (in->x_type != PF_U8 && in->x_type != PF_F32) ||
+	    in->label_type < PF_LABEL_U8 || in->label_type > PF_LABEL_I64)
+		return pf_error_set(err, PF_EINVAL,
+				    "model: bad input (%d rows, max %d)", in->rows,
+				    m->cfg.max_batch);
+	return 0;
+}
+
+#define TRY(x)                                                                 \
+	do {                                                                   \
+		int rc_ = (x);                                                 \
+		if (rc_ < 0)                                                   \
+			return rc_;                                            \
+	} while (0)
+
+/* Enqueue the forward pass and the loss (with its gradient when grad). */
+static int forward(pf_model *m, pf_stream *s, const pf_model_input *in,
+		   int grad, double *acc, pf_error *err)
+{
+	pf_device *d = m->dev;
+	int B = in->rows;
+	const float *x = in->x;
+	if (in->x_type == PF_U8) {
+		float sc = in->x_scale ? in->x_scale : 1.0f / 255.0f;
+		TRY(pf_k_u8_to_f32(d, s, m->x0, in->x, (size_t)B * m->cfg.sizes[0],
+				   sc, err));
+		x = m->x0;
+	}
+	for (int l = 0; l < m->nlayers; l++) {
+		int k = m->cfg.sizes[l], n = m->cfg.sizes[l + 1];
+		const float *a = l ? m->act[l - 1] : x;
+		TRY(pf_gemm(d, s, 0, 0, B, n, k, 1.0f, a, k,
+			    m->params + m->woff[l], n, 0.0f, m->act[l], n, err));
+		TRY(pf_k_bias_act(d, s, m->act[l], m->params + m->boff[l], B, n,
+				  l + 1 < m->nlayers, err));
+	}
+	int L = m->nlayers - 1;
+	return pf_k_softmax_xent(d, s, m->act[L], in->labels, in->label_type, B,
+				 m->cfg.sizes[L + 1], grad ? m->dact[L] : NULL,
+				 1.0f / B, acc, err);
+}
+
+/* Enqueue the backward pass (after forward with grad). */
+static int backward(pf_model *m, pf_stream *s, const pf_model_input *in,
+		    pf_error *err)
+{
+	pf_device *d = m->dev;
+	int B = in->rows;
+	const float *x = in->x_type == PF_U8 ? m->x0 : (const float *)in->x;
+	for (int l = m->nlayers - 1; l >= 0; l--) {
+		int k = m->cfg.sizes[l], n = m->cfg.sizes[l + 1];
+		const float *a = l ? m->act[l - 1] : x;
+		TRY(pf_gemm(d, s, 1, 0, k, n, B, 1.0f, a, k, m->dact[l], n, 0.0f,
+			    m->grads + m->woff[l], n, err));
+		TRY(pf_k_bias_grad(d, s, m->grads + m->boff[l], m->dact[l], B, n,
+				   err));
+		if (l > 0) {
+			TRY(pf_gemm(d, s, 0, 1, B, k, n, 1.0f, m->dact[l], n,
+				    m->params + m->woff[l], n, 0.0f,
+				    m->dact[l - 1], k, err));
+			TRY(pf_k_relu_grad(d, s, m->dact[l - 1], m->act[l - 1],
+					   (size_t)B * k, err));
+		}
+	}
+	return 0;
+}
+
+/* The whole training step, enqueued directly. */
+static int enqueue_step(pf_model *m, pf_stream *s, const pf_model_input *in,
+			pf_error *err)
+{
+	TRY(forward(m, s, in, 1, m->acc, err));
+	TRY(backward(m, s, in, err));
+	TRY(pf_k_counter_add(m->dev, s, m->t_dev, 1, err));
+	return pf_k_adam(m->dev, s, m->params, m->grads, m->m, m->v, m->nparams,
+			 m->cfg.lr, m->cfg.b1, m->cfg.b2, m->cfg.eps, m->t_dev,
+			 err);
+}
+
+/* The captured graph for this input, capturing it on first use; NULL when
+ * the cache is full (the caller enqueues directly). */
+static int step_graph(pf_model *m, pf_stream *s, const pf_model_input *in,
+		      pf_graph **gp, pf_error *err)
+{
+	*gp = NULL;
+	for (int i = 0; i < m->ngraphs; i++)
+		if (m->graphs[i].x == in->x && m->graphs[i].labels == in->labels &&
+		    m->graphs[i].rows == in->rows &&
+		    m->graphs[i].x_type == in->x_type &&
+		    m->graphs[i].label_type == in->label_type) {
+			*gp = m->graphs[i].g;
+			return 0;
+		}
+	if (m->ngraphs == PF_MODEL_GRAPHS)
+		return 0;
+	TRY(pf_graph_begin(m->dev, s, err));
+	int rc = enqueue_step(m, s, in, err);
+	pf_graph *g = NULL;
+	int rc2 = pf_graph_end(m->dev, s, &g, err);
+	if (rc < 0 || rc2 < 0) {
+		pf_graph_free(m->dev, g);
+		return rc < 0 ? rc : rc2;
+	}
+	m->graphs[m->ngraphs].x = in->x;
+	m->graphs[m->ngraphs].labels = in->labels;
+	m->graphs[m->ngraphs].rows = in->rows;
+	m->graphs[m->ngraphs].x_type = in->x_type;
+	m->graphs[m->ngraphs].label_type = in->label_type;
+	m->graphs[m->ngraphs].g = g;
+	m->ngraphs++;
+	*gp = g;
+	return 0;
+}
+
+int pf_model_train_step(pf_model *m, pf_stream *s, const pf_model_input *in,
+			pf_error *err)
+{
+	TRY(check_input(m, in, err));
+	pf_graph *g = NULL;
+	if (m->cfg.use_graph && pf_graph_supported(m->dev))
+		TRY(step_graph(m, s, in, &g, err));
+	if (g)
+		TRY(pf_graph_launch(m->dev, g, s, err));
+	else
+		TRY(enqueue_step(m, s, in, err));
+	m->t_host++;
+	m->rows[PF_ACC_TRAIN] += in->rows;
+	return 0;
+}
+
+int pf_model_grad(pf_model *m, pf_stream *s, const pf_model_input *in,
+		  pf_error *err)
+{
+	TRY(check_input(m, in, err));
+	TRY(forward(m, s, in, 1, m->acc, err));
+	TRY(backward(m, s, in, err));
+	m->rows[PF_ACC_TRAIN] += in->rows;
+	return 0;
+}
+
+int pf_model_eval(pf_model *m, pf_stream *s, const pf_model_input *in,
+		  pf_error *err)
+{
+	TRY(check_input(m, in, err));
+	TRY(forward(m, s, in, 0, m->acc + 3, err));
+	m->rows[PF_ACC_EVAL] += in->rows;
+	return 0;
+}
+
+int pf_model_read_acc(pf_model *m, pf_stream *s, int which, double out[4],
+		      int reset, pf_error *err)
+{
+	if (which != PF_ACC_TRAIN && which != PF_ACC_EVAL)
+		return pf_error_set(err, PF_EINVAL, "model: no accumulator %d", which);
+	double h[3];
+	double *a = m->acc + 3 * which;
+	TRY(pf_memcpy_async(m->dev, s, h, a, sizeof(h), PF_D2H, err));
+	if (reset)
+		TRY(pf_memset_async(m->dev, s, a, 0, sizeof(h), err));
+	TRY(pf_stream_sync(m->dev, s, err));
+	out[0] = h[0];
+	out[1] = h[1];
+	out[2] = h[2];
+	out[3] = m->rows[which];
+	if (reset)
+		m->rows[which] = 0;
+	return 0;
+}
+
+static float *buf_of(pf_model *m, int which)
+{
+	switch (which) {
+	case PF_BUF_PARAMS: return m->params;
+	case PF_BUF_GRADS: return m->grads;
+	case PF_BUF_M: return m->m;
+	case PF_BUF_V: return m->v;
+	}
+	return NULL;
+}
+
+int pf_model_download(pf_model *m, pf_stream *s, int which, float *host,
+		      pf_error *err)
+{
+	float *b = buf_of(m, which);
+	if (!b)
+		return pf_error_set(err, PF_EINVAL, "model: no buffer %d", which);
+	TRY(pf_memcpy_async(m->dev, s, host, b, m->nparams * sizeof(float),
+			    PF_D2H, err));
+	return pf_stream_sync(m->dev, s, err);
+}
+
+int pf_model_upload(pf_model *m, pf_stream *s, int which, const float *host,
+		    pf_error *err)
+{
+	float *b = buf_of(m, which);
+	if (!b)
+		return pf_error_set(err, PF_EINVAL, "model: no buffer %d", which);
+	TRY(pf_memcpy_async(m->dev, s, b, host, m->nparams * sizeof(float),
+			    PF_H2D, err));
+	return pf_stream_sync(m->dev, s, err);
+}
+
+int pf_model_set_step(pf_model *m, pf_stream *s, int32_t t, pf_error *err)
+{
+	int32_t h = t;
+	TRY(pf_memcpy_async(m->dev, s, m->t_dev, &h, sizeof(h), PF_H2D, err));
+	TRY(pf_stream_sync(m->dev, s, err));
+	m->t_host = t;
+	return 0;
+}

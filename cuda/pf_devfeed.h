@@ -1,0 +1,105 @@
+/*
+ * pf_devfeed.h - device prefetch: batches from a pf_iter copied to the device
+ * on a copy stream, `depth` slots deep (2 = double buffering).
+ *
+ *   feeder thread:  b = pf_iter_next(it)                  (host batch)
+ *                   wait (host) copy_ev[k]                (staging k reusable)
+ *                   memcpy b -> pinned staging[k]; release b
+ *                   copy stream: wait done_ev[k]          (compute left slot k)
+ *                   copy stream: staging[k] -> device slot k; record copy_ev[k]
+ *   consumer:       pf_devfeed_next: take slot k; compute stream waits copy_ev[k]
+ *                   ... enqueue the step reading slot k on the compute stream ...
+ *                   pf_devfeed_release: record done_ev[k] on the compute stream
+ *
+ * A slot is written only after the compute that read it has finished (the
+ * copy stream waits on done_ev), and read only after its copy has finished
+ * (the compute stream waits on copy_ev): neither wait blocks the host.  The
+ * consumer blocks only when no batch is ready; that wait, when the compute
+ * stream has nothing left to run, and the compute stream's own waits on
+ * copy events are the stall (pf_devfeed_stats).
+ *
+ * Why a staging copy: pipefeed.h lets no consumer supply the batch buffer
+ * allocator, so batches are built in pageable pool memory; the feeder copies
+ * each into a pinned staging slot on its own thread (one host memcpy off the
+ * training loop's path).  With a pinned-pool hook in the runtime the batch
+ * would be built in staging[k] directly and this copy would go.
+ *
+ * Ownership and threads: the feed takes over `it` (only its thread calls
+ * pf_iter_next until pf_devfeed_free; the caller frees it afterwards) and
+ * uses `compute` (the caller's) for the waits and done events.  next and
+ * release are called from one consumer thread.  A batch from next must be
+ * released before the next call to pf_devfeed_free.
+ */
+#ifndef PF_DEVFEED_H
+#define PF_DEVFEED_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pf_device.h"
+#include "pipefeed.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct pf_devfeed pf_devfeed;
+
+typedef struct pf_devfeed_opts {
+	int depth;            /* device slots, 1..16; 0 = 2 (double buffering) */
+	size_t slot_bytes;    /* bytes per slot; 0 = the first batch's size
+			       * (a later, larger batch fails with PF_ELIMIT) */
+	int64_t epochs;       /* epochs the feeder runs, then stops; 0 = no limit */
+} pf_devfeed_opts;
+
+/* A batch in a device slot.  data[i] are device pointers into the slot,
+ * laid out as the host batch was (structure-of-arrays, one buffer). */
+typedef struct pf_devbatch {
+	int slot;
+	uint32_t batch;               /* B */
+	uint64_t id;                  /* first sample's id */
+	uint64_t seq;                 /* batches delivered before this one */
+	uint64_t epoch;               /* epoch it belongs to (0 first) */
+	const pf_schema *schema;
+	void *data[PF_MAX_FIELDS];
+	int64_t nitems[PF_MAX_FIELDS];
+	size_t nbytes;
+} pf_devbatch;
+
+typedef struct pf_devfeed_stats {
+	uint64_t batches, bytes;      /* delivered to the consumer */
+	uint64_t host_wait_ns;        /* consumer blocked in next() */
+	uint64_t stall_host_ns;       /* ... while the compute stream was idle */
+	uint64_t stall_device_ns;     /* compute stream blocked on copy events */
+	uint64_t feeder_input_ns;     /* feeder waiting in pf_iter_next */
+	uint64_t feeder_slot_ns;      /* feeder waiting for a free slot */
+} pf_devfeed_stats;
+
+/* Start the feeder thread on it.  Slots are allocated on the first batch. */
+int pf_devfeed_new(pf_devfeed **f, pf_device *d, pf_iter *it,
+		   pf_stream *compute, const pf_devfeed_opts *opts,
+		   pf_error *err);
+
+/*
+ * The next batch into *b and make the compute stream wait for its copy.
+ * Returns 0, PF_END at the end of an epoch (the following call starts the
+ * next epoch's batches; after the last epoch of opts.epochs it keeps
+ * returning PF_END), or the pipeline's / device's error (sticky).
+ */
+int pf_devfeed_next(pf_devfeed *f, pf_devbatch *b, pf_error *err);
+
+/* Done with b: its slot may be refilled once the work enqueued on the
+ * compute stream so far has run.  Never blocks. */
+int pf_devfeed_release(pf_devfeed *f, pf_devbatch *b, pf_error *err);
+
+/* Snapshot of the counters (any thread). */
+void pf_devfeed_get_stats(pf_devfeed *f, pf_devfeed_stats *out);
+
+/* Stop the feeder (even mid-epoch), wait for both streams' use of the
+ * slots, free them.  NULL is a no-op. */
+void pf_devfeed_free(pf_devfeed *f);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PF_DEVFEED_H */

@@ -1,0 +1,206 @@
+/*
+ * pf_device.h - the device interface: memory, streams, events, GEMM and the
+ * few kernels the model needs, with two backends behind one set of calls.
+ *
+ *   cpu   the same asynchronous semantics on threads (cuda/dev_cpu.c): each
+ *         stream is a worker thread running a FIFO of operations; a copy
+ *         enqueued on a stream completes later; an event completes when its
+ *         stream reaches it; a stream waiting on an event blocks that
+ *         stream's thread, never the host.  GEMMs through CBLAS.
+ *   cuda  CUDA runtime + cuBLAS (cuda/dev_cuda.cu), built as a module
+ *         (pf_cuda.so) loaded with dlopen when a device is asked for, so one
+ *         binary runs with and without CUDA.
+ *
+ * Semantics both backends give (the CUDA stream model):
+ *  - operations on one stream run in the order they were enqueued;
+ *  - pf_event_record(e, s) makes e complete when s has run everything
+ *    enqueued on it before the record; recording again moves e forward;
+ *  - pf_stream_wait_event(s, e) makes work enqueued on s after the call
+ *    wait until e's most recent record (at call time) has completed; an
+ *    event never recorded counts as complete;
+ *  - pf_event_query never blocks; pf_event_sync and pf_stream_sync block the
+ *    calling host thread (the only host-blocking calls besides alloc/free);
+ *  - every enqueue call returns at once (it may block briefly when the
+ *    stream's queue is full, as a CUDA launch queue does).
+ *  - memory from pf_dev_alloc is device memory: the host must not touch it
+ *    (on the cpu backend it is host memory, which tests exploit).
+ *
+ * Errors: calls return 0 or a negative PF_E* code and fill pf_error.  An
+ * enqueued operation that fails later (a CUDA fault) is reported by the next
+ * sync on that stream or event.
+ *
+ * Threads: a pf_device may be used from several threads; one stream should
+ * be fed by one thread at a time (as with CUDA, ordering between threads
+ * enqueueing on the same stream is whatever the enqueue calls' order is).
+ */
+#ifndef PF_DEVICE_H
+#define PF_DEVICE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pf_error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct pf_device pf_device;
+typedef struct pf_stream pf_stream;
+typedef struct pf_event pf_event;
+typedef struct pf_graph pf_graph;
+
+/* Options of pf_device_open.  A zeroed struct means the defaults. */
+typedef struct pf_device_opts {
+	int index;                   /* cuda: device ordinal (0) */
+	int cpu_threads;             /* cpu: BLAS threads; 0 = 1 (deterministic) */
+	/* cpu test hook: every copy sleeps a random 0..copy_delay_us, half of
+	 * it in the middle of the copy (so a reader racing it sees a torn
+	 * buffer); every GEMM/kernel sleeps 0..compute_delay_us.  0 = off. */
+	uint32_t test_copy_delay_us;
+	uint32_t test_compute_delay_us;
+	uint64_t test_seed;
+} pf_device_opts;
+
+/*
+ * Open a device.  kind is "cpu", "cuda" or "auto" (cuda when the module
+ * loads and a device answers, else cpu).  opts may be NULL.
+ * "cuda" fails with PF_ENODEV when the module cannot be loaded or no device
+ * answers (cudaGetDeviceCount failing for any reason counts as none);
+ * "auto" then opens cpu and pf_device_note() says why in one line.
+ * The cuda module is looked up in $PF_CUDA_MODULE, then beside the program
+ * in the build tree (cuda/.libs/pf_cuda.so), then in the install's
+ * pkglibdir.  *d is NULL on failure.
+ */
+int pf_device_open(pf_device **d, const char *kind, const pf_device_opts *opts,
+		   pf_error *err);
+
+/* Close: waits for every stream, frees the backend.  Memory, streams and
+ * events must be freed first.  NULL is a no-op. */
+void pf_device_close(pf_device *d);
+
+/* "cpu" or "cuda". */
+const char *pf_device_kind(const pf_device *d);
+/* One line describing the device ("cpu: OpenBLAS, 1 thread",
+ * "cuda: NVIDIA H100 80GB HBM3 (sm_90)"). */
+const char *pf_device_info(const pf_device *d);
+/* Why "auto" did not give cuda ("" when it did or was not asked). */
+const char *pf_device_note(const pf_device *d);
+
+/* ---- memory ------------------------------------------------------------- */
+
+/* Device memory of n bytes (256-byte aligned), contents undefined. */
+int pf_dev_alloc(pf_device *d, void **p, size_t n, pf_error *err);
+void pf_dev_free(pf_device *d, void *p);                   /* NULL ok */
+/* Page-locked host memory (cudaMallocHost; the cpu backend: aligned malloc),
+ * the source of asynchronous host-to-device copies. */
+int pf_host_alloc(pf_device *d, void **p, size_t n, pf_error *err);
+void pf_host_free(pf_device *d, void *p);                  /* NULL ok */
+
+/* ---- streams and events ------------------------------------------------- */
+
+int pf_stream_new(pf_device *d, pf_stream **s, pf_error *err);
+/* Waits for the stream's work, then frees it.  NULL ok. */
+void pf_stream_free(pf_device *d, pf_stream *s);
+/* Block the host until everything enqueued on s has run. */
+int pf_stream_sync(pf_device *d, pf_stream *s, pf_error *err);
+/* Nanoseconds s has spent blocked in pf_stream_wait_event waits so far
+ * (as far as known: the cuda backend counts the waits that have finished). */
+uint64_t pf_stream_wait_ns(pf_device *d, pf_stream *s);
+
+int pf_event_new(pf_device *d, pf_event **e, pf_error *err);
+void pf_event_free(pf_device *d, pf_event *e);             /* NULL ok */
+int pf_event_record(pf_device *d, pf_event *e, pf_stream *s, pf_error *err);
+int pf_stream_wait_event(pf_device *d, pf_stream *s, pf_event *e,
+			 pf_error *err);
+/* 1 when complete, 0 when not yet, or a negative code.  Never blocks. */
+int pf_event_query(pf_device *d, pf_event *e);
+int pf_event_sync(pf_device *d, pf_event *e, pf_error *err);
+
+/* ---- copies and host callbacks ------------------------------------------ */
+
+enum pf_copy_kind { PF_H2D = 1, PF_D2H = 2, PF_D2D = 3 };
+
+/* Enqueue a copy of n bytes on s.  For PF_H2D the source should be
+ * pf_host_alloc memory (pageable memory works but is not asynchronous on
+ * cuda); the source must not change until the copy completes. */
+int pf_memcpy_async(pf_device *d, pf_stream *s, void *dst, const void *src,
+		    size_t n, int kind, pf_error *err);
+/* Enqueue: set n bytes of device memory to byte v. */
+int pf_memset_async(pf_device *d, pf_stream *s, void *dst, int v, size_t n,
+		    pf_error *err);
+/* Enqueue a host function: fn(arg) runs on a host thread when s reaches it
+ * (cudaLaunchHostFunc); fn must not call the device. */
+int pf_host_func(pf_device *d, pf_stream *s, void (*fn)(void *), void *arg,
+		 pf_error *err);
+
+/* ---- compute ------------------------------------------------------------ */
+
+/*
+ * Row-major single-precision GEMM on s:
+ *   C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C
+ * op(X) is X or X^T (ta, tb nonzero); lda/ldb/ldc are row strides in
+ * floats (A is [m,k] or, transposed, [k,m]).  The cuda backend maps it onto
+ * column-major cuBLAS by computing C^T = op(B)^T op(A)^T.
+ */
+int pf_gemm(pf_device *d, pf_stream *s, int ta, int tb, int m, int n, int k,
+	    float alpha, const float *A, int lda, const float *B, int ldb,
+	    float beta, float *C, int ldc, pf_error *err);
+
+/* Label dtypes the loss kernel reads. */
+enum pf_label_type { PF_LABEL_U8 = 1, PF_LABEL_I32 = 2, PF_LABEL_I64 = 3 };
+
+/* dst[i] = src[i] * scale for n bytes (the batch crosses the bus as u8). */
+int pf_k_u8_to_f32(pf_device *d, pf_stream *s, float *dst, const uint8_t *src,
+		   size_t n, float scale, pf_error *err);
+/* y[r,c] += bias[c], then max(0, .) when relu, for a [rows, cols] y. */
+int pf_k_bias_act(pf_device *d, pf_stream *s, float *y, const float *bias,
+		  int rows, int cols, int relu, pf_error *err);
+/* dy[i] = y[i] > 0 ? dy[i] : 0 (gradient through a ReLU whose output is y). */
+int pf_k_relu_grad(pf_device *d, pf_stream *s, float *dy, const float *y,
+		   size_t n, pf_error *err);
+/*
+ * Softmax cross-entropy of logits [rows, cols] against integer labels
+ * (label_type), fused with its gradient: when dlogits is not NULL,
+ * dlogits = (softmax - onehot) * grad_scale.  Accumulates acc[0] += sum of
+ * the rows' losses, acc[1] += rows whose argmax equals the label,
+ * acc[2] += rows whose label is outside [0, cols) (their loss and gradient
+ * are 0).  acc is 3 doubles of device memory.
+ */
+int pf_k_softmax_xent(pf_device *d, pf_stream *s, const float *logits,
+		      const void *labels, int label_type, int rows, int cols,
+		      float *dlogits, float grad_scale, double *acc,
+		      pf_error *err);
+/* db[c] = sum over r of dy[r,c] (overwrites db). */
+int pf_k_bias_grad(pf_device *d, pf_stream *s, float *db, const float *dy,
+		   int rows, int cols, pf_error *err);
+/*
+ * Adam over n parameters, step count read from *t (device int32, >= 1):
+ *   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
+ *   w -= lr * sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps)
+ * Reading t from device memory keeps the launch parameters constant, so a
+ * captured graph can replay it.
+ */
+int pf_k_adam(pf_device *d, pf_stream *s, float *w, const float *g, float *m,
+	      float *v, size_t n, float lr, float b1, float b2, float eps,
+	      const int32_t *t, pf_error *err);
+/* *c += v (device int32). */
+int pf_k_counter_add(pf_device *d, pf_stream *s, int32_t *c, int v,
+		     pf_error *err);
+
+/* ---- graphs (cuda only) ------------------------------------------------- */
+
+/* 1 when the backend can capture and replay graphs. */
+int pf_graph_supported(const pf_device *d);
+/* Begin capturing the work enqueued on s (nothing runs until launched);
+ * PF_EINVAL on a backend without graphs. */
+int pf_graph_begin(pf_device *d, pf_stream *s, pf_error *err);
+/* End the capture into an executable graph *g. */
+int pf_graph_end(pf_device *d, pf_stream *s, pf_graph **g, pf_error *err);
+int pf_graph_launch(pf_device *d, pf_graph *g, pf_stream *s, pf_error *err);
+void pf_graph_free(pf_device *d, pf_graph *g);             /* NULL ok */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PF_DEVICE_H */

@@ -1,0 +1,125 @@
+/*
+ * pf_model.h - the model pipe-train trains: an MLP (dense layers, ReLU
+ * between them), softmax cross-entropy, Adam; every operation enqueued on a
+ * device stream (pf_device.h), so the same code runs on the cpu and cuda
+ * backends.
+ *
+ * Memory: parameters, gradients and both Adam moments are each ONE device
+ * buffer (layer l's W [in, out] row-major, then its b [out]), so the update
+ * is one kernel and a checkpoint is three copies.  Activations are sized for
+ * cfg.max_batch rows.  Inputs stay where the caller has them (a device slot
+ * from pf_devfeed): a u8 image batch is converted to f32 on the device.
+ *
+ * Accumulators: train steps add to the "train" accumulators, eval calls to
+ * the "eval" ones (sum of losses, correct rows, rows with a bad label); the
+ * host reads them with pf_model_read_acc, which syncs the stream (call it
+ * once per epoch, not per step).
+ *
+ * Ownership: a pf_model is a handle (pf_model_new / pf_model_free, free(NULL)
+ * is a no-op) bound to one device; calls on one model come from one thread.
+ */
+#ifndef PF_MODEL_H
+#define PF_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pf_device.h"
+#include "pf_error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PF_MLP_MAX_LAYERS 8
+
+typedef struct pf_model pf_model;
+
+typedef struct pf_model_cfg {
+	int nsizes;                          /* layers + 1, >= 2 */
+	int sizes[PF_MLP_MAX_LAYERS + 1];    /* input, hidden..., classes */
+	int max_batch;                       /* rows per call at most */
+	float lr, b1, b2, eps;               /* Adam; 0 = 1e-3, .9, .999, 1e-8 */
+	uint64_t seed;                       /* parameter init */
+	int use_graph;                       /* capture the step as a graph
+					      * (cuda; ignored elsewhere) */
+} pf_model_cfg;
+
+/* Parse "mlp:784-128-10" into c->nsizes / c->sizes (other fields kept).
+ * Each size is 1..65536.  PF_EINVAL naming the column otherwise. */
+int pf_model_parse(pf_model_cfg *c, const char *spec, pf_error *err);
+
+/* A new model on d with parameters drawn from cfg->seed (He-uniform for
+ * ReLU layers, Glorot-uniform for the last, zero biases), moments zero,
+ * step 0.  Uploads synchronously.  *m is NULL on failure. */
+int pf_model_new(pf_model **m, pf_device *d, const pf_model_cfg *cfg,
+		 pf_error *err);
+void pf_model_free(pf_model *m);
+const pf_model_cfg *pf_model_config(const pf_model *m);
+size_t pf_model_nparams(const pf_model *m);
+/* Adam steps taken (host count). */
+int32_t pf_model_step_count(const pf_model *m);
+
+/* One batch as the model reads it (device pointers). */
+typedef struct pf_model_input {
+	const void *x;        /* [rows, sizes[0]] of x_type */
+	int x_type;           /* PF_U8 (scaled by x_scale) or PF_F32 */
+	float x_scale;        /* u8 only; 0 = 1/255 */
+	const void *labels;   /* [rows] of label_type (pf_device.h) */
+	int label_type;
+	int rows;             /* 1..max_batch */
+} pf_model_input;
+
+/* Describe field pointers of a batch as a model input: x_type / label_type
+ * from pipefeed dtypes (u8 or f32 images; u8, i32 or i64 labels);
+ * PF_EINVAL naming the dtype otherwise. */
+int pf_model_input_types(pf_model_input *in, int image_dtype, int label_dtype,
+			 pf_error *err);
+
+/* Enqueue forward, backward and the Adam update on s (a captured graph
+ * replayed when cfg.use_graph and the device has graphs). */
+int pf_model_train_step(pf_model *m, pf_stream *s, const pf_model_input *in,
+			pf_error *err);
+/* Enqueue forward and backward only (gradients in the grads buffer; mean
+ * loss over the rows), adding to the train accumulators. */
+int pf_model_grad(pf_model *m, pf_stream *s, const pf_model_input *in,
+		  pf_error *err);
+/* Enqueue forward only, adding to the eval accumulators. */
+int pf_model_eval(pf_model *m, pf_stream *s, const pf_model_input *in,
+		  pf_error *err);
+
+enum pf_model_acc { PF_ACC_TRAIN = 0, PF_ACC_EVAL = 1 };
+/* Sync s and read accumulator set `which`: out[0] loss sum, out[1] correct,
+ * out[2] bad labels, out[3] rows.  reset: zero them afterwards. */
+int pf_model_read_acc(pf_model *m, pf_stream *s, int which, double out[4],
+		      int reset, pf_error *err);
+
+enum pf_model_buf { PF_BUF_PARAMS = 0, PF_BUF_GRADS, PF_BUF_M, PF_BUF_V };
+/* Copy buffer `which` (nparams floats) to or from host memory; syncs s. */
+int pf_model_download(pf_model *m, pf_stream *s, int which, float *host,
+		      pf_error *err);
+int pf_model_upload(pf_model *m, pf_stream *s, int which, const float *host,
+		    pf_error *err);
+
+/*
+ * Checkpoints (cuda/checkpoint.c): the architecture, Adam settings and step,
+ * parameters and both moments, in a little-endian file:
+ *   0  "PFCKPT\0\0"   8  u32 version (1)   12 u32 nsizes
+ *   16 u32 sizes[9]   52 i32 step          56 u64 nparams   64 u64 seed
+ *   72 f32 lr, b1, b2, eps (informative: load keeps the model's own)
+ *   88 f32 params[n], m[n], v[n]
+ *   88 + 12 n: u32 crc32c of every byte before it
+ * save writes "path.tmp.PID", fsyncs it, renames it over path and fsyncs the
+ * directory: a crash leaves the old file or the new one, never a mix.
+ * load checks magic (PF_EFORMAT), version (PF_EVERSION), length (PF_ETRUNC),
+ * checksum (PF_ECORRUPT) and that the architecture equals m's (PF_EINVAL),
+ * messages naming the file and offset; m is unchanged on failure.
+ */
+#define PF_CKPT_VERSION 1
+int pf_model_save(pf_model *m, pf_stream *s, const char *path, pf_error *err);
+int pf_model_load(pf_model *m, pf_stream *s, const char *path, pf_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PF_MODEL_H */
