@@ -32,6 +32,14 @@ typedef struct pf_buf {
 
 /* A new pool (NULL when out of memory). max_cached 0 = 256 MiB. */
 pf_pool *pf_pool_new(size_t max_cached);
+/* A pool whose buffers (pf_buf header and data together, `bytes` in all,
+ * 64-byte aligned by the allocator) come from alloc(user, bytes) and go
+ * back through release(user, ptr, bytes): e.g. pinned host memory.  Pooled
+ * like any other.  NULL when out of memory or alloc/release is NULL. */
+pf_pool *pf_pool_new_custom(size_t max_cached,
+			    void *(*alloc)(void *user, size_t bytes),
+			    void (*release)(void *user, void *p, size_t bytes),
+			    void *user);
 /* Free the pool and its cached buffers. NULL is a no-op. */
 void pf_pool_free(pf_pool *p);
 

@@ -28,6 +28,9 @@ int pf_queue_pop(pf_queue *q, void *item, uint64_t *waited_ns);
 /* Non-blocking pop: 0, or -1 when empty. */
 int pf_queue_trypop(pf_queue *q, void *item);
 
+/* Let push block at n items (1 <= n <= cap; clamped) instead of cap. */
+void pf_queue_set_limit(pf_queue *q, size_t n);
+
 void pf_queue_close(pf_queue *q);
 void pf_queue_reopen(pf_queue *q);
 size_t pf_queue_len(pf_queue *q);

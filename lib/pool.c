@@ -13,6 +13,13 @@
  * lock for every element. */
 #define POOL_STRIPES 8
 
+/* Buffers of this size and up (batches) skip the striping: they are taken
+ * once per batch, not per element, so one list costs no contention, and
+ * its LIFO order hands out the buffer released last, still in the cache
+ * (with stripes a producer cycles through every buffer of the other
+ * threads' lists and writes into cold memory each time). */
+#define POOL_SHARED_MIN (64u << 10)
+
 typedef struct pool_stripe {
 	pthread_mutex_t lock;
 	pf_buf *free_[POOL_NCLASS];
@@ -24,7 +31,25 @@ struct pf_pool {
 	size_t max_cached;
 	atomic_size_t cached;
 	atomic_size_t out;
+	void *(*alloc)(void *user, size_t bytes);     /* NULL: aligned_alloc */
+	void (*release)(void *user, void *p, size_t bytes);
+	void *user;
 };
+
+static size_t buf_total(size_t cap)
+{
+	return (sizeof(pf_buf) + cap + 63) & ~(size_t)63;
+}
+
+static void buf_free(pf_pool *p, pf_buf *b)
+{
+	if (!b)
+		return;
+	if (p->release)
+		p->release(p->user, b, buf_total(b->cap));
+	else
+		free(b);
+}
 
 pf_pool *pf_pool_new(size_t max_cached)
 {
@@ -37,6 +62,22 @@ pf_pool *pf_pool_new(size_t max_cached)
 	return p;
 }
 
+pf_pool *pf_pool_new_custom(size_t max_cached,
+			    void *(*alloc)(void *user, size_t bytes),
+			    void (*release)(void *user, void *p, size_t bytes),
+			    void *user)
+{
+	if (!alloc || !release)
+		return NULL;
+	pf_pool *p = pf_pool_new(max_cached);
+	if (p) {
+		p->alloc = alloc;
+		p->release = release;
+		p->user = user;
+	}
+	return p;
+}
+
 void pf_pool_free(pf_pool *p)
 {
 	if (!p)
@@ -46,7 +87,7 @@ void pf_pool_free(pf_pool *p)
 			pf_buf *b = p->st[i].free_[c];
 			while (b) {
 				pf_buf *n = b->next;
-				free(b);
+				buf_free(p, b);
 				b = n;
 			}
 		}
@@ -79,7 +120,7 @@ pf_buf *pf_buf_get(pf_pool *p, size_t size)
 		return NULL;
 	size_t cap = (size_t)1 << (c + POOL_MIN_SHIFT);
 	pf_buf *b = NULL;
-	int s0 = my_stripe();
+	int s0 = cap >= POOL_SHARED_MIN ? 0 : my_stripe();
 	pool_stripe *own = &p->st[s0];
 	pthread_mutex_lock(&own->lock);
 	b = own->free_[c];
@@ -88,7 +129,7 @@ pf_buf *pf_buf_get(pf_pool *p, size_t size)
 		atomic_fetch_sub(&p->cached, cap);
 	}
 	pthread_mutex_unlock(&own->lock);
-	for (int k = 1; k < POOL_STRIPES && !b; k++) {
+	for (int k = 1; k < POOL_STRIPES && !b && cap < POOL_SHARED_MIN; k++) {
 		pool_stripe *st = &p->st[(s0 + k) % POOL_STRIPES];
 		/* peek without the lock: only a hint, rechecked under it */
 		if (!__atomic_load_n(&st->free_[c], __ATOMIC_RELAXED))
@@ -124,7 +165,8 @@ pf_buf *pf_buf_get(pf_pool *p, size_t size)
 		}
 	}
 	if (!b) {
-		b = aligned_alloc(64, (sizeof(*b) + cap + 63) & ~(size_t)63);
+		b = p->alloc ? p->alloc(p->user, buf_total(cap)) :
+			aligned_alloc(64, buf_total(cap));
 		if (!b)
 			return NULL;
 		b->cls = c;
@@ -143,7 +185,7 @@ void pf_buf_unref(pf_buf *b)
 		return;
 	pf_pool *p = b->pool;
 	atomic_fetch_sub(&p->out, b->cap);
-	pool_stripe *st = &p->st[my_stripe()];
+	pool_stripe *st = &p->st[b->cap >= POOL_SHARED_MIN ? 0 : my_stripe()];
 	pthread_mutex_lock(&st->lock);
 	if (atomic_load(&p->cached) + b->cap <= p->max_cached) {
 		b->next = st->free_[b->cls];
@@ -152,7 +194,7 @@ void pf_buf_unref(pf_buf *b)
 		b = NULL;
 	}
 	pthread_mutex_unlock(&st->lock);
-	free(b);
+	buf_free(p, b);
 }
 
 size_t pf_pool_bytes_out(const pf_pool *p)

@@ -10,6 +10,7 @@ struct pf_queue {
 	pthread_mutex_t lock;
 	pthread_cond_t not_full, not_empty;
 	size_t cap, item_size, head, len;
+	size_t limit;         /* push blocks at this many items (<= cap) */
 	int closed;
 	unsigned char *items;
 };
@@ -34,6 +35,7 @@ pf_queue *pf_queue_new(size_t cap, size_t item_size)
 		return NULL;
 	}
 	q->cap = cap;
+	q->limit = cap;
 	q->item_size = item_size;
 	pthread_mutex_init(&q->lock, NULL);
 	pthread_cond_init(&q->not_full, NULL);
@@ -56,9 +58,9 @@ int pf_queue_push(pf_queue *q, const void *item, uint64_t *waited_ns)
 {
 	uint64_t t0 = 0;
 	pthread_mutex_lock(&q->lock);
-	if (q->len == q->cap && !q->closed && waited_ns)
+	if (q->len >= q->limit && !q->closed && waited_ns)
 		t0 = q_now();
-	while (q->len == q->cap && !q->closed)
+	while (q->len >= q->limit && !q->closed)
 		pthread_cond_wait(&q->not_full, &q->lock);
 	if (t0)
 		*waited_ns += q_now() - t0;
@@ -72,6 +74,14 @@ int pf_queue_push(pf_queue *q, const void *item, uint64_t *waited_ns)
 	pthread_cond_signal(&q->not_empty);
 	pthread_mutex_unlock(&q->lock);
 	return 0;
+}
+
+void pf_queue_set_limit(pf_queue *q, size_t n)
+{
+	pthread_mutex_lock(&q->lock);
+	q->limit = n < 1 ? 1 : n > q->cap ? q->cap : n;
+	pthread_cond_broadcast(&q->not_full);
+	pthread_mutex_unlock(&q->lock);
 }
 
 static void take_locked(pf_queue *q, void *item)

@@ -11,6 +11,7 @@
 typedef struct batch_cfg {
 	int size, drop;
 	int64_t off[PF_MAX_FIELDS];
+	int64_t eoff[PF_MAX_FIELDS]; /* field offsets in a borrowed element */
 	size_t fbytes[PF_MAX_FIELDS];
 	size_t bytes;
 } batch_cfg;
@@ -29,6 +30,7 @@ static int batch_prepare(pf_op *op, pf_error *err)
 		c->fbytes[i] = (size_t)fb;
 	}
 	c->bytes = pf_layout(&op->schema, (uint32_t)c->size, c->off);
+	pf_layout(&op->schema, 1, c->eoff);
 	op->elem_bytes = c->bytes ? c->bytes : 1;
 	op->buffer_bytes = op->elem_bytes;
 	op->cardinality = in->cardinality < 0 ? in->cardinality :
@@ -43,11 +45,30 @@ static int batch_next(pf_op *op, pf_elem *out, pf_error *err)
 	pf_elem e;
 	int n = 0, rc = 0;
 	uint64_t first = 0;
-	for (; n < c->size; n++) {
+	int nf = op->schema.nfields;
+	/* an input that lends its elements: gather straight from it */
+	for (; op->in->can_borrow && n < c->size; n++) {
+		const unsigned char *d;
+		uint64_t id;
+		size_t len;
+		rc = pf_op_borrow(op->in, &d, &len, &id, err);
+		if (rc)
+			break;
+		if (!b && !(b = pf_buf_get(op->rt->batch_pool, op->elem_bytes))) {
+			rc = pf_op_error(op, err, PF_ENOMEM, "out of memory");
+			break;
+		}
+		if (!n)
+			first = id;
+		for (int i = 0; i < nf; i++)
+			memcpy(b->data + c->off[i] + (size_t)n * c->fbytes[i], d + c->eoff[i],
+			       c->fbytes[i]);
+	}
+	for (; !op->in->can_borrow && n < c->size; n++) {
 		rc = pf_op_next(op->in, &e, err);
 		if (rc)
 			break;
-		if (!b && !(b = pf_buf_get(op->rt->pool, op->elem_bytes))) {
+		if (!b && !(b = pf_buf_get(op->rt->batch_pool, op->elem_bytes))) {
 			pf_elem_release(&e);
 			rc = pf_op_error(op, err, PF_ENOMEM, "out of memory");
 			break;

@@ -32,6 +32,8 @@ typedef struct map_cfg {
 	pf_map_ctx ctx;
 	int par, cap, B, R, has_var; /* R: inputs per unit */
 	size_t unit_bytes;
+	size_t in_stride;            /* input lends its elements: bytes per copy */
+	uint32_t tick;               /* inline path: sampled timing */
 	int64_t off[PF_MAX_FIELDS];  /* field offsets in a unit's buffer */
 	size_t fbytes[PF_MAX_FIELDS];
 } map_cfg;
@@ -39,6 +41,9 @@ typedef struct map_cfg {
 typedef struct map_unit {
 	pf_buf *buf;          /* fused: the batch buffer */
 	pf_elem *ins;         /* R inputs pulled for this unit */
+	unsigned char *stage; /* borrowing input: R copies, in_stride apart */
+	size_t *blen;         /* ... their bytes */
+	uint64_t *bid;        /* ... their ids */
 	pf_elem *outs;        /* element mode: R outputs (each owns its buffer) */
 	pf_elem out;          /* inline path: the one output */
 	int n, pos;           /* inputs reserved; next output to hand out */
@@ -53,6 +58,8 @@ typedef struct map_run {
 	pthread_cond_t cv_work, cv_done, cv_space;
 	pthread_t *th;
 	int nth, idle, quit, pause, waiting;
+	int active, ids;      /* autotune: workers with id < active take work */
+	int inline_busy;      /* the consumer maps in its thread: no reserving */
 	uint64_t next_unit, head, cur;
 	int ended, in_err, have_cur;
 	pf_error in_e;
@@ -94,7 +101,11 @@ static int map_prepare(pf_op *op, pf_error *err)
 
 	c->par = c->par_req == PF_AUTOTUNE ? op->rt->opts.cpu_budget :
 		(c->par_req > 0 ? c->par_req : 1);
-	op->st.parallelism = c->par;
+	/* autotuned: threads for the whole CPU budget are started; at
+	 * parallelism 1 none of them works (the consumer's thread maps, as
+	 * with a fixed 1), at n >= 2, n of them do */
+	op->st.parallelism = c->par_req == PF_AUTOTUNE ? 1 : c->par;
+	op->st.max_parallelism = c->par_req == PF_AUTOTUNE && c->par > 1 ? c->par : 0;
 	op->st.autotuned = c->par_req == PF_AUTOTUNE;
 	c->B = op->fused_batch ? op->fused_batch : 1;
 	size_t fixed = pf_layout(&op->schema, op->fused_batch ? (uint32_t)c->B : 1, c->off);
@@ -106,6 +117,8 @@ static int map_prepare(pf_op *op, pf_error *err)
 	if (!c->unit_bytes)
 		c->unit_bytes = 1;
 	op->elem_bytes = c->unit_bytes;
+	op->canon_bytes = c->has_var || op->fused_batch ? 0 : fixed;
+	c->in_stride = in->can_borrow ? pf_align_up(in->canon_bytes, 64) : 0;
 	/* parallel: units of R inputs (a batch when fused), 2 per worker + 1 */
 	c->R = op->fused_batch ? c->B : (c->par > 1 ? MAP_RUN : 1);
 	c->cap = c->par > 1 ? 2 * c->par + 1 : 0;
@@ -215,6 +228,52 @@ int pf_map_one(pf_op *op, pf_elem *ie, pf_elem *out, pf_error *err)
 	return 0;
 }
 
+int pf_map_into(pf_op *op, const pf_elem *ie, unsigned char *dst, pf_error *err)
+{
+	map_cfg *c = op->cfg;
+	pf_elem o;
+	o.schema = &op->schema;
+	o.batch = 0;
+	o.id = ie->id;
+	o.buf = dst;
+	o.ref_ = NULL;
+	o.nbytes = op->canon_bytes;
+	int nf = op->schema.nfields;
+	for (int i = 0; i < nf; i++) {
+		o.data[i] = dst + c->off[i];
+		o.nitems[i] = (int64_t)(c->fbytes[i] / pf_dtype_size(op->schema.fields[i].dtype));
+		o.var_len[i] = 0;
+		o.lengths[i] = NULL;
+	}
+	void *state = c->ctx.state ? c->ctx.state : c->user;
+	int rc = c->fn(state, ie, &o, err);
+	if (rc) {
+		char m[PF_ERROR_MSG_MAX];
+		snprintf(m, sizeof(m), "%s", err->code ? err->msg : pf_strerror(rc));
+		pf_error_clear(err);
+		return pf_op_error(op, err, rc < 0 ? rc : PF_EMAP, "sample %llu: %s",
+				   (unsigned long long)ie->id, m);
+	}
+	return 0;
+}
+
+int pf_map_set_active(pf_op *op, int n)
+{
+	map_run *r = op->run;
+	if (!r)
+		return op->st.parallelism;
+	pthread_mutex_lock(&r->lock);
+	if (n < 1)
+		n = 1;
+	if (n > r->nth)
+		n = r->nth;
+	r->active = n;
+	op->st.parallelism = n;
+	pthread_cond_broadcast(&r->cv_work);
+	pthread_mutex_unlock(&r->lock);
+	return n;
+}
+
 /* ---- inline (one thread) ------------------------------------------------ */
 
 static int map_next_inline(pf_op *op, pf_elem *out, pf_error *err)
@@ -225,17 +284,32 @@ static int map_next_inline(pf_op *op, pf_elem *out, pf_error *err)
 	int n = 0, rc = 0;
 	pf_elem ie;
 	for (; n < c->B; n++) {
-		rc = pf_op_next(op->in, &ie, err);
+		if (op->in->can_borrow) {
+			const unsigned char *d;
+			size_t len;
+			uint64_t id;
+			rc = pf_op_borrow(op->in, &d, &len, &id, err);
+			if (!rc)
+				pf_elem_view(&op->in->schema, d, len, id, &ie);
+		} else {
+			rc = pf_op_next(op->in, &ie, err);
+		}
 		if (rc)
 			break;
-		if (!u.buf && !(u.buf = pf_buf_get(op->rt->pool, c->unit_bytes))) {
+		if (!u.buf && !(u.buf = pf_buf_get(op->fused_batch ? op->rt->batch_pool :
+						    op->rt->pool, c->unit_bytes))) {
 			pf_elem_release(&ie);
 			rc = pf_op_error(op, err, PF_ENOMEM, "out of memory");
 			break;
 		}
-		uint64_t t0 = pf_now_ns();
+		/* busy time sampled (one call in 8, scaled): the autotuner
+		 * reads it, and a clock read per element costs as much as a
+		 * cheap map */
+		int timed = (c->tick++ & 7) == 0;
+		uint64_t t0 = timed ? pf_now_ns() : 0;
 		rc = fill_one(op, c, u.buf, &u, n, &ie, err);
-		pf_stat_add(&op->st.busy_ns, pf_now_ns() - t0);
+		if (timed)
+			pf_stat_add(&op->st.busy_ns, 8 * (pf_now_ns() - t0));
 		if (rc)
 			break;
 	}
@@ -260,13 +334,15 @@ static void *map_worker(void *arg)
 	map_cfg *c = op->cfg;
 	map_run *r = op->run;
 	pthread_mutex_lock(&r->lock);
+	int me = r->ids++;
 	for (;;) {
 		if (r->quit)
 			break;
-		if (r->pause || r->ended) {
+		if (r->pause || r->ended || me >= r->active || r->active < 2) {
 			r->idle++;
 			pthread_cond_broadcast(&r->cv_done);
-			while (!r->quit && (r->pause || r->ended))
+			while (!r->quit && (r->pause || r->ended || me >= r->active ||
+					    r->active < 2))
 				pthread_cond_wait(&r->cv_work, &r->lock);
 			r->idle--;
 			continue;
@@ -277,7 +353,7 @@ static void *map_worker(void *arg)
 		pthread_mutex_lock(&r->lock);
 		uint64_t t0 = pf_now_ns();
 		while (!r->quit && !r->pause && !r->ended &&
-		       r->next_unit >= r->head + (uint64_t)c->cap)
+		       (r->next_unit >= r->head + (uint64_t)c->cap || r->inline_busy))
 			pthread_cond_wait(&r->cv_space, &r->lock);
 		pf_stat_add(&op->st.blocked_ns, pf_now_ns() - t0);
 		if (r->quit || r->pause || r->ended) {
@@ -293,8 +369,18 @@ static void *map_worker(void *arg)
 		pf_error e = { 0 };
 		int rc = 0;
 		t0 = pf_now_ns();
-		while (u->n < c->R && !(rc = pf_op_next(op->in, &u->ins[u->n], &e)))
-			u->n++;
+		if (c->in_stride) {
+			/* copy the lent bytes: the input reuses them at its next call */
+			const unsigned char *d;
+			while (u->n < c->R &&
+			       !(rc = pf_op_borrow(op->in, &d, &u->blen[u->n], &u->bid[u->n], &e))) {
+				memcpy(u->stage + (size_t)u->n * c->in_stride, d, u->blen[u->n]);
+				u->n++;
+			}
+		} else {
+			while (u->n < c->R && !(rc = pf_op_next(op->in, &u->ins[u->n], &e)))
+				u->n++;
+		}
 		pf_stat_add(&op->st.wait_ns, pf_now_ns() - t0);
 		int n = u->n;
 		if (rc) {
@@ -318,8 +404,11 @@ static void *map_worker(void *arg)
 		t0 = pf_now_ns();
 		int ferr = 0;
 		pf_error fe = { 0 };
-		if (op->fused_batch && !(u->buf = pf_buf_get(op->rt->pool, c->unit_bytes)))
+		if (op->fused_batch && !(u->buf = pf_buf_get(op->rt->batch_pool, c->unit_bytes)))
 			ferr = pf_op_error(op, &fe, PF_ENOMEM, "out of memory");
+		for (int j = 0; c->in_stride && j < n; j++)
+			pf_elem_view(&op->in->schema, u->stage + (size_t)j * c->in_stride, u->blen[j],
+				     u->bid[j], &u->ins[j]);
 		for (int j = 0; j < n; j++) {
 			if (ferr) {
 				pf_elem_release(&u->ins[j]);
@@ -492,9 +581,15 @@ static int map_start(pf_op *op, pf_error *err)
 		r->units[k].drained = 1;
 		if (!r->units[k].ins || !r->units[k].outs)
 			bad = 1;
+		if (c->in_stride &&
+		    (!(r->units[k].stage = aligned_alloc(64, (size_t)c->R * c->in_stride)) ||
+		     !(r->units[k].blen = calloc((size_t)c->R, sizeof(size_t))) ||
+		     !(r->units[k].bid = calloc((size_t)c->R, sizeof(uint64_t)))))
+			bad = 1;
 	}
 	if (bad)
 		return pf_op_error(op, err, PF_ENOMEM, "out of memory");
+	r->active = op->st.parallelism;
 	for (int i = 0; i < c->par; i++) {
 		if (pthread_create(&r->th[i], NULL, map_worker, op) != 0)
 			return pf_op_error(op, err, PF_ENOMEM, "cannot start worker thread %d", i);
@@ -505,7 +600,25 @@ static int map_start(pf_op *op, pf_error *err)
 
 static int map_next(pf_op *op, pf_elem *out, pf_error *err)
 {
-	return op->run ? map_next_par(op, out, err) : map_next_inline(op, out, err);
+	map_run *r = op->run;
+	if (!r)
+		return map_next_inline(op, out, err);
+	/* autotuned parallelism 1: map in the consumer's thread, like a fixed
+	 * 1, while no unit is out.  inline_busy keeps workers from reserving
+	 * a unit meanwhile (none is pulling: none has a unit out), so the
+	 * order is kept when the workers take over */
+	pthread_mutex_lock(&r->lock);
+	int inline_ = r->active < 2 && r->head == r->next_unit && !r->have_cur && !r->ended;
+	r->inline_busy = inline_;
+	pthread_mutex_unlock(&r->lock);
+	if (!inline_)
+		return map_next_par(op, out, err);
+	int rc = map_next_inline(op, out, err);
+	pthread_mutex_lock(&r->lock);
+	r->inline_busy = 0;
+	pthread_cond_broadcast(&r->cv_space);
+	pthread_mutex_unlock(&r->lock);
+	return rc;
 }
 
 static void map_reset(pf_op *op)
@@ -538,6 +651,9 @@ static void map_stop(pf_op *op)
 		for (int k = 0; r->units && k < c->cap; k++) {
 			free(r->units[k].ins);
 			free(r->units[k].outs);
+			free(r->units[k].stage);
+			free(r->units[k].blen);
+			free(r->units[k].bid);
 		}
 		pthread_mutex_destroy(&r->lock);
 		pthread_mutex_destroy(&r->in_lock);

@@ -110,7 +110,7 @@ static int padded_next(pf_op *op, pf_elem *out, pf_error *err)
 			pos += al64((size_t)n * c->per[i]);
 		}
 	}
-	pf_buf *b = pf_buf_get(op->rt->pool, pos ? pos : 1);
+	pf_buf *b = pf_buf_get(op->rt->batch_pool, pos ? pos : 1);
 	if (!b) {
 		release_held(c, n);
 		return pf_op_error(op, err, PF_ENOMEM, "out of memory");

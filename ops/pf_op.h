@@ -19,6 +19,14 @@
  * Elements move by value (pf_elem) and carry one reference to their storage.
  * An op that holds elements for long (shuffle, cache) copies them into
  * storage of its own (pf_elem_compact) so no upstream buffer is pinned.
+ *
+ * The fast path: an op that sets can_borrow lends its next element as
+ * bytes (vt->borrow, pf_op_borrow) instead of building a pf_elem in a
+ * pooled buffer: shards (records of a fixed-size schema, or the outputs of
+ * a fused fixed-shape map, which its workers write into the block's slot
+ * storage), and shuffle over such an input (which keeps copies in its
+ * slots).  shuffle, batch and map consume it: one copy per element at
+ * most, no allocation, no lock, no pf_elem per element.
  */
 #ifndef PF_OP_H
 #define PF_OP_H
@@ -36,7 +44,8 @@ typedef struct pf_op pf_op;
 /* What the ops of one iterator share. */
 typedef struct pf_rt {
 	pf_options opts;      /* resolved: budget, cpu_budget, seed */
-	pf_pool *pool;        /* element/batch buffers (the pipeline's) */
+	pf_pool *pool;        /* element buffers (the pipeline's) */
+	pf_pool *batch_pool;  /* batch buffers: pf_options.batch_alloc's pool, else pool */
 } pf_rt;
 
 typedef struct pf_op_vt {
@@ -47,11 +56,22 @@ typedef struct pf_op_vt {
 	void (*reset)(pf_op *op);                                /* NULL: only resets input */
 	void (*stop)(pf_op *op);                                 /* may be NULL */
 	void (*destroy)(pf_op *op);                              /* may be NULL */
+	/* optional (used only when op->can_borrow): the next element as bytes
+	 * and its id, without building a pf_elem: a fixed-shape schema's
+	 * canonical layout (pf_layout(schema, 1); *len = canon_bytes), or for
+	 * the record schema "record: u8[?]" the record's bytes (*len <=
+	 * canon_bytes).  The bytes stay valid until the next call of
+	 * next/borrow/reset on the op.  0/PF_END/<0. */
+	int (*borrow)(pf_op *op, const unsigned char **data, size_t *len,
+		      uint64_t *id, pf_error *err);
 } pf_op_vt;
 
 typedef struct pf_stage_stats {
 	_Atomic uint64_t elements, bytes, busy_ns, wait_ns, blocked_ns, total_ns;
-	int parallelism, depth, autotuned;
+	_Atomic uint64_t corrupt_blocks;  /* shards: damaged blocks skipped */
+	_Atomic int parallelism, depth;   /* in use (the autotuner changes them) */
+	int autotuned;
+	int max_parallelism, max_depth;   /* autotune: the most it may use (0: fixed) */
 	int self_timed;       /* the op fills busy/wait/blocked itself (threads) */
 	uint32_t sample;      /* consumer-thread counter for sampled timing */
 } pf_stage_stats;
@@ -80,6 +100,9 @@ struct pf_op {
 	int batch_size, batch_drop; /* batch op's arguments */
 	int fused_batch;      /* map: batch size fused into it (0 = none) */
 	int fused_drop;       /* map: the fused batch's drop_remainder */
+	int can_borrow;       /* vt->borrow works (set by prepare) */
+	size_t canon_bytes;   /* can_borrow: bytes of the canonical layout, or
+			       * the most bytes of a borrowed record */
 	pf_stage_stats st;
 	void *cfg;            /* builder arguments (owned; freed by destroy) */
 	void *run;            /* runtime state (owned; freed by stop) */
@@ -117,6 +140,26 @@ static inline int pf_op_next(pf_op *op, pf_elem *out, pf_error *err)
 	return rc;
 }
 
+/* Like pf_op_next through op->vt->borrow (op->can_borrow must be set). */
+static inline int pf_op_borrow(pf_op *op, const unsigned char **data,
+			       size_t *len, uint64_t *id, pf_error *err)
+{
+	if (op->at_end)
+		return PF_END;
+	int timed = (op->st.sample++ & 7) == 0;
+	uint64_t t0 = timed ? pf_now_ns() : 0;
+	int rc = op->vt->borrow(op, data, len, id, err);
+	if (timed)
+		pf_stat_add(&op->st.total_ns, 8 * (pf_now_ns() - t0));
+	if (rc == 0) {
+		pf_stat_add(&op->st.elements, 1);
+		pf_stat_add(&op->st.bytes, *len);
+	} else if (rc == PF_END) {
+		op->at_end = 1;
+	}
+	return rc;
+}
+
 /* Begin a new epoch of op (and, through its reset, of its inputs). */
 void pf_op_reset(pf_op *op);
 
@@ -141,6 +184,17 @@ int pf_elem_make(pf_rt *rt, const pf_schema *s, size_t bytes, pf_elem *e,
 /* Copy `in` into a new compact pooled buffer *out (in is released).  Used by
  * ops that hold elements for long. */
 int pf_elem_compact(pf_rt *rt, pf_elem *in, pf_elem *out, pf_error *err);
+
+/* A read-only view *e of borrowed bytes (see pf_op_vt.borrow) of schema s
+ * (fixed: canonical layout; else the record schema): no storage of its own
+ * (ref_ NULL). */
+void pf_elem_view(const pf_schema *s, const unsigned char *d, size_t len,
+		  uint64_t id, pf_elem *e);
+
+/* A new pooled element *out holding a copy of borrowed bytes (as above).
+ * Returns 0 or PF_ENOMEM. */
+int pf_elem_from_bytes(pf_rt *rt, const pf_schema *s, const unsigned char *d,
+		       size_t len, uint64_t id, pf_elem *out, pf_error *err);
 
 /* Bytes of field i of element e. */
 size_t pf_elem_field_bytes(const pf_elem *e, int i);
@@ -179,6 +233,29 @@ pf_op *pf_op_prefetch_new(int depth, pf_error *err);
  * into a new pooled element *out.  Thread-safe.  Returns 0 or a code with
  * the message naming the map op and the sample. */
 int pf_map_one(pf_op *map, pf_elem *ie, pf_elem *out, pf_error *err);
+
+/* Map-into-source fusion, fixed outputs: run map op `map` on `ie` (not
+ * released: it owns nothing) into the canonical layout at dst
+ * (map->canon_bytes bytes).  Thread-safe.  0 or a code with the message. */
+int pf_map_into(pf_op *map, const pf_elem *ie, unsigned char *dst, pf_error *err);
+
+/* Autotune: the most depth an autotuned prefetch may use when `avail`
+ * bytes of the memory budget are left for it (sets its max depth and
+ * buffer_bytes; never under its starting depth). */
+void pf_prefetch_fit(pf_op *op, uint64_t avail);
+
+/* Autotune knobs, called by the controller (pipeline/autotune.c) from its
+ * thread: set the workers taking work / the depth in use (clamped to
+ * 1..max); return the value now in force. */
+int pf_map_set_active(pf_op *op, int n);
+int pf_shards_set_active(pf_op *op, int n);
+int pf_prefetch_set_depth(pf_op *op, int n);
+
+/* Round x up to a multiple of a (a power of two). */
+static inline size_t pf_align_up(size_t x, size_t a)
+{
+	return (x + a - 1) & ~(a - 1);
+}
 
 /* Allocate an op with vtable vt and a zeroed config of cfg_size bytes. */
 pf_op *pf_op_alloc(const pf_op_vt *vt, size_t cfg_size, pf_error *err);

@@ -10,7 +10,8 @@
 #include "pf_op.h"
 #include "pf_queue.h"
 
-#define PREFETCH_AUTOTUNE_DEPTH 4
+#define PREFETCH_AUTOTUNE_DEPTH 4  /* autotune: the starting depth */
+#define PREFETCH_AUTOTUNE_MAX 64   /* autotune: the most, budget allowing */
 
 typedef struct prefetch_item {
 	int rc;
@@ -20,6 +21,7 @@ typedef struct prefetch_item {
 
 typedef struct prefetch_cfg {
 	int depth_req, depth;
+	int max;              /* queue capacity (autotune: >= depth) */
 } prefetch_cfg;
 
 typedef struct prefetch_run {
@@ -38,12 +40,43 @@ static int prefetch_prepare(pf_op *op, pf_error *err)
 	op->schema = in->schema;
 	op->elem_bytes = in->elem_bytes;
 	c->depth = c->depth_req == PF_AUTOTUNE ? PREFETCH_AUTOTUNE_DEPTH : c->depth_req;
+	c->max = c->depth_req == PF_AUTOTUNE ? PREFETCH_AUTOTUNE_MAX : c->depth;
 	op->st.depth = c->depth;
+	op->st.max_depth = c->depth_req == PF_AUTOTUNE ? c->max : 0;
 	op->st.autotuned = c->depth_req == PF_AUTOTUNE;
-	/* depth queued + one being produced */
-	op->buffer_bytes = (uint64_t)(c->depth + 1) * in->elem_bytes;
+	/* max queued + one being produced */
+	op->buffer_bytes = (uint64_t)(c->max + 1) * in->elem_bytes;
 	op->cardinality = in->cardinality;
 	return 0;
+}
+
+void pf_prefetch_fit(pf_op *op, uint64_t avail)
+{
+	prefetch_cfg *c = op->cfg;
+	uint64_t eb = op->in->elem_bytes ? op->in->elem_bytes : 1;
+	uint64_t n = avail / eb;
+	n = n > 1 ? n - 1 : 0;
+	if (n > PREFETCH_AUTOTUNE_MAX)
+		n = PREFETCH_AUTOTUNE_MAX;
+	if (n < (uint64_t)c->depth)
+		n = (uint64_t)c->depth; /* the budget check then reports it */
+	c->max = (int)n;
+	op->st.max_depth = c->max;
+	op->buffer_bytes = (uint64_t)(c->max + 1) * eb;
+}
+
+int pf_prefetch_set_depth(pf_op *op, int n)
+{
+	prefetch_cfg *c = op->cfg;
+	prefetch_run *r = op->run;
+	if (n < 1)
+		n = 1;
+	if (n > c->max)
+		n = c->max;
+	if (r)
+		pf_queue_set_limit(r->q, (size_t)n);
+	op->st.depth = n;
+	return n;
 }
 
 static void *prefetch_thread(void *arg)
@@ -89,13 +122,14 @@ static int prefetch_start(pf_op *op, pf_error *err)
 {
 	prefetch_cfg *c = op->cfg;
 	prefetch_run *r = calloc(1, sizeof(*r));
-	if (!r || !(r->q = pf_queue_new((size_t)c->depth, sizeof(prefetch_item)))) {
+	if (!r || !(r->q = pf_queue_new((size_t)c->max, sizeof(prefetch_item)))) {
 		free(r);
 		return pf_op_error(op, err, PF_ENOMEM, "out of memory");
 	}
 	pthread_mutex_init(&r->lock, NULL);
 	pthread_cond_init(&r->cv, NULL);
 	r->gen = 1;
+	pf_queue_set_limit(r->q, (size_t)c->depth);
 	op->run = r;
 	op->st.self_timed = 1;
 	if (pthread_create(&r->th, NULL, prefetch_thread, op) != 0) {

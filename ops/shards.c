@@ -13,6 +13,13 @@
  * cycle_length blocks, and W > cycle_length, so the next needed task always
  * finds a free buffer: no deadlock, and the output never depends on timing.
  *
+ * With a fused map of fixed-shape output, a worker maps the block's
+ * records straight into the entry's slab (canonical layout, one slot per
+ * record), and the consumer lends them (shards_borrow) without a copy; a
+ * finished block's entry is released at the next call (`pending`), so the
+ * last record lent stays valid.  Raw records of a fixed-size schema are
+ * lent the same way.
+ *
  * Reads go through one pf_reader (io_uring, many reads in flight): a file
  * becomes a stream (its blocks as extents) when its first task is taken,
  * and workers call pf_reader_next in task order (a turn counter), so every
@@ -47,7 +54,10 @@ typedef struct shard_entry {
 	int state;
 	pf_block blk;
 	pf_error e;
-	/* with a fused map: the block's records mapped by the worker */
+	/* with a fused map: the block's records mapped by the worker, either
+	 * into slab (fixed outputs: canonical layout, `stride` bytes apart)
+	 * or as elements in outs */
+	unsigned char *slab;
 	pf_elem *outs;
 	uint32_t nmapped, next_out;
 	int map_err;          /* the map failed on record nmapped */
@@ -62,7 +72,11 @@ typedef struct shards_cfg {
 	size_t npaths;
 	pf_shard **sh;
 	int K, P, W;
+	int P0;               /* workers taking work at start (autotune: fewer than P) */
 	size_t max_nrec;
+	size_t stride;        /* fused fixed map: slab bytes per record, else 0 */
+	int pending;          /* entry whose block is done, released at the next call */
+	unsigned char *warned;/* per file: a skipped damaged block was reported */
 	/* runtime */
 	uint32_t *order;      /* file order of the epoch */
 	uint32_t *task_file, *task_block;
@@ -74,7 +88,7 @@ typedef struct shards_cfg {
 	pthread_mutex_t lock;
 	pthread_cond_t cv_work, cv_done;
 	pthread_t *th;
-	int nth, idle, pause, quit, started;
+	int nth, idle, pause, quit, started, active, ids;
 	/* reads: one pf_reader (io_uring); workers take their turn at it in
 	 * task order, so each file's stream is read in block order */
 	pf_reader *rd;
@@ -206,12 +220,16 @@ static int shards_prepare(pf_op *op, pf_error *err)
 	if ((size_t)K > c->npaths)
 		K = (int)c->npaths;
 	c->K = K;
-	c->P = c->o.num_parallel_reads == PF_AUTOTUNE ? op->rt->opts.cpu_budget :
-		(c->o.num_parallel_reads > 0 ? c->o.num_parallel_reads : 1);
+	/* workers: P threads, P0 of them working at first; an autotuned
+	 * count starts low and the controller raises it (pf_shards_set_active) */
+	int tune = c->o.num_parallel_reads == PF_AUTOTUNE;
+	c->P0 = c->o.num_parallel_reads > 0 ? c->o.num_parallel_reads : 1;
+	c->P = tune ? op->rt->opts.cpu_budget : c->P0;
 	c->W = K + 2 * c->P;
-	op->st.parallelism = c->P;
+	op->st.parallelism = c->P0;
+	op->st.max_parallelism = tune ? c->P : 0;
 	op->st.depth = c->W;
-	op->st.autotuned = c->o.cycle_length == PF_AUTOTUNE || c->o.num_parallel_reads == PF_AUTOTUNE;
+	op->st.autotuned = c->o.cycle_length == PF_AUTOTUNE || tune;
 	/* each buffer: decoded payload + its offsets table (+ compressed bytes
 	 * read by pf_shard_read_block, at most the same again) */
 	op->buffer_bytes = (uint64_t)c->W * (2 * max_raw + 4 * (max_nrec + 1));
@@ -227,14 +245,31 @@ static int shards_prepare(pf_op *op, pf_error *err)
 		/* the map runs in our workers: its output is ours */
 		op->schema = m->schema;
 		op->elem_bytes = m->elem_bytes;
-		if (m->st.parallelism > c->P)
-			c->P = m->st.parallelism;
+		if (m->st.autotuned) {
+			tune = 1;
+			if (op->rt->opts.cpu_budget > c->P)
+				c->P = op->rt->opts.cpu_budget;
+		} else if (m->st.parallelism > c->P0) {
+			c->P0 = m->st.parallelism;
+		}
+		if (c->P0 > c->P)
+			c->P = c->P0;
 		c->W = K + 2 * c->P;
-		op->st.parallelism = c->P;
+		op->st.parallelism = c->P0;
+		op->st.max_parallelism = tune ? c->P : 0;
 		op->st.depth = c->W;
 		op->st.autotuned |= m->st.autotuned;
+		c->stride = m->canon_bytes ? pf_align_up(m->canon_bytes, 64) : 0;
+		op->can_borrow = c->stride > 0;
+		op->canon_bytes = m->canon_bytes;
 		op->buffer_bytes = (uint64_t)c->W * (2 * max_raw + 4 * (max_nrec + 1) +
-						     max_nrec * (m->elem_bytes + sizeof(pf_elem)));
+						     (c->stride ? max_nrec * c->stride :
+						      max_nrec * (m->elem_bytes + sizeof(pf_elem))));
+	} else {
+		/* raw records of a fixed-size record schema can be lent */
+		c->stride = 0;
+		op->can_borrow = rb > 0;
+		op->canon_bytes = rb > 0 ? (size_t)rb : 0;
 	}
 	memset(&c->ropts, 0, sizeof(c->ropts));
 	c->ropts.queue_depth = (unsigned)(2 * c->W);
@@ -429,10 +464,11 @@ static void *shards_worker(void *arg)
 	shards_cfg *c = op->cfg;
 	pf_decoder *d = pf_decoder_new();
 	pthread_mutex_lock(&c->lock);
+	int me = c->ids++;
 	for (;;) {
 		if (c->quit)
 			break;
-		if (c->pause || c->next_task >= c->ntasks || !c->nfree || !d) {
+		if (c->pause || c->next_task >= c->ntasks || !c->nfree || !d || me >= c->active) {
 			c->idle++;
 			pthread_cond_broadcast(&c->cv_done);
 			uint64_t t0 = pf_now_ns();
@@ -459,9 +495,23 @@ static void *shards_worker(void *arg)
 		int rc = read_task(c, t, f, b, d, en);
 		if (!rc && op->fused_map) {
 			/* map every record of the block, in order; stop at a failure */
-			for (uint32_t j = 0; j < en->blk.nrecords; j++) {
+			pf_elem ie;
+			memset(&ie, 0, sizeof(ie));
+			ie.schema = pf_record_schema();
+			for (uint32_t j = 0; c->stride && j < en->blk.nrecords; j++) {
 				size_t len;
-				pf_elem ie;
+				ie.data[0] = (void *)pf_block_record(&en->blk, j, &len);
+				ie.buf = ie.data[0];
+				ie.nitems[0] = ie.var_len[0] = (int64_t)len;
+				ie.nbytes = len;
+				ie.id = ((uint64_t)f << 40) | (en->blk.first_record + j);
+				if ((en->map_err = pf_map_into(op->fused_map, &ie,
+							       en->slab + (size_t)j * c->stride, &en->e)))
+					break;
+				en->nmapped++;
+			}
+			for (uint32_t j = 0; !c->stride && j < en->blk.nrecords; j++) {
+				size_t len;
 				memset(&ie, 0, sizeof(ie));
 				ie.schema = pf_record_schema();
 				ie.data[0] = (void *)pf_block_record(&en->blk, j, &len);
@@ -521,7 +571,7 @@ static int shards_start(pf_op *op, pf_error *err)
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->cv_work, NULL);
 	pthread_cond_init(&c->cv_done, NULL);
-	c->pause = c->quit = c->idle = c->nth = 0;
+	c->pause = c->quit = c->idle = c->nth = c->ids = 0;
 	c->started = 1; /* shards_stop cleans up from here on */
 	c->order = calloc(c->npaths, sizeof(*c->order));
 	c->task_file = calloc(nb + 1, sizeof(uint32_t));
@@ -538,13 +588,21 @@ static int shards_start(pf_op *op, pf_error *err)
 		return rrc;
 	if (!c->stream || !c->left || !c->order || !c->task_file || !c->task_block || !c->task_entry || !c->ent || !c->th)
 		return pf_op_error(op, err, PF_ENOMEM, "out of memory");
+	if (!(c->warned = calloc(c->npaths, 1)))
+		return pf_op_error(op, err, PF_ENOMEM, "out of memory");
 	for (int i = 0; i < c->W; i++) {
 		pf_block_init(&c->ent[i].blk);
-		if (op->fused_map &&
-		    !(c->ent[i].outs = calloc(c->max_nrec ? c->max_nrec : 1, sizeof(pf_elem))))
+		size_t nr = c->max_nrec ? c->max_nrec : 1;
+		if (op->fused_map && c->stride &&
+		    !(c->ent[i].slab = aligned_alloc(64, nr * c->stride)))
+			return pf_op_error(op, err, PF_ENOMEM, "out of memory");
+		if (op->fused_map && !c->stride &&
+		    !(c->ent[i].outs = calloc(nr, sizeof(pf_elem))))
 			return pf_op_error(op, err, PF_ENOMEM, "out of memory");
 	}
 	free_entries(c);
+	c->pending = -1;
+	c->active = c->P0;
 	c->corrupt_blocks = 0;
 	op->st.self_timed = 1;
 	plan_epoch(op);
@@ -566,10 +624,40 @@ static void release_entry(shards_cfg *c, int e)
 	pthread_mutex_unlock(&c->lock);
 }
 
-static int shards_next(pf_op *op, pf_elem *out, pf_error *err)
+int pf_shards_set_active(pf_op *op, int n)
+{
+	shards_cfg *c = op->cfg;
+	if (!c->started)
+		return op->st.parallelism;
+	pthread_mutex_lock(&c->lock);
+	if (n < 1)
+		n = 1;
+	if (n > c->nth)
+		n = c->nth;
+	c->active = n;
+	op->st.parallelism = n;
+	pthread_cond_broadcast(&c->cv_work);
+	pthread_mutex_unlock(&c->lock);
+	return n;
+}
+
+static void release_pending(shards_cfg *c)
+{
+	if (c->pending >= 0) {
+		release_entry(c, c->pending);
+		c->pending = -1;
+	}
+}
+
+/* Find the next record to hand out (skipping damaged blocks when asked):
+ * entry *ep, record *recp of its block, file *filep (index into paths).
+ * The record stays valid until the next call (a finished block's entry is
+ * released then).  Returns 0, PF_END or a code. */
+static int shards_pos(pf_op *op, int *ep, uint32_t *recp, int *filep, pf_error *err)
 {
 	shards_cfg *c = op->cfg;
 	ilv *v = &c->cons;
+	release_pending(c);
 	for (;;) {
 		int k, fresh;
 		if (ilv_step(c, v, &k, &fresh))
@@ -597,47 +685,102 @@ static int shards_next(pf_op *op, pf_elem *out, pf_error *err)
 					return rc;
 				}
 				c->corrupt_blocks++;
+				pf_stat_add(&op->st.corrupt_blocks, 1);
+				uint32_t f = c->order[s->file];
+				if (!c->warned[f]) {
+					c->warned[f] = 1;
+					fprintf(stderr, "pipefeed: %s: skipping damaged block(s) of %s: %s\n",
+						op->label, c->paths[f], c->ent[e].e.msg);
+				}
 				s->skipping = 1;
 			}
 		}
-		const pf_block *b = &c->ent[s->entry].blk;
 		uint32_t rec = s->rec;
-		int file = c->order[s->file];
-		int skipping = s->skipping;
-		int rc = 0;
-		if (!skipping && op->fused_map) {
-			shard_entry *en = &c->ent[s->entry];
-			if (rec >= en->nmapped) {
-				/* the map failed here: report it at its place in the order */
-				int code = en->map_err ? en->map_err : PF_EMAP;
-				pf_error_set(err, code, "%s", en->e.msg);
-				return code;
-			}
-			*out = en->outs[rec];
-			memset(&en->outs[rec], 0, sizeof(en->outs[rec]));
-			en->next_out = rec + 1;
-		} else if (!skipping) {
-			size_t len;
-			const void *p = pf_block_record(b, rec, &len);
-			pf_buf *buf = pf_buf_get(op->rt->pool, len ? len : 1);
-			if (!buf)
-				return pf_op_error(op, err, PF_ENOMEM, "out of memory");
-			memcpy(buf->data, p, len);
-			memset(out, 0, sizeof(*out));
-			out->schema = &op->schema;
-			out->id = ((uint64_t)file << 40) | (b->first_record + rec);
-			out->data[0] = buf->data;
-			out->nitems[0] = out->var_len[0] = (int64_t)len;
-			out->buf = buf->data;
-			out->nbytes = len;
-			out->ref_ = buf;
-		}
 		int e = s->entry;
+		int file = (int)c->order[s->file];
+		int skipping = s->skipping;
+		if (!skipping && op->fused_map && rec >= c->ent[e].nmapped) {
+			/* the map failed here: report it at its place in the order */
+			shard_entry *en = &c->ent[e];
+			int code = en->map_err ? en->map_err : PF_EMAP;
+			pf_error_set(err, code, "%s", en->e.msg);
+			return code;
+		}
 		if (ilv_advance(c, v, k))
-			release_entry(c, e);
-		if (!skipping)
-			return rc;
+			c->pending = e;
+		if (!skipping) {
+			*ep = e;
+			*recp = rec;
+			*filep = file;
+			return 0;
+		}
+		release_pending(c);
 	}
+}
+
+static int shards_borrow(pf_op *op, const unsigned char **data, size_t *len,
+			 uint64_t *id, pf_error *err)
+{
+	shards_cfg *c = op->cfg;
+	int e, file;
+	uint32_t rec;
+	int rc = shards_pos(op, &e, &rec, &file, err);
+	if (rc)
+		return rc;
+	shard_entry *en = &c->ent[e];
+	*id = ((uint64_t)file << 40) | (en->blk.first_record + rec);
+	if (c->stride) {
+		*data = en->slab + (size_t)rec * c->stride;
+		*len = op->canon_bytes;
+		return 0;
+	}
+	*data = pf_block_record(&en->blk, rec, len);
+	if (*len > op->canon_bytes)
+		return pf_op_error(op, err, PF_ECORRUPT,
+				   "%s: record %llu: %zu bytes, the schema says %zu",
+				   c->paths[file], (unsigned long long)(en->blk.first_record + rec),
+				   *len, op->canon_bytes);
+	return 0;
+}
+
+static int shards_next(pf_op *op, pf_elem *out, pf_error *err)
+{
+	shards_cfg *c = op->cfg;
+	int e, file;
+	uint32_t rec;
+	int rc = shards_pos(op, &e, &rec, &file, err);
+	if (rc)
+		return rc;
+	shard_entry *en = &c->ent[e];
+	uint64_t id = ((uint64_t)file << 40) | (en->blk.first_record + rec);
+	if (op->fused_map && c->stride) {
+		if ((rc = pf_elem_make(op->rt, &op->schema, op->canon_bytes, out, err)))
+			return pf_op_error(op, err, rc, "out of memory");
+		memcpy(out->buf, en->slab + (size_t)rec * c->stride, op->canon_bytes);
+		out->id = id;
+		return 0;
+	}
+	if (op->fused_map) {
+		*out = en->outs[rec];
+		memset(&en->outs[rec], 0, sizeof(en->outs[rec]));
+		en->next_out = rec + 1;
+		return 0;
+	}
+	size_t len;
+	const void *p = pf_block_record(&en->blk, rec, &len);
+	pf_buf *buf = pf_buf_get(op->rt->pool, len ? len : 1);
+	if (!buf)
+		return pf_op_error(op, err, PF_ENOMEM, "out of memory");
+	memcpy(buf->data, p, len);
+	memset(out, 0, sizeof(*out));
+	out->schema = &op->schema;
+	out->id = id;
+	out->data[0] = buf->data;
+	out->nitems[0] = out->var_len[0] = (int64_t)len;
+	out->buf = buf->data;
+	out->nbytes = len;
+	out->ref_ = buf;
+	return 0;
 }
 
 static void shards_reset(pf_op *op)
@@ -645,6 +788,7 @@ static void shards_reset(pf_op *op)
 	shards_cfg *c = op->cfg;
 	shards_quiesce(c, 0);
 	free_entries(c);
+	c->pending = -1;
 	/* a fresh reader each epoch: streams of the last one are dropped */
 	pf_reader_free(c->rd);
 	c->rd = NULL;
@@ -683,9 +827,12 @@ static void shards_stop(pf_op *op)
 	for (int i = 0; c->ent && i < c->W; i++) {
 		drop_outs(&c->ent[i]);
 		free(c->ent[i].outs);
+		free(c->ent[i].slab);
 		pf_block_free(&c->ent[i].blk);
 	}
 	free(c->ent);
+	free(c->warned);
+	c->warned = NULL;
 	free(c->th);
 	free(c->order);
 	free(c->task_file);
@@ -712,7 +859,7 @@ static void shards_destroy(pf_op *op)
 static const pf_op_vt shards_vt = {
 	.kind = "shards", .prepare = shards_prepare, .start = shards_start,
 	.next = shards_next, .reset = shards_reset, .stop = shards_stop,
-	.destroy = shards_destroy,
+	.destroy = shards_destroy, .borrow = shards_borrow,
 };
 
 pf_op *pf_op_shards_new(const char *const *paths, size_t n,

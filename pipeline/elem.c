@@ -105,6 +105,42 @@ void *pf_elem_alloc(pf_elem *out, int field, int64_t len, pf_error *err)
 	return out->data[field];
 }
 
+void pf_elem_view(const pf_schema *s, const unsigned char *d, size_t len,
+		  uint64_t id, pf_elem *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->schema = s;
+	e->id = id;
+	e->buf = (void *)d;
+	e->nbytes = len;
+	if (pf_schema_record_bytes(s) < 0) {
+		/* the record schema: one u8[?] field */
+		e->data[0] = (void *)d;
+		e->nitems[0] = e->var_len[0] = (int64_t)len;
+		return;
+	}
+	int64_t off[PF_MAX_FIELDS];
+	pf_layout(s, 1, off);
+	for (int i = 0; i < s->nfields; i++) {
+		e->data[i] = (unsigned char *)d + off[i];
+		e->nitems[i] = pf_field_count(&s->fields[i]);
+	}
+}
+
+int pf_elem_from_bytes(pf_rt *rt, const pf_schema *s, const unsigned char *d,
+		       size_t len, uint64_t id, pf_elem *out, pf_error *err)
+{
+	pf_buf *b = pf_buf_get(rt->pool, len ? len : 1);
+	if (!b) {
+		memset(out, 0, sizeof(*out));
+		return pf_error_set(err, PF_ENOMEM, "out of memory (element of %zu bytes)", len);
+	}
+	memcpy(b->data, d, len);
+	pf_elem_view(s, b->data, len, id, out);
+	out->ref_ = b;
+	return 0;
+}
+
 size_t pf_elem_field_bytes(const pf_elem *e, int i)
 {
 	return (size_t)e->nitems[i] * pf_dtype_size(e->schema->fields[i].dtype);

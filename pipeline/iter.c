@@ -18,14 +18,47 @@ static int map_fusable(const pf_op *m)
 
 /* Is the next op that is not a no-op after ops[i] a plain batch that map
  * op m could fuse into? */
-static int next_is_batch(pf_pipeline *p, int i, const pf_op *m)
+static int next_is_batch(pf_op **ops, int n, int i, const pf_op *m)
 {
-	for (int k = i + 1; k < p->nops; k++) {
-		if (p->ops[k]->noop)
+	for (int k = i + 1; k < n; k++) {
+		if (ops[k]->noop)
 			continue;
-		return p->ops[k]->is_batch && map_fusable(m);
+		return ops[k]->is_batch && map_fusable(m);
 	}
 	return 0;
+}
+
+/* The next op after ops[i] that is not a no-op, or -1. */
+static int next_real(pf_op **ops, int n, int i)
+{
+	for (int k = i + 1; k < n; k++)
+		if (!ops[k]->noop)
+			return k;
+	return -1;
+}
+
+/*
+ * shards -> map -> shuffle -> batch, where shards lends fixed-size raw
+ * records and the map has fixed-shape outputs: run it as shards ->
+ * shuffle -> map+batch.  Map functions are pure functions of their input
+ * (they already run concurrently in any order), so mapping after the
+ * shuffle gives the same elements in the same order; but the shuffle
+ * buffer then holds the (usually much smaller) records instead of decoded
+ * samples, and the map writes straight into the batch.  Only a map error
+ * surfaces at another point of the epoch.
+ */
+static int should_swap(pf_op **ops, int n, int i, const pf_op *last)
+{
+	pf_op *m = ops[i];
+	if (!m->is_map || !last || !last->is_shards || last->fused_map || !last->can_borrow)
+		return 0;
+	int j = next_real(ops, n, i);
+	if (j < 0 || strcmp(ops[j]->vt->kind, "shuffle"))
+		return 0;
+	int k = next_real(ops, n, j);
+	if (k < 0 || !ops[k]->is_batch || !map_fusable(m))
+		return 0;
+	return j;
 }
 
 static void stop_stages(pf_iter *it, int n)
@@ -60,16 +93,24 @@ int pf_iter_new(pf_iter **itp, pf_pipeline *p, pf_error *err)
 	it->p = p;
 
 	/* prepare in order, dropping no-op stages and fusing map into batch */
+	pf_op **ops = malloc((size_t)p->nops * sizeof(*ops));
+	if (!ops) {
+		free(it);
+		return pf_error_set(err, PF_ENOMEM, "pipeline: out of memory");
+	}
+	memcpy(ops, p->ops, (size_t)p->nops * sizeof(*ops));
 	pf_op *last = NULL;
 	int rc = 0;
 	for (int i = 0; i < p->nops && !rc; i++) {
-		pf_op *op = p->ops[i];
+		pf_op *op = ops[i];
 		op->removed = 0;
 		op->fused_batch = 0;
 		op->fused_map = NULL;
 		op->epoch = 0;
 		op->at_end = 0;
 		op->run = NULL;
+		op->can_borrow = 0;
+		op->canon_bytes = 0;
 		memset(&op->st, 0, sizeof(op->st));
 		op->st.parallelism = 1;
 		if (op->noop && last) {
@@ -83,11 +124,20 @@ int pf_iter_new(pf_iter **itp, pf_pipeline *p, pf_error *err)
 		rc = op->vt->prepare(op, err);
 		if (rc)
 			break;
-		/* map right after the shards source, not followed by a batch it
-		 * could fuse into: the source's decode workers run it (one
-		 * thread handoff less per element) */
+		int j = should_swap(ops, p->nops, i, last);
+		if (j > 0) {
+			ops[i] = ops[j];
+			ops[j] = op;
+			i--; /* prepare the shuffle here, the map after it */
+			continue;
+		}
+		/* map right after the shards source: the source's decode
+		 * workers run it (one thread handoff less per element).  With
+		 * a batch after it, only a fixed-shape map (whose outputs the
+		 * source then lends to shuffle/batch without copies per
+		 * element); else map+batch is better */
 		if (op->is_map && last && last->is_shards && !last->fused_map &&
-		    !op->fused_batch && !next_is_batch(p, i, op)) {
+		    !op->fused_batch && (!next_is_batch(ops, p->nops, i, op) || op->canon_bytes)) {
 			op->removed = 1;
 			last->fused_map = op;
 			rc = last->vt->prepare(last, err);
@@ -100,16 +150,36 @@ int pf_iter_new(pf_iter **itp, pf_pipeline *p, pf_error *err)
 			rc = last->vt->prepare(last, err);
 			continue;
 		}
+		if (it->nstages == 64) {
+			rc = pf_error_set(err, PF_ELIMIT, "pipeline: more than 64 stages");
+			break;
+		}
 		it->stages[it->nstages++] = op;
 		last = op;
 	}
+	free(ops);
 	if (rc) {
 		free(it);
 		return rc;
 	}
 
-	/* memory budget: every buffer at its worst case must fit */
+	/* autotuned prefetch: its most depth is what the budget leaves (split
+	 * between them) */
 	uint64_t sum = 0, budget = p->opts.memory_budget;
+	int ntuned = 0;
+	for (int i = 0; i < it->nstages; i++) {
+		pf_op *op = it->stages[i];
+		if (op->st.max_depth)
+			ntuned++;
+		else
+			sum += op->buffer_bytes;
+	}
+	for (int i = 0; ntuned && i < it->nstages; i++)
+		if (it->stages[i]->st.max_depth)
+			pf_prefetch_fit(it->stages[i], sum < budget ? (budget - sum) / (uint64_t)ntuned : 0);
+	sum = 0;
+
+	/* memory budget: every buffer at its worst case must fit */
 	for (int i = 0; i < it->nstages; i++) {
 		pf_op *op = it->stages[i];
 		if (op->buffer_bytes > budget || sum + op->buffer_bytes > budget) {
@@ -132,6 +202,12 @@ int pf_iter_new(pf_iter **itp, pf_pipeline *p, pf_error *err)
 			return rc;
 		}
 	}
+	it->t_start = pf_now_ns();
+	if ((rc = pf_autotune_start(it, err))) {
+		stop_stages(it, it->nstages);
+		free(it);
+		return rc;
+	}
 	p->iter = it;
 	*itp = it;
 	return 0;
@@ -151,7 +227,9 @@ int pf_iter_next(pf_iter *it, pf_elem *out, pf_error *err)
 		it->epoch++;
 	}
 	pf_error e = { 0 };
+	uint64_t t0 = pf_now_ns();
 	int rc = pf_op_next(top, out, &e);
+	pf_stat_add(&it->wait_ns, pf_now_ns() - t0);
 	if (rc == PF_END) {
 		it->ended = 1;
 		memset(out, 0, sizeof(*out));
@@ -175,6 +253,7 @@ void pf_iter_free(pf_iter *it)
 {
 	if (!it)
 		return;
+	pf_autotune_stop(it->tune);
 	stop_stages(it, it->nstages);
 	it->p->iter = NULL;
 	free(it);
@@ -227,6 +306,7 @@ int pf_iter_stats(const pf_iter *it, int i, pf_op_stats *o)
 	o->parallelism = s->parallelism;
 	o->depth = s->depth;
 	o->autotuned = s->autotuned;
+	o->corrupt_blocks = atomic_load(&s->corrupt_blocks);
 	if (s->self_timed) {
 		o->busy_ns = atomic_load(&s->busy_ns);
 		o->wait_input_ns = atomic_load(&s->wait_ns);
@@ -239,4 +319,14 @@ int pf_iter_stats(const pf_iter *it, int i, pf_op_stats *o)
 		o->busy_ns = total > in ? total - in : 0;
 	}
 	return 0;
+}
+
+void pf_iter_stall(const pf_iter *it, uint64_t *wait_ns, uint64_t *total_ns)
+{
+	uint64_t w = it ? atomic_load(&((pf_iter *)it)->wait_ns) : 0;
+	uint64_t t = it ? pf_now_ns() - it->t_start : 0;
+	if (wait_ns)
+		*wait_ns = w;
+	if (total_ns)
+		*total_ns = t;
 }

@@ -12,6 +12,7 @@ struct pf_pipeline {
 	pf_op **ops;          /* in the order added; ops[0] is the source */
 	int nops, cap;
 	pf_pool *pool;        /* outlives every element handed out */
+	pf_pool *batch_pool;  /* opts.batch_alloc's pool, or NULL */
 	pf_rt rt;
 	pf_iter *iter;        /* the live iterator, if any */
 };
@@ -24,6 +25,16 @@ struct pf_iter {
 	int failed;           /* sticky error */
 	pf_error error;
 	uint64_t epoch;
+	/* consumer stall: time in pf_iter_next waiting on the top stage */
+	_Atomic uint64_t wait_ns;
+	uint64_t t_start;
+	struct pf_autotune *tune;   /* the controller (autotune.c), or NULL */
 };
+
+/* Autotune controller (autotune.c): start one for the iterator when a
+ * stage has a tunable knob (0, or a code: thread start failed), stop it
+ * (before the stages stop).  pf_autotune_stop(NULL) is a no-op. */
+int pf_autotune_start(pf_iter *it, pf_error *err);
+void pf_autotune_stop(struct pf_autotune *t);
 
 #endif /* PF_PIPELINE_INT_H */

@@ -59,8 +59,10 @@ extern "C" {
 #endif
 
 /* A knob value (parallelism, prefetch depth, cycle length): "choose for me".
- * Resolved at iterator start to a fixed value that pf_iter_op_stats reports
- * (a later version tunes it while running). */
+ * Map parallelism, the shards' worker count and prefetch depth are tuned
+ * while the iterator runs (see pf_iter_autotune_log); cycle_length is
+ * resolved at start (16, at most the file count), because the element
+ * order depends on it and must not depend on timing. */
 #define PF_AUTOTUNE (-1)
 
 typedef struct pf_pipeline pf_pipeline;
@@ -75,6 +77,16 @@ typedef struct pf_options {
 	uint64_t seed;            /* seed of every random choice (shuffle, shard order) */
 	int nondeterministic;     /* 0 (default): same seed, same sequence, whatever
 				   * the thread count; 1: allow unordered delivery */
+	/* Optional allocator of batch buffers (batch, padded_batch, map+batch),
+	 * e.g. pinned host memory for fast device copies.  Both or neither.
+	 * batch_alloc(alloc_user, bytes) returns 64-byte aligned memory or NULL;
+	 * each block holds a small header and then the batch (pf_elem.buf
+	 * points inside it).  Blocks are pooled and reused; every block is
+	 * given back through batch_free(alloc_user, p, bytes) (same bytes) at
+	 * the latest when the pipeline is freed.  Called from pipeline threads. */
+	void *(*batch_alloc)(void *user, size_t bytes);
+	void (*batch_free)(void *user, void *p, size_t bytes);
+	void *alloc_user;
 } pf_options;
 
 /*
@@ -190,6 +202,9 @@ int pf_records(pf_pipeline *p, const void *const *recs, const size_t *lens,
  *     field call pf_elem_alloc(out, i, len, err).  `in` is read-only and
  *     valid during the call.  Returns 0, or a negative PF_E* code with a
  *     message (the runtime adds the op name and the sample id).
+ *     fn must be a pure function of `in` (and its state): the runtime may
+ *     call it in any order, and may move the map after a shuffle that
+ *     follows it (see pf_iter_new).
  */
 typedef struct pf_map_ctx {
 	const pf_schema *in;          /* input element schema */
@@ -327,7 +342,11 @@ int pf_prefetch(pf_pipeline *p, int depth, pf_error *err);
 /*
  * Start an iterator: resolve globs and AUTOTUNE values, prepare map
  * functions, optimize the graph (fuse map into batch where nothing between
- * needs the element, drop no-op stages), check that the ops' worst-case
+ * needs the element; run a fixed-shape map right after shards in the
+ * source's workers; turn shards -> map -> shuffle -> batch over fixed-size
+ * records into shards -> shuffle -> map+batch, which gives the same
+ * elements in the same order but shuffles the smaller records; drop no-op
+ * stages), check that the ops' worst-case
  * buffers fit the memory budget (PF_EBUDGET naming the op that does not
  * fit), and start the ops' threads.
  */
@@ -369,6 +388,7 @@ typedef struct pf_op_stats {
 	int parallelism;          /* threads in use (1 for inline ops) */
 	int depth;                /* buffer depth (elements), 0 when none */
 	int autotuned;            /* nonzero: a knob was PF_AUTOTUNE */
+	uint64_t corrupt_blocks;  /* shards with skip_corrupt: damaged blocks skipped */
 } pf_op_stats;
 
 /* Number of stages of the running plan. */
@@ -377,6 +397,38 @@ int pf_iter_nstages(const pf_iter *it);
 /* Snapshot of stage i's counters (0 <= i < nstages); PF_EINVAL otherwise.
  * Safe to call while another thread runs pf_iter_next. */
 int pf_iter_stats(const pf_iter *it, int i, pf_op_stats *out);
+
+/* ==== autotune =========================================================== */
+
+/*
+ * When some knob is PF_AUTOTUNE, a controller thread of the iterator looks
+ * every 10 ms at the consumer's stall (the share of time pf_iter_next
+ * waits) and at the stages' busy/wait/blocked shares, and raises the knob
+ * of the bottleneck stage: workers of a map (or of shards+map), within the
+ * CPU budget, or a prefetch's depth (when its queue does fill up at
+ * times), within what was reserved for it in the memory budget
+ * at start.  The CPU budget is counted in cores kept busy (measured), and
+ * never more threads than cpu_budget work for one stage.  A step whose
+ * next window delivers no more elements per second than before is taken
+ * back, and that knob is left alone from then on.  Each decision (steps
+ * and take-backs) is logged.
+ */
+typedef struct pf_autotune_event {
+	uint64_t t_ns;            /* since the iterator started */
+	int stage;                /* index in the running plan (pf_iter_stats) */
+	const char *knob;         /* "parallelism" or "depth" (static) */
+	int old_value, new_value;
+	char reason[112];         /* e.g. "stall 31.0%, map busy 97% per worker, ..." */
+} pf_autotune_event;
+
+/* Decision i (0 = the first) of the autotuner into *out: 0, or PF_END when
+ * there is no decision i (yet).  The log keeps the first 256 decisions.
+ * Safe to call while another thread runs pf_iter_next. */
+int pf_iter_autotune_log(const pf_iter *it, size_t i, pf_autotune_event *out);
+
+/* The consumer's stall so far: nanoseconds pf_iter_next spent waiting for
+ * its input, and since the iterator started. */
+void pf_iter_stall(const pf_iter *it, uint64_t *wait_ns, uint64_t *total_ns);
 
 #ifdef __cplusplus
 }

@@ -21,13 +21,23 @@ int pf_pipeline_new(pf_pipeline **pp, const pf_options *opts, pf_error *err)
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		p->opts.cpu_budget = n > 0 ? (int)n : 1;
 	}
+	if (!p->opts.batch_alloc != !p->opts.batch_free) {
+		free(p);
+		return pf_error_set(err, PF_EINVAL,
+				    "pipeline: batch_alloc and batch_free go together");
+	}
 	p->pool = pf_pool_new(0);
-	if (!p->pool) {
+	if (p->pool && p->opts.batch_alloc)
+		p->batch_pool = pf_pool_new_custom(0, p->opts.batch_alloc,
+						   p->opts.batch_free, p->opts.alloc_user);
+	if (!p->pool || (p->opts.batch_alloc && !p->batch_pool)) {
+		pf_pool_free(p->pool);
 		free(p);
 		return pf_error_set(err, PF_ENOMEM, "pipeline: out of memory");
 	}
 	p->rt.opts = p->opts;
 	p->rt.pool = p->pool;
+	p->rt.batch_pool = p->batch_pool ? p->batch_pool : p->pool;
 	*pp = p;
 	return 0;
 }
@@ -47,6 +57,7 @@ void pf_pipeline_free(pf_pipeline *p)
 	}
 	free(p->ops);
 	pf_pool_free(p->pool);
+	pf_pool_free(p->batch_pool);
 	free(p);
 }
 

@@ -309,7 +309,8 @@ int main(void)
 		   "prefetch passes everything, two epochs");
 		pf_op_stats st;
 		pf_iter_stats(it, 1, &st);
-		ok(st.elements == 2000 && st.depth == 4 && st.autotuned, "prefetch stats: 2000 out, depth 4 (autotuned)");
+		ok(st.elements == 2000 && st.depth >= 4 && st.depth <= 64 && st.autotuned,
+		   "prefetch stats: 2000 out, depth %d (autotuned: starts at 4, at most 64)", st.depth);
 		pf_iter_free(it);
 		pf_pipeline_free(p);
 	}

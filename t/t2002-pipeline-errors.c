@@ -10,6 +10,7 @@
 #include "tap.h"
 
 static pf_error err;
+static uint64_t corrupt; /* stage 0's corrupt_blocks after the last run */
 
 static long run(const char *const *paths, int n, int skip, int par, long *sum)
 {
@@ -30,6 +31,8 @@ static long run(const char *const *paths, int n, int skip, int par, long *sum)
 		k++;
 		pf_elem_release(&e);
 	}
+	pf_op_stats st;
+	corrupt = it && pf_iter_stats(it, 0, &st) == 0 ? st.corrupt_blocks : ~0ull;
 	pf_iter_free(it);
 	pf_pipeline_free(p);
 	return rc == PF_END ? k : rc;
@@ -38,7 +41,7 @@ static long run(const char *const *paths, int n, int skip, int par, long *sum)
 int main(void)
 {
 	alarm(60);
-	plan(9);
+	plan(12);
 	const char *d = tap_tmpdir("t2002");
 	char a[600], b[600];
 	snprintf(a, sizeof(a), "%s/a.pfs", d);
@@ -91,6 +94,43 @@ int main(void)
 		ok(n == 1000 - (long)lost && sum == want - lost_sum,
 		   "skip_corrupt (%d readers): every intact record, the %u damaged ones dropped", par, lost);
 	}
+
+	ok(corrupt == 1, "stats: 1 corrupt block counted (%llu)", (unsigned long long)corrupt);
+
+	/* a second damaged block in the same file: counted, warned about once */
+	pf_shard_open(&sh, b, 0, &err);
+	bi = pf_shard_block(sh, 3);
+	off = bi->offset + PF_SHARD_BLOCK_HEADER_SIZE + 8;
+	pf_shard_close(sh);
+	f = fopen(b, "r+b");
+	fseek(f, (long)off, SEEK_SET);
+	ch = fgetc(f);
+	fseek(f, (long)off, SEEK_SET);
+	fputc(ch ^ 0x55, f);
+	fclose(f);
+	char errpath[700];
+	snprintf(errpath, sizeof(errpath), "%s/stderr.txt", d);
+	fflush(stderr);
+	int saved = dup(2);
+	FILE *ef = fopen(errpath, "w");
+	dup2(fileno(ef), 2);
+	n = run(files, 2, 1, 2, &sum);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	fclose(ef);
+	ok(n > 0 && corrupt == 2, "two damaged blocks skipped and counted (%llu)",
+	   (unsigned long long)corrupt);
+	ef = fopen(errpath, "r");
+	char line[1024];
+	int lines = 0, named = 0;
+	while (ef && fgets(line, sizeof(line), ef)) {
+		lines++;
+		named += strstr(line, "b.pfs") != NULL;
+	}
+	if (ef)
+		fclose(ef);
+	ok(lines == 1 && named == 1, "skip warns once per file on stderr (%d lines)", lines);
 
 	const char *missing[] = { a, "/nonexistent/x.pfs" };
 	pf_error_clear(&err);

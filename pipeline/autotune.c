@@ -1,0 +1,283 @@
+/*
+ * autotune.c - the AUTOTUNE controller: a thread of the iterator that, every
+ * TICK_MS, compares the consumer's stall (the share of wall time
+ * pf_iter_next spent waiting on the plan's last stage) with a target and,
+ * when the consumer waits, raises the knob of the bottleneck stage:
+ *
+ *   - parallelism of a map or of shards(+map) whose working threads are
+ *     busy (busy time per working thread over the window above BUSY_MIN;
+ *     for a map at 1, which maps in the consumer's thread: its share of
+ *     the consumer's wait), the busiest first, while the CPU the stages
+ *     keep busy plus one more such thread stays within
+ *     pf_options.cpu_budget cores (threads up to the budget were started
+ *     with the iterator; only `active` of them take work, so a step is
+ *     cheap and never exceeds the budget's thread count);
+ *   - else the depth of an autotuned prefetch (doubled, up to what the
+ *     memory budget reserved for it at start): the input keeps up on
+ *     average, so the stalls are bursts a deeper queue absorbs.
+ *
+ * Decisions are measured over a window of at least WINDOW_MS that starts
+ * again after each change, so a change is judged on its own effect: when
+ * the window after a step does not deliver at least GAIN_MIN more
+ * elements per second than the window before it (the step only cost CPU
+ * or memory: the machine's cores are taken by others, or the bursts were
+ * not the limit), the step is taken back and that stage's knob is left
+ * alone from then on.  So knobs move a bounded number of times.  Knobs never change the element order (ordered map,
+ * shards read in task order), so determinism holds.  Every decision goes
+ * to a log of LOG_MAX entries, read with pf_iter_autotune_log.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "pf_pipeline_int.h"
+
+#define TICK_MS 10
+#define WINDOW_MS 30
+#define STALL_MAX 0.03   /* act when the consumer waits more than this */
+#define BUSY_MIN 0.60    /* a stage whose threads are busier is a bottleneck */
+#define LOG_MAX 256
+#define GAIN_MIN 1.05    /* a step must raise the delivery rate this much */
+
+struct pf_autotune {
+	pf_iter *it;
+	pthread_t th;
+	pthread_mutex_t lock;
+	pthread_cond_t cv;
+	int quit;
+	pf_autotune_event log[LOG_MAX];
+	_Atomic size_t nlog;
+	/* the window's start */
+	uint64_t w_t, w_wait;
+	uint64_t w_busy[64], w_blocked[64];
+	uint64_t w_out;      /* elements the last stage had delivered */
+	/* the last step, judged on the next window */
+	int pending;         /* 0 none, 1 parallelism, 2 depth */
+	int p_stage, p_old;
+	double p_rate;       /* delivery rate of the window before it */
+	unsigned char frozen[64];
+};
+
+static int tunable(const pf_op *op)
+{
+	return (op->st.max_parallelism > 0 && (op->is_map || op->is_shards)) ||
+		op->st.max_depth > 0;
+}
+
+static void window_start(struct pf_autotune *t)
+{
+	pf_iter *it = t->it;
+	t->w_t = pf_now_ns();
+	t->w_wait = atomic_load(&it->wait_ns);
+	t->w_out = atomic_load(&it->stages[it->nstages - 1]->st.elements);
+	for (int i = 0; i < it->nstages; i++)
+		t->w_busy[i] = atomic_load(&it->stages[i]->st.busy_ns);
+	for (int i = 0; i < it->nstages; i++)
+		t->w_blocked[i] = atomic_load(&it->stages[i]->st.blocked_ns);
+}
+
+static void log_event(struct pf_autotune *t, int stage, const char *knob, int old,
+		      int now, const char *reason)
+{
+	size_t n = atomic_load(&t->nlog);
+	if (n >= LOG_MAX)
+		return;
+	pf_autotune_event *e = &t->log[n];
+	e->t_ns = pf_now_ns() - t->it->t_start;
+	e->stage = stage;
+	e->knob = knob;
+	e->old_value = old;
+	e->new_value = now;
+	snprintf(e->reason, sizeof(e->reason), "%s", reason);
+	atomic_store_explicit(&t->nlog, n + 1, memory_order_release);
+}
+
+/* One decision over the current window; returns 1 when a knob changed. */
+static int decide(struct pf_autotune *t)
+{
+	pf_iter *it = t->it;
+	uint64_t now = pf_now_ns(), dt = now - t->w_t;
+	if (dt < (uint64_t)WINDOW_MS * 1000000u)
+		return 0;
+	uint64_t dwait = atomic_load(&it->wait_ns) - t->w_wait;
+	double stall = (double)dwait / (double)dt;
+	if (stall > 1)
+		stall = 1; /* a wait begun before the window */
+	double rate = (double)(atomic_load(&it->stages[it->nstages - 1]->st.elements) - t->w_out) *
+		1e9 / (double)dt;
+	char why[112];
+	if (t->pending) {
+		int kind = t->pending, s = t->p_stage;
+		t->pending = 0;
+		if (rate < t->p_rate * GAIN_MIN) {
+			pf_op *op = it->stages[s];
+			int cur = kind == 1 ? op->st.parallelism : op->st.depth;
+			int nv = kind == 2 ? pf_prefetch_set_depth(op, t->p_old) :
+				op->is_shards ? pf_shards_set_active(op, t->p_old) :
+				pf_map_set_active(op, t->p_old);
+			t->frozen[s] = 1;
+			snprintf(why, sizeof(why),
+				 "taken back: %.0f/s after the step, %.0f/s before (no gain)",
+				 rate, t->p_rate);
+			log_event(t, s, kind == 1 ? "parallelism" : "depth", cur, nv, why);
+		}
+		window_start(t);
+		return 1;
+	}
+	if (stall <= STALL_MAX) {
+		window_start(t);
+		return 0;
+	}
+	/* CPU in use: the cores the stages' threads kept busy over the
+	 * window (threads that wait use none) */
+	double used = 0;
+	for (int i = 0; i < it->nstages; i++) {
+		pf_op *op = it->stages[i];
+		if (op->st.self_timed || (op->is_map && op->run))
+			used += (double)(atomic_load(&op->st.busy_ns) - t->w_busy[i]) / (double)dt;
+	}
+	/* the busiest parallel stage that may grow */
+	int best = -1;
+	double best_busy = 0;
+	for (int i = 0; i < it->nstages; i++) {
+		pf_op *op = it->stages[i];
+		if (!(op->is_map || op->is_shards) || op->st.parallelism < 1)
+			continue;
+		int a = op->st.parallelism;
+		if (op->st.max_parallelism <= a || t->frozen[i])
+			continue;
+		/* a map at 1 works in the consumer's thread: its share of the
+		 * consumer's waiting; else busy time per working thread */
+		double dbusy = (double)(atomic_load(&op->st.busy_ns) - t->w_busy[i]);
+		double busy = op->is_map && a < 2 ? dbusy / (double)dwait :
+			dbusy / ((double)dt * a);
+		if (busy > best_busy) {
+			best_busy = busy;
+			best = i;
+		}
+	}
+	/* one more thread as busy as the stage's are now must fit the budget */
+	double add = best_busy > 1 ? 1 : best_busy;
+	if (best >= 0 && best_busy >= BUSY_MIN && used + add <= it->p->opts.cpu_budget) {
+		pf_op *op = it->stages[best];
+		int old = op->st.parallelism;
+		int nv = op->is_shards ? pf_shards_set_active(op, old + 1) :
+			pf_map_set_active(op, old + 1);
+		if (nv != old) {
+			snprintf(why, sizeof(why),
+				 "stall %.1f%%, %s busy %.0f%% per worker, %.2f of %d CPUs in use",
+				 100 * stall, op->vt->kind, 100 * best_busy, used,
+				 it->p->opts.cpu_budget);
+			log_event(t, best, "parallelism", old, nv, why);
+			t->pending = 1;
+			t->p_stage = best;
+			t->p_old = old;
+			t->p_rate = rate;
+			window_start(t);
+			return 1;
+		}
+	}
+	for (int i = it->nstages - 1; i >= 0; i--) {
+		pf_op *op = it->stages[i];
+		if (op->st.max_depth <= 0 || op->st.depth >= op->st.max_depth || t->frozen[i])
+			continue;
+		/* a deeper queue helps only when it did fill up (the producer
+		 * keeps up on average, stalls are bursts); else it only holds
+		 * more memory */
+		double full = (double)(atomic_load(&op->st.blocked_ns) - t->w_blocked[i]) /
+			(double)dt;
+		if (full < 0.05)
+			continue;
+		int old = op->st.depth;
+		int nv = pf_prefetch_set_depth(op, 2 * old);
+		if (nv == old)
+			continue;
+		snprintf(why, sizeof(why),
+			 "stall %.1f%%, queue full %.1f%% of the time (bursts): deeper buffer",
+			 100 * stall, 100 * full);
+		log_event(t, i, "depth", old, nv, why);
+		t->pending = 2;
+		t->p_stage = i;
+		t->p_old = old;
+		t->p_rate = rate;
+		window_start(t);
+		return 1;
+	}
+	window_start(t);
+	return 0;
+}
+
+static void *autotune_thread(void *arg)
+{
+	struct pf_autotune *t = arg;
+	pthread_mutex_lock(&t->lock);
+	window_start(t);
+	while (!t->quit) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += TICK_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&t->cv, &t->lock, &ts);
+		if (t->quit)
+			break;
+		pthread_mutex_unlock(&t->lock);
+		decide(t);
+		pthread_mutex_lock(&t->lock);
+	}
+	pthread_mutex_unlock(&t->lock);
+	return NULL;
+}
+
+int pf_autotune_start(pf_iter *it, pf_error *err)
+{
+	int any = 0;
+	for (int i = 0; i < it->nstages; i++)
+		any |= tunable(it->stages[i]);
+	it->tune = NULL;
+	if (!any)
+		return 0;
+	struct pf_autotune *t = calloc(1, sizeof(*t));
+	if (!t)
+		return pf_error_set(err, PF_ENOMEM, "autotune: out of memory");
+	t->it = it;
+	pthread_mutex_init(&t->lock, NULL);
+	pthread_cond_init(&t->cv, NULL);
+	if (pthread_create(&t->th, NULL, autotune_thread, t) != 0) {
+		pthread_mutex_destroy(&t->lock);
+		pthread_cond_destroy(&t->cv);
+		free(t);
+		return pf_error_set(err, PF_ENOMEM, "autotune: cannot start its thread");
+	}
+	it->tune = t;
+	return 0;
+}
+
+void pf_autotune_stop(struct pf_autotune *t)
+{
+	if (!t)
+		return;
+	pthread_mutex_lock(&t->lock);
+	t->quit = 1;
+	pthread_cond_broadcast(&t->cv);
+	pthread_mutex_unlock(&t->lock);
+	pthread_join(t->th, NULL);
+	pthread_mutex_destroy(&t->lock);
+	pthread_cond_destroy(&t->cv);
+	free(t);
+}
+
+int pf_iter_autotune_log(const pf_iter *it, size_t i, pf_autotune_event *out)
+{
+	if (!it || !it->tune || !out)
+		return PF_END;
+	struct pf_autotune *t = it->tune;
+	if (i >= atomic_load_explicit(&t->nlog, memory_order_acquire))
+		return PF_END;
+	*out = t->log[i];
+	return 0;
+}
