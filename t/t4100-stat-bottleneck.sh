@@ -1,0 +1,42 @@
+#!/bin/sh
+# t4100-stat-bottleneck: pipe-stat names the stage that holds the run back.
+# A map of parallelism 1 that sleeps 1 ms per element, and the pipeline's
+# sleep(1000) op, each feeding a consumer that does not compute: the run is
+# input-bound and that stage is the bottleneck.  The same pipeline before a
+# consumer that computes 20 ms per batch: not input-bound, the consumer is
+# the bottleneck.  A shuffle buffer that takes 20 ms to fill before a
+# consumer that then never waits: the stall is the start-up.
+. "$srcdir/t/tap.sh"
+plan 13
+tmp=`tap_tmp t4100`
+b=$top_builddir
+field() { sed -n "s/.*\"$1\":\"\{0,1\}\([^,\"]*\).*/\1/p" "$2"; }
+
+"$b/t/stats-gen" "$tmp/map.pfstat" \
+	"range(0, 1000000) | map(slowmap(1000), par=1) | batch(4) | prefetch(2)" 0 60 &&
+"$b/pipe-stat" --json "$tmp/map.pfstat" >"$tmp/map.json"
+ok $? "slow map run recorded and read"
+is "`field input_bound "$tmp/map.json"`" true "slow map: input-bound"
+is "`field verdict "$tmp/map.json"`" "highly input-bound" "slow map: highly input-bound (stall >= 20%)"
+like "`field bottleneck "$tmp/map.json"`" map "slow map: the map stage is the bottleneck"
+like "`field suggestion "$tmp/map.json"`" "raise map parallelism" "slow map: suggests raising map parallelism"
+
+"$b/t/stats-gen" "$tmp/sleep.pfstat" \
+	"range(0, 1000000) | sleep(1000) | batch(4) | prefetch(2)" 0 60 &&
+"$b/pipe-stat" "$tmp/sleep.pfstat" >"$tmp/sleep.txt"
+ok $? "sleep op run recorded and read"
+like "`grep '^bottleneck:' "$tmp/sleep.txt"`" "sleep (stage 1" "sleep op: the report names the sleep stage as the bottleneck"
+like "`grep '^stall:' "$tmp/sleep.txt"`" "highly input-bound" "sleep op: the report says input-bound"
+
+"$b/t/stats-gen" "$tmp/slowc.pfstat" \
+	"range(0, 1000000) | map(slowmap(1000), par=1) | batch(4) | prefetch(2)" 20000 30 &&
+"$b/pipe-stat" --json "$tmp/slowc.pfstat" >"$tmp/slowc.json"
+ok $? "slow consumer run recorded and read"
+is "`field verdict "$tmp/slowc.json"`" "not input-bound" "slow consumer: not input-bound"
+is "`field bottleneck "$tmp/slowc.json"`" consumer "slow consumer: the consumer is the bottleneck"
+
+"$b/t/stats-gen" "$tmp/startup.pfstat" \
+	"range(0, 1000000) | map(slowmap(100), par=1) | shuffle(200) | batch(4) | prefetch(2)" 3000 15 &&
+"$b/pipe-stat" --json "$tmp/startup.pfstat" >"$tmp/startup.json"
+ok $? "slow start-up run recorded and read"
+is "`field bottleneck "$tmp/startup.json"`" start-up "slow start-up: the start-up is named, not a stage"
