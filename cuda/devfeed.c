@@ -40,6 +40,9 @@ struct pf_devfeed {
 	int depth;
 	size_t cap;                   /* bytes per slot, 0 until allocated */
 	void *dslot[MAX_DEPTH], *staging[MAX_DEPTH];
+	pf_elem held[MAX_DEPTH];      /* pinned_batches: the batch slot k's copy
+				       * reads from, released once that copy is over */
+	int nheld[MAX_DEPTH];
 	pf_event *copy_ev[MAX_DEPTH], *done_ev[MAX_DEPTH];
 	pf_event *last_done;          /* consumer: the latest done event */
 
@@ -97,7 +100,8 @@ static int alloc_slots(pf_devfeed *f, size_t bytes, pf_error *err)
 	for (int k = 0; k < f->depth; k++) {
 		int rc;
 		if ((rc = pf_dev_alloc(f->dev, &f->dslot[k], bytes, err)) < 0 ||
-		    (rc = pf_host_alloc(f->dev, &f->staging[k], bytes, err)) < 0)
+		    (!f->o.pinned_batches &&
+		     (rc = pf_host_alloc(f->dev, &f->staging[k], bytes, err)) < 0))
 			return rc;
 	}
 	f->cap = bytes;
@@ -105,18 +109,22 @@ static int alloc_slots(pf_devfeed *f, size_t bytes, pf_error *err)
 }
 
 /* Feeder: move host batch e into slot k (staging copy, then the async copy
- * to the device) and describe it in x.  Releases e. */
+ * to the device; or, with pinned batches, the async copy straight from e)
+ * and describe it in x.  Takes e over on every path: releases it, or keeps
+ * it as held[k]. */
 static int fill_slot(pf_devfeed *f, int k, pf_elem *e, item *x, pf_error *err)
 {
 	int rc;
 	if (!f->cap && (rc = alloc_slots(f, f->o.slot_bytes > e->nbytes
 					     ? f->o.slot_bytes : e->nbytes,
 					 err)) < 0)
-		return rc;
-	if (e->nbytes > f->cap)
-		return pf_error_set(err, PF_ELIMIT,
+		goto fail;
+	if (e->nbytes > f->cap) {
+		rc = pf_error_set(err, PF_ELIMIT,
 				    "prefetch_to_device: batch of %zu bytes does not fit a %zu-byte slot",
 				    e->nbytes, f->cap);
+		goto fail;
+	}
 	x->kind = ITEM_BATCH;
 	x->slot = k;
 	x->batch = e->batch;
@@ -130,25 +138,57 @@ static int fill_slot(pf_devfeed *f, int k, pf_elem *e, item *x, pf_error *err)
 		if (i >= nf || !e->data[i])
 			continue;
 		const char *p = e->data[i], *b = e->buf;
-		if (p < b || p > b + e->nbytes)
-			return pf_error_set(err, PF_EINVAL,
-					    "prefetch_to_device: field %d is outside the batch buffer",
-					    i);
+		if (p < b || p > b + e->nbytes) {
+			rc = pf_error_set(err, PF_EINVAL,
+					  "prefetch_to_device: field %d is outside the batch buffer",
+					  i);
+			goto fail;
+		}
 		x->off[i] = p - b;
 		x->nitems[i] = e->nitems[i];
 	}
-	/* The previous copy out of staging[k] must be over before we write it
-	 * (a host wait on this thread only; normally long complete). */
+	/* The previous copy out of slot k's host side (staging[k], or the
+	 * batch kept from last time) must be over before that memory is
+	 * reused (a host wait on this thread only; normally long complete). */
 	if ((rc = pf_event_sync(f->dev, f->copy_ev[k], err)) < 0)
-		return rc;
-	memcpy(f->staging[k], e->buf, e->nbytes);
-	pf_elem_release(e);
+		goto fail;
+	const void *src;
+	if (f->o.pinned_batches) {
+		/* The batch is already in pinned memory: copy from it directly
+		 * and keep it until that copy is over. */
+		if (f->nheld[k]) {
+			pf_elem_release(&f->held[k]);
+			f->nheld[k] = 0;
+		}
+		f->held[k] = *e;
+		f->nheld[k] = 1;
+		src = e->buf;
+	} else {
+		memcpy(f->staging[k], e->buf, e->nbytes);
+		pf_elem_release(e);
+		src = f->staging[k];
+	}
 	if ((rc = pf_stream_wait_event(f->dev, f->copy, f->done_ev[k], err)) < 0 ||
-	    (rc = pf_memcpy_async(f->dev, f->copy, f->dslot[k], f->staging[k],
+	    (rc = pf_memcpy_async(f->dev, f->copy, f->dslot[k], src,
 				  x->nbytes, PF_H2D, err)) < 0 ||
 	    (rc = pf_event_record(f->dev, f->copy_ev[k], f->copy, err)) < 0)
-		return rc;
+		return rc;      /* e is held[k] or released already */
 	return 0;
+fail:
+	pf_elem_release(e);
+	return rc;
+}
+
+void *pf_devfeed_pinned_alloc(void *dev, size_t bytes)
+{
+	void *p = NULL;
+	return pf_host_alloc(dev, &p, bytes, NULL) < 0 ? NULL : p;
+}
+
+void pf_devfeed_pinned_free(void *dev, void *p, size_t bytes)
+{
+	(void)bytes;
+	pf_host_free(dev, p);
 }
 
 static void *feeder(void *arg)
@@ -193,7 +233,6 @@ static void *feeder(void *arg)
 		item x = { 0 };
 		x.epoch = epoch;
 		if (fill_slot(f, k, &e, &x, &err) < 0) {
-			pf_elem_release(&e);
 			push_error(f, &err);
 			break;
 		}
@@ -368,6 +407,9 @@ void pf_devfeed_free(pf_devfeed *f)
 			pf_event_sync(f->dev, f->done_ev[k], NULL);
 		pf_event_free(f->dev, f->copy_ev[k]);
 		pf_event_free(f->dev, f->done_ev[k]);
+		/* the copy stream is synced: the kept batch's copy is over */
+		if (f->nheld[k])
+			pf_elem_release(&f->held[k]);
 		pf_dev_free(f->dev, f->dslot[k]);
 		pf_host_free(f->dev, f->staging[k]);
 	}

@@ -50,7 +50,25 @@ typedef struct pf_devfeed_opts {
 	size_t slot_bytes;    /* bytes per slot; 0 = the first batch's size
 			       * (a later, larger batch fails with PF_ELIMIT) */
 	int64_t epochs;       /* epochs the feeder runs, then stops; 0 = no limit */
+	int pinned_batches;   /* the pipeline builds batches in this device's
+			       * pinned memory (pf_options.batch_alloc =
+			       * pf_devfeed_pinned_alloc): copy straight from
+			       * the batch, no staging copy; the batch is kept
+			       * until its copy has completed */
 } pf_devfeed_opts;
+
+/*
+ * pf_options.batch_alloc / batch_free for batches built straight in pinned
+ * host memory of a device (user = the pf_device *):
+ *
+ *	pf_options po = { .batch_alloc = pf_devfeed_pinned_alloc,
+ *			  .batch_free = pf_devfeed_pinned_free, .alloc_user = dev };
+ *	... pf_devfeed_opts fo = { .pinned_batches = 1 };
+ *
+ * The pipeline must be freed before the device is closed.
+ */
+void *pf_devfeed_pinned_alloc(void *dev, size_t bytes);
+void pf_devfeed_pinned_free(void *dev, void *p, size_t bytes);
 
 /* A batch in a device slot.  data[i] are device pointers into the slot,
  * laid out as the host batch was (structure-of-arrays, one buffer). */

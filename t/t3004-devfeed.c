@@ -59,11 +59,34 @@ static void check_fn(void *arg)
 	atomic_fetch_add(&checks_run, 1);
 }
 
-static pf_pipeline *range_pipeline(int64_t n, int batch, int64_t sleep_us_,
-				   pf_error *err)
+/* Pinned batches: count the blocks the pipeline takes and gives back. */
+static atomic_long pinned_out, pinned_allocs;
+static void *count_alloc(void *user, size_t bytes)
+{
+	void *p = pf_devfeed_pinned_alloc(user, bytes);
+	if (p) {
+		atomic_fetch_add(&pinned_out, 1);
+		atomic_fetch_add(&pinned_allocs, 1);
+	}
+	return p;
+}
+static void count_free(void *user, void *p, size_t bytes)
+{
+	atomic_fetch_sub(&pinned_out, 1);
+	pf_devfeed_pinned_free(user, p, bytes);
+}
+
+static pf_pipeline *range_pipeline_opts(int64_t n, int batch, int64_t sleep_us_,
+					int pinned, pf_error *err)
 {
 	pf_pipeline *p;
-	pf_pipeline_new(&p, NULL, err);
+	pf_options po = { 0 };
+	if (pinned) {
+		po.batch_alloc = count_alloc;
+		po.batch_free = count_free;
+		po.alloc_user = dev;
+	}
+	pf_pipeline_new(&p, &po, err);
 	pf_range(p, 0, n, 1, err);
 	if (sleep_us_)
 		pf_sleep(p, sleep_us_, err);
@@ -71,19 +94,32 @@ static pf_pipeline *range_pipeline(int64_t n, int batch, int64_t sleep_us_,
 	return p;
 }
 
-static void run_depth(int depth)
+static pf_pipeline *range_pipeline(int64_t n, int batch, int64_t sleep_us_,
+				   pf_error *err)
+{
+	return range_pipeline_opts(n, batch, sleep_us_, 0, err);
+}
+
+/*
+ * depth slots, random copy/compute delays; pinned: the batches are built in
+ * pinned memory and copied from directly, so a batch given back to the
+ * pipeline before its copy is over would be refilled under the copy and
+ * show up as torn values.
+ */
+static void run_depth(int depth, int pinned)
 {
 	enum { N = 203, B = 8, EPOCHS = 2, NB = (N + B - 1) / B };
 	pf_error err = { 0 };
-	pf_pipeline *p = range_pipeline(N, B, 0, &err);
+	atomic_store(&pinned_allocs, 0);
+	pf_pipeline *p = range_pipeline_opts(N, B, 0, pinned, &err);
 	pf_iter *it;
 	pf_stream *cs;
 	pf_iter_new(&it, p, &err);
 	pf_stream_new(dev, &cs, &err);
 	pf_devfeed *f;
-	pf_devfeed_opts o = { .depth = depth, .epochs = EPOCHS };
-	ok(pf_devfeed_new(&f, dev, it, cs, &o, &err) == 0, "depth %d: feed started (%s)",
-	   depth, err.msg);
+	pf_devfeed_opts o = { .depth = depth, .epochs = EPOCHS, .pinned_batches = pinned };
+	ok(pf_devfeed_new(&f, dev, it, cs, &o, &err) == 0, "depth %d%s: feed started (%s)",
+	   depth, pinned ? " pinned" : "", err.msg);
 	static check checks[EPOCHS * NB];
 	int nchk = 0, inorder = 1, ends = 0, batches[EPOCHS] = { 0 };
 	atomic_store(&torn, 0);
@@ -139,6 +175,10 @@ static void run_depth(int depth)
 	pf_iter_free(it);
 	pf_stream_free(dev, cs);
 	pf_pipeline_free(p);
+	if (pinned)
+		ok(atomic_load(&pinned_allocs) > 0 && atomic_load(&pinned_out) == 0,
+		   "depth %d pinned: batches built in pinned memory (%ld blocks), all given back",
+		   depth, atomic_load(&pinned_allocs));
 }
 
 static void early_stop(void)
@@ -232,7 +272,7 @@ static void stall_counts(void)
 int main(void)
 {
 	alarm(120);
-	plan(3 * 9 + 5);
+	plan(3 * 9 + 2 * 10 + 5);
 	pf_device_opts o = { .test_copy_delay_us = 2000,
 			     .test_compute_delay_us = 500, .test_seed = 11 };
 	pf_error err = { 0 };
@@ -240,9 +280,11 @@ int main(void)
 		diag("%s", err.msg);
 		return 1;
 	}
-	run_depth(1);
-	run_depth(2);
-	run_depth(3);
+	run_depth(1, 0);
+	run_depth(2, 0);
+	run_depth(3, 0);
+	run_depth(1, 1);
+	run_depth(2, 1);
 	early_stop();
 	error_path();
 	stall_counts();

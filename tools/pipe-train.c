@@ -7,6 +7,11 @@
  *   pipe-train --epochs 5 --eval 'test-*.pfs' 'train-*.pfs'
  *   pipe-train --pipeline 'map(decode, par=4) | shuffle(10000) | batch(64)' ...
  *   pipe-train --model none ...        the pipeline alone (throughput)
+ *   pipe-train --stats run.pfstat ...  record stats for pipe-stat while training
+ *   pipe-train --sweep 1,8,32,64,128,256 --slo-ms 20 ...
+ *                                      batch-size sweep: throughput, latency,
+ *                                      device busy share, stall, peak memory;
+ *                                      marks the knee
  *
  * Exit status: 0 on success, 1 on a runtime error, 2 on a usage error.
  */
@@ -14,6 +19,8 @@
 
 #include <getopt.h>
 #include <math.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,16 +30,24 @@
 #include "pf_devfeed.h"
 #include "pf_model.h"
 #include "pf_spec.h"
+#include "pf_stats.h"
 #include "pipefeed.h"
+#include "svg_chart.h"
+
+#define SWEEP_MAX 32
 
 typedef struct opts {
-	const char *pipeline, *model, *device, *eval, *save, *cache;
+	const char *pipeline, *eval_pipeline, *model, *device, *eval, *save, *cache;
 	int cache_on, batch, shuffle, map_threads, prefetch, depth, graph;
 	int epochs, json, quiet;
 	double lr;
 	uint64_t seed;
 	char **shards;
 	int nshards;
+	const char *stats, *svg;       /* --stats FILE, --svg FILE (sweep) */
+	char label[256];               /* the command line, for the stats file */
+	int sweep[SWEEP_MAX], nsweep, sweep_steps;
+	double slo_ms;                 /* 0: no SLO */
 } opts;
 
 static void usage(FILE *f)
@@ -54,9 +69,16 @@ static void usage(FILE *f)
 		"  --device KIND       auto (default), cpu or cuda\n"
 		"  --graph             capture the training step as a CUDA graph\n"
 		"  --eval SHARDS       test shards (a glob), evaluated after each epoch\n"
+		"  --eval-pipeline SPEC  pipeline of the test shards (default: decode, batch,\n"
+		"                      prefetch); give it when --pipeline preprocesses\n"
 		"  --save FILE         checkpoint of the model and optimizer at the end\n"
 		"  --json              one JSON object on stdout at the end\n"
-		"  --quiet             no progress bar, no epoch lines\n");
+		"  --quiet             no progress bar, no epoch lines\n"
+		"  --stats FILE        record run statistics in FILE while training (pipe-stat FILE)\n"
+		"  --sweep B1,B2,...   batch-size sweep: --steps steps at each size, one table\n"
+		"  --steps N           measured steps per batch size in a sweep (50)\n"
+		"  --slo-ms X          step latency objective (p99) for the sweep's knee\n"
+		"  --svg FILE          draw the sweep (throughput and p99 latency by batch size)\n");
 }
 
 static double now_s(void)
@@ -73,20 +95,28 @@ static void die(const char *what, const pf_error *e)
 	exit(1);
 }
 
-/* The training or eval pipeline: shards, then --pipeline or the flags. */
+/* The training or eval pipeline: shards, then --pipeline or the flags.
+ * With a device, batches are built straight in its pinned memory (the
+ * pipeline must then be freed before the device is closed). */
 static pf_pipeline *build(const opts *o, const char *const *files, int nfiles,
-			  int train)
+			  int train, pf_device *dev)
 {
 	pf_error err = { 0 };
 	pf_options po = { .seed = o->seed };
+	if (dev) {
+		po.batch_alloc = pf_devfeed_pinned_alloc;
+		po.batch_free = pf_devfeed_pinned_free;
+		po.alloc_user = dev;
+	}
 	pf_pipeline *p;
 	if (pf_pipeline_new(&p, &po, &err) < 0)
 		die("pipeline", &err);
 	if (nfiles && pf_shards(p, files, (size_t)nfiles, NULL, &err) < 0)
 		die("shards", &err);
-	if (train && o->pipeline) {
-		if (pf_spec_apply(p, o->pipeline, &err) < 0)
-			die("--pipeline", &err);
+	const char *spec = train ? o->pipeline : o->eval_pipeline;
+	if (spec) {
+		if (pf_spec_apply(p, spec, &err) < 0)
+			die(train ? "--pipeline" : "--eval-pipeline", &err);
 		return p;
 	}
 	pf_map_opts mo = { .num_parallel_calls = o->map_threads };
@@ -117,6 +147,36 @@ static void find_fields(const pf_schema *s, int *img, int *lab)
 			txt);
 		exit(1);
 	}
+}
+
+/*
+ * Point the model input at a device batch.  The first batch of a feed fixes
+ * its field indices and dtypes (train and eval feeds each have their own:
+ * their pipelines may differ, u8 images in one and f32 in the other).
+ */
+typedef struct feed_input {
+	int img, lab;
+	pf_model_input in;
+} feed_input;
+
+static void bind_input(feed_input *fi, const pf_devbatch *b, int nin)
+{
+	pf_error err = { 0 };
+	if (fi->img < 0) {
+		find_fields(b->schema, &fi->img, &fi->lab);
+		if (pf_model_input_types(&fi->in, b->schema->fields[fi->img].dtype,
+					 b->schema->fields[fi->lab].dtype, &err) < 0)
+			die("batch", &err);
+		int64_t per = pf_field_count(&b->schema->fields[fi->img]);
+		if (per != nin) {
+			fprintf(stderr, "pipe-train: model input is %d values but '%s' has %lld per sample\n",
+				nin, b->schema->fields[fi->img].name, (long long)per);
+			exit(1);
+		}
+	}
+	fi->in.x = b->data[fi->img];
+	fi->in.labels = b->data[fi->lab];
+	fi->in.rows = (int)b->batch;
 }
 
 typedef struct progress {
@@ -157,6 +217,27 @@ static void clear_progress(progress *pg)
 	}
 }
 
+/* --stats FILE: the stats file, its sampler on it; NULL without --stats. */
+static pf_stats *stats_open(const opts *o, pf_iter *it)
+{
+	if (!o->stats)
+		return NULL;
+	pf_error err = { 0 };
+	pf_stats *st;
+	pf_stats_opts so = { .label = o->label };
+	if (pf_stats_create(&st, o->stats, &so, &err) < 0 || pf_stats_attach(st, it, &err) < 0)
+		die("--stats", &err);
+	return st;
+}
+
+/* Finish the stats file (before its iterator is freed).  NULL is a no-op. */
+static void stats_close(pf_stats *st)
+{
+	pf_error err = { 0 };
+	if (st && pf_stats_close(st, &err) < 0)
+		die("--stats", &err);
+}
+
 /* --model none: run the pipeline alone and report its throughput. */
 static int run_pipeline_only(const opts *o, pf_pipeline *p)
 {
@@ -164,6 +245,7 @@ static int run_pipeline_only(const opts *o, pf_pipeline *p)
 	pf_iter *it;
 	if (pf_iter_new(&it, p, &err) < 0)
 		die("iterator", &err);
+	pf_stats *st = stats_open(o, it);
 	uint64_t images = 0;
 	double t0 = now_s(), wait = 0;
 	FILE *out = o->json ? stderr : stdout;
@@ -175,11 +257,16 @@ static int run_pipeline_only(const opts *o, pf_pipeline *p)
 		for (;;) {
 			double tw = now_s();
 			rc = pf_iter_next(it, &b, &err);
-			wait += now_s() - tw;
+			double tn = now_s();
+			wait += tn - tw;
 			if (rc != 0)
 				break;
-			ei += b.batch ? b.batch : 1;
+			uint32_t n = b.batch ? b.batch : 1;
+			ei += n;
 			pf_elem_release(&b);
+			if (st)
+				pf_stats_step(st, (uint64_t)((tn - tw) * 1e9),
+					      (uint64_t)((now_s() - tn) * 1e9), 0, n);
 		}
 		if (rc < 0)
 			die("pipeline", &err);
@@ -196,8 +283,284 @@ static int run_pipeline_only(const opts *o, pf_pipeline *p)
 		       "\"train_loss\":null,\"test_accuracy\":null}\n",
 		       o->epochs, (unsigned long long)images, wall, images / wall,
 		       wall > 0 ? wait / wall : 0);
+	stats_close(st);
 	pf_iter_free(it);
 	return 0;
+}
+
+/* ==== batch-size sweep ==================================================== */
+
+typedef struct sweep_row {
+	int batch, ok;
+	double busy, p50_ms, p99_ms, sps, stall, peak_mib;
+} sweep_row;
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* The q-quantile of v[0..n) (sorts v): the smallest value with at least
+ * q * n values at or below it. */
+static double quantile(double *v, int n, double q)
+{
+	qsort(v, (size_t)n, sizeof(*v), cmp_double);
+	int i = (int)ceil(q * n) - 1;
+	return v[i < 0 ? 0 : i >= n ? n - 1 : i];
+}
+
+/*
+ * One point of the sweep, in a child process (so that the peak RSS is this
+ * batch size's own): build the pipeline and the model for batch B, take a
+ * few warm-up steps, then o->sweep_steps measured steps.  Each measured step
+ * is synchronised (the step's latency is the wait for the batch plus the
+ * device's time on it, not just the time to enqueue it), so the compute
+ * busy share is device time over wall time.
+ */
+static void sweep_point(const opts *o0, int B, sweep_row *r)
+{
+	opts o = *o0;
+	o.batch = B;
+	pf_error err = { 0 };
+	int with_model = strcmp(o.model, "none") != 0, warm = 3, n = o.sweep_steps;
+	pf_model_cfg mc = { .max_batch = B, .seed = o.seed, .lr = (float)o.lr,
+			    .use_graph = o.graph };
+	if (with_model && pf_model_parse(&mc, o.model, &err) < 0)
+		die("--model", &err);
+	double *stall = calloc((size_t)n, sizeof(double)), *step = calloc((size_t)n, sizeof(double));
+	if (!stall || !step) {
+		fprintf(stderr, "pipe-train: out of memory\n");
+		exit(1);
+	}
+	pf_iter *it;
+	pf_device *dev = NULL;
+	pf_stream *cs = NULL;
+	pf_model *m = NULL;
+	pf_devfeed *f = NULL;
+	if (with_model && (pf_device_open(&dev, o.device, NULL, &err) < 0 ||
+			   pf_stream_new(dev, &cs, &err) < 0 ||
+			   pf_model_new(&m, dev, &mc, &err) < 0))
+		die("device", &err);
+	pf_pipeline *p = build(&o, (const char *const *)o.shards, o.nshards, 1, dev);
+	if (pf_iter_new(&it, p, &err) < 0)
+		die("iterator", &err);
+	if (with_model) {
+		pf_devfeed_opts fo = { .depth = o.depth, .pinned_batches = 1 };
+		if (pf_devfeed_new(&f, dev, it, cs, &fo, &err) < 0)
+			die("device", &err);
+	}
+	feed_input tin = { .img = -1, .lab = -1 };
+	double sum_stall = 0, sum_comp = 0, sum_step = 0;
+	uint64_t samples = 0;
+	for (int k = 0; k < warm + n;) {
+		double t0 = now_s(), t1;
+		uint32_t rows;
+		int rc;
+		if (with_model) {
+			pf_devbatch b;
+			rc = pf_devfeed_next(f, &b, &err);
+			t1 = now_s();
+			if (rc == PF_END)
+				continue;
+			if (rc < 0)
+				die("training input", &err);
+			bind_input(&tin, &b, mc.sizes[0]);
+			if (pf_model_train_step(m, cs, &tin.in, &err) < 0)
+				die("train step", &err);
+			rows = b.batch;
+			if (pf_devfeed_release(f, &b, &err) < 0 ||
+			    pf_stream_sync(dev, cs, &err) < 0)
+				die("device", &err);
+		} else {
+			pf_elem e;
+			rc = pf_iter_next(it, &e, &err);
+			t1 = now_s();
+			if (rc == PF_END)
+				continue;
+			if (rc < 0)
+				die("pipeline", &err);
+			rows = e.batch ? e.batch : 1;
+			pf_elem_release(&e);
+		}
+		double t2 = now_s();
+		if (k >= warm) {
+			int i = k - warm;
+			stall[i] = t1 - t0;
+			step[i] = t2 - t0;
+			sum_stall += t1 - t0;
+			sum_comp += t2 - t1;
+			sum_step += t2 - t0;
+			samples += rows;
+		}
+		k++;
+	}
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	r->batch = B;
+	r->ok = 1;
+	r->busy = sum_step > 0 ? sum_comp / sum_step : 0;
+	r->stall = sum_step > 0 ? sum_stall / sum_step : 0;
+	r->sps = sum_step > 0 ? samples / sum_step : 0;
+	r->p50_ms = quantile(step, n, 0.50) * 1e3;
+	r->p99_ms = quantile(step, n, 0.99) * 1e3;
+	r->peak_mib = ru.ru_maxrss / 1024.0;
+	pf_devfeed_free(f);
+	pf_iter_free(it);
+	pf_pipeline_free(p);
+	pf_model_free(m);
+	if (cs)
+		pf_stream_free(dev, cs);
+	pf_device_close(dev);
+	free(stall);
+	free(step);
+}
+
+/* The knee: the smallest batch within 10% of the best throughput whose p99
+ * meets the SLO (any p99 without one); -1 when none qualifies. */
+static int sweep_knee(const opts *o, const sweep_row *r, int n)
+{
+	double best = 0;
+	int knee = -1;
+	for (int i = 0; i < n; i++)
+		if (r[i].ok && r[i].sps > best)
+			best = r[i].sps;
+	for (int i = 0; i < n; i++) {
+		if (!r[i].ok || r[i].sps < 0.9 * best)
+			continue;
+		if (o->slo_ms > 0 && r[i].p99_ms > o->slo_ms)
+			continue;
+		if (knee < 0 || r[i].batch < r[knee].batch)
+			knee = i;
+	}
+	return knee;
+}
+
+static int sweep_svg(const opts *o, const sweep_row *r, int n, int knee)
+{
+	double x[SWEEP_MAX], sps[SWEEP_MAX], p50[SWEEP_MAX], p99[SWEEP_MAX];
+	for (int i = 0; i < n; i++) {
+		x[i] = r[i].batch;
+		sps[i] = r[i].ok ? r[i].sps : NAN;
+		p50[i] = r[i].ok ? r[i].p50_ms : NAN;
+		p99[i] = r[i].ok ? r[i].p99_ms : NAN;
+	}
+	svg_series s_sps = { "samples/s", (size_t)n, x, sps };
+	svg_series s_lat[2] = { { "p50 ms", (size_t)n, x, p50 },
+				{ "p99 ms", (size_t)n, x, p99 } };
+	double mark = knee >= 0 ? r[knee].batch : NAN;
+	svg_panel pn[2] = {
+		{ "throughput", "batch size", "samples/s", 1, &s_sps, 1, mark, "knee" },
+		{ "step latency", "batch size", "ms", 2, s_lat, 1, mark, "knee" },
+	};
+	FILE *f = fopen(o->svg, "w");
+	if (!f) {
+		perror(o->svg);
+		return -1;
+	}
+	int rc = svg_write(f, "pipe-train batch-size sweep", 2, pn);
+	if (fclose(f) != 0)
+		rc = -1;
+	return rc;
+}
+
+/*
+ * --sweep: each batch size in a child process (its own peak memory), the
+ * row sent back through a pipe; then the table (or JSON) with the knee.
+ */
+static int run_sweep(const opts *o)
+{
+	sweep_row rows[SWEEP_MAX];
+	int failed = 0;
+	for (int i = 0; i < o->nsweep; i++) {
+		int fd[2];
+		sweep_row r = { .batch = o->sweep[i] };
+		if (pipe(fd) < 0) {
+			perror("pipe-train: pipe");
+			return 1;
+		}
+		fflush(stdout);
+		fflush(stderr);
+		pid_t pid = fork();
+		if (pid < 0) {
+			perror("pipe-train: fork");
+			return 1;
+		}
+		if (pid == 0) {
+			sweep_row cr = { 0 };
+			close(fd[0]);
+			sweep_point(o, o->sweep[i], &cr);
+			_exit(write(fd[1], &cr, sizeof(cr)) == (ssize_t)sizeof(cr) ? 0 : 1);
+		}
+		close(fd[1]);
+		ssize_t k = read(fd[0], &r, sizeof(r));
+		close(fd[0]);
+		int st = 0;
+		waitpid(pid, &st, 0);
+		if (k != (ssize_t)sizeof(r) || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+			fprintf(stderr, "pipe-train: sweep: batch %d failed\n", o->sweep[i]);
+			r = (sweep_row){ .batch = o->sweep[i] };
+			failed = 1;
+		}
+		rows[i] = r;
+	}
+	int knee = sweep_knee(o, rows, o->nsweep);
+	if (o->json) {
+		printf("{\"model\":\"%s\",\"device\":\"%s\",\"steps\":%d,\"slo_ms\":%g,\"sweep\":[",
+		       o->model, o->device, o->sweep_steps, o->slo_ms);
+		for (int i = 0; i < o->nsweep; i++) {
+			const sweep_row *r = &rows[i];
+			printf("%s{\"batch\":%d,\"ok\":%s,\"busy\":%.4f,\"p50_ms\":%.3f,"
+			       "\"p99_ms\":%.3f,\"samples_per_sec\":%.1f,\"stall_share\":%.4f,"
+			       "\"peak_mib\":%.1f}",
+			       i ? "," : "", r->batch, r->ok ? "true" : "false", r->busy,
+			       r->p50_ms, r->p99_ms, r->sps, r->stall, r->peak_mib);
+		}
+		if (knee >= 0)
+			printf("],\"knee\":%d}\n", rows[knee].batch);
+		else
+			printf("],\"knee\":null}\n");
+	} else {
+		printf("%7s %6s %9s %9s %12s %7s %9s\n", "batch", "busy", "p50 ms",
+		       "p99 ms", "samples/s", "stall", "peak MiB");
+		for (int i = 0; i < o->nsweep; i++) {
+			const sweep_row *r = &rows[i];
+			if (!r->ok) {
+				printf("%7d  (failed)\n", r->batch);
+				continue;
+			}
+			printf("%7d %5.1f%% %9.3f %9.3f %12.0f %6.2f%% %9.1f%s\n",
+			       r->batch, 100 * r->busy, r->p50_ms, r->p99_ms, r->sps,
+			       100 * r->stall, r->peak_mib, i == knee ? "  <- knee" : "");
+		}
+		if (knee >= 0)
+			printf("knee: batch %d (within 10%% of the best throughput%s)\n",
+			       rows[knee].batch, o->slo_ms > 0 ? ", p99 within the SLO" : "");
+		else
+			printf("knee: none (no batch size within 10%% of the best throughput meets p99 <= %g ms)\n",
+			       o->slo_ms);
+	}
+	if (o->svg && sweep_svg(o, rows, o->nsweep, knee) < 0)
+		failed = 1;
+	return failed;
+}
+
+/* "1,8,32": the sweep's batch sizes; -1 on a malformed list. */
+static int parse_sweep(opts *o, const char *s)
+{
+	char *end;
+	o->nsweep = 0;
+	for (;;) {
+		long v = strtol(s, &end, 10);
+		if (end == s || v < 1 || v > (1 << 16) || o->nsweep == SWEEP_MAX)
+			return -1;
+		o->sweep[o->nsweep++] = (int)v;
+		if (*end == '\0')
+			return 0;
+		if (*end != ',')
+			return -1;
+		s = end + 1;
+	}
 }
 
 int main(int argc, char **argv)
@@ -205,10 +568,10 @@ int main(int argc, char **argv)
 	opts o = { .model = "mlp:784-128-10", .device = "auto", .batch = 64,
 		   .shuffle = 10000, .map_threads = PF_AUTOTUNE,
 		   .prefetch = PF_AUTOTUNE, .depth = 2, .epochs = 5, .lr = 1e-3,
-		   .seed = 1 };
+		   .seed = 1, .sweep_steps = 50 };
 	enum { O_PIPE = 256, O_BATCH, O_SHUF, O_CACHE, O_MAPT, O_PREF, O_DEPTH,
 	       O_MODEL, O_EPOCHS, O_LR, O_SEED, O_DEV, O_GRAPH, O_EVAL, O_SAVE,
-	       O_JSON, O_QUIET };
+	       O_JSON, O_QUIET, O_STATS, O_SWEEP, O_STEPS, O_SLO, O_SVG, O_EPIPE };
 	static const struct option lo[] = {
 		{ "pipeline", 1, 0, O_PIPE }, { "batch", 1, 0, O_BATCH },
 		{ "shuffle", 1, 0, O_SHUF }, { "cache", 2, 0, O_CACHE },
@@ -218,7 +581,11 @@ int main(int argc, char **argv)
 		{ "seed", 1, 0, O_SEED }, { "device", 1, 0, O_DEV },
 		{ "graph", 0, 0, O_GRAPH }, { "eval", 1, 0, O_EVAL },
 		{ "save", 1, 0, O_SAVE }, { "json", 0, 0, O_JSON },
-		{ "quiet", 0, 0, O_QUIET }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 }
+		{ "quiet", 0, 0, O_QUIET }, { "stats", 1, 0, O_STATS },
+		{ "sweep", 1, 0, O_SWEEP }, { "steps", 1, 0, O_STEPS },
+		{ "slo-ms", 1, 0, O_SLO }, { "svg", 1, 0, O_SVG },
+		{ "eval-pipeline", 1, 0, O_EPIPE },
+		{ "help", 0, 0, 'h' }, { 0, 0, 0, 0 }
 	};
 	int c;
 	char *end;
@@ -236,9 +603,17 @@ int main(int argc, char **argv)
 		}                                                              \
 		dst = (int)v_;                                                 \
 	} while (0)
+	/* the command line, for the stats file's label */
+	for (int i = 0; i < argc; i++) {
+		size_t l = strlen(o.label);
+		if (l + 2 >= sizeof(o.label))
+			break;
+		snprintf(o.label + l, sizeof(o.label) - l, "%s%s", i ? " " : "", argv[i]);
+	}
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
 		case O_PIPE: o.pipeline = optarg; break;
+		case O_EPIPE: o.eval_pipeline = optarg; break;
 		case O_BATCH: NUM(o.batch, 1, 1 << 16, "batch"); break;
 		case O_SHUF: NUM(o.shuffle, 0, 1 << 24, "shuffle"); break;
 		case O_CACHE: o.cache_on = 1; o.cache = optarg; break;
@@ -266,13 +641,42 @@ int main(int argc, char **argv)
 		case O_SAVE: o.save = optarg; break;
 		case O_JSON: o.json = 1; break;
 		case O_QUIET: o.quiet = 1; break;
+		case O_STATS: o.stats = optarg; break;
+		case O_SWEEP:
+			if (parse_sweep(&o, optarg) < 0) {
+				fprintf(stderr, "pipe-train: --sweep: expected up to %d batch sizes 1..65536 separated by commas, got '%s'\n",
+					SWEEP_MAX, optarg);
+				return 2;
+			}
+			break;
+		case O_STEPS: NUM(o.sweep_steps, 1, 1000000, "steps"); break;
+		case O_SLO:
+			o.slo_ms = strtod(optarg, &end);
+			if (*end || !(o.slo_ms > 0)) {
+				fprintf(stderr, "pipe-train: --slo-ms: expected a positive number, got '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case O_SVG: o.svg = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
 	if (o.batch == PF_AUTOTUNE || o.shuffle == PF_AUTOTUNE || o.epochs == PF_AUTOTUNE ||
-	    o.depth == PF_AUTOTUNE) {
-		fprintf(stderr, "pipe-train: --batch, --shuffle, --epochs and --depth take numbers, not auto\n");
+	    o.depth == PF_AUTOTUNE || o.sweep_steps == PF_AUTOTUNE) {
+		fprintf(stderr, "pipe-train: --batch, --shuffle, --epochs, --depth and --steps take numbers, not auto\n");
+		return 2;
+	}
+	if (o.nsweep && (o.pipeline || o.stats || o.eval || o.save)) {
+		fprintf(stderr, "pipe-train: --sweep sets the batch size itself: it does not combine with --pipeline, --stats, --eval or --save\n");
+		return 2;
+	}
+	if (!o.nsweep && (o.slo_ms > 0 || o.svg)) {
+		fprintf(stderr, "pipe-train: --slo-ms and --svg belong to --sweep\n");
+		return 2;
+	}
+	if (o.eval_pipeline && !o.eval) {
+		fprintf(stderr, "pipe-train: --eval-pipeline needs --eval\n");
 		return 2;
 	}
 	o.shards = argv + optind;
@@ -290,17 +694,20 @@ int main(int argc, char **argv)
 		fprintf(stderr, "pipe-train: --model: %s\n", err.msg);
 		return 2;
 	}
+	if (o.nsweep)
+		return run_sweep(&o);
 	FILE *out = o.json ? stderr : stdout;
-	pf_pipeline *tp = build(&o, (const char *const *)o.shards, o.nshards, 1);
 	if (!with_model) {
-		int rc = run_pipeline_only(&o, tp);
-		pf_pipeline_free(tp);
+		pf_pipeline *np = build(&o, (const char *const *)o.shards, o.nshards, 1, NULL);
+		int rc = run_pipeline_only(&o, np);
+		pf_pipeline_free(np);
 		return rc;
 	}
 
 	pf_device *dev;
 	if (pf_device_open(&dev, o.device, NULL, &err) < 0)
 		die("--device", &err);
+	pf_pipeline *tp = build(&o, (const char *const *)o.shards, o.nshards, 1, dev);
 	if (pf_device_note(dev)[0] && !o.quiet)
 		fprintf(stderr, "pipe-train: %s\n", pf_device_note(dev));
 	pf_stream *cs;
@@ -317,14 +724,15 @@ int main(int argc, char **argv)
 	pf_iter *tit, *eit = NULL;
 	if (pf_iter_new(&tit, tp, &err) < 0)
 		die("iterator", &err);
+	pf_stats *stats = stats_open(&o, tit);
 	pf_devfeed *tf, *ef = NULL;
-	pf_devfeed_opts fo = { .depth = o.depth, .epochs = o.epochs };
+	pf_devfeed_opts fo = { .depth = o.depth, .epochs = o.epochs, .pinned_batches = 1 };
 	if (pf_devfeed_new(&tf, dev, tit, cs, &fo, &err) < 0)
 		die("prefetch_to_device", &err);
 	pf_pipeline *ep = NULL;
 	if (o.eval) {
 		const char *ev[1] = { o.eval };
-		ep = build(&o, ev, 1, 0);
+		ep = build(&o, ev, 1, 0, dev);
 		if (pf_iter_new(&eit, ep, &err) < 0)
 			die("eval iterator", &err);
 		if (pf_devfeed_new(&ef, dev, eit, cs, &fo, &err) < 0)
@@ -338,40 +746,35 @@ int main(int argc, char **argv)
 	uint64_t images = 0, steps_prev_epoch = 0, step_total = 0;
 	double train_wall = 0, train_loss = NAN, train_acc = NAN, test_acc = NAN,
 	       test_loss = NAN;
-	int img = -1, lab = -1;
-	pf_model_input in = { 0 };
+	feed_input tin = { .img = -1, .lab = -1 }, ein = { .img = -1, .lab = -1 };
 	for (int e = 0; e < o.epochs; e++) {
 		double t0 = now_s();
 		pf_devfeed_stats s0;
 		pf_devfeed_get_stats(tf, &s0);
 		uint64_t step = 0, eimages = 0;
+		uint64_t stall_prev = s0.stall_host_ns + s0.stall_device_ns;
+		double tstep = t0;
 		pf_devbatch b;
 		int rc;
 		while ((rc = pf_devfeed_next(tf, &b, &err)) == 0) {
-			if (img < 0) {
-				find_fields(b.schema, &img, &lab);
-				if (pf_model_input_types(&in, b.schema->fields[img].dtype,
-							 b.schema->fields[lab].dtype, &err) < 0)
-					die("batch", &err);
-				int64_t per = pf_field_count(&b.schema->fields[img]);
-				if (per != mc.sizes[0]) {
-					fprintf(stderr, "pipe-train: model input is %d values but '%s' has %lld per sample\n",
-						mc.sizes[0], b.schema->fields[img].name,
-						(long long)per);
-					return 1;
-				}
-			}
-			in.x = b.data[img];
-			in.labels = b.data[lab];
-			in.rows = (int)b.batch;
-			if (pf_model_train_step(m, cs, &in, &err) < 0)
+			bind_input(&tin, &b, mc.sizes[0]);
+			if (pf_model_train_step(m, cs, &tin.in, &err) < 0)
 				die("train step", &err);
 			pf_devfeed_release(tf, &b, &err);
 			step++;
 			eimages += b.batch;
-			double el = now_s() - t0;
+			double tn = now_s(), el = tn - t0;
 			pf_devfeed_stats sn;
 			pf_devfeed_get_stats(tf, &sn);
+			if (stats) {
+				/* the step: its share of the feed's stall, the rest of
+				 * the loop's time since the last step is compute */
+				uint64_t sc = sn.stall_host_ns + sn.stall_device_ns;
+				uint64_t ds = sc - stall_prev, tot = (uint64_t)((tn - tstep) * 1e9);
+				pf_stats_step(stats, ds, tot > ds ? tot - ds : 0, 0, b.batch);
+				stall_prev = sc;
+				tstep = tn;
+			}
 			double stall = el > 0 ? ((sn.stall_host_ns - s0.stall_host_ns) +
 						 (sn.stall_device_ns - s0.stall_device_ns)) * 1e-9 / el : 0;
 			double eta = steps_prev_epoch && step ? el / step *
@@ -397,10 +800,8 @@ int main(int argc, char **argv)
 		steps_prev_epoch = step;
 		if (ef) {
 			while ((rc = pf_devfeed_next(ef, &b, &err)) == 0) {
-				in.x = b.data[img];
-				in.labels = b.data[lab];
-				in.rows = (int)b.batch;
-				if (pf_model_eval(m, cs, &in, &err) < 0)
+				bind_input(&ein, &b, mc.sizes[0]);
+				if (pf_model_eval(m, cs, &ein.in, &err) < 0)
 					die("eval", &err);
 				pf_devfeed_release(ef, &b, &err);
 			}
@@ -454,12 +855,13 @@ int main(int argc, char **argv)
 	}
 	pf_devfeed_free(tf);
 	pf_devfeed_free(ef);
+	stats_close(stats);
 	pf_iter_free(tit);
 	pf_iter_free(eit);
+	pf_pipeline_free(tp);          /* its batches are the device's pinned memory */
+	pf_pipeline_free(ep);
 	pf_model_free(m);
 	pf_stream_free(dev, cs);
 	pf_device_close(dev);
-	pf_pipeline_free(tp);
-	pf_pipeline_free(ep);
 	return 0;
 }
