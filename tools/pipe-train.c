@@ -61,7 +61,7 @@ static void usage(FILE *f)
 		"  --cache[=PATH]      cache decoded samples (in memory, or in PATH)\n"
 		"  --map-threads N     decode threads (auto)\n"
 		"  --prefetch N        host prefetch depth (auto)\n"
-		"  --depth N           device prefetch slots (2 = double buffering)\n"
+		"  --depth N           device prefetch slots (4; 2 = double buffering)\n"
 		"  --model SPEC        mlp:784-128-10 (default) or none (pipeline alone)\n"
 		"  --epochs N          epochs (5)\n"
 		"  --lr X              Adam learning rate (0.001)\n"
@@ -567,7 +567,7 @@ int main(int argc, char **argv)
 {
 	opts o = { .model = "mlp:784-128-10", .device = "auto", .batch = 64,
 		   .shuffle = 10000, .map_threads = PF_AUTOTUNE,
-		   .prefetch = PF_AUTOTUNE, .depth = 2, .epochs = 5, .lr = 1e-3,
+		   .prefetch = PF_AUTOTUNE, .depth = 4, .epochs = 5, .lr = 1e-3,
 		   .seed = 1, .sweep_steps = 50 };
 	enum { O_PIPE = 256, O_BATCH, O_SHUF, O_CACHE, O_MAPT, O_PREF, O_DEPTH,
 	       O_MODEL, O_EPOCHS, O_LR, O_SEED, O_DEV, O_GRAPH, O_EVAL, O_SAVE,
