@@ -25,13 +25,13 @@
  * and workers call pf_reader_next in task order (a turn counter), so every
  * stream is consumed in its own order whatever the thread timing.
  */
-#include <glob.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "pf_op.h"
+#include "pf_paths.h"
 #include "pf_reader.h"
 #include "pf_shard.h"
 
@@ -115,58 +115,15 @@ static void free_paths(shards_cfg *c)
 	c->npaths = 0;
 }
 
-static int add_path(shards_cfg *c, const char *p, size_t *cap)
-{
-	if (c->npaths == *cap) {
-		size_t n = *cap ? 2 * *cap : 16;
-		char **np = realloc(c->paths, n * sizeof(*np));
-		if (!np)
-			return PF_ENOMEM;
-		c->paths = np;
-		*cap = n;
-	}
-	if (!(c->paths[c->npaths] = strdup(p)))
-		return PF_ENOMEM;
-	c->npaths++;
-	return 0;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* Expand the patterns (each glob sorted) into c->paths. */
 static int expand(pf_op *op, pf_error *err)
 {
 	shards_cfg *c = op->cfg;
-	size_t cap = 0;
-	for (size_t i = 0; i < c->npats; i++) {
-		const char *pat = c->pats[i];
-		if (!strpbrk(pat, "*?[")) {
-			if (add_path(c, pat, &cap))
-				return pf_op_error(op, err, PF_ENOMEM, "out of memory");
-			continue;
-		}
-		glob_t g;
-		int rc = glob(pat, 0, NULL, &g);
-		if (rc == GLOB_NOMATCH)
-			return pf_op_error(op, err, PF_ENOENT, "%s: no file matches", pat);
-		if (rc) {
-			globfree(&g);
-			return pf_op_error(op, err, PF_EIO, "%s: glob failed", pat);
-		}
-		size_t first = c->npaths;
-		for (size_t k = 0; k < g.gl_pathc; k++)
-			if (add_path(c, g.gl_pathv[k], &cap)) {
-				globfree(&g);
-				return pf_op_error(op, err, PF_ENOMEM, "out of memory");
-			}
-		qsort(c->paths + first, c->npaths - first, sizeof(char *), cmp_str);
-		globfree(&g);
-	}
-	if (!c->npaths)
-		return pf_op_error(op, err, PF_EINVAL, "no files given");
+	pf_error e = { 0 };
+	int rc = pf_paths_expand((const char *const *)c->pats, c->npats, &c->paths,
+				 &c->npaths, &e);
+	if (rc)
+		return pf_op_error(op, err, rc, "%s", e.msg);
 	return 0;
 }
 

@@ -5,12 +5,12 @@
  * iterator start gives the record count and the largest record (the
  * element bound used by the memory budget).
  */
-#include <glob.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "pf_op.h"
+#include "pf_paths.h"
 #include "pf_tfrecord.h"
 
 typedef struct tfr_cfg {
@@ -178,9 +178,9 @@ static void tfr_stop(pf_op *op)
 static void tfr_destroy(pf_op *op)
 {
 	tfr_cfg *c = op->cfg;
-	for (size_t i = 0; i < c->npaths; i++)
-		free(c->paths[i]);
-	free(c->paths);
+	pf_paths_free(c->paths, c->npaths);
+	c->paths = NULL;
+	c->npaths = 0;
 }
 
 static const pf_op_vt tfr_vt = {
@@ -201,32 +201,15 @@ pf_op *pf_op_tfrecord_new(const char *const *paths, size_t n,
 	tfr_cfg *c = op->cfg;
 	if (o)
 		c->o = *o;
-	size_t cap = 0;
-	for (size_t i = 0; i < n; i++) {
-		glob_t g;
-		int rc = paths[i] && strpbrk(paths[i], "*?[") ? glob(paths[i], 0, NULL, &g) : -1;
-		size_t m = rc == 0 ? g.gl_pathc : 1;
-		for (size_t k = 0; k < m; k++) {
-			const char *p = rc == 0 ? g.gl_pathv[k] : paths[i];
-			if (c->npaths == cap) {
-				cap = cap ? 2 * cap : 16;
-				char **np = realloc(c->paths, cap * sizeof(*np));
-				if (!np)
-					break;
-				c->paths = np;
-			}
-			if (p && (c->paths[c->npaths] = strdup(p)))
-				c->npaths++;
-		}
-		if (rc == 0)
-			globfree(&g);
-		else if (rc > 0) {
-			pf_error_set(err, PF_ENOENT, "tfrecord: %s: no file matches", paths[i]);
-			tfr_destroy(op);
-			free(op->cfg);
-			free(op);
-			return NULL;
-		}
+	/* expanded here, at build time: a missing file is a build error */
+	pf_error e = { 0 };
+	int rc = pf_paths_expand(paths, n, &c->paths, &c->npaths, &e);
+	if (rc) {
+		pf_error_set(err, rc, "tfrecord: %s", e.msg);
+		tfr_destroy(op);
+		free(op->cfg);
+		free(op);
+		return NULL;
 	}
 	return op;
 }
