@@ -69,6 +69,7 @@ struct pf_stream {
 	uint64_t head, tail;  /* enqueued / taken counts */
 	uint64_t finished;    /* operations run to completion */
 	_Atomic uint64_t wait_ns;
+	_Atomic uint64_t copy_ns;   /* time in OP_COPY (test delays included: they play the bus) */
 	pf_rng rng;           /* worker-owned: the test delays */
 };
 
@@ -98,6 +99,7 @@ static void run_op(pf_stream *s, cpu_op *op)
 	cpu_dev *d = s->dev;
 	switch (op->type) {
 	case OP_COPY: {
+		uint64_t t0 = now_ns();
 		uint64_t us = rand_delay(s, d->o.test_copy_delay_us);
 		size_t half = op->u.mem.n / 2;
 		sleep_us(us / 2);
@@ -105,6 +107,7 @@ static void run_op(pf_stream *s, cpu_op *op)
 		sleep_us(us - us / 2);
 		memcpy((char *)op->u.mem.dst + half,
 		       (const char *)op->u.mem.src + half, op->u.mem.n - half);
+		atomic_fetch_add(&s->copy_ns, now_ns() - t0);
 		break;
 	}
 	case OP_MEMSET:
@@ -262,6 +265,11 @@ static int cpu_stream_sync(void *ctx, pf_stream *s, pf_error *err)
 	return 0;
 }
 
+static uint64_t cpu_stream_copy_ns(void *ctx, pf_stream *s)
+{
+	return atomic_load(&s->copy_ns);
+}
+
 static uint64_t cpu_stream_wait_ns(void *ctx, pf_stream *s)
 {
 	return atomic_load(&s->wait_ns);
@@ -396,6 +404,7 @@ const pf_dev_ops pf_dev_cpu_ops = {
 	.stream_free = cpu_stream_free,
 	.stream_sync = cpu_stream_sync,
 	.stream_wait_ns = cpu_stream_wait_ns,
+	.stream_copy_ns = cpu_stream_copy_ns,
 	.event_new = cpu_event_new,
 	.event_free = cpu_event_free,
 	.event_record = cpu_event_record,

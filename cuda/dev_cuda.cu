@@ -36,8 +36,9 @@ struct pf_stream {
 	cudaStream_t s;
 	pthread_mutex_t mu;
 	cudaEvent_t pre[WAIT_RING], post[WAIT_RING];
+	unsigned char copy[WAIT_RING]; /* the pair times a copy (else a wait) */
 	unsigned head, tail;      /* timing pairs recorded / harvested */
-	uint64_t wait_ns;
+	uint64_t wait_ns, copy_ns;
 };
 
 /* Fill err (first error wins) and return code. */
@@ -192,7 +193,7 @@ static void harvest(pf_stream *s)
 		float ms = 0;
 		if (cudaEventElapsedTime(&ms, s->pre[i], s->post[i]) == cudaSuccess &&
 		    ms > 0)
-			s->wait_ns += (uint64_t)(ms * 1e6);
+			*(s->copy[i] ? &s->copy_ns : &s->wait_ns) += (uint64_t)(ms * 1e6);
 		s->tail++;
 	}
 }
@@ -227,31 +228,55 @@ static int cu_event_record(void *ctx, pf_event *e, pf_stream *s, pf_error *err)
 	return 0;
 }
 
-static int cu_stream_wait_event(void *ctx, pf_stream *s, pf_event *e,
-				pf_error *err)
+/* Bracket one stream operation with a timing pair (outside graph capture,
+ * while the ring has room): timed_begin records `pre`, timed_end `post`;
+ * harvest() adds the elapsed time to wait_ns or copy_ns. */
+static int timed_begin(pf_stream *s, unsigned *slot)
 {
 	cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
 	cudaStreamIsCapturing(s->s, &cs);
 	int timed = 0;
-	unsigned i = 0;
 	if (cs == cudaStreamCaptureStatusNone) {
 		pthread_mutex_lock(&s->mu);
 		harvest(s);
 		if (s->head - s->tail < WAIT_RING) {
-			i = s->head % WAIT_RING;
-			timed = cudaEventRecord(s->pre[i], s->s) == cudaSuccess;
+			*slot = s->head % WAIT_RING;
+			timed = cudaEventRecord(s->pre[*slot], s->s) == cudaSuccess;
 		}
 		pthread_mutex_unlock(&s->mu);
 	}
+	return timed;
+}
+
+static void timed_end(pf_stream *s, int timed, unsigned slot, int is_copy)
+{
+	if (!timed)
+		return;
+	pthread_mutex_lock(&s->mu);
+	s->copy[slot] = (unsigned char)is_copy;
+	if (cudaEventRecord(s->post[slot], s->s) == cudaSuccess)
+		s->head++;
+	pthread_mutex_unlock(&s->mu);
+}
+
+static int cu_stream_wait_event(void *ctx, pf_stream *s, pf_event *e,
+				pf_error *err)
+{
+	unsigned i = 0;
+	int timed = timed_begin(s, &i);
 	CU_CHECK(cudaStreamWaitEvent(s->s, (cudaEvent_t)e, 0), err,
 		 "cudaStreamWaitEvent");
-	if (timed) {
-		pthread_mutex_lock(&s->mu);
-		if (cudaEventRecord(s->post[i], s->s) == cudaSuccess)
-			s->head++;
-		pthread_mutex_unlock(&s->mu);
-	}
+	timed_end(s, timed, i, 0);
 	return 0;
+}
+
+static uint64_t cu_stream_copy_ns(void *ctx, pf_stream *s)
+{
+	pthread_mutex_lock(&s->mu);
+	harvest(s);
+	uint64_t v = s->copy_ns;
+	pthread_mutex_unlock(&s->mu);
+	return v;
 }
 
 static int cu_event_query(void *ctx, pf_event *e)
@@ -276,7 +301,10 @@ static int cu_memcpy(void *ctx, pf_stream *s, void *dst, const void *src,
 	cudaMemcpyKind k = kind == PF_H2D ? cudaMemcpyHostToDevice
 			 : kind == PF_D2H ? cudaMemcpyDeviceToHost
 					  : cudaMemcpyDeviceToDevice;
+	unsigned i = 0;
+	int timed = k == cudaMemcpyHostToDevice ? timed_begin(s, &i) : 0;
 	CU_CHECK(cudaMemcpyAsync(dst, src, n, k, s->s), err, "cudaMemcpyAsync");
+	timed_end(s, timed, i, 1);
 	return 0;
 }
 
@@ -357,6 +385,7 @@ static const pf_dev_ops cuda_ops = {
 	cu_event_record, cu_stream_wait_event, cu_event_query, cu_event_sync,
 	cu_memcpy, cu_memset, cu_host_func, cu_gemm, cu_kernel,
 	cu_graph_begin, cu_graph_end, cu_graph_launch, cu_graph_free,
+	cu_stream_copy_ns,
 };
 
 extern "C" __attribute__((visibility("default"))) const pf_dev_ops *

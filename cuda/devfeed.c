@@ -387,6 +387,7 @@ void pf_devfeed_get_stats(pf_devfeed *f, pf_devfeed_stats *out)
 	*out = f->st;
 	pthread_mutex_unlock(&f->mu);
 	out->stall_device_ns = pf_stream_wait_ns(f->dev, f->compute) - f->wait_base;
+	out->copy_ns = f->copy ? pf_stream_copy_ns(f->dev, f->copy) : 0;
 }
 
 void pf_devfeed_free(pf_devfeed *f)

@@ -236,6 +236,11 @@ int pf_stream_wait_event(pf_device *d, pf_stream *s, pf_event *e, pf_error *err)
 	return d->ops->stream_wait_event(d->ctx, s, e, err);
 }
 
+uint64_t pf_stream_copy_ns(pf_device *d, pf_stream *s)
+{
+	return d->ops->stream_copy_ns ? d->ops->stream_copy_ns(d->ctx, s) : 0;
+}
+
 int pf_event_query(pf_device *d, pf_event *e)
 {
 	return d->ops->event_query(d->ctx, e);

@@ -91,6 +91,8 @@ typedef struct pf_devfeed_stats {
 	uint64_t stall_device_ns;     /* compute stream blocked on copy events */
 	uint64_t feeder_input_ns;     /* feeder waiting in pf_iter_next */
 	uint64_t feeder_slot_ns;      /* feeder waiting for a free slot */
+	uint64_t copy_ns;             /* host-to-device copy time on the copy
+				       * stream (device time, completed copies) */
 } pf_devfeed_stats;
 
 /* Start the feeder thread on it.  Slots are allocated on the first batch. */

@@ -108,6 +108,10 @@ int pf_stream_sync(pf_device *d, pf_stream *s, pf_error *err);
  * (as far as known: the cuda backend counts the waits that have finished). */
 uint64_t pf_stream_wait_ns(pf_device *d, pf_stream *s);
 
+/* Device time this stream has spent in copies that have completed (ns):
+ * the host-to-device copy time pipe-stat reports.  Never blocks. */
+uint64_t pf_stream_copy_ns(pf_device *d, pf_stream *s);
+
 int pf_event_new(pf_device *d, pf_event **e, pf_error *err);
 void pf_event_free(pf_device *d, pf_event *e);             /* NULL ok */
 int pf_event_record(pf_device *d, pf_event *e, pf_stream *s, pf_error *err);

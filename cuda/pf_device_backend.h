@@ -18,7 +18,7 @@
 extern "C" {
 #endif
 
-#define PF_DEV_ABI 1
+#define PF_DEV_ABI 2
 #define PF_CUDA_ENTRY_SYMBOL "pf_cuda_backend"
 
 enum pf_kernel_kind {
@@ -78,6 +78,8 @@ typedef struct pf_dev_ops {
 	int (*graph_end)(void *ctx, pf_stream *s, pf_graph **g, pf_error *err);
 	int (*graph_launch)(void *ctx, pf_graph *g, pf_stream *s, pf_error *err);
 	void (*graph_free)(void *ctx, pf_graph *g);
+	/* ABI 2: device time spent in completed copies on a stream */
+	uint64_t (*stream_copy_ns)(void *ctx, pf_stream *s);
 } pf_dev_ops;
 
 /* The cpu backend's table (dev_cpu.c). */

@@ -166,10 +166,10 @@ static void run_depth(int depth, int pinned)
 	   depth, atomic_load(&torn), atomic_load(&poisoned));
 	pf_devfeed_stats st;
 	pf_devfeed_get_stats(f, &st);
-	ok(st.batches == 2 * NB && st.stall_host_ns <= st.host_wait_ns,
-	   "depth %d: stats: %llu batches, stall %llu <= host wait %llu ns", depth,
+	ok(st.batches == 2 * NB && st.stall_host_ns <= st.host_wait_ns && st.copy_ns > 0,
+	   "depth %d: stats: %llu batches, stall %llu <= host wait %llu ns, copies %llu ns", depth,
 	   (unsigned long long)st.batches, (unsigned long long)st.stall_host_ns,
-	   (unsigned long long)st.host_wait_ns);
+	   (unsigned long long)st.host_wait_ns, (unsigned long long)st.copy_ns);
 	ok(err.code == 0, "depth %d: no error (%s)", depth, err.msg);
 	pf_devfeed_free(f);
 	pf_iter_free(it);

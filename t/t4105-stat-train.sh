@@ -4,7 +4,7 @@
 # none); --sweep runs each batch size and prints the table with the knee;
 # --svg draws it; misused flags are usage errors.
 . "$srcdir/t/tap.sh"
-plan 17
+plan 18
 tmp=`tap_tmp t4105`
 b=$top_builddir
 "$b/t/train-gen" "$tmp/train.raw" 4000 1 &&
@@ -22,6 +22,9 @@ is "`field steps "$tmp/train.json"`" 250 "every step recorded (2 x 125)"
 is "`field samples "$tmp/train.json"`" 8000 "every sample counted"
 is "`field finished "$tmp/train.json"`" true "the file is marked finished"
 like "`cat "$tmp/train.json"`" '"name":"prefetch"' "the pipeline's stages are listed"
+h2d=`field h2d_s "$tmp/train.json"`
+test -n "$h2d" && awk "BEGIN { exit !($h2d > 0) }"
+ok $? "host-to-device copy time recorded ($h2d s)"
 
 timeout 120 "$b/pipe-train" --model none --batch 50 --epochs 3 --quiet \
 	--stats "$tmp/none.pfstat" "$tmp/syn-*.pfs" >/dev/null &&

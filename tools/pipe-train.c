@@ -753,6 +753,7 @@ int main(int argc, char **argv)
 		pf_devfeed_get_stats(tf, &s0);
 		uint64_t step = 0, eimages = 0;
 		uint64_t stall_prev = s0.stall_host_ns + s0.stall_device_ns;
+		uint64_t copy_prev = s0.copy_ns;
 		double tstep = t0;
 		pf_devbatch b;
 		int rc;
@@ -771,8 +772,10 @@ int main(int argc, char **argv)
 				 * the loop's time since the last step is compute */
 				uint64_t sc = sn.stall_host_ns + sn.stall_device_ns;
 				uint64_t ds = sc - stall_prev, tot = (uint64_t)((tn - tstep) * 1e9);
-				pf_stats_step(stats, ds, tot > ds ? tot - ds : 0, 0, b.batch);
+				pf_stats_step(stats, ds, tot > ds ? tot - ds : 0,
+					      sn.copy_ns - copy_prev, b.batch);
 				stall_prev = sc;
+				copy_prev = sn.copy_ns;
 				tstep = tn;
 			}
 			double stall = el > 0 ? ((sn.stall_host_ns - s0.stall_host_ns) +
@@ -835,13 +838,14 @@ int main(int argc, char **argv)
 		       "\"steps\":%llu,\"images\":%llu,\"wall_s\":%.3f,"
 		       "\"images_per_sec\":%.1f,\"stall_share\":%.4f,"
 		       "\"stall_host_s\":%.3f,\"stall_device_s\":%.3f,"
-		       "\"feeder_input_s\":%.3f,\"feeder_slot_s\":%.3f,"
+		       "\"feeder_input_s\":%.3f,\"feeder_slot_s\":%.3f,\"h2d_copy_s\":%.3f,"
 		       "\"train_loss\":%.6f,\"train_accuracy\":%.4f,",
 		       pf_device_kind(dev), o.model, o.epochs, o.batch,
 		       (unsigned long long)step_total, (unsigned long long)images,
 		       train_wall, images / train_wall, stall_share,
 		       st.stall_host_ns * 1e-9, st.stall_device_ns * 1e-9,
-		       st.feeder_input_ns * 1e-9, st.feeder_slot_ns * 1e-9, train_loss,
+		       st.feeder_input_ns * 1e-9, st.feeder_slot_ns * 1e-9, st.copy_ns * 1e-9,
+		       train_loss,
 		       train_acc);
 		if (ef)
 			printf("\"test_loss\":%.6f,\"test_accuracy\":%.4f}\n", test_loss,

@@ -32,7 +32,8 @@ int stat_report(FILE *f, const pf_stats_snap *s, const stat_analysis *a)
 		a->stall_p50_ms, a->stall_p99_ms, a->step_p50_ms, a->step_p99_ms,
 		a->compute_p50_ms);
 	if (s->h2d_ns)
-		fprintf(f, "h2d copies:  %.3f s in all\n", s->h2d_ns * 1e-9);
+		fprintf(f, "h2d copies:  %.3f s in all, %.1f us per step (device time on the copy stream)\n",
+			s->h2d_ns * 1e-9, s->steps ? s->h2d_ns * 1e-3 / (double)s->steps : 0.0);
 	fprintf(f, "\n %-2s %-16s %12s %9s %7s %7s %7s %8s %5s %5s\n", "#", "stage", "rate/s",
 		"self s", "busy", "input", "wait", "blocked", "par", "depth");
 	for (int i = 0; i < a->nops; i++) {
