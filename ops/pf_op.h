@@ -69,6 +69,8 @@ typedef struct pf_op_vt {
 typedef struct pf_stage_stats {
 	_Atomic uint64_t elements, bytes, busy_ns, wait_ns, blocked_ns, total_ns;
 	_Atomic uint64_t corrupt_blocks;  /* shards: damaged blocks skipped */
+	_Atomic int64_t occupancy;        /* elements buffered now (prefetch queue,
+					   * shuffle buffer); -1: not measured */
 	_Atomic int parallelism, depth;   /* in use (the autotuner changes them) */
 	int autotuned;
 	int max_parallelism, max_depth;   /* autotune: the most it may use (0: fixed) */

@@ -105,6 +105,7 @@ static void *prefetch_thread(void *arg)
 				pf_elem_release(&it.e); /* closed: the epoch was cut short */
 				break;
 			}
+			atomic_store(&op->st.occupancy, (int64_t)pf_queue_len(r->q));
 			pf_stat_add(&op->st.blocked_ns, blocked);
 			pf_stat_add(&op->st.busy_ns, pf_now_ns() - t1 - blocked);
 			if (it.rc)
@@ -147,6 +148,7 @@ static int prefetch_next(pf_op *op, pf_elem *out, pf_error *err)
 	prefetch_item it;
 	if (pf_queue_pop(r->q, &it, NULL) != 0)
 		return pf_op_error(op, err, PF_ESTATE, "queue closed");
+	atomic_store(&op->st.occupancy, (int64_t)pf_queue_len(r->q));
 	if (it.rc < 0)
 		pf_error_set(err, it.rc, "%s", it.err.msg);
 	else if (it.rc == 0)

@@ -246,6 +246,13 @@ static int pull_slot(pf_op *op, uint32_t k, pf_error *err)
 	return 0;
 }
 
+/* Publish the buffer's fill for pf_iter_stats, and return rc. */
+static int set_occ(pf_op *op, const shuffle_cfg *c, int rc)
+{
+	atomic_store_explicit(&op->st.occupancy, c->count, memory_order_relaxed);
+	return rc;
+}
+
 static int shuffle_borrow(pf_op *op, const unsigned char **data, size_t *len,
 			  uint64_t *id, pf_error *err)
 {
@@ -259,7 +266,7 @@ static int shuffle_borrow(pf_op *op, const unsigned char **data, size_t *len,
 	}
 	c->filled = 1;
 	if (!c->count)
-		return PF_END;
+		return set_occ(op, c, PF_END);
 	/* the draw made at the last call (its slot is on its way into the
 	 * cache), unless the buffer has shrunk under it since */
 	int64_t i = c->next_i;
@@ -283,13 +290,13 @@ static int shuffle_borrow(pf_op *op, const unsigned char **data, size_t *len,
 			const unsigned char *nx = c->store + (size_t)c->perm[c->next_i] * c->stride;
 			for (size_t o = 0; o < op->canon_bytes; o += 64)
 				__builtin_prefetch(nx + o);
-			return 0;
+			return set_occ(op, c, 0);
 		}
 	}
 	/* input is over: fill the hole with the last one */
 	c->perm[i] = c->perm[--c->count];
 	c->perm[c->count] = k;
-	return 0;
+	return set_occ(op, c, 0);
 }
 
 static int shuffle_next(pf_op *op, pf_elem *out, pf_error *err)
@@ -304,7 +311,7 @@ static int shuffle_next(pf_op *op, pf_elem *out, pf_error *err)
 			return rc;
 		if ((rc = pf_elem_from_bytes(op->rt, &op->schema, d, len, id, out, err)))
 			return pf_op_error(op, err, rc, "out of memory");
-		return 0;
+		return set_occ(op, c, 0);
 	}
 	while (!c->filled && !c->in_done && c->count < c->size) {
 		if ((rc = pull(op, c->count, err)))
@@ -314,7 +321,7 @@ static int shuffle_next(pf_op *op, pf_elem *out, pf_error *err)
 	}
 	c->filled = 1;
 	if (!c->count)
-		return PF_END;
+		return set_occ(op, c, PF_END);
 	int64_t i = (int64_t)pf_rng_below(&c->rng, (uint64_t)c->count);
 	take(op, i, out);
 	if (!c->in_done) {
@@ -323,12 +330,12 @@ static int shuffle_next(pf_op *op, pf_elem *out, pf_error *err)
 			return rc;
 		}
 		if (!c->in_done)
-			return 0;
+			return set_occ(op, c, 0);
 	}
 	/* input is over: fill the hole with the last one */
 	c->buf[i] = c->buf[--c->count];
 	memset(&c->buf[c->count], 0, sizeof(c->buf[c->count]));
-	return 0;
+	return set_occ(op, c, 0);
 }
 
 static void shuffle_drop(pf_op *op)
@@ -340,6 +347,7 @@ static void shuffle_drop(pf_op *op)
 		pf_elem_release(&e);
 	}
 	c->count = 0;
+	atomic_store_explicit(&op->st.occupancy, 0, memory_order_relaxed);
 }
 
 static void shuffle_reset(pf_op *op)

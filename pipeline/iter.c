@@ -112,6 +112,7 @@ int pf_iter_new(pf_iter **itp, pf_pipeline *p, pf_error *err)
 		op->can_borrow = 0;
 		op->canon_bytes = 0;
 		memset(&op->st, 0, sizeof(op->st));
+		atomic_init(&op->st.occupancy, -1);   /* ops with a buffer publish theirs */
 		op->st.parallelism = 1;
 		if (op->noop && last) {
 			op->removed = 1;
@@ -307,6 +308,7 @@ int pf_iter_stats(const pf_iter *it, int i, pf_op_stats *o)
 	o->depth = s->depth;
 	o->autotuned = s->autotuned;
 	o->corrupt_blocks = atomic_load(&s->corrupt_blocks);
+	o->occupancy = atomic_load(&s->occupancy);
 	if (s->self_timed) {
 		o->busy_ns = atomic_load(&s->busy_ns);
 		o->wait_input_ns = atomic_load(&s->wait_ns);

@@ -134,6 +134,9 @@ typedef struct pf_stats_stage {
 	int32_t autotuned;
 	uint64_t buffer_bytes;
 	uint64_t corrupt_blocks;     /* damaged blocks skipped (skip_corrupt) */
+	double occupancy;            /* mean elements in its buffer over the run
+				      * (sampled; compare with now.depth); -1 when
+				      * the stage does not measure it */
 	pf_stats_counters now;       /* latest counters */
 } pf_stats_stage;
 

@@ -389,6 +389,9 @@ typedef struct pf_op_stats {
 	int depth;                /* buffer depth (elements), 0 when none */
 	int autotuned;            /* nonzero: a knob was PF_AUTOTUNE */
 	uint64_t corrupt_blocks;  /* shards with skip_corrupt: damaged blocks skipped */
+	int64_t occupancy;        /* elements in its buffer now (prefetch queue,
+				   * shuffle buffer; compare with depth); -1 when
+				   * the stage does not measure it */
 } pf_op_stats;
 
 /* Number of stages of the running plan. */

@@ -64,8 +64,11 @@ struct disk_stage {
 	uint64_t buffer_bytes;
 	struct disk_counters now;
 	uint64_t corrupt_blocks;
-	uint8_t reserved[8];
+	uint64_t occ_milli;       /* mean elements buffered over the sampler's
+				   * ticks, x 1000 (buffer occupancy); OCC_NONE
+				   * when the stage does not measure it */
 };
+#define OCC_NONE UINT64_MAX
 
 struct disk_sample {
 	uint64_t t_ns, steps, samples, stall_ns, compute_ns, h2d_ns;
@@ -182,6 +185,9 @@ struct pf_stats {
 	size_t at_seen;           /* autotune decisions copied so far */
 	uint64_t at_base;         /* file time when the iterator started */
 	int32_t last_par[PF_STATS_MAX_STAGES], last_depth[PF_STATS_MAX_STAGES];
+	/* buffer occupancy: sum of each stage's sampled fill, and the ticks */
+	double occ_sum[PF_STATS_MAX_STAGES];
+	uint64_t occ_n[PF_STATS_MAX_STAGES];
 };
 
 static uint64_t mono_ns(void)
@@ -439,6 +445,12 @@ static void sample(pf_stats *s, int force)
 	autotune_events(s);
 	for (int i = 0; i < n; i++) {
 		fill_counters(&s->stages[i].now, &o[i]);
+		if (o[i].occupancy >= 0) {
+			s->occ_sum[i] += (double)o[i].occupancy;
+			s->occ_n[i]++;
+		}
+		s->stages[i].occ_milli = s->occ_n[i]
+			? (uint64_t)(s->occ_sum[i] * 1000.0 / (double)s->occ_n[i]) : OCC_NONE;
 		s->stages[i].autotuned = o[i].autotuned;
 		s->stages[i].corrupt_blocks = o[i].corrupt_blocks;
 		/* the autotuner logs its own decisions, with reasons; a knob
@@ -729,6 +741,7 @@ int pf_stats_parse(pf_stats_snap **out, const void *buf, size_t len,
 		s->stages[i].autotuned = d.autotuned;
 		s->stages[i].buffer_bytes = d.buffer_bytes;
 		s->stages[i].corrupt_blocks = d.corrupt_blocks;
+		s->stages[i].occupancy = d.occ_milli == OCC_NONE ? -1.0 : d.occ_milli / 1000.0;
 		get_counters(&s->stages[i].now, &d.now);
 	}
 

@@ -7,10 +7,12 @@
 # the bottleneck.  A shuffle buffer that takes 20 ms to fill before a
 # consumer that then never waits: the stall is the start-up.
 . "$srcdir/t/tap.sh"
-plan 13
+plan 15
 tmp=`tap_tmp t4100`
 b=$top_builddir
 field() { sed -n "s/.*\"$1\":\"\{0,1\}\([^,\"]*\).*/\1/p" "$2"; }
+# the prefetch stage's buffer fill (%) from the text report's table
+fill_of() { "$b/pipe-stat" "$1" | awk '$2 == "prefetch" { sub("%", "", $11); print $11 }'; }
 
 "$b/t/stats-gen" "$tmp/map.pfstat" \
 	"range(0, 1000000) | map(slowmap(1000), par=1) | batch(4) | prefetch(2)" 0 60 &&
@@ -34,6 +36,12 @@ like "`grep '^stall:' "$tmp/sleep.txt"`" "highly input-bound" "sleep op: the rep
 ok $? "slow consumer run recorded and read"
 is "`field verdict "$tmp/slowc.json"`" "not input-bound" "slow consumer: not input-bound"
 is "`field bottleneck "$tmp/slowc.json"`" consumer "slow consumer: the consumer is the bottleneck"
+f=`fill_of "$tmp/map.pfstat"`
+test -n "$f" && awk "BEGIN { exit !($f < 50) }"
+ok $? "slow map: the prefetch buffer runs near empty (fill $f%)"
+f=`fill_of "$tmp/slowc.pfstat"`
+test -n "$f" && awk "BEGIN { exit !($f > 50) }"
+ok $? "slow consumer: the prefetch buffer stays full (fill $f%)"
 
 "$b/t/stats-gen" "$tmp/startup.pfstat" \
 	"range(0, 1000000) | map(slowmap(100), par=1) | shuffle(200) | batch(4) | prefetch(2)" 3000 15 &&

@@ -41,6 +41,8 @@ typedef struct stat_op {
 	double wait_share;          /* waiting on input / (wall * parallelism) */
 	double blocked_share;       /* blocked on output / (wall * parallelism) */
 	int parallelism, depth, autotuned;
+	double occupancy;           /* mean elements buffered (sampled) */
+	double fill;                /* occupancy / depth, -1 when no buffer */
 } stat_op;
 
 typedef struct stat_analysis {

@@ -171,6 +171,10 @@ void stat_analyze(const pf_stats_snap *s, double usd_per_hour, stat_analysis *a)
 		o->util = fmin(1.0, st->now.busy_ns / cap);
 		o->wait_share = fmin(1.0, st->now.wait_ns / cap);
 		o->blocked_share = fmin(1.0, st->now.blocked_ns / cap);
+		/* a hostile file may hold any number here: keep it finite */
+		o->occupancy = isfinite(st->occupancy) && st->occupancy >= 0 ? st->occupancy : -1;
+		o->fill = st->now.depth > 0 && o->occupancy >= 0
+			? fmin(1.0, o->occupancy / st->now.depth) : -1;
 		o->input_share = total_busy > 0 ? st->now.busy_ns / total_busy : 0;
 		if (a->busiest < 0 || o->util > a->ops[a->busiest].util)
 			a->busiest = i;

@@ -34,16 +34,20 @@ int stat_report(FILE *f, const pf_stats_snap *s, const stat_analysis *a)
 	if (s->h2d_ns)
 		fprintf(f, "h2d copies:  %.3f s in all, %.1f us per step (device time on the copy stream)\n",
 			s->h2d_ns * 1e-9, s->steps ? s->h2d_ns * 1e-3 / (double)s->steps : 0.0);
-	fprintf(f, "\n %-2s %-16s %12s %9s %7s %7s %7s %8s %5s %5s\n", "#", "stage", "rate/s",
-		"self s", "busy", "input", "wait", "blocked", "par", "depth");
+	fprintf(f, "\n %-2s %-16s %12s %9s %7s %7s %7s %8s %5s %5s %6s\n", "#", "stage", "rate/s",
+		"self s", "busy", "input", "wait", "blocked", "par", "depth", "fill");
 	for (int i = 0; i < a->nops; i++) {
 		const stat_op *o = &a->ops[i];
-		fprintf(f, " %-2d %-16.16s %12.1f %9.3f %6.1f%% %6.1f%% %6.1f%% %7.1f%% %5d %5d%s%s\n",
+		char fill[16] = "     -";
+		if (o->fill >= 0)
+			snprintf(fill, sizeof(fill), "%5.1f%%", 100 * o->fill);
+		fprintf(f, " %-2d %-16.16s %12.1f %9.3f %6.1f%% %6.1f%% %6.1f%% %7.1f%% %5d %5d %6s%s%s\n",
 			i, o->name, o->rate, o->self_s, 100 * o->util, 100 * o->input_share,
 			100 * o->wait_share, 100 * o->blocked_share, o->parallelism, o->depth,
-			o->autotuned ? " auto" : "", i == a->bottleneck ? "  <- bottleneck" : "");
+			fill, o->autotuned ? " auto" : "", i == a->bottleneck ? "  <- bottleneck" : "");
 	}
-	fprintf(f, "  (busy: self time over wall x parallelism; input: share of all stages' self time)\n");
+	fprintf(f, "  (busy: self time over wall x parallelism; input: share of all stages' self time;\n"
+		   "   fill: mean elements in the stage's buffer over its depth, sampled)\n");
 	for (int i = 0; i < s->nstages; i++)
 		if (s->stages[i].corrupt_blocks)
 			fprintf(f, "corrupt:     %s skipped %llu damaged blocks\n", s->stages[i].name,
@@ -166,6 +170,7 @@ int stat_json(FILE *f, const pf_stats_snap *s, const stat_analysis *a)
 		num(f, "input_share", o->input_share, 1);
 		num(f, "wait_share", o->wait_share, 1);
 		num(f, "blocked_share", o->blocked_share, 1);
+		num(f, "occupancy", o->occupancy, 1);
 		fprintf(f, "\"parallelism\":%d,\"depth\":%d,\"autotuned\":%s,\"buffer_bytes\":%llu,"
 			"\"corrupt_blocks\":%llu}",
 			o->parallelism, o->depth, o->autotuned ? "true" : "false",
