@@ -343,8 +343,8 @@ static void sweep_point(const opts *o0, int B, sweep_row *r)
 			    .use_graph = o.graph };
 	if (with_model && pf_model_parse(&mc, o.model, &err) < 0)
 		die("--model", &err);
-	double *stall = calloc((size_t)n, sizeof(double)), *step = calloc((size_t)n, sizeof(double));
-	if (!stall || !step) {
+	double *step = calloc((size_t)n, sizeof(double));
+	if (!step) {
 		fprintf(stderr, "pipe-train: out of memory\n");
 		exit(1);
 	}
@@ -401,7 +401,6 @@ static void sweep_point(const opts *o0, int B, sweep_row *r)
 		double t2 = now_s();
 		if (k >= warm) {
 			int i = k - warm;
-			stall[i] = t1 - t0;
 			step[i] = t2 - t0;
 			sum_stall += t1 - t0;
 			sum_comp += t2 - t1;
@@ -427,7 +426,6 @@ static void sweep_point(const opts *o0, int B, sweep_row *r)
 	if (cs)
 		pf_stream_free(dev, cs);
 	pf_device_close(dev);
-	free(stall);
 	free(step);
 }
 
