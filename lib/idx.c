@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "pf_bswap.h"
 #include "pf_file.h"
 #include "pf_idx.h"
 
@@ -383,41 +384,6 @@ void pf_idx_field(const pf_idx *r, const char *name, pf_field *f)
 		f->dims[i - 1] = r->h.dims[i];
 }
 
-/* Big-endian elements of size es to little-endian, in place. */
-static void swap_elems(unsigned char *p, size_t nbytes, size_t es)
-{
-	size_t i;
-
-	switch (es) {
-	case 2:
-		for (i = 0; i + 2 <= nbytes; i += 2) {
-			uint16_t v;
-			memcpy(&v, p + i, 2);
-			v = __builtin_bswap16(v);
-			memcpy(p + i, &v, 2);
-		}
-		break;
-	case 4:
-		for (i = 0; i + 4 <= nbytes; i += 4) {
-			uint32_t v;
-			memcpy(&v, p + i, 4);
-			v = __builtin_bswap32(v);
-			memcpy(p + i, &v, 4);
-		}
-		break;
-	case 8:
-		for (i = 0; i + 8 <= nbytes; i += 8) {
-			uint64_t v;
-			memcpy(&v, p + i, 8);
-			v = __builtin_bswap64(v);
-			memcpy(p + i, &v, 8);
-		}
-		break;
-	default:
-		break;
-	}
-}
-
 int64_t pf_idx_read(pf_idx *r, void *buf, uint64_t n, pf_error *err)
 {
 	const pf_idx_header *h = &r->h;
@@ -461,7 +427,7 @@ int64_t pf_idx_read(pf_idx *r, void *buf, uint64_t n, pf_error *err)
 			goto fail;
 		}
 	}
-	swap_elems(buf, want, pf_dtype_size(h->dtype));
+	pf_bswap_elems(buf, want, pf_dtype_size(h->dtype));
 	return (int64_t)n;
 fail:
 	r->failed = 1;

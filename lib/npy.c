@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "pf_bswap.h"
 #include "pf_file.h"
 #include "pf_npy.h"
 
@@ -461,7 +462,6 @@ int64_t pf_npy_read(pf_npy *r, void *buf, uint64_t n, pf_error *err)
 {
 	const pf_npy_header *h = &r->h;
 	size_t es = pf_dtype_size(h->dtype), bytes;
-	unsigned char *p = buf;
 	int rc;
 
 	if (n > h->count - r->next)
@@ -474,14 +474,8 @@ int64_t pf_npy_read(pf_npy *r, void *buf, uint64_t n, pf_error *err)
 	rc = npy_read_at(r, buf, bytes, h->data_offset + r->next * h->record_bytes, err);
 	if (rc < 0)
 		return rc;
-	if (h->swap) {
-		for (size_t i = 0; i + es <= bytes; i += es)
-			for (size_t a = 0, b = es - 1; a < b; a++, b--) {
-				unsigned char t = p[i + a];
-				p[i + a] = p[i + b];
-				p[i + b] = t;
-			}
-	}
+	if (h->swap)
+		pf_bswap_elems(buf, bytes, es);
 	r->next += n;
 	return (int64_t)n;
 }
