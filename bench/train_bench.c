@@ -1,16 +1,17 @@
 /*
  * train_bench - pipe-train against the same model fed by a naive loop.
  *
- *   bench/train_bench TRAIN_GLOB TEST_GLOB [RUNS=3] [EPOCHS=5]
+ *   bench/train_bench TRAIN_GLOB TEST_GLOB [RUNS=3] [EPOCHS=5] [DEVICE=cpu] [BATCH=64]
  *
  * naive:     each step reads and decodes (pread, checksum, zstd, split)
  *            the next B records synchronously on the training thread, builds
  *            the batch, copies it and runs the step, waiting for it before
  *            reading on (files in order, no shuffle: the cheapest possible
  *            naive input).  Its stall is the time spent reading + decoding.
- * pipefeed:  ./pipe-train --json (pipeline + device prefetch), run as a
- *            child from the build directory.
- * Both on the cpu backend, mlp:784-128-10, batch 64, Adam 1e-3, seed 1.
+ * pipefeed:  pipe-train --json (pipeline + device prefetch), run as a
+ *            child: $PF_PIPE_TRAIN, else ./pipe-train (the build directory).
+ * Both on DEVICE (cpu or cuda), mlp:784-128-10, batch BATCH, Adam 1e-3,
+ * seed 1.
  * Prints each run and the medians: wall time (training epochs only),
  * images/s, stall share, test accuracy, and the wall-time ratio.
  */
@@ -26,7 +27,8 @@
 #include "pf_model.h"
 #include "pf_shard.h"
 
-enum { B = 64 };
+static int B = 64;                 /* batch size */
+static const char *dev_kind = "cpu";
 
 typedef struct result {
 	double wall, ips, stall, acc;
@@ -118,7 +120,7 @@ static result naive(glob_t *train, glob_t *test, int epochs)
 	pass p = { 0 };
 	pf_model_cfg c = { .max_batch = B, .seed = 1, .lr = 1e-3f };
 	pf_model_parse(&c, "mlp:784-128-10", &err);
-	if (pf_device_open(&p.d, "cpu", NULL, &err) < 0 ||
+	if (pf_device_open(&p.d, dev_kind, NULL, &err) < 0 ||
 	    pf_stream_new(p.d, &p.s, &err) < 0 ||
 	    pf_model_new(&p.m, p.d, &c, &err) < 0 ||
 	    pf_host_alloc(p.d, (void **)&p.hx, B * 784, &err) < 0 ||
@@ -161,9 +163,11 @@ static double field(const char *json, const char *name)
 static result piped(const char *train, const char *test, int epochs)
 {
 	char cmd[4096], out[4096] = "";
+	const char *prog = getenv("PF_PIPE_TRAIN");
 	snprintf(cmd, sizeof(cmd),
-		 "./pipe-train --device cpu --epochs %d --batch 64 --seed 1 --json --quiet --eval '%s' '%s'",
-		 epochs, test, train);
+		 "'%s' --device %s --epochs %d --batch %d --seed 1 --json --quiet --eval '%s' '%s'",
+		 prog && prog[0] ? prog : "./pipe-train", dev_kind, epochs, B, test,
+		 train);
 	FILE *f = popen(cmd, "r");
 	if (!f || !fgets(out, sizeof(out), f) || pclose(f) != 0) {
 		fprintf(stderr, "train_bench: %s failed (run from the build directory)\n", cmd);
@@ -189,11 +193,15 @@ static double median(double *v, int n)
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
-		fprintf(stderr, "usage: train_bench TRAIN_GLOB TEST_GLOB [RUNS] [EPOCHS]\n");
+		fprintf(stderr, "usage: train_bench TRAIN_GLOB TEST_GLOB [RUNS] [EPOCHS] [DEVICE] [BATCH]\n");
 		return 2;
 	}
 	int runs = argc > 3 ? atoi(argv[3]) : 3, epochs = argc > 4 ? atoi(argv[4]) : 5;
-	if (runs < 1 || runs > 50 || epochs < 1)
+	if (argc > 5)
+		dev_kind = argv[5];
+	if (argc > 6)
+		B = atoi(argv[6]);
+	if (runs < 1 || runs > 50 || epochs < 1 || B < 1 || B > 65536)
 		return 2;
 	glob_t gt, ge;
 	if (glob(argv[1], 0, NULL, &gt) || glob(argv[2], 0, NULL, &ge)) {
@@ -218,7 +226,8 @@ int main(int argc, char **argv)
 	for (int k = 0; k < 2; k++)
 		for (int j = 0; j < 4; j++)
 			m[k][j] = median(v[k][j], runs);
-	printf("median of %d runs, %d epochs, cpu backend, mlp:784-128-10, batch 64:\n", runs, epochs);
+	printf("median of %d runs, %d epochs, %s backend, mlp:784-128-10, batch %d:\n",
+	       runs, epochs, dev_kind, B);
 	printf("  naive     wall %6.2fs  %7.0f images/s  stall %5.1f%%  test acc %.4f\n",
 	       m[0][0], m[0][1], 100 * m[0][2], m[0][3]);
 	printf("  pipefeed  wall %6.2fs  %7.0f images/s  stall %5.1f%%  test acc %.4f\n",

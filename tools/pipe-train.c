@@ -38,7 +38,7 @@
 
 typedef struct opts {
 	const char *pipeline, *eval_pipeline, *model, *device, *eval, *save, *cache;
-	int cache_on, batch, shuffle, map_threads, prefetch, depth, graph;
+	int cache_on, batch, shuffle, map_threads, read_threads, prefetch, depth, graph;
 	int epochs, json, quiet;
 	double lr;
 	uint64_t seed;
@@ -60,6 +60,7 @@ static void usage(FILE *f)
 		"  --shuffle N         shuffle buffer, 0 = off (10000)\n"
 		"  --cache[=PATH]      cache decoded samples (in memory, or in PATH)\n"
 		"  --map-threads N     decode threads (auto)\n"
+		"  --read-threads N    shard read + decompress threads (auto: the CPUs)\n"
 		"  --prefetch N        host prefetch depth (auto)\n"
 		"  --depth N           device prefetch slots (auto: 8 on cpu, 3 on cuda;\n"
 		"                      2 = double buffering)\n"
@@ -112,7 +113,8 @@ static pf_pipeline *build(const opts *o, const char *const *files, int nfiles,
 	pf_pipeline *p;
 	if (pf_pipeline_new(&p, &po, &err) < 0)
 		die("pipeline", &err);
-	if (nfiles && pf_shards(p, files, (size_t)nfiles, NULL, &err) < 0)
+	pf_source_opts so = { .num_parallel_reads = o->read_threads };
+	if (nfiles && pf_shards(p, files, (size_t)nfiles, &so, &err) < 0)
 		die("shards", &err);
 	const char *spec = train ? o->pipeline : o->eval_pipeline;
 	if (spec) {
@@ -579,16 +581,18 @@ static int parse_sweep(opts *o, const char *s)
 int main(int argc, char **argv)
 {
 	opts o = { .model = "mlp:784-128-10", .device = "auto", .batch = 64,
-		   .shuffle = 10000, .map_threads = PF_AUTOTUNE,
+		   .shuffle = 10000, .map_threads = PF_AUTOTUNE, .read_threads = PF_AUTOTUNE,
 		   .prefetch = PF_AUTOTUNE, .depth = PF_AUTOTUNE, .epochs = 5, .lr = 1e-3,
 		   .seed = 1, .sweep_steps = 50 };
 	enum { O_PIPE = 256, O_BATCH, O_SHUF, O_CACHE, O_MAPT, O_PREF, O_DEPTH,
 	       O_MODEL, O_EPOCHS, O_LR, O_SEED, O_DEV, O_GRAPH, O_EVAL, O_SAVE,
-	       O_JSON, O_QUIET, O_STATS, O_SWEEP, O_STEPS, O_SLO, O_SVG, O_EPIPE };
+	       O_JSON, O_QUIET, O_STATS, O_SWEEP, O_STEPS, O_SLO, O_SVG, O_EPIPE,
+	       O_READT };
 	static const struct option lo[] = {
 		{ "pipeline", 1, 0, O_PIPE }, { "batch", 1, 0, O_BATCH },
 		{ "shuffle", 1, 0, O_SHUF }, { "cache", 2, 0, O_CACHE },
-		{ "map-threads", 1, 0, O_MAPT }, { "prefetch", 1, 0, O_PREF },
+		{ "map-threads", 1, 0, O_MAPT }, { "read-threads", 1, 0, O_READT },
+		{ "prefetch", 1, 0, O_PREF },
 		{ "depth", 1, 0, O_DEPTH }, { "model", 1, 0, O_MODEL },
 		{ "epochs", 1, 0, O_EPOCHS }, { "lr", 1, 0, O_LR },
 		{ "seed", 1, 0, O_SEED }, { "device", 1, 0, O_DEV },
@@ -631,6 +635,7 @@ int main(int argc, char **argv)
 		case O_SHUF: NUM(o.shuffle, 0, 1 << 24, "shuffle"); break;
 		case O_CACHE: o.cache_on = 1; o.cache = optarg; break;
 		case O_MAPT: NUM(o.map_threads, 1, 256, "map-threads"); break;
+		case O_READT: NUM(o.read_threads, 1, 256, "read-threads"); break;
 		case O_PREF: NUM(o.prefetch, 1, 1024, "prefetch"); break;
 		case O_DEPTH: NUM(o.depth, 1, 16, "depth"); break;
 		case O_MODEL: o.model = optarg; break;
