@@ -147,6 +147,9 @@ typedef struct pf_source_opts {
 	int num_parallel_reads;   /* decode/read threads; 0 = 1; PF_AUTOTUNE = cpu budget */
 	int shuffle_files;        /* nonzero: file order shuffled by the seed, per epoch */
 	int skip_corrupt;         /* nonzero: drop damaged blocks (counted), go on */
+	int64_t max_corrupt;      /* with skip_corrupt: fail (PF_ECORRUPT, naming
+				   * the file and offset) once more than this many
+				   * records were dropped; 0 = no limit */
 } pf_source_opts;
 
 /*
@@ -262,6 +265,10 @@ typedef struct pf_map_opts {
 	int num_parallel_calls;   /* 0 = 1 (in the consumer's thread); PF_AUTOTUNE */
 	int unordered;            /* nonzero: deliver in completion order (also
 				   * needs pf_options.nondeterministic) */
+	int isolate;              /* nonzero: a sample whose fn fails is dropped,
+				   * counted (pf_op_stats.dropped_samples) and its
+				   * id logged (pf_iter_dropped); 0 (default): the
+				   * error stops the iterator, naming the sample */
 } pf_map_opts;
 
 /* map with the registered function `name` (PF_EINVAL when unknown); args
@@ -389,6 +396,8 @@ typedef struct pf_op_stats {
 	int depth;                /* buffer depth (elements), 0 when none */
 	int autotuned;            /* nonzero: a knob was PF_AUTOTUNE */
 	uint64_t corrupt_blocks;  /* shards with skip_corrupt: damaged blocks skipped */
+	uint64_t skipped_records; /* records lost in those blocks */
+	uint64_t dropped_samples; /* map with isolate: samples dropped */
 	int64_t occupancy;        /* elements in its buffer now (prefetch queue,
 				   * shuffle buffer; compare with depth); -1 when
 				   * the stage does not measure it */
