@@ -11,65 +11,20 @@
 #include "pipefeed.h"
 #include "tap.h"
 
+#include "value_shards.h"
+
 #define NSHARDS 5
 static const int shard_sizes[NSHARDS] = { 37, 0, 513, 1, 200 };
+static vs_set set;
 static int total;
-static char paths[NSHARDS][600];
-static const char *pathv[NSHARDS];
-static char dir[512], tmpd[512];
+static char dir[520], tmpd[512];
 static pf_error err;
 
-static int write_shards(void)
+/* uneven work makes completion order differ */
+static void delay(int64_t v)
 {
-	pf_schema s;
-	if (pf_schema_parse(&s, "value: i64, pad: u8[?]", &err))
-		return -1;
-	int64_t v = 1000;
-	for (int i = 0; i < NSHARDS; i++) {
-		pf_shard_name(paths[i], sizeof(paths[i]), dir, i, NSHARDS);
-		pathv[i] = paths[i];
-		pf_shard_writer *w;
-		pf_shard_write_opts o = { .block_size = 700 };
-		if (pf_shard_writer_open(&w, paths[i], &s, &o, &err))
-			return -1;
-		for (int r = 0; r < shard_sizes[i]; r++, v++) {
-			unsigned char rec[8 + 4 + 64];
-			uint32_t pad = (uint32_t)(v % 50);
-			memcpy(rec, &v, 8);
-			memcpy(rec + 8, &pad, 4);
-			memset(rec + 12, (int)(v & 0xff), pad);
-			if (pf_shard_writer_add(w, rec, 12 + pad, &err))
-				return -1;
-		}
-		if (pf_shard_writer_close(w, &err))
-			return -1;
-		total += shard_sizes[i];
-	}
-	return 0;
-}
-
-/* map "decode": record -> value: i64 (checks the padding) */
-static int dec_prepare(pf_map_ctx *ctx, pf_error *e)
-{
-	return pf_schema_parse(&ctx->out, "value: i64", e);
-}
-
-static int dec_fn(void *st, const pf_elem *in, pf_elem *out, pf_error *e)
-{
-	const unsigned char *r = in->data[0];
-	int64_t v;
-	uint32_t pad;
-	if (in->nitems[0] < 12)
-		return pf_error_set(e, PF_ECORRUPT, "short record");
-	memcpy(&v, r, 8);
-	memcpy(&pad, r + 8, 4);
-	if (pad != (uint32_t)(v % 50) || in->nitems[0] != 12 + pad ||
-	    (pad && r[12 + pad - 1] != (unsigned char)(v & 0xff)))
-		return pf_error_set(e, PF_ECORRUPT, "record %lld garbled", (long long)v);
-	if (st == (void *)1 && v % 7 == 0)
-		usleep(50); /* uneven work makes completion order differ */
-	*(int64_t *)out->data[0] = v;
-	return 0;
+	if (v % 7 == 0)
+		usleep(50);
 }
 
 typedef struct cfg {
@@ -92,9 +47,9 @@ static int run(const cfg *c, int epochs, int64_t **seq, long *n, char *plan, siz
 	int rc = pf_pipeline_new(&p, &o, &err);
 	pf_source_opts so = { .cycle_length = c->cycle, .num_parallel_reads = 2,
 			      .shuffle_files = c->shuffle_files };
-	rc = rc ? rc : pf_shards(p, pathv, NSHARDS, &so, &err);
+	rc = rc ? rc : pf_shards(p, set.pathv, NSHARDS, &so, &err);
 	pf_map_opts mo = { .num_parallel_calls = c->par, .unordered = c->unordered };
-	rc = rc ? rc : pf_map_func(p, "decode", dec_prepare, dec_fn, (void *)1, "", &mo, &err);
+	rc = rc ? rc : pf_map_func(p, "decode", vs_prepare, vs_decode, &set, "", &mo, &err);
 	pf_shuffle_opts sho = { .no_reshuffle = c->no_reshuffle };
 	if (c->shuffle && !rc)
 		rc = pf_shuffle(p, 64, &sho, &err);
@@ -150,7 +105,10 @@ int main(void)
 		plan_skip_all("no scratch directory");
 	snprintf(dir, sizeof(dir), "%s/s", d);
 	snprintf(tmpd, sizeof(tmpd), "%s", d);
-	if (write_shards()) {
+	vs_delay = delay;
+	if (vs_write(&set, dir, shard_sizes, NSHARDS, 1000, 50, 700, &err) == 0)
+		total = set.total;
+	else {
 		printf("1..0 # SKIP cannot write shards: %s\n", err.msg);
 		return 1;
 	}
