@@ -1,25 +1,50 @@
 /*
  * cache.c - cache: the first complete epoch of the input is stored (in
  * memory chunks, or in a file) and later epochs replay it without running
- * the input.  A cache file is written to "path.tmp.PID" and renamed into
- * place only when the epoch completes, so a partial cache is never used; an
- * epoch cut short (take() after the cache) discards what was stored.
+ * the input.  An epoch cut short (take() after the cache) discards what was
+ * stored.
  *
  * Stored element: u64 id, per field (i64 nitems, i64 var_len), then the
- * fields' bytes, each 8-aligned.  A file starts with "PFCACHE1", u32 schema
- * length, the schema block (pf_schema_encode), and holds records framed by a
- * u32 length.  Memory replay hands out views into the chunks (no copy).
+ * fields' bytes, each 8-aligned.  Memory replay hands out views into the
+ * chunks (no copy).
+ *
+ * A cache file: "PFCACHE2", u32 schema length, the schema block
+ * (pf_schema_encode), records framed by a u32 length, then the trailer:
+ * u32 0xffffffff, u64 record count, u64 bytes of the framed records, and
+ * "PFCEND2\0".  It is written to "path.tmp.PID.N" (a name no other writer,
+ * in this process or another, uses), flushed, fsynced and renamed into
+ * place only when the epoch completes.  A file is replayed only when its
+ * header matches the schema and its trailer matches the file's size; the
+ * record count is checked again at the end of each replay.  So a writer
+ * killed midway leaves only its temp file (never read), a cut or foreign
+ * file at path is rebuilt from the input, and two writers filling the same
+ * path at once each rename a complete file (the last one stays).
+ *
+ * A write that fails while filling (ENOSPC, EFBIG past RLIMIT_FSIZE, EIO)
+ * is not an error: the temp file is removed, one warning is printed, and the
+ * iterator reads its input every epoch from then on (the elements of the
+ * epoch in progress are delivered as usual).  A temp file that cannot be
+ * created (no such directory, no permission) is an error naming it.
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "pf_op.h"
 
 #define CACHE_CHUNK (4u << 20)
-#define CACHE_MAGIC "PFCACHE1"
+#define CACHE_MAGIC "PFCACHE2"
+#define CACHE_END_MAGIC "PFCEND2"   /* 8 bytes with its NUL */
+#define CACHE_END_MARK 0xffffffffu
+#define CACHE_TRAILER (4 + 8 + 8 + 8)
 #define CACHE_MAX_SCHEMA 8192
+
+static _Atomic unsigned tmp_serial; /* unique temp names within the process */
 
 typedef struct cache_cfg {
 	char *path;           /* NULL: in memory */
@@ -32,6 +57,9 @@ typedef struct cache_cfg {
 	size_t rd_chunk, rd_off;         /* replay cursor */
 	FILE *f;              /* file: writing (fill) or reading (replay) */
 	char *tmp;
+	uint64_t nrec, rec_bytes;  /* file: records written / to replay, their framed bytes */
+	uint64_t replayed;    /* file replay: records read this epoch */
+	int bypass;           /* file: a write failed: read the input, no cache */
 } cache_cfg;
 
 static size_t al8(size_t x)
@@ -136,7 +164,8 @@ static void abort_file(cache_cfg *c)
 	}
 }
 
-/* Open the cache file for replay if it is complete and matches the schema. */
+/* Open the cache file for replay if it is complete (its trailer matches
+ * its size) and matches the schema; else 0 (the file is rebuilt). */
 static int open_replay(pf_op *op)
 {
 	cache_cfg *c = op->cfg;
@@ -146,17 +175,42 @@ static int open_replay(pf_op *op)
 	unsigned char want[CACHE_MAX_SCHEMA];
 	size_t wl = pf_schema_encode(&op->schema, want, sizeof(want));
 	char magic[8];
-	uint32_t sl;
+	uint32_t sl, mark;
 	unsigned char got[CACHE_MAX_SCHEMA];
-	if (fread(magic, 1, 8, f) != 8 || memcmp(magic, CACHE_MAGIC, 8) ||
-	    fread(&sl, 4, 1, f) != 1 || sl != wl || sl > sizeof(got) ||
-	    fread(got, 1, sl, f) != sl || memcmp(got, want, sl)) {
+	uint64_t nrec, bytes;
+	struct stat stb;
+	int good = fstat(fileno(f), &stb) == 0 &&
+		fread(magic, 1, 8, f) == 8 && !memcmp(magic, CACHE_MAGIC, 8) &&
+		fread(&sl, 4, 1, f) == 1 && sl == wl && sl <= sizeof(got) &&
+		fread(got, 1, sl, f) == sl && !memcmp(got, want, sl) &&
+		(uint64_t)stb.st_size >= 12 + (uint64_t)sl + CACHE_TRAILER &&
+		fseeko(f, stb.st_size - CACHE_TRAILER, SEEK_SET) == 0 &&
+		fread(&mark, 4, 1, f) == 1 && mark == CACHE_END_MARK &&
+		fread(&nrec, 8, 1, f) == 1 && fread(&bytes, 8, 1, f) == 1 &&
+		fread(magic, 1, 8, f) == 8 && !memcmp(magic, CACHE_END_MAGIC, 8) &&
+		bytes == (uint64_t)stb.st_size - 12 - sl - CACHE_TRAILER &&
+		fseeko(f, 12 + (off_t)sl, SEEK_SET) == 0;
+	if (!good) {
 		fclose(f);
 		return 0;
 	}
 	setvbuf(f, NULL, _IOFBF, 1 << 20);
 	c->f = f;
+	c->nrec = nrec;
+	c->replayed = 0;
 	return 1;
+}
+
+/* A write to the temp file failed (errno e): drop the file, warn once, and
+ * read the input from now on. */
+static void give_up(pf_op *op, int e)
+{
+	cache_cfg *c = op->cfg;
+	fprintf(stderr, "pipefeed: %s: %s: cannot write the cache (%s): reading the input every epoch instead\n",
+		op->label, c->path, strerror(e ? e : EIO));
+	abort_file(c);
+	c->filling = 0;
+	c->bypass = 1;
 }
 
 static int begin_epoch(pf_op *op, pf_error *err)
@@ -165,27 +219,45 @@ static int begin_epoch(pf_op *op, pf_error *err)
 	c->rd_chunk = c->rd_off = 0;
 	if (c->path) {
 		abort_file(c);
+		if (c->bypass) {
+			c->complete = c->filling = 0;
+			return 0;
+		}
 		if (open_replay(op)) {
 			c->complete = 1;
 			c->filling = 0;
 			return 0;
 		}
 		c->complete = 0;
-		size_t n = strlen(c->path) + 32;
+		size_t n = strlen(c->path) + 48;
 		c->tmp = malloc(n);
 		if (!c->tmp)
 			return pf_op_error(op, err, PF_ENOMEM, "out of memory");
-		snprintf(c->tmp, n, "%s.tmp.%ld", c->path, (long)getpid());
-		c->f = fopen(c->tmp, "wb");
-		if (!c->f)
-			return pf_op_error(op, err, PF_EIO, "%s: cannot create the cache file", c->tmp);
+		snprintf(c->tmp, n, "%s.tmp.%ld.%u", c->path, (long)getpid(),
+			 atomic_fetch_add(&tmp_serial, 1));
+		int fd = open(c->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		if (fd < 0 || !(c->f = fdopen(fd, "wb"))) {
+			int e = errno;
+			if (fd >= 0)
+				close(fd);
+			int code = e == ENOENT ? PF_ENOENT : PF_EIO;
+			pf_op_error(op, err, code, "%s: cannot create the cache file: %s",
+				    c->tmp, strerror(e));
+			free(c->tmp);
+			c->tmp = NULL;
+			return code;
+		}
 		setvbuf(c->f, NULL, _IOFBF, 1 << 20);
+		c->nrec = c->rec_bytes = 0;
+		c->filling = 1;
 		unsigned char sb[CACHE_MAX_SCHEMA];
 		uint32_t sl = (uint32_t)pf_schema_encode(&op->schema, sb, sizeof(sb));
-		if (sl > sizeof(sb) || fwrite(CACHE_MAGIC, 1, 8, c->f) != 8 ||
-		    fwrite(&sl, 4, 1, c->f) != 1 || fwrite(sb, 1, sl, c->f) != sl)
-			return pf_op_error(op, err, PF_EIO, "%s: write failed", c->tmp);
-		c->filling = 1;
+		if (sl > sizeof(sb))
+			return pf_op_error(op, err, PF_ELIMIT, "%s: schema too large for a cache file", c->path);
+		errno = 0;
+		if (fwrite(CACHE_MAGIC, 1, 8, c->f) != 8 || fwrite(&sl, 4, 1, c->f) != 1 ||
+		    fwrite(sb, 1, sl, c->f) != sl)
+			give_up(op, errno);
 		return 0;
 	}
 	if (!c->complete) {
@@ -198,7 +270,7 @@ static int begin_epoch(pf_op *op, pf_error *err)
 static int cache_start(pf_op *op, pf_error *err)
 {
 	cache_cfg *c = op->cfg;
-	c->complete = c->filling = c->failed = 0;
+	c->complete = c->filling = c->failed = c->bypass = 0;
 	return begin_epoch(op, err);
 }
 
@@ -248,10 +320,18 @@ static int store_file(pf_op *op, const pf_elem *e, pf_error *err)
 	memset(p, 0, n);
 	ser(e, p);
 	uint32_t len = (uint32_t)n;
-	int bad = fwrite(&len, 4, 1, c->f) != 1 || fwrite(p, 1, n, c->f) != n;
+	errno = 0;
+	int bad = n >= CACHE_END_MARK || fwrite(&len, 4, 1, c->f) != 1 || fwrite(p, 1, n, c->f) != n;
+	int werr = errno;
 	if (p != stackbuf)
 		free(p);
-	return bad ? pf_op_error(op, err, PF_EIO, "%s: write failed", c->tmp) : 0;
+	if (bad) {
+		give_up(op, n >= CACHE_END_MARK ? EFBIG : werr);
+		return 0;
+	}
+	c->nrec++;
+	c->rec_bytes += 4 + (uint64_t)n;
+	return 0;
 }
 
 static int finish_fill(pf_op *op, pf_error *err)
@@ -259,12 +339,22 @@ static int finish_fill(pf_op *op, pf_error *err)
 	cache_cfg *c = op->cfg;
 	c->filling = 0;
 	if (c->path) {
-		int bad = fflush(c->f) != 0 || fsync(fileno(c->f)) != 0;
-		fclose(c->f);
-		c->f = NULL;
+		uint32_t mark = CACHE_END_MARK;
+		errno = 0;
+		int bad = fwrite(&mark, 4, 1, c->f) != 1 || fwrite(&c->nrec, 8, 1, c->f) != 1 ||
+			fwrite(&c->rec_bytes, 8, 1, c->f) != 1 ||
+			fwrite(CACHE_END_MAGIC, 1, 8, c->f) != 8 ||
+			fflush(c->f) != 0 || fsync(fileno(c->f)) != 0;
+		int e = errno;
+		if (!bad) {
+			bad = fclose(c->f) != 0;
+			e = errno;
+			c->f = NULL;
+		}
 		if (bad || rename(c->tmp, c->path) != 0) {
-			unlink(c->tmp);
-			return pf_op_error(op, err, PF_EIO, "%s: cannot complete the cache file", c->path);
+			give_up(op, bad ? e : errno);
+			(void)err;
+			return 0; /* this epoch came from the input: nothing is lost */
 		}
 		free(c->tmp);
 		c->tmp = NULL;
@@ -303,16 +393,27 @@ static int replay(pf_op *op, pf_elem *out, pf_error *err)
 		return PF_END;
 	}
 	uint32_t len;
+	off_t at = ftello(c->f);
 	if (fread(&len, 4, 1, c->f) != 1)
+		return pf_op_error(op, err, PF_ETRUNC, "%s: offset %lld: the file ends before its trailer",
+				   c->path, (long long)at);
+	if (len == CACHE_END_MARK) {
+		if (c->replayed != c->nrec)
+			return pf_op_error(op, err, PF_ECORRUPT, "%s: offset %lld: %llu records, the trailer says %llu",
+					   c->path, (long long)at, (unsigned long long)c->replayed,
+					   (unsigned long long)c->nrec);
 		return PF_END;
+	}
 	if (len > (1u << 30))
-		return pf_op_error(op, err, PF_ECORRUPT, "%s: record of %u bytes", c->path, len);
+		return pf_op_error(op, err, PF_ECORRUPT, "%s: offset %lld: record of %u bytes",
+				   c->path, (long long)at, len);
 	pf_buf *b = pf_buf_get(op->rt->pool, len ? len : 1);
 	if (!b)
 		return pf_op_error(op, err, PF_ENOMEM, "out of memory");
 	if (fread(b->data, 1, len, c->f) != len) {
 		pf_buf_unref(b);
-		return pf_op_error(op, err, PF_ETRUNC, "%s: truncated record", c->path);
+		return pf_op_error(op, err, PF_ETRUNC, "%s: offset %lld: truncated record",
+				   c->path, (long long)at);
 	}
 	int rc = deser(op, b->data, len, out, err);
 	if (rc) {
@@ -320,6 +421,7 @@ static int replay(pf_op *op, pf_elem *out, pf_error *err)
 		return rc;
 	}
 	out->ref_ = b;
+	c->replayed++;
 	return 0;
 }
 
@@ -332,10 +434,14 @@ static int cache_next(pf_op *op, pf_elem *out, pf_error *err)
 	if (c->complete)
 		return replay(op, out, err);
 	int rc = pf_op_next(op->in, out, err);
+	if (rc == PF_END && c->path && !c->filling)
+		return PF_END; /* bypass: nothing was stored */
 	if (rc == PF_END)
 		return finish_fill(op, err) ?: PF_END;
 	if (rc)
 		return rc;
+	if (c->path && !c->filling)
+		return 0;
 	rc = c->path ? store_file(op, out, err) : store_mem(op, out, err);
 	if (rc)
 		pf_elem_release(out);

@@ -5,6 +5,8 @@
  * padded, plus B int32 true lengths; longer samples are truncated or
  * rejected (PF_ELIMIT naming the sample) as configured.
  */
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,11 +42,21 @@ static int padded_prepare(pf_op *op, pf_error *err)
 				per *= f->dims[d];
 		}
 		c->per[i] = (size_t)per * pf_dtype_size(f->dtype);
+		/* the quota: size x max_len items (a bound past size_t fails
+		 * the memory budget, naming this op) */
+		size_t q;
+		if (__builtin_mul_overflow((size_t)c->size, c->var[i] ? (size_t)c->o.max_len : 1, &q) ||
+		    __builtin_mul_overflow(q, c->per[i], &q) || q > SIZE_MAX / 4 ||
+		    bound + al64(q) + al64((size_t)c->size * 4) < bound) {
+			bound = SIZE_MAX / 2;
+			continue;
+		}
 		if (c->var[i])
-			bound += al64((size_t)c->size * (size_t)c->o.max_len * c->per[i]) +
-				al64((size_t)c->size * 4);
+			bound += al64(q) + al64((size_t)c->size * 4);
 		else
-			bound += al64((size_t)c->size * c->per[i]);
+			bound += al64(q);
+		if (bound > SIZE_MAX / 4)
+			bound = SIZE_MAX / 2;
 	}
 	op->elem_bytes = bound ? bound : 1;
 	op->buffer_bytes = op->elem_bytes + (uint64_t)c->size * in->elem_bytes;
@@ -82,9 +94,15 @@ static int padded_next(pf_op *op, pf_elem *out, pf_error *err)
 				continue;
 			int64_t len = c->held[n].var_len[i];
 			if (len > c->o.max_len && c->o.policy == PF_PAD_REJECT) {
+				uint64_t id = c->held[n].id;
+				const char *path = pf_op_sample_path(op, id);
+				char where[400] = "";
+				if (path)
+					snprintf(where, sizeof(where), " (%s, record %llu)", path,
+						 (unsigned long long)(id & ((1ull << 40) - 1)));
 				rc = pf_op_error(op, err, PF_ELIMIT,
-						 "sample %llu: field \"%s\" has %lld items, over the quota of %lld per sample",
-						 (unsigned long long)c->held[n].id, s->fields[i].name,
+						 "sample %llu%s: field \"%s\" has %lld items, over the quota of %lld per sample (max_len)",
+						 (unsigned long long)id, where, s->fields[i].name,
 						 (long long)len, (long long)c->o.max_len);
 				release_held(c, n + 1);
 				return rc;

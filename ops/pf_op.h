@@ -69,6 +69,8 @@ typedef struct pf_op_vt {
 typedef struct pf_stage_stats {
 	_Atomic uint64_t elements, bytes, busy_ns, wait_ns, blocked_ns, total_ns;
 	_Atomic uint64_t corrupt_blocks;  /* shards: damaged blocks skipped */
+	_Atomic uint64_t skipped_records; /* shards: records lost in them */
+	_Atomic uint64_t dropped_samples; /* map (isolate): samples dropped */
 	_Atomic int64_t occupancy;        /* elements buffered now (prefetch queue,
 					   * shuffle buffer); -1: not measured */
 	_Atomic int parallelism, depth;   /* in use (the autotuner changes them) */
@@ -105,7 +107,18 @@ struct pf_op {
 	int can_borrow;       /* vt->borrow works (set by prepare) */
 	size_t canon_bytes;   /* can_borrow: bytes of the canonical layout, or
 			       * the most bytes of a borrowed record */
+	int lend_window;      /* can_borrow: lent bytes can stay valid through
+			       * this many further borrow calls (0: only until
+			       * the next call); set by prepare (shuffle's slots) */
+	int lend_want;        /* set by the consumer's prepare: the window it
+			       * relies on (<= lend_window; 0, the default:
+			       * none); the lender keeps that much from start */
 	pf_stage_stats st;
+	/* sources with files (shards): their paths, indexed by a sample id's
+	 * file part (id >> 40), valid from prepare to stop; NULL otherwise */
+	char **src_paths;
+	size_t src_npaths;
+	struct pf_drop_log *drops; /* map with isolate: dropped samples (stats.c) */
 	void *cfg;            /* builder arguments (owned; freed by destroy) */
 	void *run;            /* runtime state (owned; freed by stop) */
 };
@@ -252,6 +265,32 @@ void pf_prefetch_fit(pf_op *op, uint64_t avail);
 int pf_map_set_active(pf_op *op, int n);
 int pf_shards_set_active(pf_op *op, int n);
 int pf_prefetch_set_depth(pf_op *op, int n);
+
+/* ---- map isolation (pf_map_opts.isolate) -------------------------------- */
+
+/* pf_map_one / pf_map_into: the map function failed on the sample, which
+ * was dropped and logged (the op has isolate set).  Not an error. */
+#define PF_MAP_DROPPED 2 /* > 0, and not PF_END */
+
+/* The file of sample `id` as the source of op's chain names it (the source
+ * is reached through op->in), or NULL when the source has no files. */
+static inline const char *pf_op_sample_path(const pf_op *op, uint64_t id)
+{
+	while (op->in)
+		op = op->in;
+	uint64_t f = id >> 40;
+	return op->src_paths && f < op->src_npaths ? op->src_paths[f] : NULL;
+}
+
+/* The dropped-sample log of a map with isolate (pipeline/stats.c): keeps
+ * the first PF_DROPPED_LOG_MAX entries and counts all; thread-safe.
+ * new returns NULL when out of memory; free(NULL) is a no-op; clear
+ * empties it (iterator start); add copies its strings (path may be NULL). */
+struct pf_drop_log *pf_drop_log_new(void);
+void pf_drop_log_free(struct pf_drop_log *l);
+void pf_drop_log_clear(struct pf_drop_log *l);
+void pf_drop_log_add(struct pf_drop_log *l, uint64_t id, const char *path,
+		     const char *op, const char *msg);
 
 /* Round x up to a multiple of a (a power of two). */
 static inline size_t pf_align_up(size_t x, size_t a)

@@ -24,6 +24,16 @@
  * becomes a stream (its blocks as extents) when its first task is taken,
  * and workers call pf_reader_next in task order (a turn counter), so every
  * stream is consumed in its own order whatever the thread timing.
+ *
+ * Damage (skip_corrupt): a block that fails its checks is dropped when the
+ * consumer reaches it (counted: corrupt_blocks, and its records from the
+ * index: skipped_records; one warning per file); once more than
+ * max_corrupt records were dropped in an epoch the op fails.  A file whose
+ * index is damaged (truncated) is opened by scanning its blocks: the
+ * intact ones before the damage are read (one warning, one corrupt block;
+ * the records lost are unknown, so with max_corrupt set it fails).  Read
+ * errors (EIO) always fail.  A fused map with isolate drops the samples it
+ * fails on (the worker marks them; the consumer passes over them).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -61,6 +71,7 @@ typedef struct shard_entry {
 	pf_elem *outs;
 	uint32_t nmapped, next_out;
 	int map_err;          /* the map failed on record nmapped */
+	unsigned char *drop;  /* fused map: record j was dropped (isolate) */
 } shard_entry;
 
 typedef struct shards_cfg {
@@ -77,6 +88,8 @@ typedef struct shards_cfg {
 	size_t stride;        /* fused fixed map: slab bytes per record, else 0 */
 	int pending;          /* entry whose block is done, released at the next call */
 	unsigned char *warned;/* per file: a skipped damaged block was reported */
+	uint64_t *salvaged;   /* per file: index damaged, opened by scanning:
+			       * the first byte not recovered + 1 (0: intact) */
 	/* runtime */
 	uint32_t *order;      /* file order of the epoch */
 	uint32_t *task_file, *task_block;
@@ -99,10 +112,13 @@ typedef struct shards_cfg {
 	int *stream;          /* per file: its stream this epoch, -1 = none yet */
 	uint32_t *left;       /* per file: tasks not taken yet this epoch */
 	uint64_t corrupt_blocks;
+	uint64_t skipped_records; /* this epoch (max_corrupt) */
 } shards_cfg;
 
-static void free_paths(shards_cfg *c)
+static void free_paths(pf_op *op, shards_cfg *c)
 {
+	op->src_paths = NULL;
+	op->src_npaths = 0;
 	for (size_t i = 0; i < c->npaths; i++) {
 		free(c->paths[i]);
 		if (c->sh)
@@ -110,8 +126,10 @@ static void free_paths(shards_cfg *c)
 	}
 	free(c->paths);
 	free(c->sh);
+	free(c->salvaged);
 	c->paths = NULL;
 	c->sh = NULL;
+	c->salvaged = NULL;
 	c->npaths = 0;
 }
 
@@ -130,19 +148,38 @@ static int expand(pf_op *op, pf_error *err)
 static int shards_prepare(pf_op *op, pf_error *err)
 {
 	shards_cfg *c = op->cfg;
-	free_paths(c);
+	free_paths(op, c);
+	op->src_paths = NULL;
+	op->src_npaths = 0;
 	int rc = expand(op, err);
 	if (rc)
 		return rc;
-	if (!(c->sh = calloc(c->npaths, sizeof(*c->sh))))
+	if (!(c->sh = calloc(c->npaths, sizeof(*c->sh))) ||
+	    !(c->salvaged = calloc(c->npaths, sizeof(*c->salvaged))))
 		return pf_op_error(op, err, PF_ENOMEM, "out of memory");
+	op->src_paths = c->paths;
+	op->src_npaths = c->npaths;
 	uint64_t nrec = 0;
 	size_t max_raw = 0, max_nrec = 0;
 	unsigned char s0[8192], s1[8192];
 	size_t l0 = 0;
 	for (size_t i = 0; i < c->npaths; i++) {
 		pf_error e = { 0 };
-		if ((rc = pf_shard_open(&c->sh[i], c->paths[i], 0, &e)))
+		rc = pf_shard_open(&c->sh[i], c->paths[i], 0, &e);
+		if ((rc == PF_ECORRUPT || rc == PF_ETRUNC) && c->o.skip_corrupt) {
+			/* damaged index: keep the intact blocks before the damage */
+			pf_error e2 = { 0 };
+			uint64_t lost = 0;
+			if (c->o.max_corrupt > 0)
+				return pf_op_error(op, err, rc, "%s (the records lost are unknown: more than max_corrupt %lld may be)",
+						   e.msg, (long long)c->o.max_corrupt);
+			if (!pf_shard_open(&c->sh[i], c->paths[i], PF_SHARD_OPEN_SCAN, &e2)) {
+				pf_shard_recovered(c->sh[i], &lost);
+				c->salvaged[i] = lost + 1;
+				rc = 0;
+			}
+		}
+		if (rc)
 			return pf_op_error(op, err, rc, "%s", e.msg);
 		const pf_schema *s = pf_shard_schema(c->sh[i]);
 		if (i == 0) {
@@ -346,6 +383,12 @@ static void plan_epoch(pf_op *op)
 	for (size_t t = 0; t < c->ntasks; t++)
 		c->left[c->order[c->task_file[t]]]++;
 	c->rturn = 0;
+	c->skipped_records = 0;
+	for (size_t f = 0; f < c->npaths; f++)
+		if (c->salvaged[f]) { /* its lost tail: one damaged block */
+			c->corrupt_blocks++;
+			pf_stat_add(&op->st.corrupt_blocks, 1);
+		}
 }
 
 /* Register file f's nonempty blocks as a reader stream. */
@@ -413,6 +456,20 @@ static int read_task(shards_cfg *c, size_t t, uint32_t f, uint32_t b, pf_decoder
 	return rc;
 }
 
+/* Start fetching the cache lines of [p, p + bytes).  (An asm statement:
+ * gcc deletes a loop of __builtin_prefetch it finds has no effect.) */
+static inline void fetch_lines(const void *p, size_t bytes)
+{
+	const char *b = p;
+	for (size_t o = 0; o < bytes; o += 64) {
+#if defined(__x86_64__) || defined(__i386__)
+		__asm__ volatile("prefetcht0 %0" : : "m"(b[o]));
+#else
+		__builtin_prefetch(b + o);
+#endif
+	}
+}
+
 /* ---- workers ------------------------------------------------------------ */
 
 static void *shards_worker(void *arg)
@@ -462,8 +519,15 @@ static void *shards_worker(void *arg)
 				ie.nitems[0] = ie.var_len[0] = (int64_t)len;
 				ie.nbytes = len;
 				ie.id = ((uint64_t)f << 40) | (en->blk.first_record + j);
-				if ((en->map_err = pf_map_into(op->fused_map, &ie,
-							       en->slab + (size_t)j * c->stride, &en->e)))
+				en->drop[j] = 0;
+				en->map_err = pf_map_into(op->fused_map, &ie,
+							  en->slab + (size_t)j * c->stride, &en->e);
+				if (en->map_err == PF_MAP_DROPPED) {
+					en->map_err = 0;
+					en->drop[j] = 1;
+					pf_stat_add(&op->st.dropped_samples, 1);
+				}
+				if (en->map_err)
 					break;
 				en->nmapped++;
 			}
@@ -475,7 +539,15 @@ static void *shards_worker(void *arg)
 				ie.nitems[0] = ie.var_len[0] = (int64_t)len;
 				ie.nbytes = len;
 				ie.id = ((uint64_t)f << 40) | (en->blk.first_record + j);
-				if ((en->map_err = pf_map_one(op->fused_map, &ie, &en->outs[j], &en->e)))
+				en->drop[j] = 0;
+				en->map_err = pf_map_one(op->fused_map, &ie, &en->outs[j], &en->e);
+				if (en->map_err == PF_MAP_DROPPED) {
+					en->map_err = 0;
+					en->drop[j] = 1;
+					memset(&en->outs[j], 0, sizeof(en->outs[j]));
+					pf_stat_add(&op->st.dropped_samples, 1);
+				}
+				if (en->map_err)
 					break;
 				en->nmapped++;
 			}
@@ -547,6 +619,13 @@ static int shards_start(pf_op *op, pf_error *err)
 		return pf_op_error(op, err, PF_ENOMEM, "out of memory");
 	if (!(c->warned = calloc(c->npaths, 1)))
 		return pf_op_error(op, err, PF_ENOMEM, "out of memory");
+	for (size_t f = 0; f < c->npaths; f++)
+		if (c->salvaged[f]) {
+			c->warned[f] = 1;
+			fprintf(stderr, "pipefeed: %s: %s: index damaged: reading the %u intact blocks before offset %llu, the rest is lost\n",
+				op->label, c->paths[f], pf_shard_nblocks(c->sh[f]),
+				(unsigned long long)(c->salvaged[f] - 1));
+		}
 	for (int i = 0; i < c->W; i++) {
 		pf_block_init(&c->ent[i].blk);
 		size_t nr = c->max_nrec ? c->max_nrec : 1;
@@ -555,6 +634,8 @@ static int shards_start(pf_op *op, pf_error *err)
 			return pf_op_error(op, err, PF_ENOMEM, "out of memory");
 		if (op->fused_map && !c->stride &&
 		    !(c->ent[i].outs = calloc(nr, sizeof(pf_elem))))
+			return pf_op_error(op, err, PF_ENOMEM, "out of memory");
+		if (op->fused_map && !(c->ent[i].drop = calloc(nr, 1)))
 			return pf_op_error(op, err, PF_ENOMEM, "out of memory");
 	}
 	free_entries(c);
@@ -635,15 +716,28 @@ static int shards_pos(pf_op *op, int *ep, uint32_t *recp, int *filep, pf_error *
 			s->entry = e;
 			s->skipping = 0;
 			if (bad) {
-				if (!c->o.skip_corrupt) {
-					int rc = c->ent[e].e.code ? c->ent[e].e.code : PF_EIO;
+				int rc = c->ent[e].e.code ? c->ent[e].e.code : PF_EIO;
+				/* only damage is skipped: a read error fails */
+				if (!c->o.skip_corrupt || (rc != PF_ECORRUPT && rc != PF_ETRUNC)) {
 					pf_op_error(op, err, rc, "%s", c->ent[e].e.msg);
 					release_entry(c, e);
 					return rc;
 				}
-				c->corrupt_blocks++;
-				pf_stat_add(&op->st.corrupt_blocks, 1);
 				uint32_t f = c->order[s->file];
+				uint32_t nr = pf_shard_block(c->sh[f], s->block)->nrecords;
+				c->corrupt_blocks++;
+				c->skipped_records += nr;
+				pf_stat_add(&op->st.corrupt_blocks, 1);
+				pf_stat_add(&op->st.skipped_records, nr);
+				if (c->o.max_corrupt > 0 &&
+				    c->skipped_records > (uint64_t)c->o.max_corrupt) {
+					pf_op_error(op, err, PF_ECORRUPT,
+						    "%s; more than %lld corrupt records (max_corrupt), %llu skipped this epoch",
+						    c->ent[e].e.msg, (long long)c->o.max_corrupt,
+						    (unsigned long long)c->skipped_records);
+					release_entry(c, e);
+					return PF_ECORRUPT;
+				}
 				if (!c->warned[f]) {
 					c->warned[f] = 1;
 					fprintf(stderr, "pipefeed: %s: skipping damaged block(s) of %s: %s\n",
@@ -662,6 +756,11 @@ static int shards_pos(pf_op *op, int *ep, uint32_t *recp, int *filep, pf_error *
 			int code = en->map_err ? en->map_err : PF_EMAP;
 			pf_error_set(err, code, "%s", en->e.msg);
 			return code;
+		}
+		if (!skipping && op->fused_map && c->ent[e].drop[rec]) {
+			skipping = 1; /* dropped by the map (isolate) */
+			if (!c->stride)
+				c->ent[e].next_out = rec + 1;
 		}
 		if (ilv_advance(c, v, k))
 			c->pending = e;
@@ -686,9 +785,13 @@ static int shards_borrow(pf_op *op, const unsigned char **data, size_t *len,
 		return rc;
 	shard_entry *en = &c->ent[e];
 	*id = ((uint64_t)file << 40) | (en->blk.first_record + rec);
+	/* the block's next record is wanted a turn of the interleave from now:
+	 * start fetching it (a worker on another core wrote it) */
 	if (c->stride) {
 		*data = en->slab + (size_t)rec * c->stride;
 		*len = op->canon_bytes;
+		if (rec + 1 < en->blk.nrecords)
+			fetch_lines(*data + c->stride, op->canon_bytes);
 		return 0;
 	}
 	*data = pf_block_record(&en->blk, rec, len);
@@ -697,6 +800,8 @@ static int shards_borrow(pf_op *op, const unsigned char **data, size_t *len,
 				   "%s: record %llu: %zu bytes, the schema says %zu",
 				   c->paths[file], (unsigned long long)(en->blk.first_record + rec),
 				   *len, op->canon_bytes);
+	if (rec + 1 < en->blk.nrecords)
+		fetch_lines(*data + *len, *len);
 	return 0;
 }
 
@@ -785,6 +890,7 @@ static void shards_stop(pf_op *op)
 		drop_outs(&c->ent[i]);
 		free(c->ent[i].outs);
 		free(c->ent[i].slab);
+		free(c->ent[i].drop);
 		pf_block_free(&c->ent[i].blk);
 	}
 	free(c->ent);
@@ -801,13 +907,13 @@ static void shards_stop(pf_op *op)
 	c->task_file = c->task_block = NULL;
 	c->task_entry = NULL;
 	c->nth = 0;
-	free_paths(c);
+	free_paths(op, c);
 }
 
 static void shards_destroy(pf_op *op)
 {
 	shards_cfg *c = op->cfg;
-	free_paths(c);
+	free_paths(op, c);
 	for (size_t i = 0; i < c->npats; i++)
 		free(c->pats[i]);
 	free(c->pats);

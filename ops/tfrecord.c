@@ -4,6 +4,15 @@
  * records from each in turn, in the consumer's thread.  A counting pass at
  * iterator start gives the record count and the largest record (the
  * element bound used by the memory budget).
+ *
+ * Damage (skip_corrupt): a record whose data CRC fails is dropped and the
+ * file read on from the next frame (the file is reopened and the frames
+ * before it stepped over); a frame whose length cannot be trusted (bad
+ * length CRC, truncated) ends the file there.  Each counts as one corrupt
+ * block; skipped_records counts the records known lost (the counting pass
+ * stops at a framing error, so what lies beyond one is unknown: with
+ * max_corrupt set such a file fails at start).  One warning per file; more
+ * than max_corrupt dropped records in an epoch fail the op.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,23 +32,45 @@ typedef struct tfr_cfg {
 	uint32_t *order;
 	pf_tfrecord **slot;   /* K open readers (NULL = empty) */
 	int *slot_file;
+	/* skip_corrupt: per file, records the counting pass found, whether a
+	 * framing error ended it there, and whether it was reported */
+	uint64_t *nrec;
+	unsigned char *cut, *warned;
+	uint64_t skipped;     /* records dropped this epoch (max_corrupt) */
 } tfr_cfg;
 
 static int tfr_prepare(pf_op *op, pf_error *err)
 {
 	tfr_cfg *c = op->cfg;
 	uint64_t n = 0, mx = 0;
+	free(c->nrec);
+	free(c->cut);
+	c->nrec = calloc(c->npaths ? c->npaths : 1, sizeof(*c->nrec));
+	c->cut = calloc(c->npaths ? c->npaths : 1, 1);
+	if (!c->nrec || !c->cut)
+		return pf_op_error(op, err, PF_ENOMEM, "out of memory");
+	op->src_paths = c->paths;
+	op->src_npaths = c->npaths;
 	for (size_t i = 0; i < c->npaths; i++) {
 		pf_tfrecord *r;
 		pf_error e = { 0 };
 		int rc = pf_tfrecord_open(&r, c->paths[i], &e);
-		uint64_t len;
+		uint64_t len, k = 0;
 		while (!rc && (rc = pf_tfrecord_skip(r, &len, &e)) == 0) {
-			n++;
+			k++;
 			if (len > mx)
 				mx = len;
 		}
 		pf_tfrecord_close(r);
+		n += k;
+		c->nrec[i] = k;
+		if ((rc == PF_ECORRUPT || rc == PF_ETRUNC) && c->o.skip_corrupt) {
+			if (c->o.max_corrupt > 0)
+				return pf_op_error(op, err, rc, "%s (the records lost are unknown: more than max_corrupt %lld may be)",
+						   e.msg, (long long)c->o.max_corrupt);
+			c->cut[i] = 1; /* read up to the damage */
+			rc = PF_END;
+		}
 		if (rc != PF_END)
 			return pf_op_error(op, err, rc, "%s", e.msg);
 	}
@@ -91,6 +122,10 @@ static int begin_epoch(pf_op *op, pf_error *err)
 	}
 	c->next_file = 0;
 	c->cur = c->taken = c->active = 0;
+	c->skipped = 0;
+	for (size_t f = 0; f < c->npaths; f++)
+		if (c->cut[f]) /* its damaged tail: one corrupt block */
+			pf_stat_add(&op->st.corrupt_blocks, 1);
 	for (int k = 0; k < c->K; k++) {
 		int rc = fill(op, k, err);
 		if (rc)
@@ -105,9 +140,66 @@ static int tfr_start(pf_op *op, pf_error *err)
 	c->order = calloc(c->npaths, sizeof(*c->order));
 	c->slot = calloc((size_t)c->K, sizeof(*c->slot));
 	c->slot_file = calloc((size_t)c->K, sizeof(int));
-	if (!c->order || !c->slot || !c->slot_file)
+	c->warned = calloc(c->npaths ? c->npaths : 1, 1);
+	if (!c->order || !c->slot || !c->slot_file || !c->warned)
 		return pf_op_error(op, err, PF_ENOMEM, "out of memory");
+	for (size_t f = 0; f < c->npaths; f++)
+		if (c->cut[f]) {
+			c->warned[f] = 1;
+			fprintf(stderr, "pipefeed: %s: %s: damaged: reading its first %llu records, the rest is lost\n",
+				op->label, c->paths[f], (unsigned long long)c->nrec[f]);
+		}
 	return begin_epoch(op, err);
+}
+
+/* skip_corrupt: record `idx` of slot k's file failed (code rc, message
+ * e): drop it and go on after it, or end the file when its framing is
+ * lost.  Returns 0 (go on) or the error (max_corrupt passed, reopen failed). */
+static int skip_damage(pf_op *op, int k, uint64_t idx, int rc, const pf_error *e,
+		       pf_error *err)
+{
+	tfr_cfg *c = op->cfg;
+	int f = c->slot_file[k];
+	pf_tfrecord_close(c->slot[k]);
+	c->slot[k] = NULL;
+	if (c->cut[f] && idx >= c->nrec[f]) { /* the known damaged tail */
+		c->active--;
+		return fill(op, k, err);
+	}
+	/* step over the frames up to and including the bad one */
+	pf_tfrecord *r = NULL;
+	pf_error e2 = { 0 };
+	int orc = rc == PF_ECORRUPT ? pf_tfrecord_open(&r, c->paths[f], &e2) : -1;
+	uint64_t len;
+	for (uint64_t i = 0; !orc && i <= idx; i++)
+		orc = pf_tfrecord_skip(r, &len, &e2);
+	uint64_t lost = 1;
+	if (orc) { /* framing lost: the rest of the file goes */
+		pf_tfrecord_close(r);
+		r = NULL;
+		lost = c->nrec[f] > idx ? c->nrec[f] - idx : 1;
+	}
+	c->skipped += lost;
+	pf_stat_add(&op->st.corrupt_blocks, 1);
+	pf_stat_add(&op->st.skipped_records, lost);
+	if (!c->warned[f]) {
+		c->warned[f] = 1;
+		fprintf(stderr, "pipefeed: %s: skipping damaged record(s) of %s: %s\n",
+			op->label, c->paths[f], e->msg);
+	}
+	if (c->o.max_corrupt > 0 && c->skipped > (uint64_t)c->o.max_corrupt) {
+		pf_tfrecord_close(r);
+		c->active--;
+		return pf_op_error(op, err, PF_ECORRUPT,
+				   "%s; more than %lld corrupt records (max_corrupt), %llu skipped this epoch",
+				   e->msg, (long long)c->o.max_corrupt, (unsigned long long)c->skipped);
+	}
+	if (r) {
+		c->slot[k] = r; /* go on after the bad record */
+		return 0;
+	}
+	c->active--;
+	return fill(op, k, err);
 }
 
 static int tfr_next(pf_op *op, pf_elem *out, pf_error *err)
@@ -131,6 +223,11 @@ static int tfr_next(pf_op *op, pf_elem *out, pf_error *err)
 				return rc;
 			c->cur = (c->cur + 1) % c->K;
 			c->taken = 0;
+			continue;
+		}
+		if ((rc == PF_ECORRUPT || rc == PF_ETRUNC) && c->o.skip_corrupt) {
+			if ((rc = skip_damage(op, k, pf_tfrecord_count(c->slot[k]), rc, &e, err)))
+				return rc;
 			continue;
 		}
 		if (rc)
@@ -170,6 +267,8 @@ static void tfr_stop(pf_op *op)
 	free(c->slot);
 	free(c->slot_file);
 	free(c->order);
+	free(c->warned);
+	c->warned = NULL;
 	c->slot = NULL;
 	c->slot_file = NULL;
 	c->order = NULL;
@@ -179,6 +278,10 @@ static void tfr_destroy(pf_op *op)
 {
 	tfr_cfg *c = op->cfg;
 	pf_paths_free(c->paths, c->npaths);
+	free(c->nrec);
+	free(c->cut);
+	c->nrec = NULL;
+	c->cut = NULL;
 	c->paths = NULL;
 	c->npaths = 0;
 }

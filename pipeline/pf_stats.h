@@ -46,11 +46,12 @@
 extern "C" {
 #endif
 
-#define PF_STATS_VERSION 1
+#define PF_STATS_VERSION 2         /* 2: dropped-sample table, skip/drop counters; reads 1 too */
 #define PF_STATS_MAX_STAGES 16    /* stages recorded (later ones are dropped) */
 #define PF_STATS_SAMPLE_CAP 1024  /* time-series points kept (see below) */
 #define PF_STATS_STEP_CAP 512     /* most recent steps kept one by one */
 #define PF_STATS_EVENT_CAP 256    /* most recent knob changes kept */
+#define PF_STATS_DROP_CAP 64      /* first dropped samples kept (pf_iter_dropped) */
 #define PF_STATS_HIST_BUCKETS 496 /* log-linear ns buckets: 8 per power of 2 */
 
 /* The histograms of per-step times. */
@@ -67,6 +68,7 @@ typedef struct pf_stats_opts {
 	uint32_t sample_cap;      /* time-series points, >= 2 */
 	uint32_t step_cap;        /* recent steps, >= 1 */
 	uint32_t event_cap;       /* recent knob changes, >= 1 */
+	uint32_t drop_cap;        /* dropped samples kept (the first ones), >= 1 */
 } pf_stats_opts;
 
 /*
@@ -83,7 +85,9 @@ int pf_stats_create(pf_stats **s, const char *path, const pf_stats_opts *opts,
  * appends a point to the time series.  The autotuner's decisions
  * (pf_iter_autotune_log) are copied into the event ring with their
  * reasons; a knob of a stage it does not tune that changes between two
- * samples is logged as "observed by the sampler".  One iterator at a
+ * samples is logged as "observed by the sampler".  The samples dropped by
+ * maps with isolate (pf_iter_dropped) are copied into the dropped-sample
+ * table (the first drop_cap of them; all are counted).  One iterator at a
  * time: PF_ESTATE when one is attached already.
  */
 int pf_stats_attach(pf_stats *s, pf_iter *it, pf_error *err);
@@ -134,6 +138,8 @@ typedef struct pf_stats_stage {
 	int32_t autotuned;
 	uint64_t buffer_bytes;
 	uint64_t corrupt_blocks;     /* damaged blocks skipped (skip_corrupt) */
+	uint64_t skipped_records;    /* records lost in them (0 in version 1 files) */
+	uint64_t dropped_samples;    /* map with isolate: samples dropped (0 in v1) */
 	double occupancy;            /* mean elements in its buffer over the run
 				      * (sampled; compare with now.depth); -1 when
 				      * the stage does not measure it */
@@ -161,6 +167,16 @@ typedef struct pf_stats_eventrec {
 	char reason[128];
 } pf_stats_eventrec;
 
+/* A sample dropped by a map with isolate (pf_dropped_sample, as recorded). */
+typedef struct pf_stats_droprec {
+	uint64_t id;                 /* sample id: file << 40 | record */
+	uint64_t record;
+	uint32_t file;
+	char op[96];
+	char path[256];              /* "" when the source has no files */
+	char msg[136];
+} pf_stats_droprec;
+
 /* A validated copy of a stats file. */
 typedef struct pf_stats_snap {
 	uint32_t version;
@@ -182,6 +198,9 @@ typedef struct pf_stats_snap {
 	size_t nevents;              /* recent events, oldest first */
 	uint64_t events_total;       /* events ever logged */
 	pf_stats_eventrec *events;
+	uint64_t drops_total;        /* samples dropped in all (version 2) */
+	size_t ndrops;               /* the first ones, recorded */
+	pf_stats_droprec *drops;
 	uint64_t hist[PF_STATS_NHIST][PF_STATS_HIST_BUCKETS];
 } pf_stats_snap;
 

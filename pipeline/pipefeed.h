@@ -144,13 +144,31 @@ void pf_elem_release(pf_elem *e);
 typedef struct pf_source_opts {
 	int cycle_length;         /* files read at once, interleaved; 0 = 4; PF_AUTOTUNE */
 	int block_length;         /* consecutive records from one file per turn; 0 = 1 */
-	int num_parallel_reads;   /* decode/read threads; 0 = 1; PF_AUTOTUNE = cpu budget */
+	int num_parallel_reads;   /* decode/read threads; 0 = 1; PF_AUTOTUNE: starts
+				   * at 1, raised while running up to the cpu budget */
 	int shuffle_files;        /* nonzero: file order shuffled by the seed, per epoch */
 	int skip_corrupt;         /* nonzero: drop damaged blocks (counted), go on */
 	int64_t max_corrupt;      /* with skip_corrupt: fail (PF_ECORRUPT, naming
 				   * the file and offset) once more than this many
-				   * records were dropped; 0 = no limit */
+				   * records were dropped in one epoch; 0 = no limit */
 } pf_source_opts;
+
+/*
+ * Damaged data (both file sources).  By default a damaged block (shards:
+ * checksum, structure, a read cut short) or record (tfrecord: a CRC) fails
+ * the iterator with PF_ECORRUPT / PF_ETRUNC and a message naming the file,
+ * the block or record and its byte offset.  With skip_corrupt it is dropped
+ * instead: one warning per file on stderr, every intact record is delivered
+ * once, and the stage's pf_op_stats count corrupt_blocks and
+ * skipped_records (the records of the dropped blocks, from the shard's
+ * index).  A file whose index is damaged (e.g. truncated) is read by
+ * scanning its blocks up to the damage (one corrupt block; its lost
+ * records are unknown, so with max_corrupt set that fails at
+ * pf_iter_new).  TFRecord: a bad data CRC drops that record; a bad length
+ * CRC or a cut frame ends the file there.  Read errors (EIO, a missing or
+ * unreadable file) are not damage: they always fail, naming the file (and
+ * the offset, for reads).
+ */
 
 /*
  * Source: records of pfs shard files, interleaved tf.data-style: cycle_length
@@ -267,8 +285,12 @@ typedef struct pf_map_opts {
 				   * needs pf_options.nondeterministic) */
 	int isolate;              /* nonzero: a sample whose fn fails is dropped,
 				   * counted (pf_op_stats.dropped_samples) and its
-				   * id logged (pf_iter_dropped); 0 (default): the
-				   * error stops the iterator, naming the sample */
+				   * id logged (pf_iter_dropped); the others keep
+				   * their order and a batch after the map is filled
+				   * with the next samples (no hole, whatever the
+				   * thread count); 0 (default): the error stops the
+				   * iterator, naming the sample: "map#1(decode):
+				   * sample ID (FILE, record R): <fn's message>" */
 } pf_map_opts;
 
 /* map with the registered function `name` (PF_EINVAL when unknown); args
@@ -305,12 +327,28 @@ int pf_rank_shard(pf_pipeline *p, int num_shards, int index, pf_error *err);
 /* sleep: delay each element by us microseconds (tests, benchmarks). */
 int pf_sleep(pf_pipeline *p, int64_t us, pf_error *err);
 
-/* cache: path NULL = in memory; otherwise a file.  The first epoch fills it
- * (a file cache goes to "path.tmp.PID" and is renamed into place only when
- * the epoch completes: a partial cache is never used); later epochs read
- * from it and the input is not run again.  An existing complete cache file
- * is used from the first epoch.  The in-memory cache counts against the
- * memory budget (bound: max_bytes; 0 = the whole budget). */
+/* cache: path NULL = in memory; otherwise a file.  The first epoch fills it;
+ * later epochs read from it and the input is not run again.  An existing
+ * complete cache file is used from the first epoch.  The in-memory cache
+ * counts against the memory budget (bound: max_bytes; 0 = the whole
+ * budget; passing it fails with PF_EBUDGET).
+ *
+ * A file cache is written to "path.tmp.PID.N" (unique to the writer) and
+ * renamed into place only when the epoch completes, with a trailer (record
+ * count and size); a file at path is replayed only when its trailer
+ * matches its size and its header the schema.  So:
+ *  - a partial cache (a writer killed midway, a cut or foreign file at
+ *    path) is never used: the input runs and the file is rebuilt;
+ *  - two writers (iterators or processes) filling the same path at once
+ *    each rename a complete file; the last one stays; never a torn file;
+ *  - a write that fails while filling (ENOSPC, EFBIG, EIO) falls back:
+ *    the temp file is removed, one warning names the file and the reason,
+ *    the epoch is delivered whole from the input, and the iterator reads
+ *    its input every epoch from then on (no cache, no retry);
+ *  - a temp file that cannot be created (no such directory, permission)
+ *    is an error (PF_ENOENT / PF_EIO) naming it, at pf_iter_new;
+ *  - a cache file found damaged while replaying (records that do not add
+ *    up to its trailer) fails with PF_ECORRUPT naming the file and offset. */
 int pf_cache(pf_pipeline *p, const char *path, uint64_t max_bytes,
 	     pf_error *err);
 
@@ -379,6 +417,68 @@ void pf_iter_free(pf_iter *it);
  * returns the length needed (snprintf-like). */
 size_t pf_iter_describe(const pf_iter *it, char *buf, size_t cap);
 
+/* ==== iterator positions (checkpoint / resume) ========================== */
+
+/*
+ * Where an iterator stands, small enough for a checkpoint: no buffer
+ * contents, only counters.  Because the element order is a function of the
+ * seed and of each op's epoch counter (file order, shuffle seeds), an
+ * iterator started at a position with the same pipeline (same ops, same
+ * options and seed; thread counts may differ) delivers exactly the elements
+ * the first one would have delivered from there on, across later epochs
+ * too.  op_epoch[] is needed besides epoch: an op's counter can differ from
+ * the iterator's (a complete cache no longer resets its input; a repeat
+ * resets its input several times per epoch).
+ *
+ * A plain struct of integers: the caller may store it field by field.
+ */
+#define PF_POS_MAX_OPS 64
+typedef struct pf_iter_pos {
+	uint64_t epoch;           /* the iterator's epoch (pf_iter_epoch) */
+	uint64_t delivered;       /* elements pf_iter_next returned in it */
+	uint32_t at_end;          /* 1: its PF_END was returned too */
+	uint32_t nops;            /* ops of the pipeline (pf_pipeline_nops) */
+	uint64_t op_epoch[PF_POS_MAX_OPS]; /* op i's epoch counter when that
+				   * epoch began (ops in the order added) */
+} pf_iter_pos;
+
+/*
+ * The position of `it` now: the epoch in progress and the elements
+ * pf_iter_next has returned in it.  Call it from the thread that calls
+ * pf_iter_next (or while no call runs).  PF_ELIMIT when the pipeline has
+ * more than PF_POS_MAX_OPS ops.
+ */
+int pf_iter_position(const pf_iter *it, pf_iter_pos *pos, pf_error *err);
+
+/*
+ * The position "epoch `epoch` began, n of its elements delivered" (at_end
+ * 0), for a consumer that runs behind the iterator (a device prefetch
+ * thread pulls ahead of the training loop: the loop knows how many batches
+ * it used, the iterator has gone further).  `epoch` must be the epoch in
+ * progress or one of the 15 before it; PF_ESTATE when the iterator has not
+ * begun that epoch yet (it begins an epoch in the pf_iter_next call after
+ * the previous PF_END), PF_ELIMIT when it is too old or the pipeline has
+ * too many ops.  Safe to call from any thread while another runs
+ * pf_iter_next.  n is not checked here (pf_iter_new_at checks it).
+ */
+int pf_iter_epoch_start(const pf_iter *it, uint64_t epoch, uint64_t n,
+			pf_iter_pos *pos, pf_error *err);
+
+/*
+ * Like pf_iter_new, then bring the iterator to *pos: every op begins at
+ * its recorded epoch counter (so the seeds match), then the first
+ * pos->delivered elements of that epoch are pulled and released (and its
+ * PF_END too when pos->at_end), before this returns.  Cost: up to one
+ * epoch of the pipeline is run again (cheap for the position at an epoch's
+ * start, the usual checkpoint).  pf_iter_epoch() is then pos->epoch.
+ * Errors: PF_EINVAL (pos is of a pipeline with another number of ops, or
+ * past the end of its epoch: the message names the epoch, its element
+ * count and the position), or the pipeline's own errors; *it is NULL on
+ * failure.
+ */
+int pf_iter_new_at(pf_iter **it, pf_pipeline *p, const pf_iter_pos *pos,
+		   pf_error *err);
+
 /* ==== stats ============================================================== */
 
 /* Counters of one stage of the running (optimized) plan; stage 0 is the
@@ -409,6 +509,32 @@ int pf_iter_nstages(const pf_iter *it);
 /* Snapshot of stage i's counters (0 <= i < nstages); PF_EINVAL otherwise.
  * Safe to call while another thread runs pf_iter_next. */
 int pf_iter_stats(const pf_iter *it, int i, pf_op_stats *out);
+
+/*
+ * Samples dropped by maps with isolate (pf_map_opts.isolate): each one's
+ * id, where it came from and why.  The log keeps the first
+ * PF_DROPPED_LOG_MAX of the iterator's life (all epochs) and counts all
+ * (pf_iter_ndropped).  With parallel map workers, entries are in the order
+ * the failures happened, which need not be the input order.
+ */
+#define PF_DROPPED_LOG_MAX 256
+typedef struct pf_dropped_sample {
+	uint64_t id;              /* sample id */
+	uint32_t file;            /* id >> 40: index of its file in the source's
+				   * expanded, sorted file list */
+	uint64_t record;          /* id & (2^40 - 1): its record index in that file */
+	char path[256];           /* the file; "" when the source has none
+				   * (range, records) */
+	char op[96];              /* the op that dropped it: "map#1(decode)" */
+	char msg[256];            /* the map function's message */
+} pf_dropped_sample;
+
+/* Dropped sample i (0 = the first) into *out: 0, or PF_END when there is
+ * no entry i (yet).  Safe to call while another thread runs pf_iter_next. */
+int pf_iter_dropped(const pf_iter *it, size_t i, pf_dropped_sample *out);
+
+/* Samples dropped so far by all maps with isolate (kept in the log or not). */
+uint64_t pf_iter_ndropped(const pf_iter *it);
 
 /* ==== autotune =========================================================== */
 

@@ -611,7 +611,9 @@ static int build_prefetch(pf_pipeline *p, const struct stage *st, pf_error *err)
 	{ "shuffle_files", P_BOOL, 0, 0, 1, 0, NULL,                            \
 	  "shuffle the file order by the seed, every epoch" },                  \
 	{ "skip_corrupt", P_BOOL, 0, 0, 1, 0, NULL,                             \
-	  "drop damaged blocks (counted) instead of failing" }
+	  "drop damaged blocks (counted) instead of failing" },                 \
+	{ "max_corrupt", P_INT, 0, 0, I64MAX, 0, NULL,                          \
+	  "with skip_corrupt: fail past this many dropped records an epoch (default 0: no limit)" }
 
 /*
  * THE op table: names, arguments, types and bounds of every op a spec can
@@ -631,7 +633,9 @@ static const struct op op_table[] = {
 	      "registered name, name(args), or lib.so:name" },
 	    { "par", P_INT_AUTO, 0, 1, 1024, 1, NULL, "parallel calls (default 1)" },
 	    { "ordered", P_BOOL, 0, 0, 1, 1, NULL,
-	      "keep input order (default true)" } } },
+	      "keep input order (default true)" },
+	    { "isolate", P_BOOL, 0, 0, 1, 0, NULL,
+	      "drop (and log) samples the function fails on instead of failing" } } },
 	{ "filter", 0, build_filter, "keep the elements a predicate accepts",
 	  { { "fn", P_FN, F_REQ | F_POS, 0, 0, 0, NULL,
 	      "registered filter name, or lib.so:name" } } },
@@ -1388,6 +1392,7 @@ static int build_source(pf_pipeline *p, const struct stage *st, pf_error *err)
 	o.num_parallel_reads = st->sl[3].set ? (int)st->sl[3].i : 0;
 	o.shuffle_files = (int)st->sl[4].i;
 	o.skip_corrupt = (int)st->sl[5].i;
+	o.max_corrupt = st->sl[6].i;
 	if (!strcmp(st->op->name, "tfrecord"))
 		return pf_tfrecords(p, st->sl[0].sv, (size_t)st->sl[0].n, &o, err);
 	return pf_shards(p, st->sl[0].sv, (size_t)st->sl[0].n, &o, err);
@@ -1430,6 +1435,7 @@ static int build_map(pf_pipeline *p, const struct stage *st, pf_error *err)
 	memset(&o, 0, sizeof(o));
 	o.num_parallel_calls = st->sl[1].set ? (int)st->sl[1].i : 0;
 	o.unordered = !st->sl[2].i;
+	o.isolate = (int)st->sl[3].i;
 	return pf_map(p, name, st->sl[0].fargs, &o, err);
 }
 

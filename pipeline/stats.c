@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "pf_checksum.h"
+#include "pf_pipeline_int.h"
 #include "pf_stats.h"
 
 #define MAGIC "PFSTATS\0"
@@ -32,7 +33,10 @@
 #define ST_FINISHED 2u
 #define MAX_FILE_BYTES (64u << 20)
 
-/* ---- on-disk records (version 1); native little-endian ---------------- */
+/* ---- on-disk records (version 2); native little-endian ----------------
+ * Version 2 appends two counters to the stage record and adds the
+ * dropped-sample table (header bytes 488..511, reserved in version 1);
+ * a version 1 file reads with those as zeros. */
 
 struct disk_hdr {
 	char magic[8];
@@ -49,7 +53,9 @@ struct disk_hdr {
 	char label[256];                                  /* 216 */
 	uint64_t sampler_cpu_ns;                          /* 472 */
 	uint64_t first_stall_ns;                          /* 480 */
-	uint8_t reserved[24];                             /* 488..511 */
+	uint64_t off_drops;                               /* 488: v2 */
+	uint32_t drop_cap, drop_bytes;                    /* 496, 500 */
+	uint64_t drops_total;                             /* 504 */
 };
 
 struct disk_counters {
@@ -67,6 +73,17 @@ struct disk_stage {
 	uint64_t occ_milli;       /* mean elements buffered over the sampler's
 				   * ticks, x 1000 (buffer occupancy); OCC_NONE
 				   * when the stage does not measure it */
+	uint64_t skipped_records; /* v2 */
+	uint64_t dropped_samples; /* v2 */
+};
+#define V1_STAGE_BYTES 112u
+
+struct disk_drop {
+	uint64_t id, record;
+	uint32_t file, pad;
+	char op[96];
+	char path[256];
+	char msg[136];
 };
 #define OCC_NONE UINT64_MAX
 
@@ -94,7 +111,9 @@ _Static_assert(offsetof(struct disk_hdr, seq) == 112, "seq at 112");
 _Static_assert(offsetof(struct disk_hdr, body_crc) == 208, "body crc at 208");
 _Static_assert(offsetof(struct disk_hdr, label) == 216, "label at 216");
 _Static_assert(sizeof(struct disk_counters) == 48, "counters are 48 bytes");
-_Static_assert(sizeof(struct disk_stage) == 112, "stage is 112 bytes");
+_Static_assert(sizeof(struct disk_stage) == 128, "stage is 128 bytes");
+_Static_assert(offsetof(struct disk_hdr, off_drops) == 488, "off_drops at 488");
+_Static_assert(sizeof(struct disk_drop) == 512, "dropped sample is 512 bytes");
 _Static_assert(sizeof(struct disk_sample) == 48 + 48 * PF_STATS_MAX_STAGES, "sample");
 _Static_assert(sizeof(struct disk_step) == 40, "step is 40 bytes");
 _Static_assert(sizeof(struct disk_event) == 176, "event is 176 bytes");
@@ -130,10 +149,10 @@ void pf_stats_bucket_range(int b, uint64_t *lo, uint64_t *hi)
 /* ---- layout ------------------------------------------------------------- */
 
 typedef struct layout {
-	uint64_t off_stages, off_samples, off_steps, off_hist, off_events, bytes;
+	uint64_t off_stages, off_samples, off_steps, off_hist, off_events, off_drops, bytes;
 } layout;
 
-static layout v1_layout(uint32_t nsamples, uint32_t nsteps, uint32_t nevents)
+static layout v2_layout(uint32_t nsamples, uint32_t nsteps, uint32_t nevents, uint32_t ndrops)
 {
 	layout l;
 	l.off_stages = HDR_BYTES;
@@ -141,7 +160,8 @@ static layout v1_layout(uint32_t nsamples, uint32_t nsteps, uint32_t nevents)
 	l.off_steps = l.off_samples + nsamples * sizeof(struct disk_sample);
 	l.off_hist = l.off_steps + nsteps * sizeof(struct disk_step);
 	l.off_events = l.off_hist + PF_STATS_NHIST * PF_STATS_HIST_BUCKETS * 8;
-	l.bytes = l.off_events + nevents * sizeof(struct disk_event);
+	l.off_drops = l.off_events + nevents * sizeof(struct disk_event);
+	l.bytes = l.off_drops + (uint64_t)ndrops * sizeof(struct disk_drop);
 	return l;
 }
 
@@ -172,6 +192,9 @@ struct pf_stats {
 	struct disk_step *steps;
 	uint64_t *hist;
 	struct disk_event *events;
+	struct disk_drop *drops;
+	uint32_t cap_drops;
+	uint64_t drop_base;       /* drops_total when the iterator was attached */
 	uint64_t t0;              /* CLOCK_MONOTONIC ns at create */
 	uint64_t period_ns;       /* sampler period */
 	uint64_t last_sample_t;
@@ -236,7 +259,8 @@ int pf_stats_create(pf_stats **sp, const char *path, const pf_stats_opts *opts,
 	s->cap_samples = cap_of(opts ? opts->sample_cap : 0, PF_STATS_SAMPLE_CAP, 2);
 	s->cap_steps = cap_of(opts ? opts->step_cap : 0, PF_STATS_STEP_CAP, 1);
 	s->cap_events = cap_of(opts ? opts->event_cap : 0, PF_STATS_EVENT_CAP, 1);
-	layout l = v1_layout(s->cap_samples, s->cap_steps, s->cap_events);
+	s->cap_drops = cap_of(opts ? opts->drop_cap : 0, PF_STATS_DROP_CAP, 1);
+	layout l = v2_layout(s->cap_samples, s->cap_steps, s->cap_events, s->cap_drops);
 	s->len = (size_t)l.bytes;
 	/* Built under a temporary name and renamed once its header is
 	 * complete, so that a reader waiting for the file (pipe-stat --watch)
@@ -284,6 +308,7 @@ int pf_stats_create(pf_stats **sp, const char *path, const pf_stats_opts *opts,
 	s->steps = (struct disk_step *)(s->map + l.off_steps);
 	s->hist = (uint64_t *)(s->map + l.off_hist);
 	s->events = (struct disk_event *)(s->map + l.off_events);
+	s->drops = (struct disk_drop *)(s->map + l.off_drops);
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -316,6 +341,9 @@ int pf_stats_create(pf_stats **sp, const char *path, const pf_stats_opts *opts,
 	h->off_steps = l.off_steps;
 	h->off_hist = l.off_hist;
 	h->off_events = l.off_events;
+	h->off_drops = l.off_drops;
+	h->drop_cap = s->cap_drops;
+	h->drop_bytes = sizeof(struct disk_drop);
 	h->state = ST_RUNNING;
 	struct timespec rt;
 	clock_gettime(CLOCK_REALTIME, &rt);
@@ -427,6 +455,30 @@ static void autotune_events(pf_stats *s)
 	}
 }
 
+/* Copy the dropped samples not recorded yet (the first cap_drops of the
+ * file, after those of iterators attached before) and the total (lock
+ * held, inside an update). */
+static void drop_records(pf_stats *s)
+{
+	uint64_t total = s->drop_base + pf_iter_ndropped(s->it);
+	uint64_t want = total < s->cap_drops ? total : s->cap_drops;
+	uint64_t have = s->h->drops_total < s->cap_drops ? s->h->drops_total : s->cap_drops;
+	pf_dropped_sample d;
+	while (have < want && pf_iter_dropped(s->it, (size_t)(have - s->drop_base), &d) == 0) {
+		struct disk_drop *r = &s->drops[have];
+		memset(r, 0, sizeof(*r));
+		r->id = d.id;
+		r->record = d.record;
+		r->file = d.file;
+		copy_str(r->op, sizeof(r->op), d.op);
+		copy_str(r->path, sizeof(r->path), d.path);
+		copy_str(r->msg, sizeof(r->msg), d.msg);
+		have++;
+	}
+	/* the records kept are min(total, cap): never claim one not written */
+	s->h->drops_total = have < want ? have : total;
+}
+
 /* One sampler tick: live counters of every stage, knob changes, and a point
  * of the time series when one is due.  The series keeps at most
  * PF_STATS_SAMPLE_CAP points: when full, every other point is dropped and
@@ -443,6 +495,7 @@ static void sample(pf_stats *s, int force)
 	begin_update(s);
 	struct disk_hdr *h = s->h;
 	autotune_events(s);
+	drop_records(s);
 	for (int i = 0; i < n; i++) {
 		fill_counters(&s->stages[i].now, &o[i]);
 		if (o[i].occupancy >= 0) {
@@ -453,6 +506,8 @@ static void sample(pf_stats *s, int force)
 			? (uint64_t)(s->occ_sum[i] * 1000.0 / (double)s->occ_n[i]) : OCC_NONE;
 		s->stages[i].autotuned = o[i].autotuned;
 		s->stages[i].corrupt_blocks = o[i].corrupt_blocks;
+		s->stages[i].skipped_records = o[i].skipped_records;
+		s->stages[i].dropped_samples = o[i].dropped_samples;
 		/* the autotuner logs its own decisions, with reasons; a knob
 		 * that changes on a stage it does not tune is logged here */
 		if (!o[i].autotuned && o[i].parallelism != s->last_par[i])
@@ -532,6 +587,7 @@ int pf_stats_attach(pf_stats *s, pf_iter *it, pf_error *err)
 	s->it = it;
 	s->nst = n;
 	s->at_seen = 0;
+	s->drop_base = s->h->drops_total;
 	uint64_t waited, since_start, now_t = mono_ns() - s->t0;
 	pf_iter_stall(it, &waited, &since_start);
 	s->at_base = now_t > since_start ? now_t - since_start : 0;
@@ -673,7 +729,7 @@ int pf_stats_parse(pf_stats_snap **out, const void *buf, size_t len,
 				    name);
 	if (h.header_bytes < HDR_BYTES || h.header_bytes > 65536 ||
 	    h.max_stages < 1 || h.max_stages > 256 ||
-	    h.stage_bytes < sizeof(struct disk_stage) || h.stage_bytes > 65536 ||
+	    h.stage_bytes < V1_STAGE_BYTES || h.stage_bytes > 65536 ||
 	    h.sample_cap < 2 || h.sample_cap > 65536 ||
 	    h.sample_bytes < 48 + 48 * (uint64_t)h.max_stages || h.sample_bytes > 65536 ||
 	    h.step_cap < 1 || h.step_cap > 65536 ||
@@ -696,6 +752,18 @@ int pf_stats_parse(pf_stats_snap **out, const void *buf, size_t len,
 	    (rc = region(name, "histograms", h.off_hist, h.nhist, (uint64_t)h.hist_buckets * 8, end, len, &end, err)) ||
 	    (rc = region(name, "event ring", h.off_events, h.event_cap, h.event_bytes, end, len, &end, err)))
 		return rc;
+	if (h.version < 2) { /* bytes 488..511 were reserved */
+		h.off_drops = 0;
+		h.drop_cap = h.drop_bytes = 0;
+		h.drops_total = 0;
+	} else if (h.drop_cap > 65536 || h.drop_bytes < sizeof(struct disk_drop) ||
+		   h.drop_bytes > 65536) {
+		return pf_error_set(err, PF_ECORRUPT, "%s: dropped-sample table sizes at offsets 496..503 are out of range",
+				    name);
+	} else if ((rc = region(name, "dropped-sample table", h.off_drops, h.drop_cap, h.drop_bytes,
+				end, len, &end, err))) {
+		return rc;
+	}
 	if (h.seq & 1)
 		return pf_error_set(err, PF_ESTATE, "%s: caught in the middle of an update (sequence %llu at offset 112 is odd); read it again",
 				    name, (unsigned long long)h.seq);
@@ -731,7 +799,9 @@ int pf_stats_parse(pf_stats_snap **out, const void *buf, size_t len,
 	for (int i = 0; i < s->nstages; i++) {
 		struct disk_stage d;
 		uint64_t off = h.off_stages + (uint64_t)i * h.stage_bytes;
-		memcpy(&d, m + off, sizeof(d));
+		/* a version 1 record is shorter: its later fields read as 0 */
+		memset(&d, 0, sizeof(d));
+		memcpy(&d, m + off, h.stage_bytes < sizeof(d) ? h.stage_bytes : sizeof(d));
 		if (!str_ok(d.name, sizeof(d.name))) {
 			pf_stats_snap_free(s);
 			return pf_error_set(err, PF_ECORRUPT, "%s: stage %d name at offset %llu is not terminated",
@@ -741,6 +811,8 @@ int pf_stats_parse(pf_stats_snap **out, const void *buf, size_t len,
 		s->stages[i].autotuned = d.autotuned;
 		s->stages[i].buffer_bytes = d.buffer_bytes;
 		s->stages[i].corrupt_blocks = d.corrupt_blocks;
+		s->stages[i].skipped_records = d.skipped_records;
+		s->stages[i].dropped_samples = d.dropped_samples;
 		s->stages[i].occupancy = d.occ_milli == OCC_NONE ? -1.0 : d.occ_milli / 1000.0;
 		get_counters(&s->stages[i].now, &d.now);
 	}
@@ -767,7 +839,10 @@ int pf_stats_parse(pf_stats_snap **out, const void *buf, size_t len,
 	s->events_total = h.events_total;
 	s->nevents = (size_t)(h.events_total < h.event_cap ? h.events_total : h.event_cap);
 	s->events = calloc(s->nevents ? s->nevents : 1, sizeof(*s->events));
-	if (!s->samples_ts || !s->steprecs || !s->events) {
+	s->drops_total = h.drops_total;
+	s->ndrops = (size_t)(h.drops_total < h.drop_cap ? h.drops_total : h.drop_cap);
+	s->drops = calloc(s->ndrops ? s->ndrops : 1, sizeof(*s->drops));
+	if (!s->samples_ts || !s->steprecs || !s->events || !s->drops) {
 		pf_stats_snap_free(s);
 		return pf_error_set(err, PF_ENOMEM, "%s: out of memory", name);
 	}
@@ -821,6 +896,24 @@ int pf_stats_parse(pf_stats_snap **out, const void *buf, size_t len,
 		e->new_value = d.new_value;
 		memcpy(e->knob, d.knob, sizeof(e->knob));
 		memcpy(e->reason, d.reason, sizeof(e->reason));
+	}
+	for (size_t k = 0; k < s->ndrops; k++) {
+		struct disk_drop d;
+		uint64_t off = h.off_drops + k * h.drop_bytes;
+		memcpy(&d, m + off, sizeof(d));
+		if (!str_ok(d.op, sizeof(d.op)) || !str_ok(d.path, sizeof(d.path)) ||
+		    !str_ok(d.msg, sizeof(d.msg))) {
+			pf_stats_snap_free(s);
+			return pf_error_set(err, PF_ECORRUPT, "%s: dropped sample at offset %llu: unterminated text",
+					    name, (unsigned long long)off);
+		}
+		pf_stats_droprec *r = &s->drops[k];
+		r->id = d.id;
+		r->record = d.record;
+		r->file = d.file;
+		memcpy(r->op, d.op, sizeof(r->op));
+		memcpy(r->path, d.path, sizeof(r->path));
+		memcpy(r->msg, d.msg, sizeof(r->msg));
 	}
 	*out = s;
 	return 0;
@@ -918,6 +1011,7 @@ void pf_stats_snap_free(pf_stats_snap *s)
 	free(s->samples_ts);
 	free(s->steprecs);
 	free(s->events);
+	free(s->drops);
 	free(s);
 }
 
@@ -946,4 +1040,96 @@ uint64_t pf_stats_quantile(const pf_stats_snap *s, int h, double q)
 		}
 	}
 	return 0;
+}
+
+/* ---- the dropped-sample log (maps with isolate) ------------------------- */
+
+struct pf_drop_log {
+	pthread_mutex_t lock;
+	_Atomic uint64_t total;       /* all drops, kept or not */
+	size_t n;                     /* kept (at most PF_DROPPED_LOG_MAX) */
+	pf_dropped_sample ent[PF_DROPPED_LOG_MAX];
+};
+
+struct pf_drop_log *pf_drop_log_new(void)
+{
+	struct pf_drop_log *l = calloc(1, sizeof(*l));
+	if (l)
+		pthread_mutex_init(&l->lock, NULL);
+	return l;
+}
+
+void pf_drop_log_free(struct pf_drop_log *l)
+{
+	if (!l)
+		return;
+	pthread_mutex_destroy(&l->lock);
+	free(l);
+}
+
+void pf_drop_log_clear(struct pf_drop_log *l)
+{
+	if (!l)
+		return;
+	pthread_mutex_lock(&l->lock);
+	l->n = 0;
+	atomic_store(&l->total, 0);
+	pthread_mutex_unlock(&l->lock);
+}
+
+void pf_drop_log_add(struct pf_drop_log *l, uint64_t id, const char *path,
+		     const char *op, const char *msg)
+{
+	if (!l)
+		return;
+	pthread_mutex_lock(&l->lock);
+	atomic_fetch_add(&l->total, 1);
+	if (l->n < PF_DROPPED_LOG_MAX) {
+		pf_dropped_sample *d = &l->ent[l->n++];
+		memset(d, 0, sizeof(*d));
+		d->id = id;
+		d->file = (uint32_t)(id >> 40);
+		d->record = id & ((1ull << 40) - 1);
+		snprintf(d->path, sizeof(d->path), "%s", path ? path : "");
+		snprintf(d->op, sizeof(d->op), "%s", op ? op : "");
+		snprintf(d->msg, sizeof(d->msg), "%s", msg ? msg : "");
+	}
+	pthread_mutex_unlock(&l->lock);
+}
+
+/* The logs of the running plan: every stage's own, and the map fused into
+ * a shards source. */
+static struct pf_drop_log *stage_log(const pf_iter *it, int i)
+{
+	const pf_op *op = it->stages[i];
+	return op->drops ? op->drops : op->fused_map ? op->fused_map->drops : NULL;
+}
+
+int pf_iter_dropped(const pf_iter *it, size_t i, pf_dropped_sample *out)
+{
+	for (int k = 0; it && k < it->nstages; k++) {
+		struct pf_drop_log *l = stage_log(it, k);
+		if (!l)
+			continue;
+		pthread_mutex_lock(&l->lock);
+		size_t n = l->n;
+		if (i < n)
+			*out = l->ent[i];
+		pthread_mutex_unlock(&l->lock);
+		if (i < n)
+			return 0;
+		i -= n;
+	}
+	return PF_END;
+}
+
+uint64_t pf_iter_ndropped(const pf_iter *it)
+{
+	uint64_t n = 0;
+	for (int k = 0; it && k < it->nstages; k++) {
+		struct pf_drop_log *l = stage_log(it, k);
+		if (l)
+			n += atomic_load(&l->total);
+	}
+	return n;
 }

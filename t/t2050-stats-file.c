@@ -198,9 +198,9 @@ int main(void)
 	is_int(parse_code(b, n, &err), PF_ECORRUPT, "a flipped bit in a finished file: PF_ECORRUPT");
 	like(err.msg, "offset 208", "the message names the checksum's offset");
 	b[n - 100] ^= 0x40;
-	b[8] = 2;
+	b[8] = PF_STATS_VERSION + 1;
 	is_int(parse_code(b, n, &err), PF_EVERSION, "a newer version: PF_EVERSION");
-	b[8] = 1;
+	b[8] = PF_STATS_VERSION;
 	b[112] |= 1;
 	is_int(parse_code(b, n, &err), PF_ESTATE, "an odd sequence (torn copy): PF_ESTATE");
 	memcpy(b, "PK\3\4xxxx", 8);

@@ -48,10 +48,29 @@ int stat_report(FILE *f, const pf_stats_snap *s, const stat_analysis *a)
 	}
 	fprintf(f, "  (busy: self time over wall x parallelism; input: share of all stages' self time;\n"
 		   "   fill: mean elements in the stage's buffer over its depth, sampled)\n");
-	for (int i = 0; i < s->nstages; i++)
+	for (int i = 0; i < s->nstages; i++) {
 		if (s->stages[i].corrupt_blocks)
-			fprintf(f, "corrupt:     %s skipped %llu damaged blocks\n", s->stages[i].name,
-				(unsigned long long)s->stages[i].corrupt_blocks);
+			fprintf(f, "corrupt:     %s skipped %llu damaged blocks (%llu records)\n",
+				s->stages[i].name, (unsigned long long)s->stages[i].corrupt_blocks,
+				(unsigned long long)s->stages[i].skipped_records);
+		if (s->stages[i].dropped_samples)
+			fprintf(f, "dropped:     %s dropped %llu samples its map function failed on\n",
+				s->stages[i].name, (unsigned long long)s->stages[i].dropped_samples);
+	}
+	if (s->drops_total) {
+		fprintf(f, "dropped samples: %llu%s\n", (unsigned long long)s->drops_total,
+			s->drops_total > s->ndrops ? " (the first ones recorded)" : "");
+		for (size_t k = 0; k < s->ndrops && k < 10; k++) {
+			const pf_stats_droprec *d = &s->drops[k];
+			if (d->path[0])
+				fprintf(f, "  %s record %llu (sample %llu) in %s: %s\n", d->path,
+					(unsigned long long)d->record, (unsigned long long)d->id, d->op, d->msg);
+			else
+				fprintf(f, "  sample %llu in %s: %s\n", (unsigned long long)d->id, d->op, d->msg);
+		}
+		if (s->ndrops > 10)
+			fprintf(f, "  ... %zu more recorded (--json lists them)\n", s->ndrops - 10);
+	}
 	fputc('\n', f);
 	const char *busiest = a->busiest >= 0 ? a->ops[a->busiest].name : "none";
 	double bu = a->busiest >= 0 ? 100 * a->ops[a->busiest].util : 0.0;
@@ -172,10 +191,24 @@ int stat_json(FILE *f, const pf_stats_snap *s, const stat_analysis *a)
 		num(f, "blocked_share", o->blocked_share, 1);
 		num(f, "occupancy", o->occupancy, 1);
 		fprintf(f, "\"parallelism\":%d,\"depth\":%d,\"autotuned\":%s,\"buffer_bytes\":%llu,"
-			"\"corrupt_blocks\":%llu}",
+			"\"corrupt_blocks\":%llu,\"skipped_records\":%llu,\"dropped_samples\":%llu}",
 			o->parallelism, o->depth, o->autotuned ? "true" : "false",
 			(unsigned long long)s->stages[i].buffer_bytes,
-			(unsigned long long)s->stages[i].corrupt_blocks);
+			(unsigned long long)s->stages[i].corrupt_blocks,
+			(unsigned long long)s->stages[i].skipped_records,
+			(unsigned long long)s->stages[i].dropped_samples);
+	}
+	fprintf(f, "],\"dropped_total\":%llu,\"dropped\":[", (unsigned long long)s->drops_total);
+	for (size_t k = 0; k < s->ndrops; k++) {
+		const pf_stats_droprec *d = &s->drops[k];
+		fprintf(f, "%s{\"id\":%llu,\"file\":%u,\"record\":%llu,\"path\":", k ? "," : "",
+			(unsigned long long)d->id, d->file, (unsigned long long)d->record);
+		stat_json_str(f, d->path, sizeof(d->path));
+		fputs(",\"op\":", f);
+		stat_json_str(f, d->op, sizeof(d->op));
+		fputs(",\"msg\":", f);
+		stat_json_str(f, d->msg, sizeof(d->msg));
+		fputc('}', f);
 	}
 	fprintf(f, "],\"sampler_cpu_s\":%.6f,\"events_total\":%llu,\"events\":[",
 		s->sampler_cpu_ns * 1e-9, (unsigned long long)s->events_total);
