@@ -3,15 +3,22 @@
  * synchronous loop, zstd's own decode rate, and the in-memory cache.
  *
  *   bench/pipeline_bench [IDX_DIR [RUNS [READ_THREADS [MAP_THREADS]]]]
- *   (defaults: /usr/share/datasets/fashion-mnist, 5, 2, PF_AUTOTUNE)
+ *   (defaults: /usr/share/datasets/fashion-mnist, 5, and for C cores:
+ *    READ_THREADS C when C <= 4 else C/2, MAP_THREADS 1 when C <= 4 else
+ *    C/4 (the map is cheap next to zstd); -1 = PF_AUTOTUNE)
  *
  * Packs train-{images,labels} into 4 shards under $TMPDIR (pf_shard_writer),
  * then prints medians of RUNS runs:
- *   pipeline : shards(cycle 4, 2 reads) -> map(decode: u8 -> f32 [0,1],
- *              label -> i32, 2 workers) -> shuffle(10000) -> batch(64) -> prefetch
+ *   pipeline : shards(cycle 4, READ_THREADS) -> map(decode: u8 -> f32 [0,1],
+ *              label -> i32, MAP_THREADS) -> shuffle(10000) -> batch(64) -> prefetch
+ *   serial   : the same without its parallel parts (a near-free map in the
+ *              consumer's thread, no prefetch): that thread's CPU time per
+ *              element is the cost of the serial path, and 1 / that the most
+ *              any number of cores can deliver through it
  *   naive    : one thread: read block, decompress, decode, batch(64)
  *   zstd     : ZSTD_decompress of the same blocks in a loop (1 thread), x cores
  *   cache    : cache (u8 images) -> batch(64), epochs after the first
+ * and ends with a summary table.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,13 +144,85 @@ static int split_fn(void *st, const pf_elem *in, pf_elem *out, pf_error *e)
 	return 0;
 }
 
+/* map "label": record -> label i32 only (a near-free map: what is left
+ * is the runtime's own per-element cost) */
+static int lab_prepare(pf_map_ctx *ctx, pf_error *e)
+{
+	return pf_schema_parse(&ctx->out, "label: i32", e);
+}
+
+static int lab_fn(void *st, const pf_elem *in, pf_elem *out, pf_error *e)
+{
+	/* touch every cache line of the record, as a real decode (or the
+	 * parallel map's copy of it) does, at next to no compute */
+	const unsigned char *r = in->data[0];
+	unsigned x = 0;
+	for (int i = 0; i < 784; i += 64)
+		x ^= r[i];
+	*(int32_t *)out->data[0] = r[784] | (int32_t)(x & 0x100);
+	return 0;
+}
+
+static double thread_cpu_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/*
+ * The serial path: shards -> [shuffle(10000)] -> map(label)+batch(64) with
+ * the map in the consumer's thread and no prefetch, so this thread runs
+ * every per-element step that is not parallel (the interleave hand-off,
+ * the shuffle, the batch gather).  Its CPU time per element bounds what
+ * the pipeline can deliver on any number of cores: 1 / that.
+ */
+static double serial_us(const pf_options *o, const pf_source_opts *so, int shuffle, int runs,
+			double *ips, pf_error *err)
+{
+	pf_pipeline *p;
+	pf_iter *it;
+	pf_map_opts one = { .num_parallel_calls = 1 };
+	pf_pipeline_new(&p, o, err);
+	if (pf_shards(p, pathv, NSH, so, err) ||
+	    pf_map_func(p, "label", lab_prepare, lab_fn, NULL, "", &one, err) ||
+	    (shuffle && pf_shuffle(p, 10000, NULL, err)) || pf_batch(p, 64, 0, err) ||
+	    pf_iter_new(&it, p, err)) {
+		pf_pipeline_free(p);
+		return -1;
+	}
+	double *us = calloc((size_t)runs, sizeof(double));
+	for (int r = 0; r < runs; r++) {
+		pf_elem b;
+		long n = 0;
+		double c0 = thread_cpu_s(), t0 = now();
+		while (pf_iter_next(it, &b, err) == 0) {
+			n += b.batch;
+			pf_elem_release(&b);
+		}
+		us[r] = (thread_cpu_s() - c0) * 1e6 / (n ? n : 1);
+		ips[r] = n / (now() - t0);
+	}
+	double m = median(us, runs);
+	free(us);
+	pf_iter_free(it);
+	pf_pipeline_free(p);
+	return m;
+}
+
 /* One epoch; returns images, sets *bytes (batch bytes delivered). */
+static double first_s; /* seconds from an epoch's start to its first batch */
+
 static long epoch(pf_iter *it, double *bytes, pf_error *err)
 {
 	pf_elem b;
 	long n = 0;
 	*bytes = 0;
+	double t0 = now();
+	first_s = 0;
 	while (pf_iter_next(it, &b, err) == 0) {
+		if (!n)
+			first_s = now() - t0;
 		n += b.batch;
 		*bytes += (double)b.nitems[0] * 4 + (double)b.nitems[1] * 4;
 		pf_elem_release(&b);
@@ -177,9 +256,42 @@ int main(int argc, char **argv)
 	pf_options o = { .cpu_budget = (int)cores, .seed = 1 };
 	pf_pipeline *p;
 	pf_pipeline_new(&p, &o, &err);
-	pf_source_opts so = { .cycle_length = 4,
-			      .num_parallel_reads = argc > 3 ? atoi(argv[3]) : 2 };
-	pf_map_opts mo = { .num_parallel_calls = argc > 4 ? atoi(argv[4]) : PF_AUTOTUNE };
+	int rt = cores <= 4 ? (int)cores : (int)cores / 2;
+	int mt = cores <= 4 ? 1 : (int)cores / 4; /* the map is cheap next to zstd */
+	if (argc > 3)
+		rt = atoi(argv[3]) < 0 ? PF_AUTOTUNE : atoi(argv[3]);
+	if (argc > 4)
+		mt = atoi(argv[4]) < 0 ? PF_AUTOTUNE : atoi(argv[4]);
+	if (!rt || !mt)
+		rt = mt = 1;
+	pf_source_opts so = { .cycle_length = 4, .num_parallel_reads = rt };
+	pf_map_opts mo = { .num_parallel_calls = mt };
+	char rts[16], mts[16];
+	snprintf(rts, sizeof(rts), rt == PF_AUTOTUNE ? "auto" : "%d", rt);
+	snprintf(mts, sizeof(mts), mt == PF_AUTOTUNE ? "auto" : "%d", mt);
+	printf("READ_THREADS %s, MAP_THREADS %s\n", rts, mts);
+
+	/* the serial path, with and without the shuffle (PIPELINE_BENCH_SERIAL=1:
+	 * only this, e.g. to profile it) */
+	double ser_ips[2] = { 0, 0 }, ser_us[2];
+	int only_serial = getenv("PIPELINE_BENCH_SERIAL") != NULL;
+	for (int sh = only_serial; sh < 2; sh++) {
+		if ((ser_us[sh] = serial_us(&o, &so, sh, runs, ips, &err)) < 0)
+			return die("serial path", &err);
+		ser_ips[sh] = median(ips, runs);
+		printf("serial    %-60s %10.0f images/s, %.3f CPU-us/image in the consumer\n",
+		       sh ? "shards -> shuffle -> map(label)+batch, all in 1 thread" :
+		       "shards -> map(label)+batch, all in 1 thread", ser_ips[sh], ser_us[sh]);
+	}
+
+	if (only_serial) {
+		pf_pipeline_free(p);
+		for (int k = 0; k < NSH; k++)
+			unlink(paths[k]);
+		snprintf(cmd, sizeof(cmd), "rmdir '%s/pipeline_bench-%ld'", tmp, (long)getpid());
+		return system(cmd) != 0;
+	}
+
 	if (pf_shards(p, pathv, NSH, &so, &err) ||
 	    pf_map_func(p, "decode", dec_prepare, dec_fn, NULL, "", &mo, &err) ||
 	    pf_shuffle(p, 10000, NULL, &err) || pf_batch(p, 64, 0, &err) ||
@@ -191,7 +303,8 @@ int main(int argc, char **argv)
 	char plan[256];
 	pf_iter_describe(it, plan, sizeof(plan));
 	long imgs = 0, total_imgs = 0;
-	double cpu0 = cpu_s();
+	double cpu0 = cpu_s(), wall = 0;
+	double *firsts = calloc((size_t)runs, sizeof(double));
 	for (int r = 0; r < runs; r++) {
 		double bytes, t0 = now();
 		imgs = epoch(it, &bytes, &err);
@@ -201,17 +314,27 @@ int main(int argc, char **argv)
 		ips[r] = imgs / dt;
 		mbs[r] = bytes / dt / 1e6;
 		total_imgs += imgs;
+		wall += dt;
+		firsts[r] = first_s * 1e3;
 	}
 	double pipe_cpu_us = (cpu_s() - cpu0) * 1e6 / total_imgs;
 	double pipe_ips = median(ips, runs), pipe_mbs = median(mbs, runs);
+	double first_ms = median(firsts, runs);
+	free(firsts);
 	printf("pipeline  %-60s %10.0f images/s %8.1f MB/s (f32 batches), %.2f CPU-us/image\n",
 	       plan, pipe_ips, pipe_mbs, pipe_cpu_us);
+	printf("  first batch of an epoch after %.1f ms (the shuffle buffer filling): %.0f%% of "
+	       "an epoch's time\n", first_ms, 100 * first_ms / 1e3 / (wall / runs));
 	for (int i = 0; i < pf_iter_nstages(it); i++) {
 		pf_op_stats st;
 		pf_iter_stats(it, i, &st);
 		printf("  stage %d %-10s out %9llu  busy %7.1f ms  wait-in %7.1f ms  blocked-out %7.1f ms  par %d depth %d\n",
 		       i, st.name, (unsigned long long)st.elements, st.busy_ns / 1e6,
 		       st.wait_input_ns / 1e6, st.blocked_output_ns / 1e6, st.parallelism, st.depth);
+		if (!strcmp(st.name, "map+batch") && st.parallelism > 1)
+			printf("  (map+batch's feeder thread runs the serial path: pulling from its input "
+			       "took %.0f%% of the wall time; near 100%% = the serial path is the limit)\n",
+			       100 * st.wait_input_ns / 1e9 / wall);
 	}
 	pf_autotune_event ev;
 	for (size_t i = 0; pf_iter_autotune_log(it, i, &ev) == 0; i++)
@@ -251,6 +374,7 @@ int main(int argc, char **argv)
 		pf_iter_free(it);
 		pf_pipeline_free(p);
 	}
+
 
 	/* (2) naive synchronous loop */
 	double ncpu0 = cpu_s();
@@ -296,6 +420,7 @@ int main(int argc, char **argv)
 	       "read+decompress+decode+batch, 1 thread", naive_ips, naive_cpu_us);
 
 	/* (3) zstd's own decode rate on the same blocks */
+	double z_ips = 0;
 	{
 		size_t nblk = 0, cap = 0, raw_max = 0;
 		void **stored = NULL;
@@ -343,7 +468,8 @@ int main(int argc, char **argv)
 			ips[r] = recs / dt;
 			mbs[r] = raw_total / dt / 1e6;
 		}
-		double z_ips = median(ips, runs), z_mbs = median(mbs, runs);
+		z_ips = median(ips, runs);
+		double z_mbs = median(mbs, runs);
 		printf("zstd      %-60s %10.0f images/s %8.1f MB/s raw; x %ld cores = %.0f images/s\n",
 		       "ZSTD_decompressDCtx, same blocks, 1 thread", z_ips, z_mbs, cores, z_ips * cores);
 		printf("=> pipeline / decode limit (zstd x cores) = %.2f   (goal >= 0.5)\n",
@@ -385,8 +511,32 @@ int main(int argc, char **argv)
 		mbs[r] = imgs * 785.0 / dt / 1e6;
 	}
 	pf_iter_describe(it, plan, sizeof(plan));
+	double cache_ips = median(ips, runs);
 	printf("cache     %-60s %10.0f images/s %8.1f MB/s (u8)   (goal >= 5M)\n", plan,
-	       median(ips, runs), median(mbs, runs));
+	       cache_ips, median(mbs, runs));
+
+	/* the summary */
+	double lim = z_ips * cores;
+	printf("\nsummary: %ld cores, READ_THREADS %s, MAP_THREADS %s, medians of %d runs\n",
+	       cores, rts, mts, runs);
+	printf("  %-44s %12s %11s %9s %9s\n", "", "images/s", "CPU-us/img", "/limit", "/naive");
+	printf("  %-44s %12.0f %11.2f %9.2f %9.2f   goal /limit >= 0.5\n",
+	       "pipeline (compressed shards)", pipe_ips, pipe_cpu_us, pipe_ips / lim,
+	       pipe_ips / naive_ips);
+	printf("  %-44s %12.0f %11.2f %9.2f %9.2f\n", "naive loop, 1 thread", naive_ips,
+	       naive_cpu_us, naive_ips / lim, 1.0);
+	printf("  %-44s %12.0f %11.2f %9.2f %9.2f   (zstd x %ld cores)\n", "decode limit",
+	       lim, 1e6 / z_ips, 1.0, lim / naive_ips, cores);
+	printf("  %-44s %12.0f %11.3f %9.2f %9.2f   (1 / serial CPU)\n",
+	       "serial path bound, shuffle", 1e6 / ser_us[1], ser_us[1],
+	       1e6 / ser_us[1] / lim, 1e6 / ser_us[1] / naive_ips);
+	printf("  %-44s %12.0f %11.3f %9.2f %9.2f   (1 / serial CPU)\n",
+	       "serial path bound, no shuffle", 1e6 / ser_us[0], ser_us[0],
+	       1e6 / ser_us[0] / lim, 1e6 / ser_us[0] / naive_ips);
+	printf("  %-44s %12.0f %11s %9s %9.2f   goal >= 5M\n", "cache -> batch", cache_ips, "-",
+	       "-", cache_ips / naive_ips);
+	printf("  expected on N cores: about min(N x %.0f (zstd), %.0f (serial path)) images/s\n",
+	       z_ips, 1e6 / ser_us[1]);
 	pf_iter_free(it);
 	pf_pipeline_free(p);
 

@@ -12,19 +12,36 @@
  *
  * Slot mode: when the input can lend its elements as bytes (shards with a
  * fused fixed-shape map, see pf_op_vt.borrow), the buffer is one array of
- * size + 1 fixed-size slots: each input is copied once into a free slot,
+ * size + nring fixed-size slots: each input is copied once into a free slot,
  * and the output is lent the same way (a following batch gathers straight
- * from the slot).  perm[] lists the slots in buffer positions; `spare` is
- * the slot the next input goes to, so the slot just handed out stays
- * valid until the next call.  Same order as the element mode.
+ * from the slot).  perm[] lists the slots in buffer positions; ring[]
+ * the slots handed out, oldest first, and the next input goes into the
+ * oldest, so a slot handed out stays valid through nring - 1 more calls
+ * (op->lend_window: a parallel map reads its inputs in place).  A slot
+ * holds its element's id and length after the bytes.  While the input
+ * lasts, draws are made SHUF_AHEAD calls ahead and their slots fetched
+ * into the cache then (the serial path of a parallel pipeline waits on
+ * those misses otherwise).  Same order as the element mode (t1002).
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
 
 #include "pf_op.h"
+
+/* slot mode: draws made this many calls ahead (a power of two) */
+#ifndef SHUF_AHEAD
+#define SHUF_AHEAD 8
+#endif
+/* slot mode: the most slots kept after they were handed out (the lend
+ * window): at most half the buffer size, 4095 slots and 16 MiB */
+#ifndef SHUF_LEND_MAX
+#define SHUF_LEND_MAX 4095
+#endif
+#define SHUF_LEND_BYTES ((size_t)16 << 20)
 
 typedef struct shuf_node {
 	pf_elem e;
@@ -50,12 +67,17 @@ typedef struct shuffle_cfg {
 	pf_rng rng;
 	/* slot mode */
 	size_t stride;        /* bytes per slot; 0 = element mode */
-	unsigned char *store; /* size + 1 slots */
-	uint64_t *ids;        /* per slot */
-	uint32_t *lens;       /* per slot: bytes */
+	unsigned char *store; /* size + nring slots */
+	size_t meta;          /* offset in a slot of its id (u64) and bytes (u32) */
 	uint32_t *perm;       /* buffer position -> slot */
-	uint32_t spare;
-	int64_t next_i;       /* the next draw, made one call ahead (-1: none) */
+	uint32_t *ring;       /* slots handed out, oldest first: the next input
+			       * goes into ring[rhead], the oldest */
+	uint32_t nring, rhead;
+	/* draws made ahead (steady state: the count does not change), so
+	 * their slots are fetched into the cache before they are handed out */
+	int64_t ahead[SHUF_AHEAD];
+	pf_rng ah_rng[SHUF_AHEAD]; /* the generator's state after each */
+	unsigned ah_head, ah_n;
 } shuffle_cfg;
 
 static int shuffle_prepare(pf_op *op, pf_error *err)
@@ -67,9 +89,21 @@ static int shuffle_prepare(pf_op *op, pf_error *err)
 	op->buffer_bytes = (uint64_t)c->size * (in->elem_bytes + sizeof(shuf_slot) + 64);
 	op->can_borrow = in->can_borrow && in->canon_bytes > 0;
 	op->canon_bytes = op->can_borrow ? in->canon_bytes : 0;
-	c->stride = op->can_borrow ? pf_align_up(in->canon_bytes, 64) : 0;
+	/* a slot: the bytes, then the id and length (in the slot's last
+	 * cache line, which the hand-out fetches anyway: no other array to
+	 * miss in) */
+	c->meta = pf_align_up(in->canon_bytes, 4);
+	c->stride = op->can_borrow ? pf_align_up(c->meta + 12, 64) : 0;
+	/* a slot handed out is refilled only nring calls later: what it lent
+	 * stays valid through nring - 1 more calls (a parallel map reads it
+	 * in place instead of copying it) */
+	int64_t lend = c->size / 2 < SHUF_LEND_MAX ? c->size / 2 : SHUF_LEND_MAX;
+	if (c->stride && (size_t)lend > SHUF_LEND_BYTES / c->stride)
+		lend = (int64_t)(SHUF_LEND_BYTES / c->stride);
+	op->lend_window = c->stride ? (int)lend : 0;
+	op->lend_want = 0; /* the consumer's prepare (after this) may ask */
 	if (c->stride)
-		op->buffer_bytes = (uint64_t)(c->size + 1) * (c->stride + 16);
+		op->buffer_bytes = (uint64_t)(c->size + lend + 1) * (c->stride + 8);
 	op->cardinality = in->cardinality;
 	op->st.depth = (int)(c->size > 1 << 30 ? 1 << 30 : c->size);
 	return 0;
@@ -83,23 +117,46 @@ static void shuffle_seed(pf_op *op)
 	pf_rng_seed(&c->rng, seed, ((uint64_t)op->index << 40) ^ ep);
 	for (int64_t i = 0; c->perm && i < c->size; i++)
 		c->perm[i] = (uint32_t)i;
-	c->spare = (uint32_t)c->size;
-	c->next_i = -1;
+	for (uint32_t i = 0; c->ring && i < c->nring; i++)
+		c->ring[i] = (uint32_t)c->size + i;
+	c->rhead = 0;
+	c->ah_head = c->ah_n = 0;
 	c->count = 0;
 	c->filled = 0;
 	c->in_done = 0;
+}
+
+/* The slot store: read at random, so with 4 KiB pages nearly every slot
+ * handed out is a TLB miss as well as a cache miss (a page walk the
+ * prefetch of the slot may not start).  Large stores are put on 2 MiB
+ * pages where the kernel allows it (transparent huge pages on madvise).
+ * free() releases it. */
+static void *store_alloc(size_t n)
+{
+	const size_t huge = (size_t)2 << 20;
+	if (n < huge)
+		return aligned_alloc(64, pf_align_up(n, 64));
+	void *p = aligned_alloc(huge, pf_align_up(n, huge));
+#ifdef MADV_HUGEPAGE
+	if (p)
+		madvise(p, pf_align_up(n, huge), MADV_HUGEPAGE); /* a hint: errors do not matter */
+#endif
+	return p;
 }
 
 static int shuffle_start(pf_op *op, pf_error *err)
 {
 	shuffle_cfg *c = op->cfg;
 	if (c->stride) {
-		size_t n = (size_t)c->size + 1;
-		c->store = aligned_alloc(64, n * c->stride);
-		c->ids = calloc(n, sizeof(*c->ids));
-		c->lens = calloc(n, sizeof(*c->lens));
-		c->perm = calloc(n, sizeof(*c->perm));
-		if (!c->store || !c->ids || !c->perm || !c->lens)
+		/* only as many slots kept as the consumer relies on: a slot
+		 * refilled right after it was handed out is still in the cache */
+		int w = op->lend_want < op->lend_window ? op->lend_want : op->lend_window;
+		c->nring = (uint32_t)(w > 0 ? w : 0) + 1;
+		size_t n = (size_t)c->size + c->nring;
+		c->store = store_alloc(n * c->stride);
+		c->perm = calloc((size_t)c->size, sizeof(*c->perm));
+		c->ring = calloc(c->nring, sizeof(*c->ring));
+		if (!c->store || !c->perm || !c->ring)
 			return pf_op_error(op, err, PF_ENOMEM, "out of memory (%lld slots)",
 					   (long long)c->size);
 		shuffle_seed(op);
@@ -241,8 +298,10 @@ static int pull_slot(pf_op *op, uint32_t k, pf_error *err)
 	if (rc)
 		return rc;
 	slot_copy(c->store + (size_t)k * c->stride, d, len);
-	c->ids[k] = id;
-	c->lens[k] = (uint32_t)len;
+	uint32_t l32 = (uint32_t)len;
+	unsigned char *m = c->store + (size_t)k * c->stride + c->meta;
+	memcpy(m, &id, 8);
+	memcpy(m + 8, &l32, 4);
 	return 0;
 }
 
@@ -251,6 +310,69 @@ static int set_occ(pf_op *op, const shuffle_cfg *c, int rc)
 {
 	atomic_store_explicit(&op->st.occupancy, c->count, memory_order_relaxed);
 	return rc;
+}
+
+/* Start fetching the cache lines of [p, p + bytes).  (An asm statement:
+ * gcc deletes a loop of __builtin_prefetch it finds has no effect.) */
+static inline void fetch_lines(const void *p, size_t bytes)
+{
+	const char *b = p;
+	for (size_t o = 0; o < bytes; o += 64) {
+#if defined(__x86_64__) || defined(__i386__)
+		__asm__ volatile("prefetcht0 %0" : : "m"(b[o]));
+#else
+		__builtin_prefetch(b + o);
+#endif
+	}
+}
+
+/* The same, to be written: the lines are fetched owned (another core may
+ * hold them: a map worker read the slot in place). */
+static inline void fetch_lines_w(void *p, size_t bytes)
+{
+	char *b = p;
+	for (size_t o = 0; o < bytes; o += 64) {
+#if defined(__x86_64__) || defined(__i386__)
+		__asm__ volatile("prefetchw %0" : : "m"(b[o]));
+#else
+		__builtin_prefetch(b + o, 1);
+#endif
+	}
+}
+
+/* Slot mode: fetch the slot at buffer position i into the cache. */
+static inline void prefetch_slot(const pf_op *op, const shuffle_cfg *c, int64_t i)
+{
+	fetch_lines(c->store + (size_t)c->perm[i] * c->stride, c->meta + 12);
+}
+
+/* Slot mode, steady state (full buffer, input not over): keep SHUF_AHEAD
+ * draws made ahead, each slot's fetch started when it is drawn, so a slot
+ * handed out is already (on its way) in the cache: the slots are far
+ * larger than the caches and reading one is a chain of misses.  The count
+ * is the same for all of them, so the draws are those made one at a time. */
+static int64_t draw_ahead(pf_op *op, shuffle_cfg *c)
+{
+	while (c->ah_n < SHUF_AHEAD) {
+		unsigned k = (c->ah_head + c->ah_n++) & (SHUF_AHEAD - 1);
+		c->ahead[k] = (int64_t)pf_rng_below(&c->rng, (uint64_t)c->count);
+		c->ah_rng[k] = c->rng;
+		prefetch_slot(op, c, c->ahead[k]);
+	}
+	int64_t i = c->ahead[c->ah_head];
+	c->ah_head = (c->ah_head + 1) & (SHUF_AHEAD - 1);
+	c->ah_n--;
+	return i;
+}
+
+/* Drop the draws made ahead: the generator goes back to its state after
+ * the last draw used, so the order is that of one draw per call (the
+ * element mode's). */
+static void drop_ahead(shuffle_cfg *c)
+{
+	if (c->ah_n)
+		c->rng = c->ah_rng[(c->ah_head + SHUF_AHEAD - 1) & (SHUF_AHEAD - 1)];
+	c->ah_n = 0;
 }
 
 static int shuffle_borrow(pf_op *op, const unsigned char **data, size_t *len,
@@ -267,33 +389,46 @@ static int shuffle_borrow(pf_op *op, const unsigned char **data, size_t *len,
 	c->filled = 1;
 	if (!c->count)
 		return set_occ(op, c, PF_END);
-	/* the draw made at the last call (its slot is on its way into the
-	 * cache), unless the buffer has shrunk under it since */
-	int64_t i = c->next_i;
-	if (i < 0 || i >= c->count)
+	/* while the input lasts the count stays put and draws are made
+	 * ahead; once it is over the buffer shrinks at each call and each
+	 * draw is made then (draws made ahead and not used are dropped: the
+	 * order stays a function of the seed and the input alone) */
+	int64_t i;
+	if (!c->in_done && c->count == c->size) {
+		i = draw_ahead(op, c);
+	} else {
+		drop_ahead(c);
 		i = (int64_t)pf_rng_below(&c->rng, (uint64_t)c->count);
-	c->next_i = -1;
+	}
 	uint32_t k = c->perm[i];
 	*data = c->store + (size_t)k * c->stride;
-	*id = c->ids[k];
-	*len = c->lens[k];
+	const unsigned char *m = *data + c->meta;
+	uint32_t l32;
+	memcpy(id, m, 8);
+	memcpy(&l32, m + 8, 4);
+	*len = l32;
 	if (!c->in_done) {
-		if ((rc = pull_slot(op, c->spare, err)))
+		uint32_t s = c->ring[c->rhead];
+		if ((rc = pull_slot(op, s, err)))
 			return rc;
 		if (!c->in_done) {
-			c->perm[i] = c->spare;
-			c->spare = k;
-			/* draw the next one now and fetch its slot: the slots are
-			 * far larger than the caches, and reading one is a chain
-			 * of misses the caller would wait for */
-			c->next_i = (int64_t)pf_rng_below(&c->rng, (uint64_t)c->count);
-			const unsigned char *nx = c->store + (size_t)c->perm[c->next_i] * c->stride;
-			for (size_t o = 0; o < op->canon_bytes; o += 64)
-				__builtin_prefetch(nx + o);
+			c->perm[i] = s;
+			c->ring[c->rhead] = k;
+			if (++c->rhead == c->nring)
+				c->rhead = 0;
+			/* a long ring: the slot refilled a few calls from now was
+			 * last read elsewhere; fetch it for writing now */
+			if (c->nring > 2 * SHUF_AHEAD) {
+				uint32_t a = c->rhead + SHUF_AHEAD;
+				if (a >= c->nring)
+					a -= c->nring;
+				fetch_lines_w(c->store + (size_t)c->ring[a] * c->stride, c->meta + 12);
+			}
 			return set_occ(op, c, 0);
 		}
 	}
 	/* input is over: fill the hole with the last one */
+	drop_ahead(c);
 	c->perm[i] = c->perm[--c->count];
 	c->perm[c->count] = k;
 	return set_occ(op, c, 0);
@@ -366,12 +501,10 @@ static void shuffle_stop(pf_op *op)
 	free(c->buf);
 	c->buf = NULL;
 	free(c->store);
-	free(c->ids);
-	free(c->lens);
 	free(c->perm);
+	free(c->ring);
+	c->ring = NULL;
 	c->store = NULL;
-	c->ids = NULL;
-	c->lens = NULL;
 	c->perm = NULL;
 	while (c->free_nodes) {
 		shuf_node *n = c->free_nodes->next;

@@ -168,7 +168,7 @@ static int decide(struct pf_autotune *t)
 		if (nv != old) {
 			snprintf(why, sizeof(why),
 				 "stall %.1f%%, %s busy %.0f%% per worker, %.2f of %d CPUs in use",
-				 100 * stall, op->vt->kind, 100 * best_busy, used,
+				 100 * stall, op->vt->kind, 100 * (best_busy > 1 ? 1 : best_busy), used,
 				 it->p->opts.cpu_budget);
 			log_event(t, best, "parallelism", old, nv, why);
 			t->pending = 1;
@@ -188,6 +188,10 @@ static int decide(struct pf_autotune *t)
 		 * more memory */
 		double full = (double)(atomic_load(&op->st.blocked_ns) - t->w_blocked[i]) /
 			(double)dt;
+		/* a wait is counted when it ends, whole: one begun before the
+		 * window can add more than the window; a share is at most 1 */
+		if (full > 1)
+			full = 1;
 		if (full < 0.05)
 			continue;
 		int old = op->st.depth;
