@@ -1,7 +1,9 @@
 /*
  * checkpoint.c - pf_model_save / pf_model_load: the model and its optimizer
  * state in one versioned, crc32c-checked file, replaced atomically (layout
- * in pf_model.h).
+ * in pf_model.h), with an optional opaque "run" section (pipe-train's
+ * options and position, for --resume).  Version 1 files (no run section)
+ * still load.
  */
 #include "config.h"
 
@@ -18,6 +20,7 @@
 #include "pf_model_int.h"
 
 #define HDR 88
+#define RUN_MAX (1u << 20)   /* bound on a run section */
 static const char MAGIC[8] = { 'P', 'F', 'C', 'K', 'P', 'T', 0, 0 };
 
 static void put32(unsigned char *p, uint32_t v) { memcpy(p, &v, 4); }
@@ -43,8 +46,18 @@ static int write_all(int fd, const void *buf, size_t n)
 
 int pf_model_save(pf_model *m, pf_stream *s, const char *path, pf_error *err)
 {
+	return pf_model_save_run(m, s, path, NULL, 0, err);
+}
+
+int pf_model_save_run(pf_model *m, pf_stream *s, const char *path,
+		      const void *run, size_t run_len, pf_error *err)
+{
+	if (run_len > RUN_MAX)
+		return pf_error_set(err, PF_ELIMIT, "%s: run section of %zu bytes (at most %u)",
+				    path, run_len, RUN_MAX);
 	size_t n = m->nparams;
-	size_t total = HDR + 12 * n + 4;
+	size_t roff = HDR + 12 * n;
+	size_t total = roff + 4 + run_len + 4;
 	unsigned char *buf = calloc(1, total);
 	if (!buf)
 		return pf_error_set(err, PF_ENOMEM, "%s: out of memory", path);
@@ -68,6 +81,9 @@ int pf_model_save(pf_model *m, pf_stream *s, const char *path, pf_error *err)
 		free(buf);
 		return rc;
 	}
+	put32(buf + roff, (uint32_t)run_len);
+	if (run_len)
+		memcpy(buf + roff + 4, run, run_len);
 	put32(buf + total - 4, pf_crc32c(0, buf, total - 4));
 
 	char tmp[4096];
@@ -103,14 +119,22 @@ int pf_model_save(pf_model *m, pf_stream *s, const char *path, pf_error *err)
 	return 0;
 }
 
-int pf_model_load(pf_model *m, pf_stream *s, const char *path, pf_error *err)
+/*
+ * Read the whole checkpoint at path into *bufp (malloc'd, *lenp bytes) and
+ * check it: magic, version (1 or 2), that the length agrees with the
+ * header's nparams (and the run section's length), and the crc32c.  On
+ * success *roff / *rlen locate the run section (0 / 0 for version 1).
+ * Messages name the file and the offset.
+ */
+static int read_checked(const char *path, unsigned char **bufp, size_t *lenp,
+			size_t *roff, size_t *rlen, pf_error *err)
 {
+	*bufp = NULL;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return pf_error_set(err, pf_error_from_errno(-errno), "%s: %s", path,
 				    strerror(errno));
 	struct stat st;
-	size_t n = m->nparams, want = HDR + 12 * n + 4;
 	unsigned char hdr[HDR];
 	int rc = 0;
 	unsigned char *buf = NULL;
@@ -118,7 +142,8 @@ int pf_model_load(pf_model *m, pf_stream *s, const char *path, pf_error *err)
 		rc = pf_error_set(err, PF_EIO, "%s: %s", path, strerror(errno));
 		goto out;
 	}
-	if ((size_t)st.st_size < HDR || pread(fd, hdr, HDR, 0) != HDR) {
+	size_t size = (size_t)st.st_size;
+	if (size < HDR || pread(fd, hdr, HDR, 0) != HDR) {
 		rc = pf_error_set(err, PF_ETRUNC,
 				  "%s: offset %lld: truncated header (%d bytes needed)",
 				  path, (long long)st.st_size, HDR);
@@ -129,33 +154,43 @@ int pf_model_load(pf_model *m, pf_stream *s, const char *path, pf_error *err)
 				  path);
 		goto out;
 	}
-	if (get32(hdr + 8) != PF_CKPT_VERSION) {
+	uint32_t ver = get32(hdr + 8);
+	if (ver != 1 && ver != PF_CKPT_VERSION) {
 		rc = pf_error_set(err, PF_EVERSION,
-				  "%s: offset 8: checkpoint version %u, this build reads %d",
-				  path, get32(hdr + 8), PF_CKPT_VERSION);
+				  "%s: offset 8: checkpoint version %u, this build reads 1 and %d",
+				  path, ver, PF_CKPT_VERSION);
 		goto out;
 	}
-	if (get64(hdr + 56) != n || get32(hdr + 12) != (uint32_t)m->cfg.nsizes) {
-		rc = pf_error_set(err, PF_EINVAL,
-				  "%s: offset 12: checkpoint of another architecture (%u sizes, %llu parameters; model has %d, %zu)",
-				  path, get32(hdr + 12),
-				  (unsigned long long)get64(hdr + 56),
-				  m->cfg.nsizes, n);
+	uint64_t n = get64(hdr + 56);
+	if (get32(hdr + 12) < 2 || get32(hdr + 12) > PF_MLP_MAX_LAYERS + 1 ||
+	    n > (size / 12)) {
+		rc = pf_error_set(err, n > size / 12 ? PF_ETRUNC : PF_ECORRUPT,
+				  "%s: offset 12: %s: the header says %u sizes and %llu parameters, the file has %zu bytes",
+				  path, n > size / 12 ? "truncated" : "bad header",
+				  get32(hdr + 12), (unsigned long long)n, size);
 		goto out;
 	}
-	for (int i = 0; i < m->cfg.nsizes; i++)
-		if (get32(hdr + 16 + 4 * i) != (uint32_t)m->cfg.sizes[i]) {
-			rc = pf_error_set(err, PF_EINVAL,
-					  "%s: offset %d: layer size %u, model has %d",
-					  path, 16 + 4 * i, get32(hdr + 16 + 4 * i),
-					  m->cfg.sizes[i]);
+	size_t ro = HDR + 12 * (size_t)n, rl = 0, want = ro + 4;
+	if (ver >= 2) {
+		unsigned char lb[4];
+		if (size < ro + 4 || pread(fd, lb, 4, (off_t)ro) != 4) {
+			rc = pf_error_set(err, PF_ETRUNC, "%s: offset %zu: truncated before the run section",
+					  path, size);
 			goto out;
 		}
-	if ((size_t)st.st_size != want) {
-		rc = pf_error_set(err, (size_t)st.st_size < want ? PF_ETRUNC : PF_ECORRUPT,
-				  "%s: offset %lld: file is %lld bytes, expected %zu",
-				  path, (long long)st.st_size, (long long)st.st_size,
-				  want);
+		rl = get32(lb);
+		if (rl > RUN_MAX) {
+			rc = pf_error_set(err, PF_ECORRUPT, "%s: offset %zu: run section of %zu bytes (at most %u)",
+					  path, ro, rl, RUN_MAX);
+			goto out;
+		}
+		want = ro + 4 + rl + 4;
+	}
+	if (size != want) {
+		rc = pf_error_set(err, size < want ? PF_ETRUNC : PF_ECORRUPT,
+				  "%s: offset %zu: %s: file is %zu bytes, expected %zu",
+				  path, size < want ? size : want,
+				  size < want ? "truncated" : "trailing bytes", size, want);
 		goto out;
 	}
 	buf = malloc(want);
@@ -174,6 +209,41 @@ int pf_model_load(pf_model *m, pf_stream *s, const char *path, pf_error *err)
 				  path, want - 4, get32(buf + want - 4), crc);
 		goto out;
 	}
+	*roff = ver >= 2 ? ro + 4 : 0;
+	*rlen = rl;
+	*lenp = want;
+	*bufp = buf;
+	buf = NULL;
+out:
+	free(buf);
+	close(fd);
+	return rc;
+}
+
+int pf_model_load(pf_model *m, pf_stream *s, const char *path, pf_error *err)
+{
+	unsigned char *buf;
+	size_t len, roff, rlen, n = m->nparams;
+	int rc = read_checked(path, &buf, &len, &roff, &rlen, err);
+	if (rc < 0)
+		return rc;
+	if (get64(buf + 56) != n || get32(buf + 12) != (uint32_t)m->cfg.nsizes) {
+		rc = pf_error_set(err, PF_EINVAL,
+				  "%s: offset 12: checkpoint of another architecture (%u sizes, %llu parameters; model has %d, %zu)",
+				  path, get32(buf + 12),
+				  (unsigned long long)get64(buf + 56),
+				  m->cfg.nsizes, n);
+		goto out;
+	}
+	for (int i = 0; i < m->cfg.nsizes; i++)
+		if (get32(buf + 16 + 4 * i) != (uint32_t)m->cfg.sizes[i]) {
+			rc = pf_error_set(err, PF_EINVAL,
+					  "%s: offset %d: layer size %u, model has %d",
+					  path, 16 + 4 * i, get32(buf + 16 + 4 * i),
+					  m->cfg.sizes[i]);
+			goto out;
+		}
+	/* the arrays start at offset 88: float-aligned in a malloc'd buffer */
 	const float *p = (const float *)(const void *)(buf + HDR);
 	if ((rc = pf_model_upload(m, s, PF_BUF_PARAMS, p, err)) < 0 ||
 	    (rc = pf_model_upload(m, s, PF_BUF_M, p + n, err)) < 0 ||
@@ -184,6 +254,42 @@ int pf_model_load(pf_model *m, pf_stream *s, const char *path, pf_error *err)
 	 * caller's --lr) stay in force after a resume. */
 out:
 	free(buf);
-	close(fd);
+	return rc;
+}
+
+int pf_ckpt_read_run(const char *path, char **run, size_t *run_len, pf_error *err)
+{
+	unsigned char *buf;
+	size_t len, roff, rlen;
+	*run = NULL;
+	*run_len = 0;
+	int rc = read_checked(path, &buf, &len, &roff, &rlen, err);
+	if (rc < 0)
+		return rc;
+	char *r = malloc(rlen + 1);
+	if (!r) {
+		free(buf);
+		return pf_error_set(err, PF_ENOMEM, "%s: out of memory", path);
+	}
+	if (rlen)
+		memcpy(r, buf + roff, rlen);
+	r[rlen] = 0;
+	free(buf);
+	*run = r;
+	*run_len = rlen;
+	return 0;
+}
+
+int pf_model_set_acc(pf_model *m, pf_stream *s, int which, const double in[4],
+		     pf_error *err)
+{
+	if (which != PF_ACC_TRAIN && which != PF_ACC_EVAL)
+		return pf_error_set(err, PF_EINVAL, "model: no accumulator %d", which);
+	double h[3] = { in[0], in[1], in[2] };
+	int rc = pf_memcpy_async(m->dev, s, m->acc + 3 * which, h, sizeof(h), PF_H2D, err);
+	if (rc == 0)
+		rc = pf_stream_sync(m->dev, s, err); /* h is on this stack */
+	if (rc == 0)
+		m->rows[which] = in[3];
 	return rc;
 }

@@ -103,21 +103,44 @@ int pf_model_upload(pf_model *m, pf_stream *s, int which, const float *host,
 
 /*
  * Checkpoints (cuda/checkpoint.c): the architecture, Adam settings and step,
- * parameters and both moments, in a little-endian file:
- *   0  "PFCKPT\0\0"   8  u32 version (1)   12 u32 nsizes
+ * parameters and both moments, and an optional "run" section that the
+ * library does not interpret (pipe-train keeps its options and the
+ * iterator position there), in a little-endian file:
+ *   0  "PFCKPT\0\0"   8  u32 version (2)   12 u32 nsizes
  *   16 u32 sizes[9]   52 i32 step          56 u64 nparams   64 u64 seed
  *   72 f32 lr, b1, b2, eps (informative: load keeps the model's own)
  *   88 f32 params[n], m[n], v[n]
- *   88 + 12 n: u32 crc32c of every byte before it
+ *   R = 88 + 12 n: u32 run_len (0..1 MiB)
+ *   R + 4: the run section, run_len bytes
+ *   R + 8 + run_len: u32 crc32c of every byte before it
+ * Version 1 (still read) ends with the crc32c at R: no run section.
  * save writes "path.tmp.PID", fsyncs it, renames it over path and fsyncs the
- * directory: a crash leaves the old file or the new one, never a mix.
- * load checks magic (PF_EFORMAT), version (PF_EVERSION), length (PF_ETRUNC),
- * checksum (PF_ECORRUPT) and that the architecture equals m's (PF_EINVAL),
- * messages naming the file and offset; m is unchanged on failure.
+ * directory: a crash (or a signal) leaves the old file or the new one,
+ * never a mix.  load checks magic (PF_EFORMAT), version (PF_EVERSION),
+ * length (PF_ETRUNC; PF_ECORRUPT when longer), checksum (PF_ECORRUPT) and
+ * that the architecture equals m's (PF_EINVAL), messages naming the file
+ * and offset; m is unchanged on failure.
  */
-#define PF_CKPT_VERSION 1
+#define PF_CKPT_VERSION 2
 int pf_model_save(pf_model *m, pf_stream *s, const char *path, pf_error *err);
 int pf_model_load(pf_model *m, pf_stream *s, const char *path, pf_error *err);
+
+/* pf_model_save with a run section of run_len bytes (copied; at most
+ * 1 MiB, PF_ELIMIT otherwise). */
+int pf_model_save_run(pf_model *m, pf_stream *s, const char *path,
+		      const void *run, size_t run_len, pf_error *err);
+
+/* Check the whole checkpoint file at path (as load does, without a model)
+ * and return a copy of its run section in *run (malloc'd, NUL-terminated,
+ * the caller frees it; "" for a file without one) and its length. */
+int pf_ckpt_read_run(const char *path, char **run, size_t *run_len,
+		     pf_error *err);
+
+/* Set accumulator set `which` to in[0..3] (as pf_model_read_acc gives
+ * them: loss sum, correct, bad labels, rows), e.g. to continue an epoch's
+ * sums after a resume.  Syncs s. */
+int pf_model_set_acc(pf_model *m, pf_stream *s, int which, const double in[4],
+		     pf_error *err);
 
 #ifdef __cplusplus
 }

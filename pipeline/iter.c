@@ -80,22 +80,108 @@ static const char *human(uint64_t b, char *buf, size_t cap)
 	return buf;
 }
 
+/* Free an iterator that never started (or whose stages are stopped). */
+static void iter_dealloc(pf_iter *it)
+{
+	pthread_mutex_destroy(&it->pos_lock);
+	free(it);
+}
+
+/* Remember the ops' epoch counters as the start of it->epoch. */
+static void snap_epoch(pf_iter *it)
+{
+	if (!it->pos_ok)
+		return;
+	pthread_mutex_lock(&it->pos_lock);
+	int k = (int)(it->epoch % PF_POS_RING);
+	it->ring[k].valid = 1;
+	it->ring[k].epoch = it->epoch;
+	for (int i = 0; i < it->p->nops; i++)
+		it->ring[k].op_epoch[i] = it->p->ops[i]->epoch;
+	it->pos_epoch = it->epoch;
+	pthread_mutex_unlock(&it->pos_lock);
+}
+
+/* Fast-forward a new iterator to pos (see pf_iter_new_at). */
+static int seek(pf_iter *it, const pf_iter_pos *pos, pf_error *err)
+{
+	pf_elem e;
+	for (uint64_t k = 0; k < pos->delivered; k++) {
+		int rc = pf_iter_next(it, &e, err);
+		if (rc == PF_END)
+			return pf_error_set(err, PF_EINVAL,
+					    "position: epoch %llu has %llu elements, the position is after %llu",
+					    (unsigned long long)pos->epoch, (unsigned long long)k,
+					    (unsigned long long)pos->delivered);
+		if (rc < 0)
+			return rc;
+		pf_elem_release(&e);
+	}
+	if (pos->at_end) {
+		int rc = pf_iter_next(it, &e, err);
+		if (rc == 0) {
+			pf_elem_release(&e);
+			return pf_error_set(err, PF_EINVAL,
+					    "position: epoch %llu has more than the %llu elements the position says it ended after",
+					    (unsigned long long)pos->epoch,
+					    (unsigned long long)pos->delivered);
+		}
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int iter_start(pf_iter **itp, pf_pipeline *p, const pf_iter_pos *pos,
+		      pf_error *err);
+
 int pf_iter_new(pf_iter **itp, pf_pipeline *p, pf_error *err)
+{
+	return iter_start(itp, p, NULL, err);
+}
+
+int pf_iter_new_at(pf_iter **itp, pf_pipeline *p, const pf_iter_pos *pos,
+		   pf_error *err)
+{
+	if (!pos) {
+		*itp = NULL;
+		return pf_error_set(err, PF_EINVAL, "position: NULL");
+	}
+	int rc = iter_start(itp, p, pos, err);
+	if (rc)
+		return rc;
+	if ((rc = seek(*itp, pos, err)) < 0) {
+		pf_iter_free(*itp);
+		*itp = NULL;
+	}
+	return rc;
+}
+
+/* Plan, check and start an iterator; with pos, every op begins at its
+ * recorded epoch counter (the caller then fast-forwards). */
+static int iter_start(pf_iter **itp, pf_pipeline *p, const pf_iter_pos *pos,
+		      pf_error *err)
 {
 	*itp = NULL;
 	if (!p || !p->nops)
 		return pf_error_set(err, PF_EINVAL, "pipeline: no ops (add a source first)");
 	if (p->iter)
 		return pf_error_set(err, PF_ESTATE, "pipeline: an iterator is already live");
+	if (pos && ((int64_t)pos->nops != p->nops || pos->nops > PF_POS_MAX_OPS))
+		return pf_error_set(err, PF_EINVAL,
+				    "position: recorded for a pipeline of %u ops, this one has %d",
+				    pos->nops, p->nops);
 	pf_iter *it = calloc(1, sizeof(*it));
 	if (!it)
 		return pf_error_set(err, PF_ENOMEM, "pipeline: out of memory");
 	it->p = p;
+	it->pos_ok = p->nops <= PF_POS_MAX_OPS;
+	pthread_mutex_init(&it->pos_lock, NULL);
 
 	/* prepare in order, dropping no-op stages and fusing map into batch */
 	pf_op **ops = malloc((size_t)p->nops * sizeof(*ops));
 	if (!ops) {
-		free(it);
+		iter_dealloc(it);
 		return pf_error_set(err, PF_ENOMEM, "pipeline: out of memory");
 	}
 	memcpy(ops, p->ops, (size_t)p->nops * sizeof(*ops));
@@ -160,7 +246,7 @@ int pf_iter_new(pf_iter **itp, pf_pipeline *p, pf_error *err)
 	}
 	free(ops);
 	if (rc) {
-		free(it);
+		iter_dealloc(it);
 		return rc;
 	}
 
@@ -189,24 +275,32 @@ int pf_iter_new(pf_iter **itp, pf_pipeline *p, pf_error *err)
 					  "%s: its buffers need %s at worst; with the %s of the ops before it that does not fit the memory budget of %s",
 					  op->label, human(op->buffer_bytes, a, sizeof(a)),
 					  human(sum, b, sizeof(b)), human(budget, c, sizeof(c)));
-			free(it);
+			iter_dealloc(it);
 			return rc;
 		}
 		sum += op->buffer_bytes;
 	}
 
+	/* resume: the ops begin at their recorded epochs (seeds, file order) */
+	if (pos) {
+		for (int i = 0; i < p->nops; i++)
+			p->ops[i]->epoch = pos->op_epoch[i];
+		it->epoch = pos->epoch;
+	}
+	snap_epoch(it);
+
 	for (int i = 0; i < it->nstages; i++) {
 		pf_op *op = it->stages[i];
 		if (op->vt->start && (rc = op->vt->start(op, err))) {
 			stop_stages(it, i + 1); /* stops clean up a partial start too */
-			free(it);
+			iter_dealloc(it);
 			return rc;
 		}
 	}
 	it->t_start = pf_now_ns();
 	if ((rc = pf_autotune_start(it, err))) {
 		stop_stages(it, it->nstages);
-		free(it);
+		iter_dealloc(it);
 		return rc;
 	}
 	p->iter = it;
@@ -226,12 +320,16 @@ int pf_iter_next(pf_iter *it, pf_elem *out, pf_error *err)
 		pf_op_reset(top);
 		it->ended = 0;
 		it->epoch++;
+		it->delivered = 0;
+		snap_epoch(it);
 	}
 	pf_error e = { 0 };
 	uint64_t t0 = pf_now_ns();
 	int rc = pf_op_next(top, out, &e);
 	pf_stat_add(&it->wait_ns, pf_now_ns() - t0);
-	if (rc == PF_END) {
+	if (rc == 0) {
+		it->delivered++;
+	} else if (rc == PF_END) {
 		it->ended = 1;
 		memset(out, 0, sizeof(*out));
 	} else if (rc < 0) {
@@ -257,7 +355,48 @@ void pf_iter_free(pf_iter *it)
 	pf_autotune_stop(it->tune);
 	stop_stages(it, it->nstages);
 	it->p->iter = NULL;
-	free(it);
+	iter_dealloc(it);
+}
+
+int pf_iter_position(const pf_iter *it, pf_iter_pos *pos, pf_error *err)
+{
+	memset(pos, 0, sizeof(*pos));
+	if (!it)
+		return pf_error_set(err, PF_EINVAL, "position: no iterator");
+	int rc = pf_iter_epoch_start(it, it->epoch, it->delivered, pos, err);
+	if (rc == 0)
+		pos->at_end = it->ended ? 1 : 0;
+	return rc;
+}
+
+int pf_iter_epoch_start(const pf_iter *it, uint64_t epoch, uint64_t n,
+			pf_iter_pos *pos, pf_error *err)
+{
+	memset(pos, 0, sizeof(*pos));
+	if (!it)
+		return pf_error_set(err, PF_EINVAL, "position: no iterator");
+	if (!it->pos_ok)
+		return pf_error_set(err, PF_ELIMIT, "position: the pipeline has %d ops, positions keep at most %d",
+				    it->p->nops, PF_POS_MAX_OPS);
+	pf_iter *w = (pf_iter *)it; /* for the lock only */
+	int rc = 0;
+	pthread_mutex_lock(&w->pos_lock);
+	int k = (int)(epoch % PF_POS_RING);
+	if (epoch > it->pos_epoch) {
+		rc = pf_error_set(err, PF_ESTATE, "position: epoch %llu has not begun (the iterator is in epoch %llu)",
+				  (unsigned long long)epoch, (unsigned long long)it->pos_epoch);
+	} else if (!it->ring[k].valid || it->ring[k].epoch != epoch) {
+		rc = pf_error_set(err, PF_ELIMIT, "position: epoch %llu is too far behind (the iterator is in epoch %llu and keeps the last %d)",
+				  (unsigned long long)epoch, (unsigned long long)it->pos_epoch,
+				  PF_POS_RING);
+	} else {
+		pos->epoch = epoch;
+		pos->delivered = n;
+		pos->nops = (uint32_t)it->p->nops;
+		memcpy(pos->op_epoch, it->ring[k].op_epoch, sizeof(pos->op_epoch));
+	}
+	pthread_mutex_unlock(&w->pos_lock);
+	return rc;
 }
 
 static const char *stage_name(const pf_op *op)
@@ -308,6 +447,8 @@ int pf_iter_stats(const pf_iter *it, int i, pf_op_stats *o)
 	o->depth = s->depth;
 	o->autotuned = s->autotuned;
 	o->corrupt_blocks = atomic_load(&s->corrupt_blocks);
+	o->skipped_records = atomic_load(&s->skipped_records);
+	o->dropped_samples = atomic_load(&s->dropped_samples);
 	o->occupancy = atomic_load(&s->occupancy);
 	if (s->self_timed) {
 		o->busy_ns = atomic_load(&s->busy_ns);

@@ -5,7 +5,12 @@
 #ifndef PF_PIPELINE_INT_H
 #define PF_PIPELINE_INT_H
 
+#include <pthread.h>
+
 #include "pf_op.h"
+
+/* Epoch starts an iterator remembers for pf_iter_epoch_start. */
+#define PF_POS_RING 16
 
 struct pf_pipeline {
 	pf_options opts;      /* resolved defaults */
@@ -29,6 +34,19 @@ struct pf_iter {
 	_Atomic uint64_t wait_ns;
 	uint64_t t_start;
 	struct pf_autotune *tune;   /* the controller (autotune.c), or NULL */
+	/* positions (checkpoint/resume): elements returned this epoch, and
+	 * the ops' epoch counters at the start of the last PF_POS_RING
+	 * epochs (slot epoch % PF_POS_RING), read by other threads under
+	 * pos_lock.  pos_ok: the pipeline has at most PF_POS_MAX_OPS ops. */
+	uint64_t delivered;
+	int pos_ok;
+	pthread_mutex_t pos_lock;
+	uint64_t pos_epoch;         /* the epoch begun last (under pos_lock) */
+	struct {
+		int valid;
+		uint64_t epoch;
+		uint64_t op_epoch[PF_POS_MAX_OPS];
+	} ring[PF_POS_RING];
 };
 
 /* Autotune controller (autotune.c): start one for the iterator when a

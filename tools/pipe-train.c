@@ -12,13 +12,30 @@
  *                                      batch-size sweep: throughput, latency,
  *                                      device busy share, stall, peak memory;
  *                                      marks the knee
+ *   pipe-train --checkpoint run.ckpt ...  checkpoint at each epoch's end and
+ *                                      on SIGINT/SIGTERM (then exit 130)
+ *   pipe-train --resume run.ckpt       continue that run where it stopped
  *
- * Exit status: 0 on success, 1 on a runtime error, 2 on a usage error.
+ * Interruption and resume: a checkpoint holds the model and Adam state and,
+ * in its run section (a text block, see run_encode), the options that
+ * define the run and where it stands: epoch, batches of that epoch already
+ * trained on, the pipeline's iterator position (pf_iter_pos: op epoch
+ * counters, not buffer contents) and the epoch's partial loss sums.  The
+ * element order is a function of the seed and those counters, so the
+ * resumed run trains on exactly the batches the uninterrupted run would
+ * have, whatever the thread counts.
+ *
+ * Exit status: 0 on success, 1 on a runtime error, 2 on a usage error,
+ * 130 when interrupted (SIGINT, SIGTERM, --stop-after-steps).
  */
 #include "config.h"
 
+#include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <math.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <stdio.h>
@@ -32,23 +49,9 @@
 #include "pf_spec.h"
 #include "pf_stats.h"
 #include "pipefeed.h"
-#include "svg_chart.h"
+#include "train.h"
 
-#define SWEEP_MAX 32
 
-typedef struct opts {
-	const char *pipeline, *eval_pipeline, *model, *device, *eval, *save, *cache;
-	int cache_on, batch, shuffle, map_threads, read_threads, prefetch, depth, graph;
-	int epochs, json, quiet;
-	double lr;
-	uint64_t seed;
-	char **shards;
-	int nshards;
-	const char *stats, *svg;       /* --stats FILE, --svg FILE (sweep) */
-	char label[256];               /* the command line, for the stats file */
-	int sweep[SWEEP_MAX], nsweep, sweep_steps;
-	double slo_ms;                 /* 0: no SLO */
-} opts;
 
 static void usage(FILE *f)
 {
@@ -74,6 +77,21 @@ static void usage(FILE *f)
 		"  --eval-pipeline SPEC  pipeline of the test shards (default: decode, batch,\n"
 		"                      prefetch); give it when --pipeline preprocesses\n"
 		"  --save FILE         checkpoint of the model and optimizer at the end\n"
+		"  --checkpoint FILE   checkpoint (model, optimizer, options, pipeline\n"
+		"                      position) at each epoch's end and on SIGINT/SIGTERM,\n"
+		"                      which then exit with status 130\n"
+		"  --resume FILE       continue the run of that checkpoint with the options\n"
+		"                      it recorded (thread counts, --device, --depth,\n"
+		"                      --prefetch, --epochs (more) and the output flags may\n"
+		"                      be given; others must agree); checkpoints go on\n"
+		"                      to FILE unless --checkpoint says otherwise\n"
+		"  --on-corrupt fail|skip  a damaged shard block stops the run (fail, the\n"
+		"                      default) or is dropped and counted (skip)\n"
+		"  --max-corrupt N     skip, but fail once more than N records were dropped\n"
+		"  --isolate-map       drop (and count) samples whose decode fails\n"
+		"  --fingerprint FILE  testing aid: one line per training batch: epoch,\n"
+		"                      step, 64-bit hash of its images and labels\n"
+		"  --stop-after-steps N  testing aid: act as if interrupted after step N\n"
 		"  --json              one JSON object on stdout at the end\n"
 		"  --quiet             no progress bar, no epoch lines\n"
 		"  --stats FILE        record run statistics in FILE while training (pipe-stat FILE)\n"
@@ -83,14 +101,14 @@ static void usage(FILE *f)
 		"  --svg FILE          draw the sweep (throughput and p99 latency by batch size)\n");
 }
 
-static double now_s(void)
+double now_s(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static void die(const char *what, const pf_error *e)
+void die(const char *what, const pf_error *e)
 {
 	fprintf(stderr, "pipe-train: %s: %s\n", what, e->msg[0] ? e->msg
 							  : pf_strerror(e->code));
@@ -100,7 +118,7 @@ static void die(const char *what, const pf_error *e)
 /* The training or eval pipeline: shards, then --pipeline or the flags.
  * With a device, batches are built straight in its pinned memory (the
  * pipeline must then be freed before the device is closed). */
-static pf_pipeline *build(const opts *o, const char *const *files, int nfiles,
+pf_pipeline *build(const opts *o, const char *const *files, int nfiles,
 			  int train, pf_device *dev)
 {
 	pf_error err = { 0 };
@@ -113,7 +131,9 @@ static pf_pipeline *build(const opts *o, const char *const *files, int nfiles,
 	pf_pipeline *p;
 	if (pf_pipeline_new(&p, &po, &err) < 0)
 		die("pipeline", &err);
-	pf_source_opts so = { .num_parallel_reads = o->read_threads };
+	pf_source_opts so = { .num_parallel_reads = o->read_threads,
+			      .skip_corrupt = o->skip_corrupt,
+			      .max_corrupt = o->max_corrupt };
 	if (nfiles && pf_shards(p, files, (size_t)nfiles, &so, &err) < 0)
 		die("shards", &err);
 	const char *spec = train ? o->pipeline : o->eval_pipeline;
@@ -122,7 +142,7 @@ static pf_pipeline *build(const opts *o, const char *const *files, int nfiles,
 			die(train ? "--pipeline" : "--eval-pipeline", &err);
 		return p;
 	}
-	pf_map_opts mo = { .num_parallel_calls = o->map_threads };
+	pf_map_opts mo = { .num_parallel_calls = o->map_threads, .isolate = o->isolate };
 	if (pf_map(p, "decode", "", &mo, &err) < 0 ||
 	    (train && o->cache_on && pf_cache(p, o->cache, 0, &err) < 0) ||
 	    (train && o->shuffle > 0 && pf_shuffle(p, o->shuffle, NULL, &err) < 0) ||
@@ -139,7 +159,7 @@ static pf_pipeline *build(const opts *o, const char *const *files, int nfiles,
  * Fashion-MNIST at batch 64: 7-8% stall at 2, 5% at 4, 3.5% at 8).  A GPU's
  * copy engine has no such jitter: 3 (double buffering plus one).
  */
-static int feed_depth(const opts *o, pf_device *dev)
+int feed_depth(const opts *o, pf_device *dev)
 {
 	if (o->depth != PF_AUTOTUNE)
 		return o->depth;
@@ -147,7 +167,7 @@ static int feed_depth(const opts *o, pf_device *dev)
 }
 
 /* Image and label fields of a batch schema, or exit with a message. */
-static void find_fields(const pf_schema *s, int *img, int *lab)
+void find_fields(const pf_schema *s, int *img, int *lab)
 {
 	*img = pf_schema_find(s, "image");
 	*lab = pf_schema_find(s, "label");
@@ -171,12 +191,8 @@ static void find_fields(const pf_schema *s, int *img, int *lab)
  * its field indices and dtypes (train and eval feeds each have their own:
  * their pipelines may differ, u8 images in one and f32 in the other).
  */
-typedef struct feed_input {
-	int img, lab;
-	pf_model_input in;
-} feed_input;
 
-static void bind_input(feed_input *fi, const pf_devbatch *b, int nin)
+void bind_input(feed_input *fi, const pf_devbatch *b, int nin)
 {
 	pf_error err = { 0 };
 	if (fi->img < 0) {
@@ -232,6 +248,88 @@ static void clear_progress(progress *pg)
 		fprintf(stderr, "\r%80s\r", "");
 		fflush(stderr);
 	}
+}
+
+/* ==== damaged input: the counters over the train iterator's stages ====== */
+
+typedef struct damage {
+	uint64_t skipped_records, corrupt_blocks, dropped_samples;
+} damage;
+
+static damage damage_sum(const pf_iter *it)
+{
+	damage d = { 0 };
+	for (int i = 0; it && i < pf_iter_nstages(it); i++) {
+		pf_op_stats s;
+		if (pf_iter_stats(it, i, &s) < 0)
+			continue;
+		d.skipped_records += s.skipped_records;
+		d.corrupt_blocks += s.corrupt_blocks;
+		d.dropped_samples += s.dropped_samples;
+	}
+	return d;
+}
+
+/* ==== interruption ======================================================== */
+
+/* The signal that asked us to stop (SIGINT / SIGTERM), 0 while none.  The
+ * handler only sets it; the training loop looks at it after each step. */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig)
+{
+	stop_signal = sig;
+}
+
+static void catch_stop_signals(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop_signal;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+/* ==== --fingerprint ======================================================= */
+
+static uint64_t fnv1a(uint64_t h, const unsigned char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 1099511628211ull;
+	return h;
+}
+
+/* One line "epoch step hash" (epoch and step from 1) for batch b: FNV-1a
+ * 64 of its image bytes then its label bytes, copied back from the device
+ * (a testing aid: it syncs the stream). */
+static void fingerprint(FILE *f, pf_device *dev, pf_stream *cs, const feed_input *fi,
+			const pf_devbatch *b, uint64_t epoch, uint64_t step)
+{
+	static unsigned char *host;
+	static size_t cap;
+	pf_error err = { 0 };
+	uint64_t h = 1469598103934665603ull;
+	int fields[2] = { fi->img, fi->lab };
+	for (int k = 0; k < 2; k++) {
+		int i = fields[k];
+		size_t n = (size_t)b->nitems[i] * pf_dtype_size(b->schema->fields[i].dtype);
+		if (n > cap) {
+			unsigned char *q = realloc(host, n);
+			if (!q) {
+				fprintf(stderr, "pipe-train: --fingerprint: out of memory\n");
+				exit(1);
+			}
+			host = q;
+			cap = n;
+		}
+		if (pf_memcpy_async(dev, cs, host, b->data[i], n, PF_D2H, &err) < 0 ||
+		    pf_stream_sync(dev, cs, &err) < 0)
+			die("--fingerprint", &err);
+		h = fnv1a(h, host, n);
+	}
+	fprintf(f, "%" PRIu64 " %" PRIu64 " %016" PRIx64 "\n", epoch + 1, step + 1, h);
 }
 
 /* --stats FILE: the stats file, its sampler on it; NULL without --stats. */
@@ -294,288 +392,456 @@ static int run_pipeline_only(const opts *o, pf_pipeline *p)
 				ei / (now_s() - te));
 	}
 	double wall = now_s() - t0;
+	damage dm = damage_sum(it);
 	if (o->json)
 		printf("{\"device\":\"none\",\"model\":\"none\",\"epochs\":%d,\"images\":%llu,"
 		       "\"wall_s\":%.3f,\"images_per_sec\":%.1f,\"stall_share\":%.4f,"
+		       "\"skipped_records\":%llu,\"corrupt_blocks\":%llu,\"dropped_samples\":%llu,"
 		       "\"train_loss\":null,\"test_accuracy\":null}\n",
 		       o->epochs, (unsigned long long)images, wall, images / wall,
-		       wall > 0 ? wait / wall : 0);
+		       wall > 0 ? wait / wall : 0, (unsigned long long)dm.skipped_records,
+		       (unsigned long long)dm.corrupt_blocks,
+		       (unsigned long long)dm.dropped_samples);
+	else if (!o->quiet)
+		fprintf(out, "done: %llu images, skipped_records %llu, corrupt_blocks %llu, dropped_samples %llu\n",
+			(unsigned long long)images, (unsigned long long)dm.skipped_records,
+			(unsigned long long)dm.corrupt_blocks,
+			(unsigned long long)dm.dropped_samples);
 	stats_close(st);
 	pf_iter_free(it);
 	return 0;
 }
 
-/* ==== batch-size sweep ==================================================== */
+/* ==== training ============================================================ */
 
-typedef struct sweep_row {
-	int batch, ok;
-	double busy, p50_ms, p99_ms, sps, stall, peak_mib;
-} sweep_row;
+/* Long options (their values index main's `given`). */
+enum { O_PIPE = 256, O_BATCH, O_SHUF, O_CACHE, O_MAPT, O_PREF, O_DEPTH,
+       O_MODEL, O_EPOCHS, O_LR, O_SEED, O_DEV, O_GRAPH, O_EVAL, O_SAVE,
+       O_JSON, O_QUIET, O_STATS, O_SWEEP, O_STEPS, O_SLO, O_SVG, O_EPIPE,
+       O_READT, O_CKPT, O_RESUME, O_FPRINT, O_STOPAFTER, O_ONCORR, O_MAXCORR,
+       O_ISOLATE, O_LAST = O_ISOLATE };
 
-static int cmp_double(const void *a, const void *b)
+/* What the training loop needs to write checkpoints. */
+typedef struct trainer {
+	const opts *o;
+	pf_model *m;
+	pf_stream *cs;
+	const char *ckpt;     /* --checkpoint (or --resume's file); NULL: none */
+} trainer;
+
+/* Write the checkpoint: model, optimizer, o and st (atomically: a signal
+ * or a crash meanwhile leaves the previous file whole). */
+static void save_checkpoint(const trainer *t, const run_state *st)
 {
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-/* The q-quantile of v[0..n) (sorts v): the smallest value with at least
- * q * n values at or below it. */
-static double quantile(double *v, int n, double q)
-{
-	qsort(v, (size_t)n, sizeof(*v), cmp_double);
-	int i = (int)ceil(q * n) - 1;
-	return v[i < 0 ? 0 : i >= n ? n - 1 : i];
-}
-
-/*
- * One point of the sweep, in a child process (so that the peak RSS is this
- * batch size's own): build the pipeline and the model for batch B, take a
- * few warm-up steps, then o->sweep_steps measured steps.  Each measured step
- * is synchronised (the step's latency is the wait for the batch plus the
- * device's time on it, not just the time to enqueue it), so the compute
- * busy share is device time over wall time.
- */
-static void sweep_point(const opts *o0, int B, sweep_row *r)
-{
-	opts o = *o0;
-	o.batch = B;
-	pf_error err = { 0 };
-	int with_model = strcmp(o.model, "none") != 0, warm = 3, n = o.sweep_steps;
-	pf_model_cfg mc = { .max_batch = B, .seed = o.seed, .lr = (float)o.lr,
-			    .use_graph = o.graph };
-	if (with_model && pf_model_parse(&mc, o.model, &err) < 0)
-		die("--model", &err);
-	double *step = calloc((size_t)n, sizeof(double));
-	if (!step) {
-		fprintf(stderr, "pipe-train: out of memory\n");
+	size_t len;
+	char *text = run_encode(t->o, st, &len);
+	if (!text) {
+		fprintf(stderr, "pipe-train: --checkpoint: out of memory\n");
 		exit(1);
 	}
-	pf_iter *it;
-	pf_device *dev = NULL;
-	pf_stream *cs = NULL;
-	pf_model *m = NULL;
-	pf_devfeed *f = NULL;
-	if (with_model && (pf_device_open(&dev, o.device, NULL, &err) < 0 ||
-			   pf_stream_new(dev, &cs, &err) < 0 ||
-			   pf_model_new(&m, dev, &mc, &err) < 0))
-		die("device", &err);
-	pf_pipeline *p = build(&o, (const char *const *)o.shards, o.nshards, 1, dev);
-	if (pf_iter_new(&it, p, &err) < 0)
-		die("iterator", &err);
-	if (with_model) {
-		pf_devfeed_opts fo = { .depth = feed_depth(&o, dev), .pinned_batches = 1 };
-		if (pf_devfeed_new(&f, dev, it, cs, &fo, &err) < 0)
-			die("device", &err);
-	}
-	feed_input tin = { .img = -1, .lab = -1 };
-	double sum_stall = 0, sum_comp = 0, sum_step = 0;
-	uint64_t samples = 0;
-	for (int k = 0; k < warm + n;) {
-		double t0 = now_s(), t1;
-		uint32_t rows;
-		int rc;
-		if (with_model) {
-			pf_devbatch b;
-			rc = pf_devfeed_next(f, &b, &err);
-			t1 = now_s();
-			if (rc == PF_END)
-				continue;
-			if (rc < 0)
-				die("training input", &err);
-			bind_input(&tin, &b, mc.sizes[0]);
-			if (pf_model_train_step(m, cs, &tin.in, &err) < 0)
-				die("train step", &err);
-			rows = b.batch;
-			if (pf_devfeed_release(f, &b, &err) < 0 ||
-			    pf_stream_sync(dev, cs, &err) < 0)
-				die("device", &err);
-		} else {
-			pf_elem e;
-			rc = pf_iter_next(it, &e, &err);
-			t1 = now_s();
-			if (rc == PF_END)
-				continue;
-			if (rc < 0)
-				die("pipeline", &err);
-			rows = e.batch ? e.batch : 1;
-			pf_elem_release(&e);
-		}
-		double t2 = now_s();
-		if (k >= warm) {
-			int i = k - warm;
-			step[i] = t2 - t0;
-			sum_stall += t1 - t0;
-			sum_comp += t2 - t1;
-			sum_step += t2 - t0;
-			samples += rows;
-		}
-		k++;
-	}
-	struct rusage ru;
-	getrusage(RUSAGE_SELF, &ru);
-	r->batch = B;
-	r->ok = 1;
-	r->busy = sum_step > 0 ? sum_comp / sum_step : 0;
-	r->stall = sum_step > 0 ? sum_stall / sum_step : 0;
-	r->sps = sum_step > 0 ? samples / sum_step : 0;
-	r->p50_ms = quantile(step, n, 0.50) * 1e3;
-	r->p99_ms = quantile(step, n, 0.99) * 1e3;
-	r->peak_mib = ru.ru_maxrss / 1024.0;
-	pf_devfeed_free(f);
-	pf_iter_free(it);
-	pf_pipeline_free(p);
-	pf_model_free(m);
-	if (cs)
-		pf_stream_free(dev, cs);
-	pf_device_close(dev);
-	free(step);
+	pf_error err = { 0 };
+	if (pf_model_save_run(t->m, t->cs, t->ckpt, text, len, &err) < 0)
+		die("--checkpoint", &err);
+	free(text);
 }
 
-/* The knee: the smallest batch within 10% of the best throughput whose p99
- * meets the SLO (any p99 without one); -1 when none qualifies. */
-static int sweep_knee(const opts *o, const sweep_row *r, int n)
+/* The message of an interrupted run (stderr). */
+static void say_interrupted(const trainer *t, uint64_t epoch, uint64_t step)
 {
-	double best = 0;
-	int knee = -1;
-	for (int i = 0; i < n; i++)
-		if (r[i].ok && r[i].sps > best)
-			best = r[i].sps;
-	for (int i = 0; i < n; i++) {
-		if (!r[i].ok || r[i].sps < 0.9 * best)
-			continue;
-		if (o->slo_ms > 0 && r[i].p99_ms > o->slo_ms)
-			continue;
-		if (knee < 0 || r[i].batch < r[knee].batch)
-			knee = i;
-	}
-	return knee;
-}
-
-static int sweep_svg(const opts *o, const sweep_row *r, int n, int knee)
-{
-	double x[SWEEP_MAX], sps[SWEEP_MAX], p50[SWEEP_MAX], p99[SWEEP_MAX];
-	for (int i = 0; i < n; i++) {
-		x[i] = r[i].batch;
-		sps[i] = r[i].ok ? r[i].sps : NAN;
-		p50[i] = r[i].ok ? r[i].p50_ms : NAN;
-		p99[i] = r[i].ok ? r[i].p99_ms : NAN;
-	}
-	svg_series s_sps = { "samples/s", (size_t)n, x, sps };
-	svg_series s_lat[2] = { { "p50 ms", (size_t)n, x, p50 },
-				{ "p99 ms", (size_t)n, x, p99 } };
-	double mark = knee >= 0 ? r[knee].batch : NAN;
-	svg_panel pn[2] = {
-		{ "throughput", "batch size", "samples/s", 1, &s_sps, 1, mark, "knee" },
-		{ "step latency", "batch size", "ms", 2, s_lat, 1, mark, "knee" },
-	};
-	FILE *f = fopen(o->svg, "w");
-	if (!f) {
-		perror(o->svg);
-		return -1;
-	}
-	int rc = svg_write(f, "pipe-train batch-size sweep", 2, pn);
-	if (fclose(f) != 0)
-		rc = -1;
-	return rc;
+	if (t->ckpt)
+		fprintf(stderr, "pipe-train: interrupted at epoch %" PRIu64 " step %" PRIu64
+			"; checkpoint written to %s; resume with: pipe-train --resume %s\n",
+			epoch + 1, step, t->ckpt, t->ckpt);
+	else
+		fprintf(stderr, "pipe-train: interrupted at epoch %" PRIu64 " step %" PRIu64
+			"; no checkpoint written (no --checkpoint was given)\n", epoch + 1, step);
 }
 
 /*
- * --sweep: each batch size in a child process (its own peak memory), the
- * row sent back through a pipe; then the table (or JSON) with the knee.
+ * Train (the model, the eval, the reports).  rs: where a resumed run
+ * starts (epoch, step, iterator position, partial sums), NULL for a new
+ * run.  Returns the exit status (0, or 130 when interrupted).
  */
-static int run_sweep(const opts *o)
+static int train(const opts *o0, pf_model_cfg mc, const run_state *rs)
 {
-	sweep_row rows[SWEEP_MAX];
-	int failed = 0;
-	for (int i = 0; i < o->nsweep; i++) {
-		int fd[2];
-		sweep_row r = { .batch = o->sweep[i] };
-		if (pipe(fd) < 0) {
-			perror("pipe-train: pipe");
-			return 1;
-		}
-		fflush(stdout);
-		fflush(stderr);
-		pid_t pid = fork();
-		if (pid < 0) {
-			perror("pipe-train: fork");
-			return 1;
-		}
-		if (pid == 0) {
-			sweep_row cr = { 0 };
-			close(fd[0]);
-			sweep_point(o, o->sweep[i], &cr);
-			_exit(write(fd[1], &cr, sizeof(cr)) == (ssize_t)sizeof(cr) ? 0 : 1);
-		}
-		close(fd[1]);
-		ssize_t k = read(fd[0], &r, sizeof(r));
-		close(fd[0]);
-		int st = 0;
-		waitpid(pid, &st, 0);
-		if (k != (ssize_t)sizeof(r) || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-			fprintf(stderr, "pipe-train: sweep: batch %d failed\n", o->sweep[i]);
-			r = (sweep_row){ .batch = o->sweep[i] };
-			failed = 1;
-		}
-		rows[i] = r;
+	const opts *o = o0;
+	pf_error err = { 0 };
+	FILE *out = o->json ? stderr : stdout;
+	pf_device *dev;
+	if (pf_device_open(&dev, o->device, NULL, &err) < 0)
+		die("--device", &err);
+	pf_pipeline *tp = build(o, (const char *const *)o->shards, o->nshards, 1, dev);
+	if (pf_device_note(dev)[0] && !o->quiet)
+		fprintf(stderr, "pipe-train: %s\n", pf_device_note(dev));
+	pf_stream *cs;
+	pf_model *m;
+	if (pf_stream_new(dev, &cs, &err) < 0)
+		die("stream", &err);
+	/* with --pipeline the batch size is the spec's: size the model for
+	 * the largest batch it can see */
+	if (o->pipeline && mc.max_batch < 4096)
+		mc.max_batch = 4096;
+	if (pf_model_new(&m, dev, &mc, &err) < 0)
+		die("model", &err);
+	uint64_t e0 = 0, k0 = 0, step_total = 0, images_total = 0;
+	if (rs) {
+		if (pf_model_load(m, cs, o->resume, &err) < 0 ||
+		    pf_model_set_acc(m, cs, PF_ACC_TRAIN, rs->acc, &err) < 0)
+			die("--resume", &err);
+		e0 = rs->epoch;
+		k0 = rs->step;
+		step_total = rs->steps;
+		images_total = rs->images;
 	}
-	int knee = sweep_knee(o, rows, o->nsweep);
-	if (o->json) {
-		printf("{\"model\":\"%s\",\"device\":\"%s\",\"steps\":%d,\"slo_ms\":%g,\"sweep\":[",
-		       o->model, o->device, o->sweep_steps, o->slo_ms);
-		for (int i = 0; i < o->nsweep; i++) {
-			const sweep_row *r = &rows[i];
-			printf("%s{\"batch\":%d,\"ok\":%s,\"busy\":%.4f,\"p50_ms\":%.3f,"
-			       "\"p99_ms\":%.3f,\"samples_per_sec\":%.1f,\"stall_share\":%.4f,"
-			       "\"peak_mib\":%.1f}",
-			       i ? "," : "", r->batch, r->ok ? "true" : "false", r->busy,
-			       r->p50_ms, r->p99_ms, r->sps, r->stall, r->peak_mib);
-		}
-		if (knee >= 0)
-			printf("],\"knee\":%d}\n", rows[knee].batch);
-		else
-			printf("],\"knee\":null}\n");
-	} else {
-		printf("%7s %6s %9s %9s %12s %7s %9s\n", "batch", "busy", "p50 ms",
-		       "p99 ms", "samples/s", "stall", "peak MiB");
-		for (int i = 0; i < o->nsweep; i++) {
-			const sweep_row *r = &rows[i];
-			if (!r->ok) {
-				printf("%7d  (failed)\n", r->batch);
-				continue;
+	trainer tr = { .o = o, .m = m, .cs = cs,
+		       .ckpt = o->checkpoint ? o->checkpoint : o->resume };
+	FILE *fpf = NULL;
+	if (o->fingerprint && !(fpf = fopen(o->fingerprint, "w"))) {
+		fprintf(stderr, "pipe-train: --fingerprint: %s: %s\n", o->fingerprint,
+			strerror(errno));
+		exit(1);
+	}
+
+	pf_iter *tit, *eit = NULL;
+	if ((rs ? pf_iter_new_at(&tit, tp, &rs->pos, &err) : pf_iter_new(&tit, tp, &err)) < 0)
+		die(rs ? "--resume: iterator" : "iterator", &err);
+	pf_stats *stats = stats_open(o, tit);
+	pf_devfeed *tf, *ef = NULL;
+	pf_devfeed_opts fo = { .depth = feed_depth(o, dev), .epochs = o->epochs - (int64_t)e0,
+			       .pinned_batches = 1 };
+	if (pf_devfeed_new(&tf, dev, tit, cs, &fo, &err) < 0)
+		die("prefetch_to_device", &err);
+	pf_pipeline *ep = NULL;
+	if (o->eval) {
+		const char *ev[1] = { o->eval };
+		ep = build(o, ev, 1, 0, dev);
+		if (pf_iter_new(&eit, ep, &err) < 0)
+			die("eval iterator", &err);
+		if (pf_devfeed_new(&ef, dev, eit, cs, &fo, &err) < 0)
+			die("eval prefetch_to_device", &err);
+	}
+	if (!o->quiet) {
+		fprintf(stderr, "pipe-train: %s, model %s (%zu parameters)\n",
+			pf_device_info(dev), o->model, pf_model_nparams(m));
+		if (rs)
+			fprintf(stderr, "pipe-train: resuming %s at epoch %" PRIu64 " step %" PRIu64 "\n",
+				o->resume, e0 + 1, k0);
+	}
+
+	progress pg = { .tty = isatty(2), .quiet = o->quiet };
+	uint64_t images = 0, steps_prev_epoch = 0;
+	double train_wall = 0, train_loss = NAN, train_acc = NAN, test_acc = NAN,
+	       test_loss = NAN;
+	feed_input tin = { .img = -1, .lab = -1 }, ein = { .img = -1, .lab = -1 };
+	/* the first batch of the next epoch, taken early to record the
+	 * position of the epoch's start (see below) */
+	pf_devbatch pending;
+	int have_pending = 0, pending_rc = 0, status = 0;
+	for (uint64_t e = e0; e < (uint64_t)o->epochs; e++) {
+		int ei = (int)e;
+		double t0 = now_s();
+		pf_devfeed_stats s0;
+		pf_devfeed_get_stats(tf, &s0);
+		uint64_t step = e == e0 ? k0 : 0, step0 = step, eimages = 0;
+		uint64_t stall_prev = s0.stall_host_ns + s0.stall_device_ns;
+		uint64_t copy_prev = s0.copy_ns;
+		double tstep = t0;
+		pf_devbatch b;
+		int rc;
+		for (;;) {
+			if (have_pending) {
+				b = pending;
+				rc = pending_rc;
+				have_pending = 0;
+			} else {
+				rc = pf_devfeed_next(tf, &b, &err);
 			}
-			printf("%7d %5.1f%% %9.3f %9.3f %12.0f %6.2f%% %9.1f%s\n",
-			       r->batch, 100 * r->busy, r->p50_ms, r->p99_ms, r->sps,
-			       100 * r->stall, r->peak_mib, i == knee ? "  <- knee" : "");
+			if (rc != 0)
+				break;
+			bind_input(&tin, &b, mc.sizes[0]);
+			if (fpf)
+				fingerprint(fpf, dev, cs, &tin, &b, e, step);
+			if (pf_model_train_step(m, cs, &tin.in, &err) < 0)
+				die("train step", &err);
+			pf_devfeed_release(tf, &b, &err);
+			step++;
+			step_total++;
+			eimages += b.batch;
+			images_total += b.batch;
+			double tn = now_s(), el = tn - t0;
+			pf_devfeed_stats sn;
+			pf_devfeed_get_stats(tf, &sn);
+			if (stats) {
+				/* the step: its share of the feed's stall, the rest of
+				 * the loop's time since the last step is compute */
+				uint64_t sc = sn.stall_host_ns + sn.stall_device_ns;
+				uint64_t ds = sc - stall_prev, tot = (uint64_t)((tn - tstep) * 1e9);
+				pf_stats_step(stats, ds, tot > ds ? tot - ds : 0,
+					      sn.copy_ns - copy_prev, b.batch);
+				stall_prev = sc;
+				copy_prev = sn.copy_ns;
+				tstep = tn;
+			}
+			double stall = el > 0 ? ((sn.stall_host_ns - s0.stall_host_ns) +
+						 (sn.stall_device_ns - s0.stall_device_ns)) * 1e-9 / el : 0;
+			double eta = steps_prev_epoch && step ? el / (double)(step - step0) *
+				(double)((o->epochs - ei) * steps_prev_epoch - step) : 0;
+			show(&pg, ei, o->epochs, step, steps_prev_epoch, eimages / el,
+			     stall, eta);
+			if (o->stop_after && step_total >= o->stop_after && !stop_signal)
+				stop_signal = SIGINT; /* --stop-after-steps: the same path */
+			if (stop_signal) {
+				/* stop here.  Was that the epoch's last batch?  Then
+				 * finish the epoch (eval, epoch line) and write the
+				 * epoch's checkpoint below: a resume then re-reads
+				 * nothing.  Else the position is "epoch e, `step`
+				 * batches trained on" (the feeder may be further
+				 * ahead; the batch looked at is not trained on) */
+				pf_devbatch nb;
+				int nrc = pf_devfeed_next(tf, &nb, &err);
+				if (nrc == PF_END) {
+					rc = PF_END;
+					break;
+				}
+				if (nrc < 0)
+					die("training input", &err);
+				pf_devfeed_release(tf, &nb, &err);
+				clear_progress(&pg);
+				run_state st = { .epoch = e, .step = step, .steps = step_total,
+						 .images = images_total };
+				if (tr.ckpt) {
+					if (pf_model_read_acc(m, cs, PF_ACC_TRAIN, st.acc, 0, &err) < 0)
+						die("device", &err);
+					if (pf_iter_epoch_start(tit, e, step, &st.pos, &err) < 0)
+						die("--checkpoint: position", &err);
+					save_checkpoint(&tr, &st);
+				}
+				say_interrupted(&tr, e, step);
+				status = 130;
+				goto finish;
+			}
 		}
-		if (knee >= 0)
-			printf("knee: batch %d (within 10%% of the best throughput%s)\n",
-			       rows[knee].batch, o->slo_ms > 0 ? ", p99 within the SLO" : "");
-		else
-			printf("knee: none (no batch size within 10%% of the best throughput meets p99 <= %g ms)\n",
-			       o->slo_ms);
+		if (rc < 0)
+			die("training input", &err);
+		double acc[4];
+		if (pf_model_read_acc(m, cs, PF_ACC_TRAIN, acc, 1, &err) < 0)
+			die("device", &err);
+		double el = now_s() - t0;
+		train_wall += el;
+		pf_devfeed_stats s1;
+		pf_devfeed_get_stats(tf, &s1);
+		double stall = ((s1.stall_host_ns - s0.stall_host_ns) +
+				(s1.stall_device_ns - s0.stall_device_ns)) * 1e-9 / el;
+		train_loss = acc[3] ? acc[0] / acc[3] : NAN;
+		train_acc = acc[3] ? acc[1] / acc[3] : NAN;
+		images += eimages;
+		steps_prev_epoch = step;
+		if (ef) {
+			while ((rc = pf_devfeed_next(ef, &b, &err)) == 0) {
+				bind_input(&ein, &b, mc.sizes[0]);
+				if (pf_model_eval(m, cs, &ein.in, &err) < 0)
+					die("eval", &err);
+				pf_devfeed_release(ef, &b, &err);
+			}
+			if (rc < 0)
+				die("eval input", &err);
+			if (pf_model_read_acc(m, cs, PF_ACC_EVAL, acc, 1, &err) < 0)
+				die("device", &err);
+			test_loss = acc[3] ? acc[0] / acc[3] : NAN;
+			test_acc = acc[3] ? acc[1] / acc[3] : NAN;
+		}
+		clear_progress(&pg);
+		if (!o->quiet) {
+			fprintf(out, "epoch %d/%d: loss %.4f acc %.4f", ei + 1, o->epochs,
+				train_loss, train_acc);
+			if (ef)
+				fprintf(out, " test_loss %.4f test_acc %.4f", test_loss,
+					test_acc);
+			fprintf(out, " images/s %.0f stall %.2f%%\n", eimages / el,
+				100 * stall);
+			fflush(out);
+		}
+		if (!tr.ckpt && !stop_signal)
+			continue;
+		/* the epoch's checkpoint: the position is the next epoch's
+		 * start, which the iterator records when it begins that epoch;
+		 * taking the next batch now guarantees it has */
+		run_state st = { .epoch = e + 1, .steps = step_total, .images = images_total };
+		if (e + 1 >= (uint64_t)o->epochs) {
+			st.done = 1;
+		} else if (tr.ckpt) {
+			pending_rc = pf_devfeed_next(tf, &pending, &err);
+			if (pending_rc < 0)
+				die("training input", &err);
+			have_pending = 1;
+			if (pf_iter_epoch_start(tit, e + 1, 0, &st.pos, &err) < 0)
+				die("--checkpoint: position", &err);
+		}
+		if (tr.ckpt)
+			save_checkpoint(&tr, &st);
+		if (stop_signal && !st.done) {
+			say_interrupted(&tr, e, step);
+			status = 130;
+			goto finish;
+		}
 	}
-	if (o->svg && sweep_svg(o, rows, o->nsweep, knee) < 0)
-		failed = 1;
-	return failed;
+	{
+		pf_devfeed_stats st;
+		pf_devfeed_get_stats(tf, &st);
+		double stall_share = train_wall > 0
+			? (st.stall_host_ns + st.stall_device_ns) * 1e-9 / train_wall : 0;
+		damage dm = damage_sum(tit);
+		if (o->save && pf_model_save(m, cs, o->save, &err) < 0)
+			die("--save", &err);
+		if (o->json) {
+			printf("{\"device\":\"%s\",\"model\":\"%s\",\"epochs\":%d,\"batch\":%d,"
+			       "\"steps\":%" PRIu64 ",\"images\":%" PRIu64 ",\"wall_s\":%.3f,"
+			       "\"images_per_sec\":%.1f,\"stall_share\":%.4f,"
+			       "\"stall_host_s\":%.3f,\"stall_device_s\":%.3f,"
+			       "\"feeder_input_s\":%.3f,\"feeder_slot_s\":%.3f,\"h2d_copy_s\":%.3f,"
+			       "\"skipped_records\":%" PRIu64 ",\"corrupt_blocks\":%" PRIu64
+			       ",\"dropped_samples\":%" PRIu64 ",\"resumed\":%s,"
+			       "\"train_loss\":%.6f,\"train_accuracy\":%.4f,",
+			       pf_device_kind(dev), o->model, o->epochs, o->batch,
+			       step_total, images_total,
+			       train_wall, train_wall > 0 ? images / train_wall : 0, stall_share,
+			       st.stall_host_ns * 1e-9, st.stall_device_ns * 1e-9,
+			       st.feeder_input_ns * 1e-9, st.feeder_slot_ns * 1e-9, st.copy_ns * 1e-9,
+			       dm.skipped_records, dm.corrupt_blocks, dm.dropped_samples,
+			       rs ? "true" : "false", train_loss, train_acc);
+			if (ef)
+				printf("\"test_loss\":%.6f,\"test_accuracy\":%.4f}\n", test_loss,
+				       test_acc);
+			else
+				printf("\"test_loss\":null,\"test_accuracy\":null}\n");
+		} else if (!o->quiet) {
+			printf("done: %" PRIu64 " images in %.2fs, %.0f images/s, stall %.2f%%, "
+			       "skipped_records %" PRIu64 ", corrupt_blocks %" PRIu64
+			       ", dropped_samples %" PRIu64 "\n",
+			       images, train_wall, train_wall > 0 ? images / train_wall : 0,
+			       100 * stall_share, dm.skipped_records, dm.corrupt_blocks,
+			       dm.dropped_samples);
+		}
+	}
+finish:
+	if (have_pending)
+		pf_devfeed_release(tf, &pending, &err);
+	if (fpf && fclose(fpf) != 0) {
+		fprintf(stderr, "pipe-train: --fingerprint: %s: write failed\n", o->fingerprint);
+		status = 1;
+	}
+	pf_devfeed_free(tf);
+	pf_devfeed_free(ef);
+	stats_close(stats);
+	pf_iter_free(tit);
+	pf_iter_free(eit);
+	pf_pipeline_free(tp);          /* its batches are the device's pinned memory */
+	pf_pipeline_free(ep);
+	pf_model_free(m);
+	pf_stream_free(dev, cs);
+	pf_device_close(dev);
+	return status;
 }
 
-/* "1,8,32": the sweep's batch sizes; -1 on a malformed list. */
-static int parse_sweep(opts *o, const char *s)
+/*
+ * --resume FILE: read its run section; the options that define the run
+ * come from it (flags on the command line that say otherwise are usage
+ * errors), those that do not change the batches (thread counts, depths,
+ * device, output flags) may be given anew.  Fills *o, *rs and *text (the
+ * section: o's strings point into it).  Returns 0, 1 (unreadable or
+ * corrupt file) or 2 (contradicting flags).
+ */
+static int load_resume(opts *o, const unsigned char *given, char **positional,
+		       int npositional, run_state *rs, char **text)
 {
-	char *end;
-	o->nsweep = 0;
-	for (;;) {
-		long v = strtol(s, &end, 10);
-		if (end == s || v < 1 || v > (1 << 16) || o->nsweep == SWEEP_MAX)
-			return -1;
-		o->sweep[o->nsweep++] = (int)v;
-		if (*end == '\0')
-			return 0;
-		if (*end != ',')
-			return -1;
-		s = end + 1;
+	pf_error err = { 0 };
+	size_t len;
+	if (pf_ckpt_read_run(o->resume, text, &len, &err) < 0) {
+		fprintf(stderr, "pipe-train: --resume: %s\n", err.msg);
+		return 1;
 	}
+	opts r = *o;
+	char msg[256];
+	int status = 0;
+	if (strlen(*text) != len || run_decode(*text, &r, rs, msg, sizeof(msg)) < 0) {
+		fprintf(stderr, "pipe-train: --resume: %s: run section: %s\n", o->resume,
+			strlen(*text) != len ? "embedded NUL" : msg);
+		status = 1;
+		goto fail;
+	}
+#define AGREE(flag, cond, name)                                                 \
+	do {                                                                   \
+		if (given[(flag)] && !(cond)) {                                  \
+			fprintf(stderr, "pipe-train: --resume: --%s differs from the value recorded in %s\n", \
+				name, o->resume);                              \
+			status = 2;                                            \
+			goto fail;                                             \
+		}                                                              \
+	} while (0)
+	AGREE(-O_PIPE + O_PIPE, same_str(o->pipeline, r.pipeline), "pipeline");
+	AGREE(-O_PIPE + O_EPIPE, same_str(o->eval_pipeline, r.eval_pipeline), "eval-pipeline");
+	AGREE(-O_PIPE + O_MODEL, same_str(o->model, r.model), "model");
+	AGREE(-O_PIPE + O_EVAL, same_str(o->eval, r.eval), "eval");
+	AGREE(-O_PIPE + O_CACHE, o->cache_on == r.cache_on && same_str(o->cache, r.cache), "cache");
+	AGREE(-O_PIPE + O_BATCH, o->batch == r.batch, "batch");
+	AGREE(-O_PIPE + O_SHUF, o->shuffle == r.shuffle, "shuffle");
+	AGREE(-O_PIPE + O_LR, o->lr == r.lr, "lr");
+	AGREE(-O_PIPE + O_SEED, o->seed == r.seed, "seed");
+	AGREE(-O_PIPE + O_ONCORR, o->skip_corrupt == r.skip_corrupt, "on-corrupt");
+	AGREE(-O_PIPE + O_MAXCORR, o->max_corrupt == r.max_corrupt && o->skip_corrupt == r.skip_corrupt,
+	      "max-corrupt");
+	AGREE(-O_PIPE + O_ISOLATE, o->isolate == r.isolate, "isolate-map");
+#undef AGREE
+	if (npositional) {
+		int same = npositional == r.nshards;
+		for (int i = 0; same && i < npositional; i++)
+			same = !strcmp(positional[i], r.shards[i]);
+		if (!same) {
+			fprintf(stderr, "pipe-train: --resume: the SHARDS differ from those recorded in %s\n",
+				o->resume);
+			status = 2;
+			goto fail;
+		}
+	}
+	uint64_t at = rs->epoch + (rs->step > 0);
+	if (given[O_EPOCHS - O_PIPE] && !rs->done && (uint64_t)o->epochs < at) {
+		fprintf(stderr, "pipe-train: --resume: --epochs %d: %s is already in epoch %" PRIu64 "\n",
+			o->epochs, o->resume, rs->epoch + 1);
+		status = 2;
+		goto fail;
+	}
+	/* the recorded run, with what may change */
+	opts n = r;
+	n.resume = o->resume;
+	n.checkpoint = o->checkpoint;
+	n.fingerprint = o->fingerprint;
+	n.stop_after = o->stop_after;
+	n.save = o->save;
+	n.json = o->json;
+	n.quiet = o->quiet;
+	n.stats = o->stats;
+	memcpy(n.label, o->label, sizeof(n.label));
+	if (given[O_EPOCHS - O_PIPE] && !rs->done)
+		n.epochs = o->epochs;
+	if (given[O_MAPT - O_PIPE])
+		n.map_threads = o->map_threads;
+	if (given[O_READT - O_PIPE])
+		n.read_threads = o->read_threads;
+	if (given[O_PREF - O_PIPE])
+		n.prefetch = o->prefetch;
+	if (given[O_DEPTH - O_PIPE])
+		n.depth = o->depth;
+	if (given[O_DEV - O_PIPE])
+		n.device = o->device;
+	if (given[O_GRAPH - O_PIPE])
+		n.graph = o->graph;
+	*o = n;
+	return 0;
+fail:
+	free(r.shards == o->shards ? NULL : r.shards);
+	free(*text);
+	*text = NULL;
+	return status;
 }
 
 int main(int argc, char **argv)
@@ -584,10 +850,6 @@ int main(int argc, char **argv)
 		   .shuffle = 10000, .map_threads = PF_AUTOTUNE, .read_threads = PF_AUTOTUNE,
 		   .prefetch = PF_AUTOTUNE, .depth = PF_AUTOTUNE, .epochs = 5, .lr = 1e-3,
 		   .seed = 1, .sweep_steps = 50 };
-	enum { O_PIPE = 256, O_BATCH, O_SHUF, O_CACHE, O_MAPT, O_PREF, O_DEPTH,
-	       O_MODEL, O_EPOCHS, O_LR, O_SEED, O_DEV, O_GRAPH, O_EVAL, O_SAVE,
-	       O_JSON, O_QUIET, O_STATS, O_SWEEP, O_STEPS, O_SLO, O_SVG, O_EPIPE,
-	       O_READT };
 	static const struct option lo[] = {
 		{ "pipeline", 1, 0, O_PIPE }, { "batch", 1, 0, O_BATCH },
 		{ "shuffle", 1, 0, O_SHUF }, { "cache", 2, 0, O_CACHE },
@@ -602,8 +864,13 @@ int main(int argc, char **argv)
 		{ "sweep", 1, 0, O_SWEEP }, { "steps", 1, 0, O_STEPS },
 		{ "slo-ms", 1, 0, O_SLO }, { "svg", 1, 0, O_SVG },
 		{ "eval-pipeline", 1, 0, O_EPIPE },
+		{ "checkpoint", 1, 0, O_CKPT }, { "resume", 1, 0, O_RESUME },
+		{ "fingerprint", 1, 0, O_FPRINT }, { "stop-after-steps", 1, 0, O_STOPAFTER },
+		{ "on-corrupt", 1, 0, O_ONCORR }, { "max-corrupt", 1, 0, O_MAXCORR },
+		{ "isolate-map", 0, 0, O_ISOLATE },
 		{ "help", 0, 0, 'h' }, { 0, 0, 0, 0 }
 	};
+	unsigned char given[O_LAST - O_PIPE + 1] = { 0 };
 	int c;
 	char *end;
 #define NUM(dst, lo_, hi_, name)                                                \
@@ -628,6 +895,8 @@ int main(int argc, char **argv)
 		snprintf(o.label + l, sizeof(o.label) - l, "%s%s", i ? " " : "", argv[i]);
 	}
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		if (c >= O_PIPE && c <= O_LAST)
+			given[c - O_PIPE] = 1;
 		switch (c) {
 		case O_PIPE: o.pipeline = optarg; break;
 		case O_EPIPE: o.eval_pipeline = optarg; break;
@@ -676,6 +945,47 @@ int main(int argc, char **argv)
 			}
 			break;
 		case O_SVG: o.svg = optarg; break;
+		case O_CKPT: o.checkpoint = optarg; break;
+		case O_RESUME: o.resume = optarg; break;
+		case O_FPRINT: o.fingerprint = optarg; break;
+		case O_STOPAFTER:
+			o.stop_after = strtoull(optarg, &end, 10);
+			if (*end || !*optarg || *optarg == '-' || o.stop_after == 0) {
+				fprintf(stderr, "pipe-train: --stop-after-steps: expected a positive integer, got '%s'\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case O_ONCORR:
+			if (!strcmp(optarg, "fail") && !given[O_MAXCORR - O_PIPE]) {
+				o.skip_corrupt = 0;
+			} else if (!strcmp(optarg, "skip")) {
+				o.skip_corrupt = 1;
+			} else {
+				fprintf(stderr, "pipe-train: --on-corrupt: expected fail or skip%s, got '%s'\n",
+					given[O_MAXCORR - O_PIPE] ? " (--max-corrupt implies skip)" : "",
+					optarg);
+				return 2;
+			}
+			break;
+		case O_MAXCORR: {
+			long long v = strtoll(optarg, &end, 10);
+			if (*end || !*optarg || v < 0) {
+				fprintf(stderr, "pipe-train: --max-corrupt: expected a count >= 0, got '%s'\n",
+					optarg);
+				return 2;
+			}
+			if (given[O_ONCORR - O_PIPE] && !o.skip_corrupt) {
+				fprintf(stderr, "pipe-train: --max-corrupt implies --on-corrupt skip, not fail\n");
+				return 2;
+			}
+			/* pf_source_opts.max_corrupt 0 means "no limit": N = 0
+			 * (no record may be lost) is the fail policy */
+			o.max_corrupt = v;
+			o.skip_corrupt = v > 0;
+			break;
+		}
+		case O_ISOLATE: o.isolate = 1; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -689,16 +999,40 @@ int main(int argc, char **argv)
 		fprintf(stderr, "pipe-train: --sweep sets the batch size itself: it does not combine with --pipeline, --stats, --eval or --save\n");
 		return 2;
 	}
+	if (o.nsweep && (o.checkpoint || o.resume || o.fingerprint || o.stop_after)) {
+		fprintf(stderr, "pipe-train: --sweep does not combine with --checkpoint, --resume, --fingerprint or --stop-after-steps\n");
+		return 2;
+	}
 	if (!o.nsweep && (o.slo_ms > 0 || o.svg)) {
 		fprintf(stderr, "pipe-train: --slo-ms and --svg belong to --sweep\n");
 		return 2;
+	}
+	if (o.isolate && o.pipeline) {
+		fprintf(stderr, "pipe-train: --isolate-map applies to the decode map the flags build; not with --pipeline\n");
+		return 2;
+	}
+	char **positional = argv + optind;
+	int npositional = argc - optind;
+	o.shards = positional;
+	o.nshards = npositional;
+	char *run_text = NULL;
+	run_state rs;
+	if (o.resume) {
+		int rc = load_resume(&o, given, positional, npositional, &rs, &run_text);
+		if (rc)
+			return rc;
+		if (rs.done) {
+			fprintf(stderr, "pipe-train: %s: the run is complete (%d epochs); nothing to resume\n",
+				o.resume, o.epochs);
+			free(run_text);
+			free(o.shards);
+			return 0;
+		}
 	}
 	if (o.eval_pipeline && !o.eval) {
 		fprintf(stderr, "pipe-train: --eval-pipeline needs --eval\n");
 		return 2;
 	}
-	o.shards = argv + optind;
-	o.nshards = argc - optind;
 	if (o.nshards == 0 && !o.pipeline) {
 		fprintf(stderr, "pipe-train: no shards given\n");
 		usage(stderr);
@@ -714,177 +1048,20 @@ int main(int argc, char **argv)
 	}
 	if (o.nsweep)
 		return run_sweep(&o);
-	FILE *out = o.json ? stderr : stdout;
 	if (!with_model) {
+		if (o.checkpoint || o.resume || o.fingerprint || o.stop_after) {
+			fprintf(stderr, "pipe-train: --checkpoint, --resume, --fingerprint and --stop-after-steps need a model\n");
+			return 2;
+		}
 		pf_pipeline *np = build(&o, (const char *const *)o.shards, o.nshards, 1, NULL);
 		int rc = run_pipeline_only(&o, np);
 		pf_pipeline_free(np);
 		return rc;
 	}
-
-	pf_device *dev;
-	if (pf_device_open(&dev, o.device, NULL, &err) < 0)
-		die("--device", &err);
-	pf_pipeline *tp = build(&o, (const char *const *)o.shards, o.nshards, 1, dev);
-	if (pf_device_note(dev)[0] && !o.quiet)
-		fprintf(stderr, "pipe-train: %s\n", pf_device_note(dev));
-	pf_stream *cs;
-	pf_model *m;
-	if (pf_stream_new(dev, &cs, &err) < 0)
-		die("stream", &err);
-	/* with --pipeline the batch size is the spec's: size the model for
-	 * the largest batch it can see */
-	if (o.pipeline && mc.max_batch < 4096)
-		mc.max_batch = 4096;
-	if (pf_model_new(&m, dev, &mc, &err) < 0)
-		die("model", &err);
-
-	pf_iter *tit, *eit = NULL;
-	if (pf_iter_new(&tit, tp, &err) < 0)
-		die("iterator", &err);
-	pf_stats *stats = stats_open(&o, tit);
-	pf_devfeed *tf, *ef = NULL;
-	pf_devfeed_opts fo = { .depth = feed_depth(&o, dev), .epochs = o.epochs,
-			       .pinned_batches = 1 };
-	if (pf_devfeed_new(&tf, dev, tit, cs, &fo, &err) < 0)
-		die("prefetch_to_device", &err);
-	pf_pipeline *ep = NULL;
-	if (o.eval) {
-		const char *ev[1] = { o.eval };
-		ep = build(&o, ev, 1, 0, dev);
-		if (pf_iter_new(&eit, ep, &err) < 0)
-			die("eval iterator", &err);
-		if (pf_devfeed_new(&ef, dev, eit, cs, &fo, &err) < 0)
-			die("eval prefetch_to_device", &err);
-	}
-	if (!o.quiet)
-		fprintf(stderr, "pipe-train: %s, model %s (%zu parameters)\n",
-			pf_device_info(dev), o.model, pf_model_nparams(m));
-
-	progress pg = { .tty = isatty(2), .quiet = o.quiet };
-	uint64_t images = 0, steps_prev_epoch = 0, step_total = 0;
-	double train_wall = 0, train_loss = NAN, train_acc = NAN, test_acc = NAN,
-	       test_loss = NAN;
-	feed_input tin = { .img = -1, .lab = -1 }, ein = { .img = -1, .lab = -1 };
-	for (int e = 0; e < o.epochs; e++) {
-		double t0 = now_s();
-		pf_devfeed_stats s0;
-		pf_devfeed_get_stats(tf, &s0);
-		uint64_t step = 0, eimages = 0;
-		uint64_t stall_prev = s0.stall_host_ns + s0.stall_device_ns;
-		uint64_t copy_prev = s0.copy_ns;
-		double tstep = t0;
-		pf_devbatch b;
-		int rc;
-		while ((rc = pf_devfeed_next(tf, &b, &err)) == 0) {
-			bind_input(&tin, &b, mc.sizes[0]);
-			if (pf_model_train_step(m, cs, &tin.in, &err) < 0)
-				die("train step", &err);
-			pf_devfeed_release(tf, &b, &err);
-			step++;
-			eimages += b.batch;
-			double tn = now_s(), el = tn - t0;
-			pf_devfeed_stats sn;
-			pf_devfeed_get_stats(tf, &sn);
-			if (stats) {
-				/* the step: its share of the feed's stall, the rest of
-				 * the loop's time since the last step is compute */
-				uint64_t sc = sn.stall_host_ns + sn.stall_device_ns;
-				uint64_t ds = sc - stall_prev, tot = (uint64_t)((tn - tstep) * 1e9);
-				pf_stats_step(stats, ds, tot > ds ? tot - ds : 0,
-					      sn.copy_ns - copy_prev, b.batch);
-				stall_prev = sc;
-				copy_prev = sn.copy_ns;
-				tstep = tn;
-			}
-			double stall = el > 0 ? ((sn.stall_host_ns - s0.stall_host_ns) +
-						 (sn.stall_device_ns - s0.stall_device_ns)) * 1e-9 / el : 0;
-			double eta = steps_prev_epoch && step ? el / step *
-				(double)((o.epochs - e) * steps_prev_epoch - step) : 0;
-			show(&pg, e, o.epochs, step, steps_prev_epoch, eimages / el,
-			     stall, eta);
-		}
-		if (rc < 0)
-			die("training input", &err);
-		double acc[4];
-		if (pf_model_read_acc(m, cs, PF_ACC_TRAIN, acc, 1, &err) < 0)
-			die("device", &err);
-		double el = now_s() - t0;
-		train_wall += el;
-		pf_devfeed_stats s1;
-		pf_devfeed_get_stats(tf, &s1);
-		double stall = ((s1.stall_host_ns - s0.stall_host_ns) +
-				(s1.stall_device_ns - s0.stall_device_ns)) * 1e-9 / el;
-		train_loss = acc[3] ? acc[0] / acc[3] : NAN;
-		train_acc = acc[3] ? acc[1] / acc[3] : NAN;
-		images += eimages;
-		step_total += step;
-		steps_prev_epoch = step;
-		if (ef) {
-			while ((rc = pf_devfeed_next(ef, &b, &err)) == 0) {
-				bind_input(&ein, &b, mc.sizes[0]);
-				if (pf_model_eval(m, cs, &ein.in, &err) < 0)
-					die("eval", &err);
-				pf_devfeed_release(ef, &b, &err);
-			}
-			if (rc < 0)
-				die("eval input", &err);
-			if (pf_model_read_acc(m, cs, PF_ACC_EVAL, acc, 1, &err) < 0)
-				die("device", &err);
-			test_loss = acc[3] ? acc[0] / acc[3] : NAN;
-			test_acc = acc[3] ? acc[1] / acc[3] : NAN;
-		}
-		clear_progress(&pg);
-		if (!o.quiet) {
-			fprintf(out, "epoch %d/%d: loss %.4f acc %.4f", e + 1, o.epochs,
-				train_loss, train_acc);
-			if (ef)
-				fprintf(out, " test_loss %.4f test_acc %.4f", test_loss,
-					test_acc);
-			fprintf(out, " images/s %.0f stall %.2f%%\n", eimages / el,
-				100 * stall);
-			fflush(out);
-		}
-	}
-	pf_devfeed_stats st;
-	pf_devfeed_get_stats(tf, &st);
-	double stall_share = train_wall > 0
-		? (st.stall_host_ns + st.stall_device_ns) * 1e-9 / train_wall : 0;
-	if (o.save && pf_model_save(m, cs, o.save, &err) < 0)
-		die("--save", &err);
-	if (o.json) {
-		printf("{\"device\":\"%s\",\"model\":\"%s\",\"epochs\":%d,\"batch\":%d,"
-		       "\"steps\":%llu,\"images\":%llu,\"wall_s\":%.3f,"
-		       "\"images_per_sec\":%.1f,\"stall_share\":%.4f,"
-		       "\"stall_host_s\":%.3f,\"stall_device_s\":%.3f,"
-		       "\"feeder_input_s\":%.3f,\"feeder_slot_s\":%.3f,\"h2d_copy_s\":%.3f,"
-		       "\"train_loss\":%.6f,\"train_accuracy\":%.4f,",
-		       pf_device_kind(dev), o.model, o.epochs, o.batch,
-		       (unsigned long long)step_total, (unsigned long long)images,
-		       train_wall, images / train_wall, stall_share,
-		       st.stall_host_ns * 1e-9, st.stall_device_ns * 1e-9,
-		       st.feeder_input_ns * 1e-9, st.feeder_slot_ns * 1e-9, st.copy_ns * 1e-9,
-		       train_loss,
-		       train_acc);
-		if (ef)
-			printf("\"test_loss\":%.6f,\"test_accuracy\":%.4f}\n", test_loss,
-			       test_acc);
-		else
-			printf("\"test_loss\":null,\"test_accuracy\":null}\n");
-	} else if (!o.quiet) {
-		printf("done: %llu images in %.2fs, %.0f images/s, stall %.2f%%\n",
-		       (unsigned long long)images, train_wall, images / train_wall,
-		       100 * stall_share);
-	}
-	pf_devfeed_free(tf);
-	pf_devfeed_free(ef);
-	stats_close(stats);
-	pf_iter_free(tit);
-	pf_iter_free(eit);
-	pf_pipeline_free(tp);          /* its batches are the device's pinned memory */
-	pf_pipeline_free(ep);
-	pf_model_free(m);
-	pf_stream_free(dev, cs);
-	pf_device_close(dev);
-	return 0;
+	catch_stop_signals();
+	int status = train(&o, mc, o.resume ? &rs : NULL);
+	if (o.resume)
+		free(o.shards);
+	free(run_text);
+	return status;
 }

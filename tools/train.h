@@ -1,0 +1,89 @@
+/*
+ * train.h - what pipe-train's files share: the options, the state a
+ * checkpoint records, and the helpers the training loop and the sweep both
+ * use.  Internal to tools/ (pipe-train.c, train_run.c, train_sweep.c).
+ */
+#ifndef PF_TOOLS_TRAIN_H
+#define PF_TOOLS_TRAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pf_devfeed.h"
+#include "pf_model.h"
+#include "pipefeed.h"
+
+#define SWEEP_MAX 32
+
+typedef struct opts {
+	const char *pipeline, *eval_pipeline, *model, *device, *eval, *save, *cache;
+	int cache_on, batch, shuffle, map_threads, read_threads, prefetch, depth, graph;
+	int epochs, json, quiet;
+	double lr;
+	uint64_t seed;
+	char **shards;
+	int nshards;
+	const char *stats, *svg;       /* --stats FILE, --svg FILE (sweep) */
+	char label[256];               /* the command line, for the stats file */
+	int sweep[SWEEP_MAX], nsweep, sweep_steps;
+	double slo_ms;                 /* 0: no SLO */
+	/* interruption and resume */
+	const char *checkpoint, *resume, *fingerprint;
+	uint64_t stop_after;           /* --stop-after-steps: 0 = never */
+	/* damaged input */
+	int skip_corrupt, isolate;
+	int64_t max_corrupt;
+} opts;
+
+typedef struct run_state {
+	int done;
+	uint64_t epoch, step, steps, images;
+	double acc[4];
+	pf_iter_pos pos;
+} run_state;
+
+/* ---- pipe-train.c ---- */
+
+/* Seconds on the monotonic clock. */
+double now_s(void);
+/* Print "pipe-train: what: message" and exit 1. */
+void die(const char *what, const pf_error *e);
+/* The training (train != 0) or eval pipeline over files: the shards, then
+ * --pipeline or the flags; with a device, batches in its pinned memory (the
+ * pipeline must be freed before the device is closed).  Exits on error. */
+pf_pipeline *build(const opts *o, const char *const *files, int nfiles,
+		   int train, pf_device *dev);
+/* Device prefetch slots for o->depth (auto: 8 on cpu, 3 on cuda). */
+int feed_depth(const opts *o, pf_device *dev);
+/* Image (array) and label (scalar) fields of a batch schema; exits when
+ * there are none. */
+void find_fields(const pf_schema *s, int *img, int *lab);
+
+/* The model input bound to a feed's batches (fields fixed by the first). */
+typedef struct feed_input {
+	int img, lab;
+	pf_model_input in;
+} feed_input;
+/* Point fi's model input at device batch b (nin values per sample). */
+void bind_input(feed_input *fi, const pf_devbatch *b, int nin);
+
+/* ---- train_run.c: the run section of a checkpoint ---- */
+
+/* The run section for options o and state st: malloc'd text (*len bytes),
+ * or NULL when out of memory. */
+char *run_encode(const opts *o, const run_state *st, size_t *len);
+/* Parse run section text (modified in place; r's strings point into it)
+ * into options r (defaults already in it) and state st.  Returns 0, or -1
+ * with a message in msg naming the line. */
+int run_decode(char *text, opts *r, run_state *st, char *msg, size_t cap);
+/* Both NULL or equal strings. */
+int same_str(const char *a, const char *b);
+
+/* ---- train_sweep.c: --sweep ---- */
+
+/* Parse "B1,B2,..." into o->sweep; -1 when malformed. */
+int parse_sweep(opts *o, const char *s);
+/* Run the sweep o describes and print its table; the exit status. */
+int run_sweep(const opts *o);
+
+#endif
