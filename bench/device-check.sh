@@ -73,8 +73,23 @@ for bs in 64 256 1024; do
 		T 120 "$B/pipe-train" --device $dev --epochs 5 --batch $bs --seed 1 --json --quiet --eval "$TE" "$TR"
 	done
 done
+echo "# batch 1024 on cuda: where the time goes"
+T 120 "$B/pipe-train" --device cuda --epochs 5 --batch 1024 --quiet --stats "$O/cuda1024.pfstat" "$TR" | tail -1
+T 60 "$B/pipe-stat" "$O/cuda1024.pfstat" > "$O/cuda1024.stat.txt" 2>&1
+grep -E '^(stall|bottleneck|knobs):' "$O/cuda1024.stat.txt"
 echo "# same seed, same model on cuda: two runs' test accuracy"
 for i in 1 2; do T 60 "$B/pipe-train" --device cuda --epochs 2 --batch 64 --seed 3 --json --quiet --eval "$TE" "$TR" | sed 's/.*"train_loss"/"train_loss"/'; done
+
+echo "# interrupted at step 1000 and resumed on cuda: the same batches, the same model"
+T 60 "$B/pipe-train" --device cuda --epochs 2 --seed 5 --quiet --fingerprint "$W/fp.all" --save "$W/all.ckpt" "$TR" > /dev/null
+T 60 "$B/pipe-train" --device cuda --epochs 2 --seed 5 --quiet --fingerprint "$W/fp.a" --checkpoint "$W/run.ckpt" --stop-after-steps 1000 "$TR" > /dev/null 2>&1
+echo "stopped: rc=$? (130 expected)"
+T 60 "$B/pipe-train" --resume "$W/run.ckpt" --quiet --read-threads 3 --fingerprint "$W/fp.b" --save "$W/res.ckpt" > /dev/null
+cat "$W/fp.a" "$W/fp.b" | cmp -s - "$W/fp.all" && echo "fingerprints: equal ($(wc -l < "$W/fp.all") batches)" || echo "fingerprints: DIFFER"
+cmp -s "$W/all.ckpt" "$W/res.ckpt" && echo "final model: bit for bit equal" || echo "final model: differs (cmp: $(cmp "$W/all.ckpt" "$W/res.ckpt" 2>&1 | head -1))"
+echo "# which OpenBLAS kernel the cpu backend got"
+OPENBLAS_VERBOSE=2 T 30 "$B/pipe-train" --device cpu --epochs 1 --model mlp:784-128-10 --quiet "$TE" 2>&1 | grep -i core | head -2
+lscpu | grep -i "model name"
 
 echo "== copy rate (pinned vs pageable)"
 T 120 "$B/copy_bench" cuda 7
@@ -85,5 +100,5 @@ for bs in 64 1024; do
 done
 
 echo "== pipeline_bench on $(nproc) cores (issue 3)"
-T 150 "$B/pipeline_bench" $D 3 4 8 2>&1 | tail -12
+T 150 "$B/pipeline_bench" $D 5 2>&1 | tail -11
 echo "== done"
