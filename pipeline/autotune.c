@@ -22,7 +22,8 @@
  * elements per second than the window before it (the step only cost CPU
  * or memory: the machine's cores are taken by others, or the bursts were
  * not the limit), the step is taken back and that stage's knob is left
- * alone from then on.  So knobs move a bounded number of times.  Knobs never change the element order (ordered map,
+ * alone from then on (a window that delivered fewer than JUDGE_MIN elements
+ * is extended up to JUDGE_MAX_MS; a step still not judged is kept).  So knobs move a bounded number of times.  Knobs never change the element order (ordered map,
  * shards read in task order), so determinism holds.  Every decision goes
  * to a log of LOG_MAX entries, read with pf_iter_autotune_log.
  */
@@ -40,6 +41,8 @@
 #define BUSY_MIN 0.60    /* a stage whose threads are busier is a bottleneck */
 #define LOG_MAX 256
 #define GAIN_MIN 1.05    /* a step must raise the delivery rate this much */
+#define JUDGE_MIN 8      /* elements a window after a step must deliver ... */
+#define JUDGE_MAX_MS 500 /* ... within this long, else the step is kept */
 
 struct pf_autotune {
 	pf_iter *it;
@@ -110,8 +113,15 @@ static int decide(struct pf_autotune *t)
 	char why[112];
 	if (t->pending) {
 		int kind = t->pending, s = t->p_stage;
+		/* a window of a few large batches (or one spanning an epoch's
+		 * start, while a shuffle buffer refills) says nothing about
+		 * the step: wait for JUDGE_MIN elements, and keep a step that
+		 * cannot be judged rather than freeze its knob */
+		uint64_t got = atomic_load(&it->stages[it->nstages - 1]->st.elements) - t->w_out;
+		if (got < JUDGE_MIN && dt < (uint64_t)JUDGE_MAX_MS * 1000000u)
+			return 0;
 		t->pending = 0;
-		if (rate < t->p_rate * GAIN_MIN) {
+		if (got >= JUDGE_MIN && rate < t->p_rate * GAIN_MIN) {
 			pf_op *op = it->stages[s];
 			int cur = kind == 1 ? op->st.parallelism : op->st.depth;
 			int nv = kind == 2 ? pf_prefetch_set_depth(op, t->p_old) :

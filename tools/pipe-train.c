@@ -62,8 +62,8 @@ static void usage(FILE *f)
 		"  --batch N           batch size (64)\n"
 		"  --shuffle N         shuffle buffer, 0 = off (10000)\n"
 		"  --cache[=PATH]      cache decoded samples (in memory, or in PATH)\n"
-		"  --map-threads N     decode threads (auto)\n"
-		"  --read-threads N    shard read + decompress threads (auto: the CPUs)\n"
+		"  --map-threads N     decode threads (auto: AUTOTUNE, or CPUs/4 above 4)\n"
+		"  --read-threads N    read + decompress threads (auto: AUTOTUNE, or CPUs/2)\n"
 		"  --prefetch N        host prefetch depth (auto)\n"
 		"  --depth N           device prefetch slots (auto: 8 on cpu, 3 on cuda;\n"
 		"                      2 = double buffering)\n"
@@ -115,6 +115,26 @@ void die(const char *what, const pf_error *e)
 	exit(1);
 }
 
+/*
+ * Threads for --read-threads / --map-threads auto.  AUTOTUNE raises a knob
+ * one step per 30 ms window, too slowly for a run of a second on many
+ * cores (an H100 host with 16 CPUs: shards stayed at 1 thread, the GPU
+ * waited 64% of the time at batch 1024).  Above 4 CPUs start where
+ * bench/pipeline_bench measured best there: half the CPUs reading (at most
+ * 8) and a quarter mapping (2..8: two or more give the map its feeder
+ * thread); up to 4 CPUs, AUTOTUNE.
+ */
+static int auto_threads(int knob, int share, int lo)
+{
+	if (knob != PF_AUTOTUNE)
+		return knob;
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (n <= 4)
+		return PF_AUTOTUNE;
+	long v = n / share;
+	return (int)(v < lo ? lo : v > 8 ? 8 : v);
+}
+
 /* The training or eval pipeline: shards, then --pipeline or the flags.
  * With a device, batches are built straight in its pinned memory (the
  * pipeline must then be freed before the device is closed). */
@@ -131,7 +151,7 @@ pf_pipeline *build(const opts *o, const char *const *files, int nfiles,
 	pf_pipeline *p;
 	if (pf_pipeline_new(&p, &po, &err) < 0)
 		die("pipeline", &err);
-	pf_source_opts so = { .num_parallel_reads = o->read_threads,
+	pf_source_opts so = { .num_parallel_reads = auto_threads(o->read_threads, 2, 1),
 			      .skip_corrupt = o->skip_corrupt,
 			      .max_corrupt = o->max_corrupt };
 	if (nfiles && pf_shards(p, files, (size_t)nfiles, &so, &err) < 0)
@@ -142,7 +162,8 @@ pf_pipeline *build(const opts *o, const char *const *files, int nfiles,
 			die(train ? "--pipeline" : "--eval-pipeline", &err);
 		return p;
 	}
-	pf_map_opts mo = { .num_parallel_calls = o->map_threads, .isolate = o->isolate };
+	pf_map_opts mo = { .num_parallel_calls = auto_threads(o->map_threads, 4, 2),
+			   .isolate = o->isolate };
 	if (pf_map(p, "decode", "", &mo, &err) < 0 ||
 	    (train && o->cache_on && pf_cache(p, o->cache, 0, &err) < 0) ||
 	    (train && o->shuffle > 0 && pf_shuffle(p, o->shuffle, NULL, &err) < 0) ||
