@@ -37,6 +37,7 @@
 
 #include "pipefeed.h"
 #include "pf_pool.h"
+#include "pf_reader.h"
 #include "pf_rng.h"
 
 typedef struct pf_op pf_op;
@@ -264,6 +265,10 @@ void pf_prefetch_fit(pf_op *op, uint64_t avail);
  * 1..max); return the value now in force. */
 int pf_map_set_active(pf_op *op, int n);
 int pf_shards_set_active(pf_op *op, int n);
+/* Tests: call fn (pf_reader.h's fault hook) on every extent the shards
+ * ops of this process read from now on; NULL turns it off.  Not
+ * thread-safe against running iterators: set it between them. */
+void pf_shards_set_test_fault(pf_reader_fault_fn fn, void *user);
 int pf_prefetch_set_depth(pf_op *op, int n);
 
 /* ---- map isolation (pf_map_opts.isolate) -------------------------------- */

@@ -591,6 +591,23 @@ static void free_entries(shards_cfg *c)
 	c->nfree = c->W;
 }
 
+/* Reader faults for tests (pf_shards_set_test_fault), process-wide. */
+static pf_reader_fault_fn test_fault;
+static void *test_fault_user;
+
+void pf_shards_set_test_fault(pf_reader_fault_fn fn, void *user)
+{
+	test_fault_user = user;
+	test_fault = fn;
+}
+
+static void arm_test_fault(pf_reader *rd)
+{
+	if (rd && test_fault)
+		pf_reader_set_fault(rd, test_fault, test_fault_user);
+}
+
+
 static int shards_start(pf_op *op, pf_error *err)
 {
 	shards_cfg *c = op->cfg;
@@ -615,6 +632,7 @@ static int shards_start(pf_op *op, pf_error *err)
 	int rrc = pf_reader_new(&c->rd, &c->ropts, err);
 	if (rrc)
 		return rrc;
+	arm_test_fault(c->rd);
 	if (!c->stream || !c->left || !c->order || !c->task_file || !c->task_block || !c->task_entry || !c->ent || !c->th)
 		return pf_op_error(op, err, PF_ENOMEM, "out of memory");
 	if (!(c->warned = calloc(c->npaths, 1)))
@@ -857,6 +875,7 @@ static void shards_reset(pf_op *op)
 	pf_error e = { 0 };
 	if (pf_reader_new(&c->rd, &c->ropts, &e))
 		c->rd = NULL; /* reads then fail with a clear error, below */
+	arm_test_fault(c->rd);
 	op->epoch++; /* plan with the epoch about to begin (pf_op_reset bumps it) */
 	plan_epoch(op);
 	op->epoch--;

@@ -1,11 +1,14 @@
 /* t2071-faults-io: files that go missing or cannot be read, through the
  * pipeline (shards + map(decode) + batch): a file removed after the glob
  * was expanded, a directory where a shard was, a file cut short after its
- * index was read (short reads), a directory given as a shard.  Each gives a
+ * index was read (short reads), a directory given as a shard, and EIO and
+ * short reads injected into the shards op's reader (its fault hook, through
+ * pf_shards_set_test_fault).  Each gives a
  * clear error naming the file (and the offset, for reads), never a hang;
  * data read before the fault is intact; the iterator is freed cleanly
  * afterwards (ASan checks that).  Read errors are not "damage": skip_corrupt
  * does not hide them, while a cut file's lost blocks are skipped. */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "pf_op.h"
 #include "pf_shard.h"
 #include "pipefeed.h"
 #include "tap.h"
@@ -45,7 +49,20 @@ typedef struct res {
 	uint64_t corrupt;
 } res;
 
-enum fault { F_NONE, F_REMOVE, F_DIR, F_CUT };
+enum fault { F_NONE, F_REMOVE, F_DIR, F_CUT, F_EIO, F_SHORT };
+
+/* The injected fault: the read of file 1 that covers byte `hit` fails with
+ * EIO or comes back 10 bytes short of it. */
+static struct { int eio; uint64_t hit; long calls; } inject;
+
+static long fault_fn(void *user, const char *path, uint64_t offset, size_t len)
+{
+	(void)user;
+	if (strcmp(path, files[1]) || inject.hit < offset || inject.hit >= offset + len)
+		return (long)len + 1;   /* left alone */
+	__atomic_add_fetch(&inject.calls, 1, __ATOMIC_RELAXED);
+	return inject.eio ? -EIO : (long)(inject.hit - offset) + 10;
+}
 
 /* Build the pipeline over the glob, start it, apply the fault to file 2
  * (file 1 for F_CUT), then read the epoch. */
@@ -65,6 +82,12 @@ static void run(enum fault fault, int skip, int par, uint64_t cut_at, res *r)
 	if (!rc)
 		rc = pf_batch(p, 16, 0, &err);
 	pf_iter *it = NULL;
+	if (fault == F_EIO || fault == F_SHORT) {
+		inject.eio = fault == F_EIO;
+		inject.hit = cut_at;
+		inject.calls = 0;
+		pf_shards_set_test_fault(fault_fn, NULL);
+	}
 	if (!rc)
 		rc = pf_iter_new(&it, p, &err);
 	char aside[700];
@@ -104,6 +127,7 @@ static void run(enum fault fault, int skip, int par, uint64_t cut_at, res *r)
 	}
 	pf_iter_free(it);
 	pf_pipeline_free(p);
+	pf_shards_set_test_fault(NULL, NULL);
 	/* undo the fault */
 	if (fault == F_DIR) {
 		rmdir(files[2]);
@@ -174,6 +198,28 @@ int main(void)
 		   r.per_file[2] == NR && r.corrupt == nb - 5,
 		   "par %d: skip_corrupt: the cut blocks skipped (%llu of %u), every other record delivered (%ld)",
 		   par, (unsigned long long)r.corrupt, nb - 5, r.n);
+	}
+
+	/* EIO and a short read injected on block 5 of file 1 */
+	for (int par = 1; par <= 3; par += 2) {
+		char at[64];
+		snprintf(at, sizeof(at), "offset %llu", (unsigned long long)b5.offset);
+		run(F_EIO, 0, par, b5.offset, &r);
+		ok(inject.calls > 0 && r.rc == PF_EIO && strstr(r.msg, files[1]) && strstr(r.msg, at),
+		   "par %d: injected EIO: PF_EIO naming the file and block 5's offset (%s)", par, r.msg);
+		ok(r.per_file[0] == NR && r.per_file[1] <= (long)b5.first_record && !r.bad,
+		   "par %d: the records before it were delivered, nothing garbled (%ld)", par, r.per_file[1]);
+		run(F_EIO, 1, par, b5.offset, &r);
+		ok(r.rc == PF_EIO && strstr(r.msg, files[1]),
+		   "par %d: skip_corrupt does not hide an EIO (%s)", par, r.msg);
+		run(F_SHORT, 0, par, b5.offset, &r);
+		ok(inject.calls > 0 && r.rc == PF_ETRUNC && strstr(r.msg, files[1]) && strstr(r.msg, at),
+		   "par %d: injected short read: PF_ETRUNC naming the file and offset (%s)", par, r.msg);
+		run(F_SHORT, 1, par, b5.offset, &r);
+		ok(r.rc == 0 && r.corrupt == 1 && r.per_file[0] == NR && r.per_file[2] == NR &&
+		   r.per_file[1] == NR - (long)b5.nrecords && !r.bad,
+		   "par %d: skip_corrupt: the short block skipped (1), every other record delivered (%ld of file 1)",
+		   par, r.per_file[1]);
 	}
 
 	/* a directory named as a shard: fails at start, naming it */
