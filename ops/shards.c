@@ -41,6 +41,7 @@
 #include <string.h>
 
 #include "pf_op.h"
+#include "pf_prefetch.h"
 #include "pf_paths.h"
 #include "pf_reader.h"
 #include "pf_shard.h"
@@ -456,20 +457,6 @@ static int read_task(shards_cfg *c, size_t t, uint32_t f, uint32_t b, pf_decoder
 	return rc;
 }
 
-/* Start fetching the cache lines of [p, p + bytes).  (An asm statement:
- * gcc deletes a loop of __builtin_prefetch it finds has no effect.) */
-static inline void fetch_lines(const void *p, size_t bytes)
-{
-	const char *b = p;
-	for (size_t o = 0; o < bytes; o += 64) {
-#if defined(__x86_64__) || defined(__i386__)
-		__asm__ volatile("prefetcht0 %0" : : "m"(b[o]));
-#else
-		__builtin_prefetch(b + o);
-#endif
-	}
-}
-
 /* ---- workers ------------------------------------------------------------ */
 
 static void *shards_worker(void *arg)
@@ -809,7 +796,7 @@ static int shards_borrow(pf_op *op, const unsigned char **data, size_t *len,
 		*data = en->slab + (size_t)rec * c->stride;
 		*len = op->canon_bytes;
 		if (rec + 1 < en->blk.nrecords)
-			fetch_lines(*data + c->stride, op->canon_bytes);
+			pf_fetch_lines(*data + c->stride, op->canon_bytes);
 		return 0;
 	}
 	*data = pf_block_record(&en->blk, rec, len);
@@ -819,7 +806,7 @@ static int shards_borrow(pf_op *op, const unsigned char **data, size_t *len,
 				   c->paths[file], (unsigned long long)(en->blk.first_record + rec),
 				   *len, op->canon_bytes);
 	if (rec + 1 < en->blk.nrecords)
-		fetch_lines(*data + *len, *len);
+		pf_fetch_lines(*data + *len, *len);
 	return 0;
 }
 

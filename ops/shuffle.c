@@ -31,6 +31,7 @@
 #endif
 
 #include "pf_op.h"
+#include "pf_prefetch.h"
 
 /* slot mode: draws made this many calls ahead (a power of two) */
 #ifndef SHUF_AHEAD
@@ -312,20 +313,6 @@ static int set_occ(pf_op *op, const shuffle_cfg *c, int rc)
 	return rc;
 }
 
-/* Start fetching the cache lines of [p, p + bytes).  (An asm statement:
- * gcc deletes a loop of __builtin_prefetch it finds has no effect.) */
-static inline void fetch_lines(const void *p, size_t bytes)
-{
-	const char *b = p;
-	for (size_t o = 0; o < bytes; o += 64) {
-#if defined(__x86_64__) || defined(__i386__)
-		__asm__ volatile("prefetcht0 %0" : : "m"(b[o]));
-#else
-		__builtin_prefetch(b + o);
-#endif
-	}
-}
-
 /* The same, to be written: the lines are fetched owned (another core may
  * hold them: a map worker read the slot in place). */
 static inline void fetch_lines_w(void *p, size_t bytes)
@@ -343,7 +330,7 @@ static inline void fetch_lines_w(void *p, size_t bytes)
 /* Slot mode: fetch the slot at buffer position i into the cache. */
 static inline void prefetch_slot(const pf_op *op, const shuffle_cfg *c, int64_t i)
 {
-	fetch_lines(c->store + (size_t)c->perm[i] * c->stride, c->meta + 12);
+	pf_fetch_lines(c->store + (size_t)c->perm[i] * c->stride, c->meta + 12);
 }
 
 /* Slot mode, steady state (full buffer, input not over): keep SHUF_AHEAD
