@@ -137,16 +137,19 @@ static inline void pf_stat_add(_Atomic uint64_t *c, uint64_t v)
 }
 
 /* Pull from op, counting elements/bytes; the time spent in the call is
- * sampled (one call in 8, scaled by 8) to keep per-element cost low. */
+ * sampled (one call in 8, scaled by 8) to keep per-element cost low.  The
+ * first call of an epoch, which may fill a buffer (a shuffle's), is timed
+ * and counted once: scaled, it would count that fill eight times. */
 static inline int pf_op_next(pf_op *op, pf_elem *out, pf_error *err)
 {
 	if (op->at_end)
 		return PF_END;
-	int timed = (op->st.sample++ & 7) == 0;
+	uint32_t k = op->st.sample++;
+	int timed = (k & 7) == 0;
 	uint64_t t0 = timed ? pf_now_ns() : 0;
 	int rc = op->vt->next(op, out, err);
 	if (timed)
-		pf_stat_add(&op->st.total_ns, 8 * (pf_now_ns() - t0));
+		pf_stat_add(&op->st.total_ns, (k ? 8 : 1) * (pf_now_ns() - t0));
 	if (rc == 0) {
 		pf_stat_add(&op->st.elements, 1);
 		pf_stat_add(&op->st.bytes, out->nbytes);
@@ -162,11 +165,12 @@ static inline int pf_op_borrow(pf_op *op, const unsigned char **data,
 {
 	if (op->at_end)
 		return PF_END;
-	int timed = (op->st.sample++ & 7) == 0;
+	uint32_t k = op->st.sample++;
+	int timed = (k & 7) == 0;
 	uint64_t t0 = timed ? pf_now_ns() : 0;
 	int rc = op->vt->borrow(op, data, len, id, err);
 	if (timed)
-		pf_stat_add(&op->st.total_ns, 8 * (pf_now_ns() - t0));
+		pf_stat_add(&op->st.total_ns, (k ? 8 : 1) * (pf_now_ns() - t0));
 	if (rc == 0) {
 		pf_stat_add(&op->st.elements, 1);
 		pf_stat_add(&op->st.bytes, *len);

@@ -105,6 +105,7 @@ void pf_op_reset(pf_op *op)
 		pf_op_reset(op->in);
 	op->epoch++;
 	op->at_end = 0;
+	op->st.sample = 0;  /* the next call, the epoch's first, is timed once */
 }
 
 /* Append op (NULL: its constructor failed, err is set). */
