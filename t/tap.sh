@@ -1,6 +1,8 @@
 # tap.sh - TAP helpers for the shell tests in t/ (sourced).
 #   plan N | skip_all "why";  ok STATUS "title";  is GOT WANT "title";
 #   like TEXT PATTERN "title";  diag "..."
+#   fuzz_replay NAME RUNS SEED: one check, fuzz/fuzz_NAME on its corpus
+#   fuzz/corpus/NAME plus RUNS seeded mutants ($PF_FUZZ_RUNS overrides)
 tap_n=0
 tap_fail=0
 plan() { echo "1..$1"; }
@@ -18,5 +20,15 @@ like() {
 }
 tap_tmp() {
 	d="$top_builddir/t/tmp-$1"; rm -rf "$d"; mkdir -p "$d"; echo "$d"
+}
+fuzz_replay() {
+	fz_runs=${PF_FUZZ_RUNS:-$2}
+	if fz_out=$("$top_builddir/fuzz/fuzz_$1" -runs="$fz_runs" -seed="$3" \
+			"$srcdir/fuzz/corpus/$1" 2>&1); then
+		ok 0 "fuzz_$1: corpus + $fz_runs mutants clean"
+	else
+		printf '%s\n' "$fz_out" | tail -20 | sed 's/^/# /'
+		ok 1 "fuzz_$1: corpus + $fz_runs mutants clean"
+	fi
 }
 trap 'exit $tap_fail' EXIT
