@@ -123,8 +123,15 @@ int main(void)
 	double stall = (double)(w - w_last) / (double)(t - t_last);
 	pf_iter_stats(it, 1, &st);
 	ok(rc == PF_END && n == 4000 && in_order, "all 4000 elements, in order");
-	ok(stall < 0.05, "consumer stall over the last 1000 elements: %.1f%% (< 5%%), %d workers",
-	   100 * stall, st.parallelism);
+#if defined(__SANITIZE_THREAD__)
+	/* ThreadSanitizer slows every pipeline thread several times over,
+	 * not the sleeps: the bound is looser there */
+	const double stall_max = 0.10;
+#else
+	const double stall_max = 0.05;
+#endif
+	ok(stall < stall_max, "consumer stall over the last 1000 elements: %.1f%% (< %.0f%%), %d workers",
+	   100 * stall, 100 * stall_max, st.parallelism);
 	pf_autotune_event ev;
 	size_t nev = 0;
 	int first_ok = pf_iter_autotune_log(it, 0, &ev) == 0 && ev.stage == 1 &&
