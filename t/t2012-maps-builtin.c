@@ -89,6 +89,39 @@ int main(void)
 	is_int(lab, 9, "decode_f32: label 9 as i32");
 	done(&ctx);
 
+	/* every byte value, through the vector path (aligned output, 16 at a
+	 * time) and the scalar tail (4 more, and a misaligned output): the
+	 * very floats (float)v / 255.0f gives */
+	{
+		pf_schema rec2;
+		pf_schema_parse(&rec2, "image: u8[260], label: u8", NULL);
+		unsigned char r2[261];
+		for (int v = 0; v < 260; v++)
+			r2[v] = (unsigned char)(v < 256 ? v : 255 - v);
+		r2[260] = 3;
+		pf_elem in2e = { 0 };
+		in2e.schema = &raw;
+		in2e.data[0] = r2;
+		in2e.nitems[0] = 261;
+		in2e.var_len[0] = 261;
+		static float big[262] __attribute__((aligned(16)));
+		int exact[2] = { 1, 1 };
+		for (int mis = 0; mis < 2; mis++) {
+			float *dst = big + mis;  /* aligned, then 4 bytes off */
+			ok(prepare("decode_f32", "", &raw, &rec2, &ctx, &err) == 0 &&
+			   (out.schema = &ctx.out, out.data[0] = dst, out.data[1] = &lab,
+			    call("decode_f32", &ctx, &in2e, &out, &err) == 0),
+			   "decode_f32 of 260 pixels (%s output)", mis ? "misaligned" : "aligned");
+			for (int v = 0; v < 260; v++) {
+				float want = (float)r2[v] / 255.0f;
+				exact[mis] &= memcmp(&dst[v], &want, sizeof(float)) == 0;
+			}
+			ok(exact[mis], "every byte value: the same float as (float)v / 255.0f, bit for bit (%s)",
+			   mis ? "scalar path" : "vector path");
+			done(&ctx);
+		}
+	}
+
 	/* decode(scale=f32) is the same function */
 	ok(prepare("decode", "scale=f32", &raw, &rec, &ctx, &err) == 0, "decode(scale=f32): prepare");
 	pf_schema_format(&ctx.out, txt, sizeof(txt));
