@@ -9,7 +9,7 @@
 # damaged checkpoint is an error naming the file and offset, and the
 # --on-corrupt / --max-corrupt / --isolate-map flags parse.
 . "$srcdir/t/tap.sh"
-plan 38
+plan 42
 tmp=`tap_tmp t5102`
 b=$top_builddir
 "$b/t/train-gen" "$tmp/train.raw" 4000 1 && "$b/t/train-gen" "$tmp/test.raw" 1000 2 &&
@@ -79,6 +79,17 @@ ok $? "and the final model too"
 resume "$tmp/e.ckpt" >"$tmp/done.out" 2>&1
 ok $? "resuming a complete run exits 0"
 like "`cat "$tmp/done.out"`" "the run is complete" "and says the run is complete"
+
+# --- a finished run trained on: 2 epochs, then --epochs 3 from its
+# checkpoint, equals the 3-epoch run
+train --epochs 2 --checkpoint "$tmp/x.ckpt" --fingerprint "$tmp/x1.fp" >/dev/null 2>&1
+ok $? "a 2-epoch run with --checkpoint"
+resume "$tmp/x.ckpt" --epochs 3 --map-threads 3 --fingerprint "$tmp/x2.fp" \
+	--save "$tmp/x.model" >/dev/null 2>"$tmp/x2.log"
+ok $? "resumed with --epochs 3"
+like "`cat "$tmp/x2.log"`" "resuming $tmp/x.ckpt at epoch 3 step 0" "it trains on from epoch 3"
+cat "$tmp/x1.fp" "$tmp/x2.fp" | cmp -s - "$tmp/full.fp" && cmp -s "$tmp/x.model" "$tmp/full.model"
+ok $? "the same batches and the same final model as the 3-epoch run"
 
 # --- a real SIGINT while a slow pipeline runs (sleep 150 us per sample:
 # at least 1.2 s for 2 epochs), and SIGTERM without --checkpoint

@@ -690,6 +690,13 @@ static int train(const opts *o0, pf_model_cfg mc, const run_state *rs)
 		run_state st = { .epoch = e + 1, .steps = step_total, .images = images_total };
 		if (e + 1 >= (uint64_t)o->epochs) {
 			st.done = 1;
+			/* the position after the last epoch's end, for a resume
+			 * with more epochs: the feed has taken the iterator's
+			 * PF_END (it handed it over under its lock) and calls
+			 * it no more, so reading the position here is safe */
+			if (tr.ckpt && pf_iter_position(tit, &st.pos, &err) == 0 &&
+			    st.pos.at_end && st.pos.epoch == e)
+				st.has_pos = 1;
 		} else if (tr.ckpt) {
 			pending_rc = pf_devfeed_next(tf, &pending, &err);
 			if (pending_rc < 0)
@@ -844,6 +851,13 @@ static int load_resume(opts *o, const unsigned char *given, char **positional,
 	memcpy(n.label, o->label, sizeof(n.label));
 	if (given[O_EPOCHS - O_PIPE] && !rs->done)
 		n.epochs = o->epochs;
+	/* a finished run trains on when --epochs asks for more and its
+	 * checkpoint kept the position after its last epoch */
+	if (given[O_EPOCHS - O_PIPE] && rs->done && rs->has_pos &&
+	    o->epochs > r.epochs && rs->epoch == (uint64_t)r.epochs) {
+		n.epochs = o->epochs;
+		rs->done = 0;
+	}
 	if (given[O_MAPT - O_PIPE])
 		n.map_threads = o->map_threads;
 	if (given[O_READT - O_PIPE])
@@ -1043,8 +1057,9 @@ int main(int argc, char **argv)
 		if (rc)
 			return rc;
 		if (rs.done) {
-			fprintf(stderr, "pipe-train: %s: the run is complete (%d epochs); nothing to resume\n",
-				o.resume, o.epochs);
+			fprintf(stderr, "pipe-train: %s: the run is complete (%d epochs); nothing to resume%s\n",
+				o.resume, o.epochs, rs.has_pos ?
+				" (--epochs N with N larger trains on)" : "");
 			free(run_text);
 			free(o.shards);
 			return 0;

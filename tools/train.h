@@ -35,8 +35,11 @@ typedef struct opts {
 	int64_t max_corrupt;
 } opts;
 
+/* Where a run stands (a checkpoint's state).  A finished run (done) keeps
+ * its iterator position too (has_pos: after the last epoch's end), so a
+ * resume with a larger --epochs can train on. */
 typedef struct run_state {
-	int done;
+	int done, has_pos;
 	uint64_t epoch, step, steps, images;
 	double acc[4];
 	pf_iter_pos pos;

@@ -25,7 +25,8 @@
  *     it trained on), steps and images (totals), acc (the epoch's train
  *     loss sum, correct, bad labels, rows), pos_epoch, pos_delivered,
  *     pos_at_end, pos_nops, pos_op_epochs (comma-separated): the train
- *     iterator's pf_iter_pos.
+ *     iterator's pf_iter_pos (a finished run has it too when it was
+ *     recorded: after the last epoch's end, for a resume with more epochs).
  */
 #define RUN_HEAD "pipe-train run 1\n"
 
@@ -102,7 +103,7 @@ static void run_encode_into(sbuf *b, const opts *o, const run_state *st)
 	       "\nimages %" PRIu64 "\nacc %a %a %a %a\n",
 	       st->done, st->epoch, st->step, st->steps, st->images,
 	       st->acc[0], st->acc[1], st->acc[2], st->acc[3]);
-	if (!st->done) {
+	if (!st->done || st->has_pos) {
 		sb_add(b, "pos_epoch %" PRIu64 "\npos_delivered %" PRIu64
 		       "\npos_at_end %u\npos_nops %u\npos_op_epochs ",
 		       st->pos.epoch, st->pos.delivered, st->pos.at_end, st->pos.nops);
@@ -261,6 +262,7 @@ int run_decode(char *text, opts *r, run_state *st, char *msg, size_t cap)
 		snprintf(msg, cap, "no iterator position");
 		return -1;
 	}
+	st->has_pos = have_pos;
 	if (r->batch < 1 || r->epochs < 1 || !r->model) {
 		snprintf(msg, cap, "batch, epochs or model missing");
 		return -1;
