@@ -273,6 +273,21 @@ int pf_shards_set_active(pf_op *op, int n);
  * ops of this process read from now on; NULL turns it off.  Not
  * thread-safe against running iterators: set it between them. */
 void pf_shards_set_test_fault(pf_reader_fault_fn fn, void *user);
+
+/* ---- damage in the file sources (ops/source_damage.c) -------------------- */
+
+/* Under skip_corrupt: warn once per file (*warned set on the first call)
+ * that its damaged `unit`s ("block", "record") are skipped, and why. */
+void pf_source_warn_damage(pf_op *op, unsigned char *warned, const char *path,
+			   const char *unit, const char *why);
+/* PF_ECORRUPT naming the damage `why` once more than o->max_corrupt records
+ * were skipped this epoch (skipped), else 0 (also when there is no limit). */
+int pf_source_check_max_corrupt(pf_op *op, const pf_source_opts *o,
+				uint64_t skipped, const char *why, pf_error *err);
+/* A damaged file whose lost records cannot be counted (its index, its
+ * framing): error rc when a max_corrupt limit is set, else 0 (salvage). */
+int pf_source_check_countable(pf_op *op, const pf_source_opts *o, int rc,
+			      const char *why, pf_error *err);
 int pf_prefetch_set_depth(pf_op *op, int n);
 
 /* ---- map isolation (pf_map_opts.isolate) -------------------------------- */

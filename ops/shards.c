@@ -171,9 +171,8 @@ static int shards_prepare(pf_op *op, pf_error *err)
 			/* damaged index: keep the intact blocks before the damage */
 			pf_error e2 = { 0 };
 			uint64_t lost = 0;
-			if (c->o.max_corrupt > 0)
-				return pf_op_error(op, err, rc, "%s (the records lost are unknown: more than max_corrupt %lld may be)",
-						   e.msg, (long long)c->o.max_corrupt);
+			if (pf_source_check_countable(op, &c->o, rc, e.msg, err))
+				return rc;
 			if (!pf_shard_open(&c->sh[i], c->paths[i], PF_SHARD_OPEN_SCAN, &e2)) {
 				pf_shard_recovered(c->sh[i], &lost);
 				c->salvaged[i] = lost + 1;
@@ -734,20 +733,13 @@ static int shards_pos(pf_op *op, int *ep, uint32_t *recp, int *filep, pf_error *
 				c->skipped_records += nr;
 				pf_stat_add(&op->st.corrupt_blocks, 1);
 				pf_stat_add(&op->st.skipped_records, nr);
-				if (c->o.max_corrupt > 0 &&
-				    c->skipped_records > (uint64_t)c->o.max_corrupt) {
-					pf_op_error(op, err, PF_ECORRUPT,
-						    "%s; more than %lld corrupt records (max_corrupt), %llu skipped this epoch",
-						    c->ent[e].e.msg, (long long)c->o.max_corrupt,
-						    (unsigned long long)c->skipped_records);
+				if (pf_source_check_max_corrupt(op, &c->o, c->skipped_records,
+								c->ent[e].e.msg, err)) {
 					release_entry(c, e);
 					return PF_ECORRUPT;
 				}
-				if (!c->warned[f]) {
-					c->warned[f] = 1;
-					fprintf(stderr, "pipefeed: %s: skipping damaged block(s) of %s: %s\n",
-						op->label, c->paths[f], c->ent[e].e.msg);
-				}
+				pf_source_warn_damage(op, &c->warned[f], c->paths[f], "block",
+						      c->ent[e].e.msg);
 				s->skipping = 1;
 			}
 		}

@@ -65,9 +65,8 @@ static int tfr_prepare(pf_op *op, pf_error *err)
 		n += k;
 		c->nrec[i] = k;
 		if ((rc == PF_ECORRUPT || rc == PF_ETRUNC) && c->o.skip_corrupt) {
-			if (c->o.max_corrupt > 0)
-				return pf_op_error(op, err, rc, "%s (the records lost are unknown: more than max_corrupt %lld may be)",
-						   e.msg, (long long)c->o.max_corrupt);
+			if (pf_source_check_countable(op, &c->o, rc, e.msg, err))
+				return rc;
 			c->cut[i] = 1; /* read up to the damage */
 			rc = PF_END;
 		}
@@ -182,17 +181,12 @@ static int skip_damage(pf_op *op, int k, uint64_t idx, int rc, const pf_error *e
 	c->skipped += lost;
 	pf_stat_add(&op->st.corrupt_blocks, 1);
 	pf_stat_add(&op->st.skipped_records, lost);
-	if (!c->warned[f]) {
-		c->warned[f] = 1;
-		fprintf(stderr, "pipefeed: %s: skipping damaged record(s) of %s: %s\n",
-			op->label, c->paths[f], e->msg);
-	}
-	if (c->o.max_corrupt > 0 && c->skipped > (uint64_t)c->o.max_corrupt) {
+	pf_source_warn_damage(op, &c->warned[f], c->paths[f], "record", e->msg);
+	int over = pf_source_check_max_corrupt(op, &c->o, c->skipped, e->msg, err);
+	if (over) {
 		pf_tfrecord_close(r);
 		c->active--;
-		return pf_op_error(op, err, PF_ECORRUPT,
-				   "%s; more than %lld corrupt records (max_corrupt), %llu skipped this epoch",
-				   e->msg, (long long)c->o.max_corrupt, (unsigned long long)c->skipped);
+		return over;
 	}
 	if (r) {
 		c->slot[k] = r; /* go on after the bad record */
