@@ -20,14 +20,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
-
 #include "pf_error.h"
 #include "pf_schema.h"
 #include "pipefeed.h"
 #include "pf_maps.h"
+#include "pf_u8_f32.h"
 
 #define MAPS_MAX_CHANNELS 64
 #define MAPS_DEFAULT_MAX_BYTES (1u << 20)
@@ -225,7 +222,6 @@ struct decode_state {
 	pf_schema rec;                  /* the record schema (input bytes) */
 	enum conv conv[PF_MAX_FIELDS];
 	int64_t inner[PF_MAX_FIELDS];   /* items per step of the "?" dimension */
-	float u8_f32[256];              /* (float)v / 255.0f for every byte v */
 };
 
 /* user pointers of the two registrations: the default scale */
@@ -277,8 +273,6 @@ static int decode_prepare(pf_map_ctx *ctx, pf_error *err)
 		return pf_error_set(err, PF_ENOMEM, "%s: out of memory", fn);
 	st->rec = *ctx->record;
 	ctx->out = *ctx->record;
-	for (int v = 0; v < 256; v++)
-		st->u8_f32[v] = (float)v / 255.0f;
 	for (int i = 0; i < st->rec.nfields; i++) {
 		const pf_field *f = &st->rec.fields[i];
 		pf_field *o = &ctx->out.fields[i];
@@ -304,38 +298,6 @@ static int decode_prepare(pf_map_ctx *ctx, pf_error *err)
 	ctx->state = st;
 	ctx->free_state = free;
 	return 0;
-}
-
-/*
- * d[j] = src[j] / 255 (as floats).  The output usually lands in a batch
- * buffer the consumer reads much later (or the device copies), so where d
- * is 16-byte aligned it is written with streaming stores: no read of the
- * cold lines first, no eviction of what the decoder works on.  The SSE
- * division is IEEE-exact, as the scalar one: the same floats either way.
- * Else a table (a scalar divide per byte, which -O2 does not vectorize
- * since src may alias d, was 30% of a decode_f32 pipeline's CPU).
- */
-static void u8_to_f32(float *d, const unsigned char *src, int64_t n, const float *t)
-{
-	int64_t j = 0;
-#if defined(__SSE2__)
-	if (((uintptr_t)d & 15) == 0 && n >= 16) {
-		const __m128 k = _mm_set1_ps(255.0f);
-		const __m128i z = _mm_setzero_si128();
-		for (; j + 16 <= n; j += 16) {
-			__m128i b = _mm_loadu_si128((const __m128i *)(src + j));
-			__m128i lo = _mm_unpacklo_epi8(b, z), hi = _mm_unpackhi_epi8(b, z);
-			_mm_stream_ps(d + j, _mm_div_ps(_mm_cvtepi32_ps(_mm_unpacklo_epi16(lo, z)), k));
-			_mm_stream_ps(d + j + 4, _mm_div_ps(_mm_cvtepi32_ps(_mm_unpackhi_epi16(lo, z)), k));
-			_mm_stream_ps(d + j + 8, _mm_div_ps(_mm_cvtepi32_ps(_mm_unpacklo_epi16(hi, z)), k));
-			_mm_stream_ps(d + j + 12, _mm_div_ps(_mm_cvtepi32_ps(_mm_unpackhi_epi16(hi, z)), k));
-		}
-		/* order the streaming stores before whatever hands d over */
-		_mm_sfence();
-	}
-#endif
-	for (; j < n; j++)
-		d[j] = t[src[j]];
 }
 
 static int decode_fn(void *state, const pf_elem *in, pf_elem *out, pf_error *err)
@@ -368,7 +330,7 @@ static int decode_fn(void *state, const pf_elem *in, pf_elem *out, pf_error *err
 			memcpy(dst, src, (size_t)n * pf_dtype_size(f->dtype));
 			break;
 		case CONV_U8_F32:
-			u8_to_f32(dst, src, n, st->u8_f32);
+			pf_u8_to_f32(dst, src, n);
 			break;
 		case CONV_INT_I32: {
 			int32_t *d = dst;

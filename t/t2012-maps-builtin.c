@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "pf_maps.h"
+#include "pf_u8_f32.h"
 #include "pf_schema.h"
 #include "pf_spec.h"
 #include "pipefeed.h"
@@ -89,9 +90,10 @@ int main(void)
 	is_int(lab, 9, "decode_f32: label 9 as i32");
 	done(&ctx);
 
-	/* every byte value, through the vector path (aligned output, 16 at a
-	 * time) and the scalar tail (4 more, and a misaligned output): the
-	 * very floats (float)v / 255.0f gives */
+	/* every byte value, through each implementation this CPU has (avx2:
+	 * FMA-corrected multiply; sse2: divide; table), on 32-byte aligned,
+	 * 16-byte aligned and misaligned output, with a tail of 4: the very
+	 * floats (float)v / 255.0f gives */
 	{
 		pf_schema rec2;
 		pf_schema_parse(&rec2, "image: u8[260], label: u8", NULL);
@@ -104,22 +106,40 @@ int main(void)
 		in2e.data[0] = r2;
 		in2e.nitems[0] = 261;
 		in2e.var_len[0] = 261;
-		static float big[262] __attribute__((aligned(16)));
-		int exact[2] = { 1, 1 };
-		for (int mis = 0; mis < 2; mis++) {
-			float *dst = big + mis;  /* aligned, then 4 bytes off */
-			ok(prepare("decode_f32", "", &raw, &rec2, &ctx, &err) == 0 &&
-			   (out.schema = &ctx.out, out.data[0] = dst, out.data[1] = &lab,
-			    call("decode_f32", &ctx, &in2e, &out, &err) == 0),
-			   "decode_f32 of 260 pixels (%s output)", mis ? "misaligned" : "aligned");
-			for (int v = 0; v < 260; v++) {
-				float want = (float)r2[v] / 255.0f;
-				exact[mis] &= memcmp(&dst[v], &want, sizeof(float)) == 0;
+		static float big[272] __attribute__((aligned(32)));
+		static const char *const impls[] = { "avx2", "sse2", "table" };
+		int tried = 0;
+		for (int m = 0; m < 3; m++) {
+			if (pf_u8_to_f32_use(impls[m])) {
+				char why[64];
+				snprintf(why, sizeof(why), "decode_f32 %s: this CPU lacks it", impls[m]);
+				skip(3, why);
+				continue;
 			}
-			ok(exact[mis], "every byte value: the same float as (float)v / 255.0f, bit for bit (%s)",
-			   mis ? "scalar path" : "vector path");
-			done(&ctx);
+			tried++;
+			is_str(pf_u8_to_f32_impl(), impls[m], "decode_f32 uses %s when told to", impls[m]);
+			static const int mis[] = { 0, 4, 1 };
+			int exact = 1, ran = 1;
+			for (int a = 0; a < 3; a++) {
+				float *dst = big + mis[a];  /* 32-aligned, 16-aligned, 4 bytes off */
+				memset(big, 0xff, sizeof(big));
+				ran &= prepare("decode_f32", "", &raw, &rec2, &ctx, &err) == 0 &&
+				       (out.schema = &ctx.out, out.data[0] = dst, out.data[1] = &lab,
+					call("decode_f32", &ctx, &in2e, &out, &err) == 0);
+				for (int v = 0; v < 260; v++) {
+					float want = (float)r2[v] / 255.0f;
+					exact &= memcmp(&dst[v], &want, sizeof(float)) == 0;
+				}
+				/* nothing written past the end */
+				exact &= ((uint32_t *)big)[mis[a] + 260] == 0xffffffffu;
+				done(&ctx);
+			}
+			ok(ran, "decode_f32 (%s) of 260 pixels on 3 alignments", impls[m]);
+			ok(exact, "%s: every byte value gives (float)v / 255.0f bit for bit, at every alignment",
+			   impls[m]);
 		}
+		ok(tried >= 1 && pf_u8_to_f32_use(NULL) == 0, "the best implementation is back in use (%s)",
+		   pf_u8_to_f32_impl());
 	}
 
 	/* decode(scale=f32) is the same function */
