@@ -9,13 +9,16 @@
  *
  * Packs train-{images,labels} into 4 shards under $TMPDIR (pf_shard_writer),
  * then prints medians of RUNS runs:
- *   pipeline : shards(cycle 4, READ_THREADS) -> map(decode: u8 -> f32 [0,1],
- *              label -> i32, MAP_THREADS) -> shuffle(10000) -> batch(64) -> prefetch
+ *   pipeline : shards(cycle 4, READ_THREADS) -> map(decode_f32, the built-in:
+ *              u8 -> f32 [0,1], label -> i32, MAP_THREADS) -> shuffle(10000)
+ *              -> batch(64) -> prefetch
  *   serial   : the same without its parallel parts (a near-free map in the
  *              consumer's thread, no prefetch): that thread's CPU time per
  *              element is the cost of the serial path, and 1 / that the most
  *              any number of cores can deliver through it
- *   naive    : one thread: read block, decompress, decode, batch(64)
+ *   naive    : one thread: read block, decompress, decode, batch(64); the
+ *              decode is decode_f32's own conversion (pf_u8_to_f32), so the
+ *              two differ only by the runtime
  *   zstd     : ZSTD_decompress of the same blocks in a loop (1 thread), x cores
  *   cache    : cache (u8 images) -> batch(64), epochs after the first
  * and ends with a summary table.
@@ -30,6 +33,7 @@
 
 #include "pf_idx.h"
 #include "pf_shard.h"
+#include "pf_u8_f32.h"
 #include "pipefeed.h"
 
 #define NSH 4
@@ -110,25 +114,12 @@ static int pack(const char *idxdir, const char *out, pf_error *err)
 	return rc;
 }
 
-/* map "decode": image u8[28,28] -> f32 in [0,1], label u8 -> i32 */
-static int dec_prepare(pf_map_ctx *ctx, pf_error *e)
-{
-	return pf_schema_parse(&ctx->out, "image: f32[28,28], label: i32", e);
-}
-
+/* the naive loop's decode: image u8[28,28] -> f32 in [0,1], label u8 ->
+ * i32, with the conversion the built-in decode_f32 uses */
 static inline void decode_record(const unsigned char *r, float *img, int32_t *label)
 {
-	for (int i = 0; i < 784; i++)
-		img[i] = r[i] * (1.0f / 255.0f);
+	pf_u8_to_f32(img, r, 784);
 	*label = r[784];
-}
-
-static int dec_fn(void *st, const pf_elem *in, pf_elem *out, pf_error *e)
-{
-	if (in->nitems[0] != 785)
-		return pf_error_set(e, PF_ECORRUPT, "record of %lld bytes", (long long)in->nitems[0]);
-	decode_record(in->data[0], out->data[0], out->data[1]);
-	return 0;
 }
 
 /* map "split": record -> image u8[784], label u8 (for the cache run) */
@@ -247,8 +238,8 @@ int main(int argc, char **argv)
 	if (pack(idxdir, out, &err))
 		return die("packing", &err);
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
-	printf("pipeline_bench: Fashion-MNIST train, %d shards, %ld cores, medians of %d runs\n",
-	       NSH, cores, runs);
+	printf("pipeline_bench: Fashion-MNIST train, %d shards, %ld cores, medians of %d runs; "
+	       "u8 -> f32 by %s\n", NSH, cores, runs, pf_u8_to_f32_impl());
 
 	double *ips = calloc((size_t)runs, sizeof(double)), *mbs = calloc((size_t)runs, sizeof(double));
 
@@ -293,7 +284,7 @@ int main(int argc, char **argv)
 	}
 
 	if (pf_shards(p, pathv, NSH, &so, &err) ||
-	    pf_map_func(p, "decode", dec_prepare, dec_fn, NULL, "", &mo, &err) ||
+	    pf_map(p, "decode_f32", "", &mo, &err) ||
 	    pf_shuffle(p, 10000, NULL, &err) || pf_batch(p, 64, 0, &err) ||
 	    pf_prefetch(p, PF_AUTOTUNE, &err))
 		return die("building", &err);
@@ -353,7 +344,7 @@ int main(int argc, char **argv)
 		if (variant == 4)
 			pf_shuffle(p, 10000, NULL, &err);
 		if (variant >= 1)
-			pf_map_func(p, "decode", dec_prepare, dec_fn, NULL, "", &mo, &err);
+			pf_map(p, "decode_f32", "", &mo, &err);
 		if (variant == 3)
 			pf_shuffle(p, 10000, NULL, &err);
 		if (variant >= 2)
