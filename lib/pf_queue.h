@@ -6,6 +6,17 @@
  * wakes every waiter: push then fails at once, pop drains what is left and
  * then fails.  pf_queue_reopen makes an empty closed queue usable again.
  * Threads: every call is thread-safe.
+ *
+ * Batched wake-ups (pf_queue_set_batch): when one side keeps waiting on the
+ * other (a consumer faster than its producer, or the reverse), waking the
+ * sleeper for every item costs a context switch per item, and on a machine
+ * with few cores the woken thread preempts a producer.  With a batch of n
+ * a consumer that finds the queue empty sleeps until n items are in, the
+ * queue is closed or flushed, or max_us passed with at least one item in;
+ * a producer that finds it full sleeps until n slots are free.  The rate
+ * through the queue is the slower side's either way; an item may wait up
+ * to max_us longer.  A consumer that found nothing in max_us is then woken
+ * by the first item (a slow producer costs no timer wake-ups).
  */
 #ifndef PF_QUEUE_H
 #define PF_QUEUE_H
@@ -30,6 +41,15 @@ int pf_queue_trypop(pf_queue *q, void *item);
 
 /* Let push block at n items (1 <= n <= cap; clamped) instead of cap. */
 void pf_queue_set_limit(pf_queue *q, size_t n);
+
+/* Wake a waiting side only every n items (clamped to the limit then in
+ * force: with limit L, at most L/2, at least 1), or after max_us with at
+ * least one item in (see above).  n = 1 (the default): every item. */
+void pf_queue_set_batch(pf_queue *q, size_t n, unsigned max_us);
+
+/* The items in now are all that come for a while (the end of a stream):
+ * a consumer waiting for a batch takes them now. */
+void pf_queue_flush(pf_queue *q);
 
 void pf_queue_close(pf_queue *q);
 void pf_queue_reopen(pf_queue *q);

@@ -2,6 +2,13 @@
  * prefetch.c - a thread runs the input ahead into a bounded queue of
  * `depth` elements.  A new epoch (reset) closes the queue, waits for the
  * thread to go idle, drops what was queued, resets the input and reopens.
+ *
+ * Wake-ups are batched (pf_queue_set_batch): a consumer that drains the
+ * queue sleeps until half the depth is in again (or PREFETCH_WAKE_US
+ * passed), a producer that fills it until half is free.  A starved
+ * consumer woken for every batch cost a context switch per batch, and on
+ * a 2-core machine the woken thread preempted the producers: 0.47 CPU-us
+ * per image in a decode_f32 pipeline, a quarter of all its CPU.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -12,6 +19,7 @@
 
 #define PREFETCH_AUTOTUNE_DEPTH 4  /* autotune: the starting depth */
 #define PREFETCH_AUTOTUNE_MAX 64   /* autotune: the most, budget allowing */
+#define PREFETCH_WAKE_US 1000      /* the longest a batch waits for the wake-up batch */
 
 typedef struct prefetch_item {
 	int rc;
@@ -108,8 +116,10 @@ static void *prefetch_thread(void *arg)
 			atomic_store(&op->st.occupancy, (int64_t)pf_queue_len(r->q));
 			pf_stat_add(&op->st.blocked_ns, blocked);
 			pf_stat_add(&op->st.busy_ns, pf_now_ns() - t1 - blocked);
-			if (it.rc)
+			if (it.rc) {
+				pf_queue_flush(r->q); /* no more: wake the consumer now */
 				break; /* end of epoch or error: wait for the next epoch */
+			}
 		}
 		pthread_mutex_lock(&r->lock);
 		r->running = 0;
@@ -131,6 +141,7 @@ static int prefetch_start(pf_op *op, pf_error *err)
 	pthread_cond_init(&r->cv, NULL);
 	r->gen = 1;
 	pf_queue_set_limit(r->q, (size_t)c->depth);
+	pf_queue_set_batch(r->q, (size_t)c->max, PREFETCH_WAKE_US); /* half the depth */
 	op->run = r;
 	op->st.self_timed = 1;
 	if (pthread_create(&r->th, NULL, prefetch_thread, op) != 0) {
