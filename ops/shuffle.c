@@ -22,6 +22,18 @@
  * lasts, draws are made SHUF_AHEAD calls ahead and their slots fetched
  * into the cache then (the serial path of a parallel pipeline waits on
  * those misses otherwise).  Same order as the element mode (t1002).
+ *
+ * The next epoch's fill overlaps this epoch's drain: once the input ends,
+ * the buffer only shrinks, so the shuffle resets its input right then (it
+ * begins its next epoch early, as it would at this op's reset) and every
+ * draw of the drain pulls one record of the next epoch into a second
+ * list (in slot mode into the slot handed out the longest ago, so lent
+ * bytes stay valid as long as in the steady state).  The next epoch then
+ * starts with its buffer (nearly) full instead of waiting for size
+ * records, and the source reads the next epoch while this one drains.
+ * The fill takes the input in its order and draws nothing, so the output
+ * is the same as with the reset at the epoch boundary; an error of the
+ * next epoch's input is held back until that epoch begins.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +91,17 @@ typedef struct shuffle_cfg {
 	int64_t ahead[SHUF_AHEAD];
 	pf_rng ah_rng[SHUF_AHEAD]; /* the generator's state after each */
 	unsigned ah_head, ah_n;
+	/* the next epoch's fill, made while this epoch drains */
+	int next;             /* the input was reset into the next epoch */
+	int next_done;        /* ... and ended within the fill */
+	int next_rc;          /* ... or failed (held back until that epoch) */
+	pf_error next_err;
+	int held_rc;          /* the failure, now due: returned by the next call */
+	pf_error held_err;
+	int64_t nfill;        /* records of the next epoch buffered (its
+			       * positions 0..nfill-1) */
+	uint32_t *nperm;      /* slot mode: their slots */
+	shuf_slot *nbuf;      /* element mode: them */
 } shuffle_cfg;
 
 static int shuffle_prepare(pf_op *op, pf_error *err)
@@ -87,7 +110,8 @@ static int shuffle_prepare(pf_op *op, pf_error *err)
 	pf_op *in = op->in;
 	op->schema = in->schema;
 	op->elem_bytes = in->elem_bytes;
-	op->buffer_bytes = (uint64_t)c->size * (in->elem_bytes + sizeof(shuf_slot) + 64);
+	/* a slot (and its twin for the next epoch's fill) per element */
+	op->buffer_bytes = (uint64_t)c->size * (in->elem_bytes + 2 * sizeof(shuf_slot) + 64);
 	op->can_borrow = in->can_borrow && in->canon_bytes > 0;
 	op->canon_bytes = op->can_borrow ? in->canon_bytes : 0;
 	/* a slot: the bytes, then the id and length (in the slot's last
@@ -104,7 +128,7 @@ static int shuffle_prepare(pf_op *op, pf_error *err)
 	op->lend_window = c->stride ? (int)lend : 0;
 	op->lend_want = 0; /* the consumer's prepare (after this) may ask */
 	if (c->stride)
-		op->buffer_bytes = (uint64_t)(c->size + lend + 1) * (c->stride + 8);
+		op->buffer_bytes = (uint64_t)(c->size + lend + 1) * (c->stride + 12);
 	op->cardinality = in->cardinality;
 	op->st.depth = (int)(c->size > 1 << 30 ? 1 << 30 : c->size);
 	return 0;
@@ -156,15 +180,17 @@ static int shuffle_start(pf_op *op, pf_error *err)
 		size_t n = (size_t)c->size + c->nring;
 		c->store = store_alloc(n * c->stride);
 		c->perm = calloc((size_t)c->size, sizeof(*c->perm));
+		c->nperm = calloc((size_t)c->size, sizeof(*c->nperm));
 		c->ring = calloc(c->nring, sizeof(*c->ring));
-		if (!c->store || !c->perm || !c->ring)
+		if (!c->store || !c->perm || !c->nperm || !c->ring)
 			return pf_op_error(op, err, PF_ENOMEM, "out of memory (%lld slots)",
 					   (long long)c->size);
 		shuffle_seed(op);
 		return 0;
 	}
 	c->buf = calloc((size_t)c->size, sizeof(*c->buf));
-	if (!c->buf)
+	c->nbuf = calloc((size_t)c->size, sizeof(*c->nbuf));
+	if (!c->buf || !c->nbuf)
 		return pf_op_error(op, err, PF_ENOMEM, "out of memory (%lld slots)",
 				   (long long)c->size);
 	pf_layout(&op->schema, 1, c->off);
@@ -190,16 +216,12 @@ static int canonical(const shuffle_cfg *c, const pf_elem *e)
 	return 1;
 }
 
-/* Pull one input element into slot i; sets in_done at the end. */
-static int pull(pf_op *op, int64_t i, pf_error *err)
+/* Pull one input element into *s.  0, PF_END or a code. */
+static int pull_into(pf_op *op, shuf_slot *s, pf_error *err)
 {
 	shuffle_cfg *c = op->cfg;
 	pf_elem e;
 	int rc = pf_op_next(op->in, &e, err);
-	if (rc == PF_END) {
-		c->in_done = 1;
-		return 0;
-	}
 	if (rc)
 		return rc;
 	pf_buf *b = e.ref_;
@@ -210,7 +232,6 @@ static int pull(pf_op *op, int64_t i, pf_error *err)
 		if ((rc = pf_elem_compact(op->rt, &tmp, &e, err)))
 			return rc;
 	}
-	shuf_slot *s = &c->buf[i];
 	if (canonical(c, &e)) {
 		s->ref = e.ref_;
 		s->id = e.id;
@@ -231,11 +252,22 @@ static int pull(pf_op *op, int64_t i, pf_error *err)
 	return 0;
 }
 
-/* Move slot i's element into *out. */
-static void take(pf_op *op, int64_t i, pf_elem *out)
+/* Pull one input element into slot i; sets in_done at the end. */
+static int pull(pf_op *op, int64_t i, pf_error *err)
 {
 	shuffle_cfg *c = op->cfg;
-	shuf_slot *s = &c->buf[i];
+	int rc = pull_into(op, &c->buf[i], err);
+	if (rc == PF_END) {
+		c->in_done = 1;
+		return 0;
+	}
+	return rc;
+}
+
+/* Move the element of *s into *out. */
+static void take_from(pf_op *op, shuf_slot *s, pf_elem *out)
+{
+	shuffle_cfg *c = op->cfg;
 	if (s->full) {
 		*out = s->full->e;
 		s->full->next = c->free_nodes;
@@ -254,6 +286,12 @@ static void take(pf_op *op, int64_t i, pf_elem *out)
 		out->nitems[f] = c->cnt[f];
 	}
 	s->ref = NULL;
+}
+
+/* Move slot i's element into *out. */
+static void take(pf_op *op, int64_t i, pf_elem *out)
+{
+	take_from(op, &((shuffle_cfg *)op->cfg)->buf[i], out);
 }
 
 /* Copy n bytes into a 64-byte aligned slot.  The slots (size x stride
@@ -284,18 +322,14 @@ static void slot_copy(unsigned char *dst, const unsigned char *src, size_t n)
 	memcpy(dst, src, n);
 }
 
-/* Slot mode: copy the next input into slot k; sets in_done at the end. */
-static int pull_slot(pf_op *op, uint32_t k, pf_error *err)
+/* Slot mode: copy the next input into slot k.  0, PF_END or a code. */
+static int pull_slot_rc(pf_op *op, uint32_t k, pf_error *err)
 {
 	shuffle_cfg *c = op->cfg;
 	const unsigned char *d;
 	uint64_t id;
 	size_t len;
 	int rc = pf_op_borrow(op->in, &d, &len, &id, err);
-	if (rc == PF_END) {
-		c->in_done = 1;
-		return 0;
-	}
 	if (rc)
 		return rc;
 	slot_copy(c->store + (size_t)k * c->stride, d, len);
@@ -306,10 +340,119 @@ static int pull_slot(pf_op *op, uint32_t k, pf_error *err)
 	return 0;
 }
 
+/* The same; sets in_done at the end. */
+static int pull_slot(pf_op *op, uint32_t k, pf_error *err)
+{
+	int rc = pull_slot_rc(op, k, err);
+	if (rc == PF_END) {
+		((shuffle_cfg *)op->cfg)->in_done = 1;
+		return 0;
+	}
+	return rc;
+}
+
+/*
+ * A draw of the drain: pull one record of the next epoch (resetting the
+ * input into it at the first).  Slot mode: slot k was just handed out; it
+ * joins the ring and the ring's oldest slot takes the record.  Element
+ * mode (k unused): the record goes into nbuf.  The next epoch's failure is
+ * kept for it (next_rc), not returned.
+ */
+static void fill_next(pf_op *op, uint32_t k)
+{
+	shuffle_cfg *c = op->cfg;
+	if (!c->next) {
+		pf_op_reset(op->in);
+		c->next = 1;
+		c->next_done = c->next_rc = 0;
+		c->nfill = 0;
+	}
+	if (c->next_done || c->next_rc || c->nfill >= c->size)
+		return;
+	int rc;
+	if (c->stride) {
+		uint32_t s = c->ring[c->rhead];
+		rc = pull_slot_rc(op, s, &c->next_err);
+		if (!rc) {
+			c->nperm[c->nfill++] = s;
+			c->ring[c->rhead] = k;
+			if (++c->rhead == c->nring)
+				c->rhead = 0;
+		}
+	} else {
+		rc = pull_into(op, &c->nbuf[c->nfill], &c->next_err);
+		if (!rc)
+			c->nfill++;
+	}
+	if (rc == PF_END)
+		c->next_done = 1;
+	else if (rc)
+		c->next_rc = rc;
+}
+
+/*
+ * At the reset: the next epoch's records become the buffer (count nfill,
+ * full when the fill reached size or the input ended).  Slot mode: the
+ * slots not holding them make the ring and the rest of perm.
+ */
+static void adopt_next(pf_op *op)
+{
+	shuffle_cfg *c = op->cfg;
+	c->next = 0;
+	if (c->next_rc) {
+		c->held_rc = c->next_rc;
+		c->held_err = c->next_err;
+		c->next_rc = 0;
+	}
+	if (c->stride) {
+		size_t n = (size_t)c->size + c->nring;
+		unsigned char *used = calloc(n, 1);
+		if (!used) { /* keep it simple: refill from the input's position */
+			c->held_rc = pf_op_error(op, &c->held_err, PF_ENOMEM, "out of memory");
+			return;
+		}
+		for (int64_t j = 0; j < c->nfill; j++) {
+			used[c->nperm[j]] = 1;
+			c->perm[j] = c->nperm[j];
+		}
+		size_t f = 0;
+		for (uint32_t r = 0; r < c->nring; r++) {
+			while (used[f])
+				f++;
+			c->ring[r] = (uint32_t)f++;
+		}
+		for (int64_t j = c->nfill; j < c->size; j++) {
+			while (used[f])
+				f++;
+			c->perm[j] = (uint32_t)f++;
+		}
+		free(used);
+		c->rhead = 0;
+	} else {
+		for (int64_t j = 0; j < c->nfill; j++) {
+			c->buf[j] = c->nbuf[j];
+			memset(&c->nbuf[j], 0, sizeof(c->nbuf[j]));
+		}
+	}
+	c->count = c->nfill;
+	c->in_done = c->next_done;
+	c->filled = c->next_done || c->nfill == c->size;
+	c->nfill = 0;
+}
+
 /* Publish the buffer's fill for pf_iter_stats, and return rc. */
 static int set_occ(pf_op *op, const shuffle_cfg *c, int rc)
 {
 	atomic_store_explicit(&op->st.occupancy, c->count, memory_order_relaxed);
+	return rc;
+}
+
+/* The next epoch's input failed while the last one drained: now it is due. */
+static int held(pf_op *op, shuffle_cfg *c, pf_error *err)
+{
+	int rc = c->held_rc;
+	pf_error_set(err, rc, "%s", c->held_err.msg);
+	c->held_rc = 0;
 	return rc;
 }
 
@@ -367,6 +510,8 @@ static int shuffle_borrow(pf_op *op, const unsigned char **data, size_t *len,
 {
 	shuffle_cfg *c = op->cfg;
 	int rc;
+	if (c->held_rc)
+		return held(op, c, err);
 	while (!c->filled && !c->in_done && c->count < c->size) {
 		if ((rc = pull_slot(op, c->perm[c->count], err)))
 			return rc;
@@ -414,10 +559,12 @@ static int shuffle_borrow(pf_op *op, const unsigned char **data, size_t *len,
 			return set_occ(op, c, 0);
 		}
 	}
-	/* input is over: fill the hole with the last one */
+	/* input is over: fill the hole with the last one, and a record of
+	 * the next epoch into the slot lent the longest ago */
 	drop_ahead(c);
 	c->perm[i] = c->perm[--c->count];
 	c->perm[c->count] = k;
+	fill_next(op, k);
 	return set_occ(op, c, 0);
 }
 
@@ -435,6 +582,8 @@ static int shuffle_next(pf_op *op, pf_elem *out, pf_error *err)
 			return pf_op_error(op, err, rc, "out of memory");
 		return set_occ(op, c, 0);
 	}
+	if (c->held_rc)
+		return held(op, c, err);
 	while (!c->filled && !c->in_done && c->count < c->size) {
 		if ((rc = pull(op, c->count, err)))
 			return rc;
@@ -454,13 +603,17 @@ static int shuffle_next(pf_op *op, pf_elem *out, pf_error *err)
 		if (!c->in_done)
 			return set_occ(op, c, 0);
 	}
-	/* input is over: fill the hole with the last one */
+	/* input is over: fill the hole with the last one, and pull one of
+	 * the next epoch */
 	c->buf[i] = c->buf[--c->count];
 	memset(&c->buf[c->count], 0, sizeof(c->buf[c->count]));
+	fill_next(op, 0);
 	return set_occ(op, c, 0);
 }
 
-static void shuffle_drop(pf_op *op)
+/* Release the buffered elements (element mode); with next, the next
+ * epoch's too. */
+static void shuffle_drop(pf_op *op, int next)
 {
 	shuffle_cfg *c = op->cfg;
 	for (int64_t i = 0; c->buf && i < c->count; i++) {
@@ -469,26 +622,46 @@ static void shuffle_drop(pf_op *op)
 		pf_elem_release(&e);
 	}
 	c->count = 0;
+	for (int64_t i = 0; next && c->nbuf && i < c->nfill; i++) {
+		pf_elem e;
+		take_from(op, &c->nbuf[i], &e);
+		pf_elem_release(&e);
+	}
+	if (next) {
+		c->nfill = 0;
+		c->next = 0;
+	}
 	atomic_store_explicit(&op->st.occupancy, 0, memory_order_relaxed);
 }
 
 static void shuffle_reset(pf_op *op)
 {
-	shuffle_drop(op);
-	pf_op_reset(op->in);
+	shuffle_cfg *c = op->cfg;
+	shuffle_drop(op, 0);
+	int next = c->next;
+	if (!next) /* else the input is in that epoch already */
+		pf_op_reset(op->in);
+	c->held_rc = 0;
 	op->epoch++; /* seed with the epoch about to begin */
 	shuffle_seed(op);
 	op->epoch--; /* pf_op_reset increments it */
+	if (next)
+		adopt_next(op);
 }
 
 static void shuffle_stop(pf_op *op)
 {
 	shuffle_cfg *c = op->cfg;
-	shuffle_drop(op);
+	shuffle_drop(op, 1);
+	c->held_rc = c->next_rc = c->next_done = 0;
 	free(c->buf);
+	free(c->nbuf);
 	c->buf = NULL;
+	c->nbuf = NULL;
 	free(c->store);
 	free(c->perm);
+	free(c->nperm);
+	c->nperm = NULL;
 	free(c->ring);
 	c->ring = NULL;
 	c->store = NULL;
