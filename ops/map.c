@@ -193,17 +193,27 @@ static int fill_one(pf_op *op, map_cfg *c, pf_buf *b, map_unit *u, int j,
 		    pf_elem *ie, pf_error *e)
 {
 	pf_elem o;
-	memset(&o, 0, sizeof(o));
-	o.schema = &op->schema;
-	o.buf = b->data;
-	o.id = ie->id;
 	if (op->fused_batch) {
+		/* fixed fields only: what the fn may read is set, as in
+		 * pf_map_into (zeroing a whole pf_elem per sample cost more
+		 * than a cheap map) */
+		o.schema = &op->schema;
+		o.batch = 0;
+		o.buf = b->data;
+		o.id = ie->id;
+		o.ref_ = NULL;
 		for (int i = 0; i < op->schema.nfields; i++) {
 			o.data[i] = b->data + c->off[i] + (size_t)j * c->fbytes[i];
 			o.nitems[i] = pf_field_count(&op->schema.fields[i]);
+			o.var_len[i] = 0;
+			o.lengths[i] = NULL;
 		}
 		o.nbytes = c->unit_bytes;
 	} else {
+		memset(&o, 0, sizeof(o));
+		o.schema = &op->schema;
+		o.buf = b->data;
+		o.id = ie->id;
 		o.ref_ = b;
 		o.nbytes = 0;
 		for (int i = 0; i < op->schema.nfields; i++) {
@@ -219,7 +229,7 @@ static int fill_one(pf_op *op, map_cfg *c, pf_buf *b, map_unit *u, int j,
 	void *state = c->ctx.state ? c->ctx.state : c->user;
 	int rc = c->fn(state, ie, &o, e);
 	uint64_t id = ie->id;
-	pf_elem_release(ie);
+	pf_elem_unref(ie);
 	if (rc)
 		return map_failed(op, c, id, rc, e);
 	if (!op->fused_batch) {
@@ -330,7 +340,7 @@ static int map_next_inline(pf_op *op, pf_elem *out, pf_error *err,
 	memset(&u, 0, sizeof(u));
 	u.buf = carry;
 	u.first_id = id0;
-	int n = carry ? n0 : 0, rc = 0;
+	int n = carry ? n0 : 0, rc = 0, viewed = 0;
 	pf_elem ie;
 	for (; n < c->B; n++) {
 		if (op->in->can_borrow) {
@@ -338,8 +348,11 @@ static int map_next_inline(pf_op *op, pf_elem *out, pf_error *err,
 			size_t len;
 			uint64_t id;
 			rc = pf_op_borrow(op->in, &d, &len, &id, err);
-			if (!rc)
+			if (!rc && viewed)
+				pf_elem_view_again(&ie, d, len, id);
+			else if (!rc)
 				pf_elem_view(&op->in->schema, d, len, id, &ie);
+			viewed = !rc;
 		} else {
 			rc = pf_op_next(op->in, &ie, err);
 		}
@@ -506,10 +519,16 @@ static void *map_worker(void *arg)
 		pf_error fe = { 0 };
 		if (op->fused_batch && !(u->buf = pf_buf_get(op->rt->batch_pool, c->unit_bytes)))
 			ferr = pf_op_error(op, &fe, PF_ENOMEM, "out of memory");
-		for (int j = 0; c->in_stride && j < n; j++)
-			pf_elem_view(&op->in->schema,
-				     c->in_lend ? u->src[j] : u->stage + (size_t)j * c->in_stride,
-				     u->blen[j], u->bid[j], &u->ins[j]);
+		for (int j = 0; c->in_stride && j < n; j++) {
+			const unsigned char *d = c->in_lend ? u->src[j] :
+				u->stage + (size_t)j * c->in_stride;
+			/* still the view of the last unit in this slot (fill_one
+			 * only drops references): repoint it */
+			if (u->ins[j].schema == &op->in->schema && u->ins[j].buf && !u->ins[j].ref_)
+				pf_elem_view_again(&u->ins[j], d, u->blen[j], u->bid[j]);
+			else
+				pf_elem_view(&op->in->schema, d, u->blen[j], u->bid[j], &u->ins[j]);
+		}
 		int k = 0; /* outputs so far: dropped samples leave no gap */
 		for (int j = 0; j < n; j++) {
 			if (ferr) {

@@ -211,6 +211,20 @@ int pf_elem_compact(pf_rt *rt, pf_elem *in, pf_elem *out, pf_error *err);
 void pf_elem_view(const pf_schema *s, const unsigned char *d, size_t len,
 		  uint64_t id, pf_elem *e);
 
+/* Repoint *e, a view pf_elem_view made of schema s (the same schema each
+ * time), at the bytes d instead: only what differs is written (the hot
+ * paths make one view per sample; zeroing a whole pf_elem each time was a
+ * tenth of a pipeline's serial thread). */
+void pf_elem_view_again(pf_elem *e, const unsigned char *d, size_t len, uint64_t id);
+
+/* Drop the storage reference of e, a runtime temporary (an input the
+ * runtime made and hands to no one): the rest of it is left as is. */
+static inline void pf_elem_unref(pf_elem *e)
+{
+	pf_buf_unref(e->ref_);
+	e->ref_ = NULL;
+}
+
 /* A new pooled element *out holding a copy of borrowed bytes (as above).
  * Returns 0 or PF_ENOMEM. */
 int pf_elem_from_bytes(pf_rt *rt, const pf_schema *s, const unsigned char *d,

@@ -127,6 +127,21 @@ void pf_elem_view(const pf_schema *s, const unsigned char *d, size_t len,
 	}
 }
 
+void pf_elem_view_again(pf_elem *e, const unsigned char *d, size_t len, uint64_t id)
+{
+	const unsigned char *old = e->buf;
+	if (pf_schema_record_bytes(e->schema) < 0) {
+		e->data[0] = (void *)d;
+		e->nitems[0] = e->var_len[0] = (int64_t)len;
+	} else {
+		for (int i = 0; i < e->schema->nfields; i++)
+			e->data[i] = (unsigned char *)d + ((const unsigned char *)e->data[i] - old);
+	}
+	e->buf = (void *)d;
+	e->nbytes = len;
+	e->id = id;
+}
+
 int pf_elem_from_bytes(pf_rt *rt, const pf_schema *s, const unsigned char *d,
 		       size_t len, uint64_t id, pf_elem *out, pf_error *err)
 {
