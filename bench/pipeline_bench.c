@@ -21,7 +21,9 @@
  *              two differ only by the runtime
  *   zstd     : ZSTD_decompress of the same blocks in a loop (1 thread), x cores
  *   cache    : cache (u8 images) -> batch(64), epochs after the first
- * and ends with a summary table.
+ * and ends with a summary table.  PIPELINE_BENCH_SERIAL=1 runs only the
+ * serial path, PIPELINE_BENCH_PIPELINE=1 only the pipeline (to profile
+ * one of them).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -266,7 +268,7 @@ int main(int argc, char **argv)
 	 * only this, e.g. to profile it) */
 	double ser_ips[2] = { 0, 0 }, ser_us[2];
 	int only_serial = getenv("PIPELINE_BENCH_SERIAL") != NULL;
-	for (int sh = only_serial; sh < 2; sh++) {
+	for (int sh = only_serial; sh < 2 && !getenv("PIPELINE_BENCH_PIPELINE"); sh++) {
 		if ((ser_us[sh] = serial_us(&o, &so, sh, runs, ips, &err)) < 0)
 			return die("serial path", &err);
 		ser_ips[sh] = median(ips, runs);
@@ -333,6 +335,12 @@ int main(int argc, char **argv)
 		       ev.knob, ev.old_value, ev.new_value, ev.reason);
 	pf_iter_free(it);
 	pf_pipeline_free(p);
+	if (getenv("PIPELINE_BENCH_PIPELINE")) {
+		for (int k = 0; k < NSH; k++)
+			unlink(paths[k]);
+		snprintf(cmd, sizeof(cmd), "rmdir '%s/pipeline_bench-%ld'", tmp, (long)getpid());
+		return system(cmd) != 0;
+	}
 
 	/* stage by stage: where the time goes */
 	for (int variant = 0; variant < 5; variant++) {

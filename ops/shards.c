@@ -458,6 +458,88 @@ static int read_task(shards_cfg *c, size_t t, uint32_t f, uint32_t b, pf_decoder
 
 /* ---- workers ------------------------------------------------------------ */
 
+/* Claim the next task into a free entry (c->lock held; a task and a free
+ * entry must be there): its number; *ep gets the entry. */
+static size_t claim_task(shards_cfg *c, int *ep)
+{
+	size_t t = c->next_task++;
+	int e = 0;
+	while (c->ent[e].state != E_FREE)
+		e++;
+	c->nfree--;
+	c->ent[e].state = E_BUSY;
+	c->task_entry[t] = e;
+	*ep = e;
+	return t;
+}
+
+/* Read and decode task t into entry e, and map its records when a map is
+ * fused (stop at a failure), outside the lock; then publish it (E_READY
+ * or E_ERR) under c->lock, which is held on return. */
+static void run_task(pf_op *op, size_t t, int e, pf_decoder *d)
+{
+	shards_cfg *c = op->cfg;
+	uint32_t f = c->order[c->task_file[t]], b = c->task_block[t];
+	pthread_mutex_unlock(&c->lock);
+
+	uint64_t t0 = pf_now_ns();
+	shard_entry *en = &c->ent[e];
+	pf_error_clear(&en->e);
+	en->nmapped = en->next_out = 0;
+	en->map_err = 0;
+	int rc = read_task(c, t, f, b, d, en);
+	if (!rc && op->fused_map) {
+		/* map every record of the block, in order; stop at a failure */
+		pf_elem ie;
+		memset(&ie, 0, sizeof(ie));
+		ie.schema = pf_record_schema();
+		for (uint32_t j = 0; c->stride && j < en->blk.nrecords; j++) {
+			size_t len;
+			ie.data[0] = (void *)pf_block_record(&en->blk, j, &len);
+			ie.buf = ie.data[0];
+			ie.nitems[0] = ie.var_len[0] = (int64_t)len;
+			ie.nbytes = len;
+			ie.id = ((uint64_t)f << 40) | (en->blk.first_record + j);
+			en->drop[j] = 0;
+			en->map_err = pf_map_into(op->fused_map, &ie,
+						  en->slab + (size_t)j * c->stride, &en->e);
+			if (en->map_err == PF_MAP_DROPPED) {
+				en->map_err = 0;
+				en->drop[j] = 1;
+				pf_stat_add(&op->st.dropped_samples, 1);
+			}
+			if (en->map_err)
+				break;
+			en->nmapped++;
+		}
+		for (uint32_t j = 0; !c->stride && j < en->blk.nrecords; j++) {
+			size_t len;
+			memset(&ie, 0, sizeof(ie));
+			ie.schema = pf_record_schema();
+			ie.data[0] = (void *)pf_block_record(&en->blk, j, &len);
+			ie.nitems[0] = ie.var_len[0] = (int64_t)len;
+			ie.nbytes = len;
+			ie.id = ((uint64_t)f << 40) | (en->blk.first_record + j);
+			en->drop[j] = 0;
+			en->map_err = pf_map_one(op->fused_map, &ie, &en->outs[j], &en->e);
+			if (en->map_err == PF_MAP_DROPPED) {
+				en->map_err = 0;
+				en->drop[j] = 1;
+				memset(&en->outs[j], 0, sizeof(en->outs[j]));
+				pf_stat_add(&op->st.dropped_samples, 1);
+			}
+			if (en->map_err)
+				break;
+			en->nmapped++;
+		}
+	}
+	pf_stat_add(&op->st.busy_ns, pf_now_ns() - t0);
+
+	pthread_mutex_lock(&c->lock);
+	c->ent[e].state = rc ? E_ERR : E_READY;
+	pthread_cond_broadcast(&c->cv_done);
+}
+
 static void *shards_worker(void *arg)
 {
 	pf_op *op = arg;
@@ -477,72 +559,9 @@ static void *shards_worker(void *arg)
 			c->idle--;
 			continue;
 		}
-		size_t t = c->next_task++;
-		int e = 0;
-		while (c->ent[e].state != E_FREE)
-			e++;
-		c->nfree--;
-		c->ent[e].state = E_BUSY;
-		c->task_entry[t] = e;
-		uint32_t f = c->order[c->task_file[t]], b = c->task_block[t];
-		pthread_mutex_unlock(&c->lock);
-
-		uint64_t t0 = pf_now_ns();
-		shard_entry *en = &c->ent[e];
-		pf_error_clear(&en->e);
-		en->nmapped = en->next_out = 0;
-		en->map_err = 0;
-		int rc = read_task(c, t, f, b, d, en);
-		if (!rc && op->fused_map) {
-			/* map every record of the block, in order; stop at a failure */
-			pf_elem ie;
-			memset(&ie, 0, sizeof(ie));
-			ie.schema = pf_record_schema();
-			for (uint32_t j = 0; c->stride && j < en->blk.nrecords; j++) {
-				size_t len;
-				ie.data[0] = (void *)pf_block_record(&en->blk, j, &len);
-				ie.buf = ie.data[0];
-				ie.nitems[0] = ie.var_len[0] = (int64_t)len;
-				ie.nbytes = len;
-				ie.id = ((uint64_t)f << 40) | (en->blk.first_record + j);
-				en->drop[j] = 0;
-				en->map_err = pf_map_into(op->fused_map, &ie,
-							  en->slab + (size_t)j * c->stride, &en->e);
-				if (en->map_err == PF_MAP_DROPPED) {
-					en->map_err = 0;
-					en->drop[j] = 1;
-					pf_stat_add(&op->st.dropped_samples, 1);
-				}
-				if (en->map_err)
-					break;
-				en->nmapped++;
-			}
-			for (uint32_t j = 0; !c->stride && j < en->blk.nrecords; j++) {
-				size_t len;
-				memset(&ie, 0, sizeof(ie));
-				ie.schema = pf_record_schema();
-				ie.data[0] = (void *)pf_block_record(&en->blk, j, &len);
-				ie.nitems[0] = ie.var_len[0] = (int64_t)len;
-				ie.nbytes = len;
-				ie.id = ((uint64_t)f << 40) | (en->blk.first_record + j);
-				en->drop[j] = 0;
-				en->map_err = pf_map_one(op->fused_map, &ie, &en->outs[j], &en->e);
-				if (en->map_err == PF_MAP_DROPPED) {
-					en->map_err = 0;
-					en->drop[j] = 1;
-					memset(&en->outs[j], 0, sizeof(en->outs[j]));
-					pf_stat_add(&op->st.dropped_samples, 1);
-				}
-				if (en->map_err)
-					break;
-				en->nmapped++;
-			}
-		}
-		pf_stat_add(&op->st.busy_ns, pf_now_ns() - t0);
-
-		pthread_mutex_lock(&c->lock);
-		c->ent[e].state = rc ? E_ERR : E_READY;
-		pthread_cond_broadcast(&c->cv_done);
+		int e;
+		size_t t = claim_task(c, &e);
+		run_task(op, t, e, d);
 	}
 	pthread_mutex_unlock(&c->lock);
 	pf_decoder_free(d);
