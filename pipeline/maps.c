@@ -222,6 +222,10 @@ struct decode_state {
 	pf_schema rec;                  /* the record schema (input bytes) */
 	enum conv conv[PF_MAX_FIELDS];
 	int64_t inner[PF_MAX_FIELDS];   /* items per step of the "?" dimension */
+	/* a fixed-size record schema: its bytes and every record's split */
+	int64_t rec_bytes;              /* -1: variable */
+	size_t off[PF_MAX_FIELDS];
+	int64_t count[PF_MAX_FIELDS];
 };
 
 /* user pointers of the two registrations: the default scale */
@@ -295,6 +299,14 @@ static int decode_prepare(pf_map_ctx *ctx, pf_error *err)
 	}
 	if (has_var)
 		ctx->max_out_bytes = max_bytes;
+	/* fixed-size records all split alike: once here, not per record */
+	st->rec_bytes = pf_schema_record_bytes(&st->rec);
+	size_t pos = 0;
+	for (int i = 0; st->rec_bytes >= 0 && i < st->rec.nfields; i++) {
+		st->off[i] = pos;
+		st->count[i] = pf_field_count(&st->rec.fields[i]);
+		pos += (size_t)st->count[i] * pf_dtype_size(st->rec.fields[i].dtype);
+	}
 	ctx->state = st;
 	ctx->free_state = free;
 	return 0;
@@ -304,13 +316,21 @@ static int decode_fn(void *state, const pf_elem *in, pf_elem *out, pf_error *err
 {
 	const struct decode_state *st = state;
 	const unsigned char *rec = in->data[0];
-	size_t off[PF_MAX_FIELDS];
-	int64_t count[PF_MAX_FIELDS];
+	size_t offv[PF_MAX_FIELDS];
+	int64_t countv[PF_MAX_FIELDS];
+	const size_t *off = st->off;
+	const int64_t *count = st->count;
 	int rc;
 
-	rc = pf_schema_split(&st->rec, rec, (size_t)in->nitems[0], off, count, err);
-	if (rc)
-		return rc;
+	if (st->rec_bytes < 0 || in->nitems[0] != st->rec_bytes) {
+		/* variable fields, or a record of the wrong size (the split
+		 * names the field it breaks) */
+		rc = pf_schema_split(&st->rec, rec, (size_t)in->nitems[0], offv, countv, err);
+		if (rc)
+			return rc;
+		off = offv;
+		count = countv;
+	}
 	for (int i = 0; i < st->rec.nfields; i++) {
 		const pf_field *f = &st->rec.fields[i];
 		const unsigned char *src = rec + off[i];

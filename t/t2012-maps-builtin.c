@@ -162,6 +162,15 @@ int main(void)
 	in.nitems[0] = 6;
 	pf_error_clear(&err);
 	ok(call("decode", &ctx, &in, &out, &err) < 0, "decode: a short record fails");
+	/* and a long one (the fixed-size split is precomputed: the length
+	 * is still checked) */
+	unsigned char r1x[8] = { 0, 255, 51, 128, 1, 254, 9, 7 };
+	in.data[0] = r1x;
+	in.nitems[0] = 8;
+	pf_error_clear(&err);
+	ok(call("decode", &ctx, &in, &out, &err) < 0 && strstr(err.msg, "record of 8 bytes"),
+	   "decode: a long record fails, naming its size: %s", err.msg);
+	in.data[0] = r1;
 	in.nitems[0] = 7;
 	done(&ctx);
 
