@@ -14,7 +14,12 @@
  *     cheap and never exceeds the budget's thread count);
  *   - else the depth of an autotuned prefetch (doubled, up to what the
  *     memory budget reserved for it at start): the input keeps up on
- *     average, so the stalls are bursts a deeper queue absorbs.
+ *     average, so the stalls are bursts a deeper queue absorbs.  A depth
+ *     step is kept: it costs no CPU and memory already reserved, and a
+ *     30 ms window after it says little (on a 2-core machine a consumer
+ *     woken a scheduler tick late fills a 4-deep queue and stops the
+ *     producer; a window's rate swings more than any gain of the step, so
+ *     judged steps were taken back and the queue stayed too shallow).
  *
  * Decisions are measured over a window of at least WINDOW_MS that starts
  * again after each change, so a change is judged on its own effect: when
@@ -57,7 +62,7 @@ struct pf_autotune {
 	uint64_t w_busy[64], w_blocked[64];
 	uint64_t w_out;      /* elements the last stage had delivered */
 	/* the last step, judged on the next window */
-	int pending;         /* 0 none, 1 parallelism, 2 depth */
+	int pending;         /* 0 none, 1 parallelism */
 	int p_stage, p_old;
 	double p_rate;       /* delivery rate of the window before it */
 	unsigned char frozen[64];
@@ -112,7 +117,7 @@ static int decide(struct pf_autotune *t)
 		1e9 / (double)dt;
 	char why[112];
 	if (t->pending) {
-		int kind = t->pending, s = t->p_stage;
+		int s = t->p_stage;
 		/* a window of a few large batches (or one spanning an epoch's
 		 * start, while a shuffle buffer refills) says nothing about
 		 * the step: wait for JUDGE_MIN elements, and keep a step that
@@ -123,15 +128,14 @@ static int decide(struct pf_autotune *t)
 		t->pending = 0;
 		if (got >= JUDGE_MIN && rate < t->p_rate * GAIN_MIN) {
 			pf_op *op = it->stages[s];
-			int cur = kind == 1 ? op->st.parallelism : op->st.depth;
-			int nv = kind == 2 ? pf_prefetch_set_depth(op, t->p_old) :
-				op->is_shards ? pf_shards_set_active(op, t->p_old) :
+			int cur = op->st.parallelism;
+			int nv = op->is_shards ? pf_shards_set_active(op, t->p_old) :
 				pf_map_set_active(op, t->p_old);
 			t->frozen[s] = 1;
 			snprintf(why, sizeof(why),
 				 "taken back: %.0f/s after the step, %.0f/s before (no gain)",
 				 rate, t->p_rate);
-			log_event(t, s, kind == 1 ? "parallelism" : "depth", cur, nv, why);
+			log_event(t, s, "parallelism", cur, nv, why);
 		}
 		window_start(t);
 		return 1;
@@ -212,11 +216,7 @@ static int decide(struct pf_autotune *t)
 			 "stall %.1f%%, queue full %.1f%% of the time (bursts): deeper buffer",
 			 100 * stall, 100 * full);
 		log_event(t, i, "depth", old, nv, why);
-		t->pending = 2;
-		t->p_stage = i;
-		t->p_old = old;
-		t->p_rate = rate;
-		window_start(t);
+		window_start(t); /* kept: not judged (see the top) */
 		return 1;
 	}
 	window_start(t);
