@@ -25,6 +25,14 @@
  * and workers call pf_reader_next in task order (a turn counter), so every
  * stream is consumed in its own order whatever the thread timing.
  *
+ * Across epochs: once every task of the epoch is taken, idle workers plan
+ * the next epoch (the same function of the seed and epoch number) and read
+ * its first tasks ahead into free buffers, their turns numbered after this
+ * epoch's, through streams of their own.  At the reset those buffers and
+ * streams carry over (the reader too), so the next epoch's first blocks
+ * are ready when it begins; a reset before every task of the epoch was
+ * read still starts from scratch (a fresh reader).
+ *
  * Damage (skip_corrupt): a block that fails its checks is dropped when the
  * consumer reaches it (counted: corrupt_blocks, and its records from the
  * index: skipped_records; one warning per file); once more than
@@ -56,8 +64,21 @@ typedef struct ilv_slot {
 typedef struct ilv {
 	int K, BL, cur, taken, active;
 	uint32_t next_file;
+	const uint32_t *order; /* the epoch's file order */
 	ilv_slot slot[256];
 } ilv;
+
+/* An epoch's plan: its file order and block tasks in need order, and its
+ * reads' state (per file: stream, tasks not read yet). */
+typedef struct shard_plan {
+	uint32_t *order;
+	uint32_t *task_file, *task_block;
+	int *task_entry;      /* the buffer holding each taken task */
+	size_t ntasks;
+	int *stream;          /* per file: its stream, -1 = none yet */
+	uint32_t *left;       /* per file: tasks not read yet */
+	uint64_t epoch;       /* the op epoch it is for */
+} shard_plan;
 
 enum { E_FREE, E_BUSY, E_READY, E_ERR };
 
@@ -73,6 +94,7 @@ typedef struct shard_entry {
 	uint32_t nmapped, next_out;
 	int map_err;          /* the map failed on record nmapped */
 	unsigned char *drop;  /* fused map: record j was dropped (isolate) */
+	int ahead;            /* holds a task of the next epoch */
 } shard_entry;
 
 typedef struct shards_cfg {
@@ -92,10 +114,11 @@ typedef struct shards_cfg {
 	uint64_t *salvaged;   /* per file: index damaged, opened by scanning:
 			       * the first byte not recovered + 1 (0: intact) */
 	/* runtime */
-	uint32_t *order;      /* file order of the epoch */
-	uint32_t *task_file, *task_block;
-	int *task_entry;
-	size_t ntasks, next_task, consumed;
+	shard_plan pl;        /* this epoch's */
+	shard_plan nx;        /* the next one's, read ahead (valid: nx_ok) */
+	int nx_ok;
+	size_t npre;          /* its tasks taken ahead */
+	size_t next_task, consumed;
 	shard_entry *ent;
 	int nfree;
 	ilv cons;             /* consumer's interleave state */
@@ -109,9 +132,7 @@ typedef struct shards_cfg {
 	pf_reader_opts ropts;
 	pthread_mutex_t rlock;
 	pthread_cond_t rcv;
-	size_t rturn;
-	int *stream;          /* per file: its stream this epoch, -1 = none yet */
-	uint32_t *left;       /* per file: tasks not taken yet this epoch */
+	size_t rturn;         /* the turn: this epoch's tasks, then the next's */
 	uint64_t corrupt_blocks;
 	uint64_t skipped_records; /* this epoch (max_corrupt) */
 } shards_cfg;
@@ -275,9 +296,9 @@ static int shards_prepare(pf_op *op, pf_error *err)
 
 /* ---- the interleave state machine --------------------------------------- */
 
-static uint32_t first_block(shards_cfg *c, int file, uint32_t from)
+static uint32_t first_block(shards_cfg *c, const uint32_t *order, int file, uint32_t from)
 {
-	const pf_shard *s = c->sh[c->order[file]];
+	const pf_shard *s = c->sh[order[file]];
 	uint32_t nb = pf_shard_nblocks(s);
 	while (from < nb && pf_shard_block(s, from)->nrecords == 0)
 		from++;
@@ -291,8 +312,8 @@ static void ilv_fill(shards_cfg *c, ilv *v, int k)
 	s->file = -1;
 	while (v->next_file < c->npaths) {
 		int f = (int)v->next_file++;
-		uint32_t b = first_block(c, f, 0);
-		if (b < pf_shard_nblocks(c->sh[c->order[f]])) {
+		uint32_t b = first_block(c, v->order, f, 0);
+		if (b < pf_shard_nblocks(c->sh[v->order[f]])) {
 			s->file = f;
 			s->block = b;
 			s->rec = 0;
@@ -303,9 +324,10 @@ static void ilv_fill(shards_cfg *c, ilv *v, int k)
 	}
 }
 
-static void ilv_init(shards_cfg *c, ilv *v)
+static void ilv_init(shards_cfg *c, ilv *v, const uint32_t *order)
 {
 	memset(v, 0, sizeof(*v));
+	v->order = order;
 	v->K = c->K;
 	v->BL = c->o.block_length > 0 ? c->o.block_length : 1;
 	for (int k = 0; k < v->K; k++)
@@ -332,11 +354,11 @@ static int ilv_step(shards_cfg *c, ilv *v, int *k, int *fresh)
 static int ilv_advance(shards_cfg *c, ilv *v, int k)
 {
 	ilv_slot *s = &v->slot[k];
-	const pf_shard *sh = c->sh[c->order[s->file]];
+	const pf_shard *sh = c->sh[v->order[s->file]];
 	int block_done = 0, file_done = 0;
 	if (++s->rec >= pf_shard_block(sh, s->block)->nrecords) {
 		block_done = 1;
-		s->block = first_block(c, s->file, s->block + 1);
+		s->block = first_block(c, v->order, s->file, s->block + 1);
 		s->rec = 0;
 		if (s->block >= pf_shard_nblocks(sh)) {
 			file_done = 1;
@@ -351,38 +373,79 @@ static int ilv_advance(shards_cfg *c, ilv *v, int k)
 	return block_done;
 }
 
-/* Plan the epoch: file order and the block tasks in need order. */
-static void plan_epoch(pf_op *op)
+/*
+ * With block_length 1, m turns around the slots take one record from each
+ * file open: when no block ends within them the state is the same but m
+ * records further in each.  The most such turns from here (0: step).
+ */
+static uint32_t ilv_rounds(shards_cfg *c, const ilv *v)
+{
+	if (v->BL != 1 || v->taken)
+		return 0;
+	uint32_t m = UINT32_MAX;
+	for (int k = 0; k < v->K; k++) {
+		const ilv_slot *s = &v->slot[k];
+		if (s->file < 0)
+			continue;
+		uint32_t n = pf_shard_block(c->sh[v->order[s->file]], s->block)->nrecords;
+		if (s->rec == 0 || n - s->rec < 2)
+			return 0; /* a block's first or last record: step */
+		if (n - s->rec - 1 < m)
+			m = n - s->rec - 1;
+	}
+	return m == UINT32_MAX ? 0 : m;
+}
+
+/* The plan of op epoch `epoch` into *pl: file order and the block tasks in
+ * need order (the interleave run without data, whole turns at a time where
+ * no block ends), no reads yet.  Pure: the same for the same epoch. */
+static void make_plan(pf_op *op, uint64_t epoch, shard_plan *pl)
 {
 	shards_cfg *c = op->cfg;
 	for (uint32_t i = 0; i < c->npaths; i++)
-		c->order[i] = i;
+		pl->order[i] = i;
 	if (c->o.shuffle_files) {
 		pf_rng r;
-		pf_rng_seed(&r, op->rt->opts.seed, ((uint64_t)op->index << 40) ^ op->epoch ^ 0x5eed);
-		pf_rng_shuffle_u32(&r, c->order, (uint32_t)c->npaths);
+		pf_rng_seed(&r, op->rt->opts.seed, ((uint64_t)op->index << 40) ^ epoch ^ 0x5eed);
+		pf_rng_shuffle_u32(&r, pl->order, (uint32_t)c->npaths);
 	}
 	ilv v;
-	ilv_init(c, &v);
-	c->ntasks = 0;
+	ilv_init(c, &v, pl->order);
+	pl->ntasks = 0;
 	int k, fresh;
 	while (ilv_step(c, &v, &k, &fresh) == 0) {
+		uint32_t m = ilv_rounds(c, &v);
+		if (m) {
+			for (int j = 0; j < v.K; j++)
+				if (v.slot[j].file >= 0)
+					v.slot[j].rec += m;
+			continue;
+		}
 		if (fresh) {
-			c->task_file[c->ntasks] = (uint32_t)v.slot[k].file;
-			c->task_block[c->ntasks] = v.slot[k].block;
-			c->ntasks++;
+			pl->task_file[pl->ntasks] = (uint32_t)v.slot[k].file;
+			pl->task_block[pl->ntasks] = v.slot[k].block;
+			pl->ntasks++;
 		}
 		ilv_advance(c, &v, k);
 	}
-	c->next_task = c->consumed = 0;
-	ilv_init(c, &c->cons);
 	for (size_t f = 0; f < c->npaths; f++) {
-		c->stream[f] = -1;
-		c->left[f] = 0;
+		pl->stream[f] = -1;
+		pl->left[f] = 0;
 	}
-	for (size_t t = 0; t < c->ntasks; t++)
-		c->left[c->order[c->task_file[t]]]++;
-	c->rturn = 0;
+	for (size_t t = 0; t < pl->ntasks; t++)
+		pl->left[pl->order[pl->task_file[t]]]++;
+	pl->epoch = epoch;
+}
+
+/* Begin the epoch of c->pl (its tasks from c->npre on not taken yet): the
+ * consumer's state and the epoch's counts. */
+static void begin_epoch(pf_op *op)
+{
+	shards_cfg *c = op->cfg;
+	c->next_task = c->npre;
+	c->consumed = 0;
+	c->npre = 0;
+	ilv_init(c, &c->cons, c->pl.order);
 	c->skipped_records = 0;
 	for (size_t f = 0; f < c->npaths; f++)
 		if (c->salvaged[f]) { /* its lost tail: one damaged block */
@@ -413,32 +476,32 @@ static int open_stream(shards_cfg *c, uint32_t f, pf_error *err)
 	return id;
 }
 
-/* Read and decode task t (block b of file f) into en->blk, through the
- * reader, in turn. */
-static int read_task(shards_cfg *c, size_t t, uint32_t f, uint32_t b, pf_decoder *d,
-		     shard_entry *en)
+/* Read and decode a task of plan pl (block b of file f) into en->blk,
+ * through the reader, at turn `turn`. */
+static int read_task(shards_cfg *c, shard_plan *pl, size_t turn, uint32_t f, uint32_t b,
+		     pf_decoder *d, shard_entry *en)
 {
 	pthread_mutex_lock(&c->rlock);
-	while (c->rturn != t)
+	while (c->rturn != turn)
 		pthread_cond_wait(&c->rcv, &c->rlock);
 	int rc = c->rd ? 0 : pf_error_set(&en->e, PF_ENOMEM, "%s: no reader (out of memory)",
 					   pf_shard_path(c->sh[f]));
-	if (!rc && c->stream[f] < 0) {
+	if (!rc && pl->stream[f] < 0) {
 		int id = open_stream(c, f, &en->e);
 		if (id < 0)
 			rc = id;
 		else
-			c->stream[f] = id;
+			pl->stream[f] = id;
 	}
 	pf_read rd;
 	memset(&rd, 0, sizeof(rd));
 	if (!rc) {
-		rc = pf_reader_next(c->rd, c->stream[f], &rd, &en->e);
+		rc = pf_reader_next(c->rd, pl->stream[f], &rd, &en->e);
 		if (rc == PF_END)
 			rc = pf_error_set(&en->e, PF_ESTATE, "%s: block %u: stream ended early",
 					  pf_shard_path(c->sh[f]), b);
 	}
-	int last = --c->left[f] == 0;
+	int last = --pl->left[f] == 0;
 	c->rturn++;
 	pthread_cond_broadcast(&c->rcv);
 	pthread_mutex_unlock(&c->rlock);
@@ -450,36 +513,38 @@ static int read_task(shards_cfg *c, size_t t, uint32_t f, uint32_t b, pf_decoder
 	pthread_mutex_lock(&c->rlock);
 	if (rd.data)
 		pf_reader_release(c->rd, &rd);
-	if (last && c->stream[f] >= 0)
-		pf_reader_close_stream(c->rd, c->stream[f]);
+	if (last && pl->stream[f] >= 0) {
+		pf_reader_close_stream(c->rd, pl->stream[f]);
+		pl->stream[f] = -1;
+	}
 	pthread_mutex_unlock(&c->rlock);
 	return rc;
 }
 
 /* ---- workers ------------------------------------------------------------ */
 
-/* Claim the next task into a free entry (c->lock held; a task and a free
- * entry must be there): its number; *ep gets the entry. */
-static size_t claim_task(shards_cfg *c, int *ep)
+/* Claim task t of plan pl into a free entry (c->lock held; a free entry
+ * must be there): the entry. */
+static int claim_task(shards_cfg *c, shard_plan *pl, size_t t)
 {
-	size_t t = c->next_task++;
 	int e = 0;
 	while (c->ent[e].state != E_FREE)
 		e++;
 	c->nfree--;
 	c->ent[e].state = E_BUSY;
-	c->task_entry[t] = e;
-	*ep = e;
-	return t;
+	c->ent[e].ahead = pl == &c->nx;
+	pl->task_entry[t] = e;
+	return e;
 }
 
-/* Read and decode task t into entry e, and map its records when a map is
- * fused (stop at a failure), outside the lock; then publish it (E_READY
- * or E_ERR) under c->lock, which is held on return. */
-static void run_task(pf_op *op, size_t t, int e, pf_decoder *d)
+/* Read and decode task t of plan pl (read turn `turn`) into entry e, and
+ * map its records when a map is fused (stop at a failure), outside the
+ * lock; then publish it (E_READY or E_ERR) under c->lock, which is held
+ * on return. */
+static void run_task(pf_op *op, shard_plan *pl, size_t t, size_t turn, int e, pf_decoder *d)
 {
 	shards_cfg *c = op->cfg;
-	uint32_t f = c->order[c->task_file[t]], b = c->task_block[t];
+	uint32_t f = pl->order[pl->task_file[t]], b = pl->task_block[t];
 	pthread_mutex_unlock(&c->lock);
 
 	uint64_t t0 = pf_now_ns();
@@ -487,7 +552,7 @@ static void run_task(pf_op *op, size_t t, int e, pf_decoder *d)
 	pf_error_clear(&en->e);
 	en->nmapped = en->next_out = 0;
 	en->map_err = 0;
-	int rc = read_task(c, t, f, b, d, en);
+	int rc = read_task(c, pl, turn, f, b, d, en);
 	if (!rc && op->fused_map) {
 		/* map every record of the block, in order; stop at a failure */
 		pf_elem ie;
@@ -540,6 +605,26 @@ static void run_task(pf_op *op, size_t t, int e, pf_decoder *d)
 	pthread_cond_broadcast(&c->cv_done);
 }
 
+/*
+ * Every task of the epoch is taken (c->lock held): may a worker read one of
+ * the next epoch's ahead?  Plans that epoch at the first call.  A free
+ * entry now is one this epoch no longer needs (each of its tasks has one).
+ */
+static int may_read_ahead(pf_op *op)
+{
+	shards_cfg *c = op->cfg;
+	/* a fused map that isolates logs and counts the samples it drops when
+	 * it maps them: not for the next epoch's before it begins */
+	if (op->fused_map && op->fused_map->drops)
+		return 0;
+	if (!c->nx_ok) {
+		make_plan(op, c->pl.epoch + 1, &c->nx);
+		c->npre = 0;
+		c->nx_ok = 1;
+	}
+	return c->npre < c->nx.ntasks;
+}
+
 static void *shards_worker(void *arg)
 {
 	pf_op *op = arg;
@@ -550,7 +635,11 @@ static void *shards_worker(void *arg)
 	for (;;) {
 		if (c->quit)
 			break;
-		if (c->pause || c->next_task >= c->ntasks || !c->nfree || !d || me >= c->active) {
+		/* this epoch's next task, else (all taken) one of the next epoch's */
+		int ahead = !c->pause && c->next_task >= c->pl.ntasks && c->nfree && d &&
+			me < c->active && may_read_ahead(op);
+		if (!ahead &&
+		    (c->pause || c->next_task >= c->pl.ntasks || !c->nfree || !d || me >= c->active)) {
 			c->idle++;
 			pthread_cond_broadcast(&c->cv_done);
 			uint64_t t0 = pf_now_ns();
@@ -559,9 +648,15 @@ static void *shards_worker(void *arg)
 			c->idle--;
 			continue;
 		}
-		int e;
-		size_t t = claim_task(c, &e);
-		run_task(op, t, e, d);
+		if (ahead) {
+			size_t t = c->npre++;
+			int e = claim_task(c, &c->nx, t);
+			run_task(op, &c->nx, t, c->pl.ntasks + t, e, d);
+			continue;
+		}
+		size_t t = c->next_task++;
+		int e = claim_task(c, &c->pl, t);
+		run_task(op, &c->pl, t, t, e, d);
 	}
 	pthread_mutex_unlock(&c->lock);
 	pf_decoder_free(d);
@@ -613,6 +708,29 @@ static void arm_test_fault(pf_reader *rd)
 }
 
 
+static int plan_alloc(shards_cfg *c, shard_plan *pl, size_t nb)
+{
+	pl->order = calloc(c->npaths, sizeof(*pl->order));
+	pl->task_file = calloc(nb + 1, sizeof(uint32_t));
+	pl->task_block = calloc(nb + 1, sizeof(uint32_t));
+	pl->task_entry = calloc(nb + 1, sizeof(int));
+	pl->stream = calloc(c->npaths, sizeof(int));
+	pl->left = calloc(c->npaths, sizeof(uint32_t));
+	return pl->order && pl->task_file && pl->task_block && pl->task_entry && pl->stream &&
+	       pl->left ? 0 : -1;
+}
+
+static void plan_free(shard_plan *pl)
+{
+	free(pl->order);
+	free(pl->task_file);
+	free(pl->task_block);
+	free(pl->task_entry);
+	free(pl->stream);
+	free(pl->left);
+	memset(pl, 0, sizeof(*pl));
+}
+
 static int shards_start(pf_op *op, pf_error *err)
 {
 	shards_cfg *c = op->cfg;
@@ -624,21 +742,18 @@ static int shards_start(pf_op *op, pf_error *err)
 	pthread_cond_init(&c->cv_done, NULL);
 	c->pause = c->quit = c->idle = c->nth = c->ids = 0;
 	c->started = 1; /* shards_stop cleans up from here on */
-	c->order = calloc(c->npaths, sizeof(*c->order));
-	c->task_file = calloc(nb + 1, sizeof(uint32_t));
-	c->task_block = calloc(nb + 1, sizeof(uint32_t));
-	c->task_entry = calloc(nb + 1, sizeof(int));
+	int prc = plan_alloc(c, &c->pl, nb) | plan_alloc(c, &c->nx, nb);
+	c->nx_ok = 0;
+	c->npre = 0;
 	c->ent = calloc((size_t)c->W, sizeof(*c->ent));
 	c->th = calloc((size_t)c->P, sizeof(*c->th));
-	c->stream = calloc(c->npaths, sizeof(int));
-	c->left = calloc(c->npaths, sizeof(uint32_t));
 	pthread_mutex_init(&c->rlock, NULL);
 	pthread_cond_init(&c->rcv, NULL);
 	int rrc = pf_reader_new(&c->rd, &c->ropts, err);
 	if (rrc)
 		return rrc;
 	arm_test_fault(c->rd);
-	if (!c->stream || !c->left || !c->order || !c->task_file || !c->task_block || !c->task_entry || !c->ent || !c->th)
+	if (prc || !c->ent || !c->th)
 		return pf_op_error(op, err, PF_ENOMEM, "out of memory");
 	if (!(c->warned = calloc(c->npaths, 1)))
 		return pf_op_error(op, err, PF_ENOMEM, "out of memory");
@@ -666,7 +781,9 @@ static int shards_start(pf_op *op, pf_error *err)
 	c->active = c->P0;
 	c->corrupt_blocks = 0;
 	op->st.self_timed = 1;
-	plan_epoch(op);
+	make_plan(op, op->epoch, &c->pl);
+	c->rturn = 0;
+	begin_epoch(op);
 	for (int i = 0; i < c->P; i++) {
 		if (pthread_create(&c->th[i], NULL, shards_worker, op) != 0)
 			return pf_op_error(op, err, PF_ENOMEM, "cannot start reader thread %d", i);
@@ -726,14 +843,22 @@ static int shards_pos(pf_op *op, int *ep, uint32_t *recp, int *filep, pf_error *
 		ilv_slot *s = &v->slot[k];
 		if (fresh) {
 			size_t t = c->consumed++;
+			/* the plan (whole turns at a time) and this walk (record
+			 * by record) must agree: a slip would hand out the wrong
+			 * records silently */
+			if (t >= c->pl.ntasks || c->pl.task_file[t] != (uint32_t)s->file ||
+			    c->pl.task_block[t] != s->block)
+				return pf_op_error(op, err, PF_ESTATE,
+						   "internal: block %u of file %d is not task %zu of the plan",
+						   s->block, s->file, t);
 			pthread_mutex_lock(&c->lock);
 			uint64_t t0 = pf_now_ns();
 			while (t >= c->next_task ||
-			       (c->ent[c->task_entry[t]].state != E_READY &&
-				c->ent[c->task_entry[t]].state != E_ERR))
+			       (c->ent[c->pl.task_entry[t]].state != E_READY &&
+				c->ent[c->pl.task_entry[t]].state != E_ERR))
 				pthread_cond_wait(&c->cv_done, &c->lock);
 			pf_stat_add(&op->st.wait_ns, pf_now_ns() - t0);
-			int e = c->task_entry[t];
+			int e = c->pl.task_entry[t];
 			int bad = c->ent[e].state == E_ERR;
 			pthread_mutex_unlock(&c->lock);
 			s->entry = e;
@@ -746,7 +871,7 @@ static int shards_pos(pf_op *op, int *ep, uint32_t *recp, int *filep, pf_error *
 					release_entry(c, e);
 					return rc;
 				}
-				uint32_t f = c->order[s->file];
+				uint32_t f = c->pl.order[s->file];
 				uint32_t nr = pf_shard_block(c->sh[f], s->block)->nrecords;
 				c->corrupt_blocks++;
 				c->skipped_records += nr;
@@ -764,7 +889,7 @@ static int shards_pos(pf_op *op, int *ep, uint32_t *recp, int *filep, pf_error *
 		}
 		uint32_t rec = s->rec;
 		int e = s->entry;
-		int file = (int)c->order[s->file];
+		int file = (int)c->pl.order[s->file];
 		int skipping = s->skipping;
 		if (!skipping && op->fused_map && rec >= c->ent[e].nmapped) {
 			/* the map failed here: report it at its place in the order */
@@ -861,22 +986,51 @@ static int shards_next(pf_op *op, pf_elem *out, pf_error *err)
 	return 0;
 }
 
+/* Free every entry but those holding tasks read ahead (the first npre of
+ * the next plan), which become this epoch's. */
+static void free_entries_but_ahead(shards_cfg *c)
+{
+	c->nfree = 0;
+	for (int i = 0; i < c->W; i++) {
+		if (c->ent[i].ahead) {
+			c->ent[i].ahead = 0;
+			continue;
+		}
+		drop_outs(&c->ent[i]);
+		c->ent[i].state = E_FREE;
+		c->nfree++;
+	}
+}
+
 static void shards_reset(pf_op *op)
 {
 	shards_cfg *c = op->cfg;
 	shards_quiesce(c, 0);
-	free_entries(c);
 	c->pending = -1;
-	/* a fresh reader each epoch: streams of the last one are dropped */
-	pf_reader_free(c->rd);
-	c->rd = NULL;
-	pf_error e = { 0 };
-	if (pf_reader_new(&c->rd, &c->ropts, &e))
-		c->rd = NULL; /* reads then fail with a clear error, below */
-	arm_test_fault(c->rd);
-	op->epoch++; /* plan with the epoch about to begin (pf_op_reset bumps it) */
-	plan_epoch(op);
-	op->epoch--;
+	/* the next epoch's tasks read ahead carry over when every read of
+	 * this one was done (its streams closed: the reader holds only the
+	 * next epoch's); else a fresh reader and a fresh start */
+	int carry = c->nx_ok && c->nx.epoch == c->pl.epoch + 1 && c->rturn >= c->pl.ntasks;
+	if (carry) {
+		free_entries_but_ahead(c);
+		c->rturn -= c->pl.ntasks;
+		shard_plan t = c->pl;
+		c->pl = c->nx;
+		c->nx = t;
+	} else {
+		c->npre = 0;
+		free_entries(c);
+		pf_reader_free(c->rd);
+		c->rd = NULL;
+		pf_error e = { 0 };
+		if (pf_reader_new(&c->rd, &c->ropts, &e))
+			c->rd = NULL; /* reads then fail with a clear error, below */
+		arm_test_fault(c->rd);
+		make_plan(op, c->pl.epoch + 1, &c->pl);
+		c->rturn = 0;
+	}
+	c->nx_ok = 0;
+	begin_epoch(op);
 	pthread_mutex_lock(&c->lock);
 	c->pause = 0;
 	pthread_cond_broadcast(&c->cv_work);
@@ -899,10 +1053,6 @@ static void shards_stop(pf_op *op)
 	}
 	pf_reader_free(c->rd);
 	c->rd = NULL;
-	free(c->stream);
-	free(c->left);
-	c->stream = NULL;
-	c->left = NULL;
 	for (int i = 0; c->ent && i < c->W; i++) {
 		drop_outs(&c->ent[i]);
 		free(c->ent[i].outs);
@@ -914,15 +1064,12 @@ static void shards_stop(pf_op *op)
 	free(c->warned);
 	c->warned = NULL;
 	free(c->th);
-	free(c->order);
-	free(c->task_file);
-	free(c->task_block);
-	free(c->task_entry);
+	plan_free(&c->pl);
+	plan_free(&c->nx);
+	c->nx_ok = 0;
+	c->npre = 0;
 	c->ent = NULL;
 	c->th = NULL;
-	c->order = NULL;
-	c->task_file = c->task_block = NULL;
-	c->task_entry = NULL;
 	c->nth = 0;
 	free_paths(op, c);
 }
