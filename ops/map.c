@@ -44,6 +44,7 @@ typedef struct map_cfg {
 	uint32_t tick;               /* inline path: sampled timing */
 	int64_t off[PF_MAX_FIELDS];  /* field offsets in a unit's buffer */
 	size_t fbytes[PF_MAX_FIELDS];
+	int64_t fcount[PF_MAX_FIELDS]; /* items of each fixed field (-1: variable) */
 } map_cfg;
 
 typedef struct map_unit {
@@ -131,6 +132,7 @@ static int map_prepare(pf_op *op, pf_error *err)
 	for (int i = 0; i < op->schema.nfields; i++) {
 		int64_t fb = pf_field_bytes(&op->schema.fields[i]);
 		c->fbytes[i] = fb > 0 ? (size_t)fb : 0;
+		c->fcount[i] = pf_field_count(&op->schema.fields[i]);
 	}
 	c->unit_bytes = fixed + (c->has_var ? c->ctx.max_out_bytes : 0);
 	if (!c->unit_bytes)
@@ -204,7 +206,7 @@ static int fill_one(pf_op *op, map_cfg *c, pf_buf *b, map_unit *u, int j,
 		o.ref_ = NULL;
 		for (int i = 0; i < op->schema.nfields; i++) {
 			o.data[i] = b->data + c->off[i] + (size_t)j * c->fbytes[i];
-			o.nitems[i] = pf_field_count(&op->schema.fields[i]);
+			o.nitems[i] = c->fcount[i];
 			o.var_len[i] = 0;
 			o.lengths[i] = NULL;
 		}
@@ -364,14 +366,14 @@ static int map_next_inline(pf_op *op, pf_elem *out, pf_error *err,
 			rc = pf_op_error(op, err, PF_ENOMEM, "out of memory");
 			break;
 		}
-		/* busy time sampled (one call in 8, scaled): the autotuner
-		 * reads it, and a clock read per element costs as much as a
-		 * cheap map */
-		int timed = (c->tick++ & 7) == 0;
-		uint64_t t0 = timed ? pf_now_ns() : 0;
+		/* busy time sampled (pf_sample_scale, over the run): the
+		 * autotuner reads it, and a clock read per element costs as
+		 * much as a cheap map */
+		uint32_t k = c->tick++, scale = k ? pf_sample_scale(k) : 8;
+		uint64_t t0 = scale ? pf_now_ns() : 0;
 		rc = fill_one(op, c, u.buf, &u, n, &ie, err);
-		if (timed)
-			pf_stat_add(&op->st.busy_ns, 8 * (pf_now_ns() - t0));
+		if (scale)
+			pf_stat_add(&op->st.busy_ns, scale * (pf_now_ns() - t0));
 		if (rc == PF_MAP_DROPPED) { /* isolate: the next input takes slot n */
 			pf_stat_add(&op->st.dropped_samples, 1);
 			rc = 0;
