@@ -57,6 +57,7 @@
 typedef struct ilv_slot {
 	int file;             /* position in the epoch's file order; -1 = empty */
 	uint32_t block, rec;
+	uint32_t nrec;        /* records of the block (from the index) */
 	int skipping;         /* current block is damaged and skipped */
 	int entry;            /* buffer holding the current block (consumer) */
 } ilv_slot;
@@ -316,6 +317,7 @@ static void ilv_fill(shards_cfg *c, ilv *v, int k)
 		if (b < pf_shard_nblocks(c->sh[v->order[f]])) {
 			s->file = f;
 			s->block = b;
+			s->nrec = pf_shard_block(c->sh[v->order[f]], b)->nrecords;
 			s->rec = 0;
 			s->skipping = 0;
 			v->active++;
@@ -354,9 +356,9 @@ static int ilv_step(shards_cfg *c, ilv *v, int *k, int *fresh)
 static int ilv_advance(shards_cfg *c, ilv *v, int k)
 {
 	ilv_slot *s = &v->slot[k];
-	const pf_shard *sh = c->sh[v->order[s->file]];
 	int block_done = 0, file_done = 0;
-	if (++s->rec >= pf_shard_block(sh, s->block)->nrecords) {
+	if (++s->rec >= s->nrec) {
+		const pf_shard *sh = c->sh[v->order[s->file]];
 		block_done = 1;
 		s->block = first_block(c, v->order, s->file, s->block + 1);
 		s->rec = 0;
@@ -364,6 +366,8 @@ static int ilv_advance(shards_cfg *c, ilv *v, int k)
 			file_done = 1;
 			v->active--;
 			ilv_fill(c, v, k);
+		} else {
+			s->nrec = pf_shard_block(sh, s->block)->nrecords;
 		}
 	}
 	if (file_done || ++v->taken >= v->BL) {
@@ -387,7 +391,7 @@ static uint32_t ilv_rounds(shards_cfg *c, const ilv *v)
 		const ilv_slot *s = &v->slot[k];
 		if (s->file < 0)
 			continue;
-		uint32_t n = pf_shard_block(c->sh[v->order[s->file]], s->block)->nrecords;
+		uint32_t n = s->nrec;
 		if (s->rec == 0 || n - s->rec < 2)
 			return 0; /* a block's first or last record: step */
 		if (n - s->rec - 1 < m)
