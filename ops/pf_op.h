@@ -95,7 +95,13 @@ struct pf_op {
 	size_t elem_bytes;    /* bound on the bytes of one output element */
 	uint64_t buffer_bytes;/* worst case held in its own buffers */
 	int64_t cardinality;  /* per epoch; PF_CARD_* when not known */
-	uint64_t epoch;       /* epochs begun (resets) */
+	_Atomic uint64_t epoch; /* epochs begun (resets); an input reset ahead
+			       * by its shuffle (pf_op_reset_ahead) counts
+			       * its next epoch already */
+	_Atomic uint64_t epoch_mark; /* epoch as of the start of the iterator's
+			       * epoch: what a position records (set by
+			       * pf_op_reset, not by one ahead, and then by
+			       * pf_op_mark_epochs) */
 	int removed;          /* dropped or fused away by the optimizer */
 	int at_end;           /* returned PF_END this epoch: keeps returning it */
 	int noop;             /* set by the builder: the stage changes nothing */
@@ -196,6 +202,16 @@ static inline int pf_op_borrow(pf_op *op, const unsigned char **data,
 
 /* Begin a new epoch of op (and, through its reset, of its inputs). */
 void pf_op_reset(pf_op *op);
+
+/* The same, ahead of the iterator's epoch (a shuffle whose input ended
+ * begins the input's next epoch while it drains): the epoch marks of op
+ * and its inputs stay, so a position taken before the iterator's next
+ * epoch begins does not see it.  In the caller's thread. */
+void pf_op_reset_ahead(pf_op *op);
+
+/* op and its inputs begin the iterator's epoch at their current epochs
+ * (the shuffle, when it takes over what it read ahead). */
+void pf_op_mark_epochs(pf_op *op);
 
 /* Error helper: prefixes the op's label.  Keeps an earlier message. */
 int pf_op_error(pf_op *op, pf_error *err, int code, const char *fmt, ...)

@@ -362,7 +362,7 @@ static void fill_next(pf_op *op, uint32_t k)
 {
 	shuffle_cfg *c = op->cfg;
 	if (!c->next) {
-		pf_op_reset(op->in);
+		pf_op_reset_ahead(op->in);
 		c->next = 1;
 		c->next_done = c->next_rc = 0;
 		c->nfill = 0;
@@ -645,8 +645,10 @@ static void shuffle_reset(pf_op *op)
 	op->epoch++; /* seed with the epoch about to begin */
 	shuffle_seed(op);
 	op->epoch--; /* pf_op_reset increments it */
-	if (next)
+	if (next) {
 		adopt_next(op);
+		pf_op_mark_epochs(op->in); /* they begin this epoch where they are */
+	}
 }
 
 static void shuffle_stop(pf_op *op)

@@ -97,7 +97,7 @@ static void snap_epoch(pf_iter *it)
 	it->ring[k].valid = 1;
 	it->ring[k].epoch = it->epoch;
 	for (int i = 0; i < it->p->nops; i++)
-		it->ring[k].op_epoch[i] = it->p->ops[i]->epoch;
+		it->ring[k].op_epoch[i] = it->p->ops[i]->epoch_mark;
 	it->pos_epoch = it->epoch;
 	pthread_mutex_unlock(&it->pos_lock);
 }
@@ -193,6 +193,7 @@ static int iter_start(pf_iter **itp, pf_pipeline *p, const pf_iter_pos *pos,
 		op->fused_batch = 0;
 		op->fused_map = NULL;
 		op->epoch = 0;
+		op->epoch_mark = 0;
 		op->at_end = 0;
 		op->run = NULL;
 		op->can_borrow = 0;
@@ -284,7 +285,7 @@ static int iter_start(pf_iter **itp, pf_pipeline *p, const pf_iter_pos *pos,
 	/* resume: the ops begin at their recorded epochs (seeds, file order) */
 	if (pos) {
 		for (int i = 0; i < p->nops; i++)
-			p->ops[i]->epoch = pos->op_epoch[i];
+			p->ops[i]->epoch = p->ops[i]->epoch_mark = pos->op_epoch[i];
 		it->epoch = pos->epoch;
 	}
 	snap_epoch(it);

@@ -95,6 +95,9 @@ int pf_op_error(pf_op *op, pf_error *err, int code, const char *fmt, ...)
 	return pf_error_set(err, code, "%s: %s", op->label, msg);
 }
 
+/* nonzero while this thread runs a pf_op_reset_ahead */
+static _Thread_local int resetting_ahead;
+
 void pf_op_reset(pf_op *op)
 {
 	if (!op)
@@ -104,8 +107,23 @@ void pf_op_reset(pf_op *op)
 	else
 		pf_op_reset(op->in);
 	op->epoch++;
+	if (!resetting_ahead)
+		op->epoch_mark = op->epoch;
 	op->at_end = 0;
 	op->st.sample = 0;  /* the next call, the epoch's first, is timed once */
+}
+
+void pf_op_reset_ahead(pf_op *op)
+{
+	resetting_ahead++;
+	pf_op_reset(op);
+	resetting_ahead--;
+}
+
+void pf_op_mark_epochs(pf_op *op)
+{
+	for (; op; op = op->in)
+		op->epoch_mark = op->epoch;
 }
 
 /* Append op (NULL: its constructor failed, err is set). */

@@ -5,7 +5,11 @@
  * must rebuild the cache from the input's epoch 0), map parallelism 1 and
  * 4 (the resumed run uses the other one), cut at an epoch's start, mid
  * epoch, before its last batch, after its last batch and after its PF_END.
- * A repeat pipeline (op epochs differ from the iterator's) resumes too.
+ * A repeat pipeline (op epochs differ from the iterator's) resumes too, and
+ * one whose shuffle buffer holds a whole epoch (it begins its input's next
+ * epoch at its first draw, while the prefetch thread may run ahead of the
+ * consumer: a position must still record the epoch the input is in for
+ * the iterator's epoch).
  * Positions past the end and of another pipeline are errors, not crashes. */
 #include <stdlib.h>
 #include <unistd.h>
@@ -113,7 +117,7 @@ static pf_pipeline *build(const cfg *c, int par)
 	if (c->cache && !rc)
 		rc = pf_cache(p, NULL, 0, &err);
 	if (c->shuffle && !rc)
-		rc = pf_shuffle(p, 50, NULL, &err);
+		rc = pf_shuffle(p, c->shuffle == 2 ? 400 : 50, NULL, &err);
 	if (c->repeat && !rc)
 		rc = pf_repeat(p, 2, &err);
 	rc = rc ? rc : pf_batch(p, 6, 0, &err);
@@ -254,7 +258,7 @@ int main(void)
 	static const cfg cfgs[] = {
 		{ 1, 0, 0, 0 }, { 4, 0, 0, 0 }, { 1, 1, 0, 0 }, { 4, 1, 0, 0 },
 		{ 1, 0, 1, 0 }, { 4, 0, 1, 0 }, { 1, 1, 1, 0 }, { 4, 1, 1, 0 },
-		{ 4, 1, 0, 1 },
+		{ 4, 1, 0, 1 }, { 1, 2, 0, 0 }, { 4, 2, 0, 0 },
 	};
 	int ncfg = (int)(sizeof(cfgs) / sizeof(cfgs[0]));
 	plan(ncfg * (1 + 10) + 7);
@@ -262,7 +266,8 @@ int main(void)
 		const cfg *c = &cfgs[ci];
 		char name[96];
 		snprintf(name, sizeof(name), "par %d, shuffle %s, cache %s%s", c->par,
-			 c->shuffle ? "on" : "off", c->cache ? "memory" : "off",
+			 c->shuffle == 2 ? "400 (> the epoch)" : c->shuffle ? "50" : "off",
+			 c->cache ? "memory" : "off",
 			 c->repeat ? ", repeat(2)" : "");
 		pf_error_clear(&err);
 		int rc = run_reference(c);
