@@ -67,6 +67,13 @@ void pf_queue_free(pf_queue *q)
 	free(q);
 }
 
+/* A setting changed (q->lock held): every waiter looks again. */
+static void wake_all(pf_queue *q)
+{
+	pthread_cond_broadcast(&q->not_full);
+	pthread_cond_broadcast(&q->not_empty);
+}
+
 /* The batch in force: at most half the limit, at least 1. */
 static size_t batch_now(const pf_queue *q)
 {
@@ -112,8 +119,7 @@ void pf_queue_set_limit(pf_queue *q, size_t n)
 {
 	pthread_mutex_lock(&q->lock);
 	q->limit = n < 1 ? 1 : n > q->cap ? q->cap : n;
-	pthread_cond_broadcast(&q->not_full);
-	pthread_cond_broadcast(&q->not_empty);
+	wake_all(q);
 	pthread_mutex_unlock(&q->lock);
 }
 
@@ -122,8 +128,7 @@ void pf_queue_set_batch(pf_queue *q, size_t n, unsigned max_us)
 	pthread_mutex_lock(&q->lock);
 	q->batch = n ? n : 1;
 	q->max_ns = (uint64_t)max_us * 1000u;
-	pthread_cond_broadcast(&q->not_full);
-	pthread_cond_broadcast(&q->not_empty);
+	wake_all(q);
 	pthread_mutex_unlock(&q->lock);
 }
 
@@ -214,8 +219,7 @@ void pf_queue_close(pf_queue *q)
 {
 	pthread_mutex_lock(&q->lock);
 	q->closed = 1;
-	pthread_cond_broadcast(&q->not_full);
-	pthread_cond_broadcast(&q->not_empty);
+	wake_all(q);
 	pthread_mutex_unlock(&q->lock);
 }
 

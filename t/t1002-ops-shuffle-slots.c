@@ -45,9 +45,9 @@ static int write_shard(const char *dir)
 	return pf_shard_writer_close(w, &err);
 }
 
-/* The values out of source -> shuffle(size), EPOCHS epochs, into out;
- * the plan's text into plan.  0 or -1. */
-static int run(int from_shards, int64_t size, int64_t *out, char *plan, size_t cap)
+/* The values out of source -> shuffle(size) [-> take(tk) when tk > 0],
+ * EPOCHS epochs, into out; the plan's text into plan.  0 or -1. */
+static int run_tk(int from_shards, int64_t size, int tk, int64_t *out, char *plan, size_t cap)
 {
 	pf_options o = { .seed = 11, .cpu_budget = 2 };
 	pf_pipeline *p;
@@ -59,10 +59,12 @@ static int run(int from_shards, int64_t size, int64_t *out, char *plan, size_t c
 		pf_records(p, recs, lens, N, NULL, &err);
 	if (!rc)
 		rc = pf_shuffle(p, size, NULL, &err);
+	if (!rc && tk > 0)
+		rc = pf_take(p, tk, &err);
 	pf_iter *it = NULL;
 	if (!rc)
 		rc = pf_iter_new(&it, p, &err);
-	if (!rc)
+	if (!rc && plan)
 		pf_iter_describe(it, plan, cap);
 	int n = 0;
 	for (int ep = 0; ep < EPOCHS && !rc; ep++) {
@@ -80,7 +82,12 @@ static int run(int from_shards, int64_t size, int64_t *out, char *plan, size_t c
 	}
 	pf_iter_free(it);
 	pf_pipeline_free(p);
-	return rc || n != EPOCHS * N ? -1 : 0;
+	return rc || n != EPOCHS * (tk > 0 ? tk : N) ? -1 : 0;
+}
+
+static int run(int from_shards, int64_t size, int64_t *out, char *plan, size_t cap)
+{
+	return run_tk(from_shards, size, 0, out, plan, cap);
 }
 
 /* map "twice": value i64 -> v i64 (the value), x f32[4] (derived) */
@@ -174,32 +181,7 @@ static void model(int64_t size, int take, int64_t *out)
 /* records -> shuffle(size) -> take(tk), EPOCHS epochs, into out. */
 static int run_take(int64_t size, int tk, int64_t *out)
 {
-	pf_options o = { .seed = 11, .cpu_budget = 2 };
-	pf_pipeline *p;
-	pf_iter *it = NULL;
-	int rc = pf_pipeline_new(&p, &o, &err);
-	if (!rc)
-		rc = pf_records(p, recs, lens, N, NULL, &err);
-	if (!rc)
-		rc = pf_shuffle(p, size, NULL, &err);
-	if (!rc)
-		rc = pf_take(p, tk, &err);
-	if (!rc)
-		rc = pf_iter_new(&it, p, &err);
-	int n = 0;
-	for (int ep = 0; ep < EPOCHS && !rc; ep++) {
-		pf_elem e;
-		while ((rc = pf_iter_next(it, &e, &err)) == 0) {
-			if (n < EPOCHS * N)
-				memcpy(&out[n], e.data[0], 8);
-			n++;
-			pf_elem_release(&e);
-		}
-		rc = rc == PF_END ? 0 : rc;
-	}
-	pf_iter_free(it);
-	pf_pipeline_free(p);
-	return rc || n != EPOCHS * tk ? -1 : 0;
+	return run_tk(0, size, tk, out, NULL, 0);
 }
 
 /* map "late": fails on its call number `fail_at` (counted over epochs) */
