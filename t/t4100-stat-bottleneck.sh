@@ -43,8 +43,11 @@ f=`fill_of "$tmp/slowc.pfstat"`
 test -n "$f" && awk "BEGIN { exit !($f > 50) }"
 ok $? "slow consumer: the prefetch buffer stays full (fill $f%)"
 
+# the shuffle's fill (1000 x 100 us) must dwarf the time stats-gen takes
+# between starting the iterator and its first pull (the prefetch thread
+# fills meanwhile): 200 x 100 us was within reach of a loaded TSan build
 "$b/t/stats-gen" "$tmp/startup.pfstat" \
-	"range(0, 1000000) | map(slowmap(100), par=1) | shuffle(200) | batch(4) | prefetch(2)" 10000 15 &&
+	"range(0, 1000000) | map(slowmap(100), par=1) | shuffle(1000) | batch(4) | prefetch(2)" 10000 15 &&
 "$b/pipe-stat" --json "$tmp/startup.pfstat" >"$tmp/startup.json"
 ok $? "slow start-up run recorded and read"
 is "`field bottleneck "$tmp/startup.json"`" start-up "slow start-up: the start-up is named, not a stage"
