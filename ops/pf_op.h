@@ -144,20 +144,16 @@ static inline void pf_stat_add(_Atomic uint64_t *c, uint64_t v)
 
 /*
  * Sampled timing: call k of an epoch is timed when pf_sample_scale(k) is
- * nonzero, its time counted that many times.  One call in 8 for the first
- * 1024 calls, then one in 64: a stream of records runs a million calls a
- * second, where two clock reads per timed call (a paravirtual clock under
- * KVM) cost more than the stage's own work (1.3% of a pipeline's CPU at
- * one in 8), while a stage of batches, a thousand calls an epoch, keeps
- * enough samples.  The first call of an epoch, which may fill a buffer (a
- * shuffle's), is timed and counted once: scaled, it would count that fill
- * several times.
+ * nonzero, its time counted that many times: one call in 8.  The first
+ * call of an epoch, which may fill a buffer (a shuffle's), is timed and
+ * counted once: scaled, it would count that fill eight times.  (One in 64
+ * saved 1% of a record pipeline's CPU in clock reads, but a stage's rare
+ * long calls, a wait for a block, then landed on a sampled call or not:
+ * pipe-stat's self times swung several-fold between runs.)
  */
 static inline uint32_t pf_sample_scale(uint32_t k)
 {
-	if (k < 1024)
-		return (k & 7) ? 0 : (k ? 8 : 1);
-	return (k & 63) ? 0 : 64;
+	return (k & 7) ? 0 : (k ? 8 : 1);
 }
 
 /* Pull from op, counting elements/bytes; the time spent in the call is
