@@ -206,7 +206,9 @@ static int decide(struct pf_autotune *t)
 		 * window can add more than the window; a share is at most 1 */
 		if (full > 1)
 			full = 1;
-		if (full < 0.05)
+		/* full nearly all the time: the producer is ahead and the
+		 * consumer's waits are after this queue (a device feed) */
+		if (full < 0.05 || full > 0.9)
 			continue;
 		int old = op->st.depth;
 		int nv = pf_prefetch_set_depth(op, 2 * old);
