@@ -6,7 +6,9 @@
  *
  * Stored element: u64 id, per field (i64 nitems, i64 var_len), then the
  * fields' bytes, each 8-aligned.  Memory replay hands out views into the
- * chunks (no copy).
+ * chunks (no copy); of a fixed-shape schema it lends the fields in place
+ * (cache_borrow), so a batch or shuffle after it gathers straight from the
+ * chunks, no element built per sample.
  *
  * A cache file: "PFCACHE2", u32 schema length, the schema block
  * (pf_schema_encode), records framed by a u32 length, then the trailer:
@@ -140,6 +142,16 @@ static int cache_prepare(pf_op *op, pf_error *err)
 			op->buffer_bytes = c->max_bytes;
 	}
 	c->limit = c->max_bytes ? c->max_bytes : op->rt->opts.memory_budget;
+	/* in memory, a fixed-shape schema: a stored element's fields, after
+	 * its header (a multiple of 8 bytes), are in the canonical layout,
+	 * so it can be lent in place (cache_borrow) */
+	int64_t off[PF_MAX_FIELDS];
+	size_t canon = pf_layout(&op->schema, 1, off);
+	int fixed = op->schema.nfields > 0 && canon > 0;
+	for (int i = 0; i < op->schema.nfields; i++)
+		fixed &= off[i] >= 0;
+	op->can_borrow = !c->path && fixed;
+	op->canon_bytes = op->can_borrow ? canon : 0;
 	return 0;
 }
 
@@ -274,7 +286,9 @@ static int cache_start(pf_op *op, pf_error *err)
 	return begin_epoch(op, err);
 }
 
-static int store_mem(pf_op *op, const pf_elem *e, pf_error *err)
+/* Append a copy of e to the chunks; *at (may be NULL) gets where its
+ * serialized form begins. */
+static int store_mem(pf_op *op, const pf_elem *e, unsigned char **at, pf_error *err)
 {
 	cache_cfg *c = op->cfg;
 	size_t need = ser_bytes(e) + 8;
@@ -306,6 +320,8 @@ static int store_mem(pf_op *op, const pf_elem *e, pf_error *err)
 	memcpy(p, &len, 8);
 	ser(e, p + 8);
 	c->used += need;
+	if (at)
+		*at = p + 8;
 	return 0;
 }
 
@@ -442,7 +458,7 @@ static int cache_next(pf_op *op, pf_elem *out, pf_error *err)
 		return rc;
 	if (c->path && !c->filling)
 		return 0;
-	rc = c->path ? store_file(op, out, err) : store_mem(op, out, err);
+	rc = c->path ? store_file(op, out, err) : store_mem(op, out, NULL, err);
 	if (rc)
 		pf_elem_release(out);
 	return rc;
@@ -477,10 +493,66 @@ static void cache_destroy(pf_op *op)
 	free(((cache_cfg *)op->cfg)->path);
 }
 
+/*
+ * The in-memory cache of a fixed-shape schema lends its stored copies (see
+ * pf_op_vt.borrow): the fields after a record's header.  The chunks live
+ * until the iterator stops, so what is lent stays valid longer than the
+ * contract asks.  Filling, the input's element is stored, released, and
+ * its copy lent.
+ */
+static int cache_borrow(pf_op *op, const unsigned char **data, size_t *len, uint64_t *id,
+			pf_error *err)
+{
+	cache_cfg *c = op->cfg;
+	size_t hdr = hdr_bytes(&op->schema);
+	if (c->failed)
+		return pf_op_error(op, err, PF_EIO, "memory: cannot start the epoch");
+	if (c->complete) {
+		while (c->rd_chunk < c->nchunks) {
+			pf_buf *b = c->chunks[c->rd_chunk];
+			size_t end = c->rd_chunk == c->nchunks - 1 ? c->used : b->cap;
+			uint64_t l = 0;
+			if (c->rd_off + 8 <= end)
+				memcpy(&l, b->data + c->rd_off, 8);
+			if (l == 0 || l > end - c->rd_off - 8) {
+				c->rd_chunk++; /* the chunk's end (or its tail left unused) */
+				c->rd_off = 0;
+				continue;
+			}
+			if (l < hdr + op->canon_bytes)
+				return pf_op_error(op, err, PF_ECORRUPT,
+						   "stored element of %llu bytes is truncated",
+						   (unsigned long long)l);
+			const unsigned char *p = b->data + c->rd_off + 8;
+			memcpy(id, p, 8);
+			*data = p + hdr;
+			*len = op->canon_bytes;
+			c->rd_off += 8 + (size_t)l;
+			return 0;
+		}
+		return PF_END;
+	}
+	pf_elem e;
+	int rc = pf_op_next(op->in, &e, err);
+	if (rc == PF_END)
+		return finish_fill(op, err) ?: PF_END;
+	if (rc)
+		return rc;
+	unsigned char *at;
+	rc = store_mem(op, &e, &at, err);
+	pf_elem_release(&e);
+	if (rc)
+		return rc;
+	memcpy(id, at, 8);
+	*data = at + hdr;
+	*len = op->canon_bytes;
+	return 0;
+}
+
 static const pf_op_vt cache_vt = {
 	.kind = "cache", .prepare = cache_prepare, .start = cache_start,
 	.next = cache_next, .reset = cache_reset, .stop = cache_stop,
-	.destroy = cache_destroy,
+	.destroy = cache_destroy, .borrow = cache_borrow,
 };
 
 pf_op *pf_op_cache_new(const char *path, uint64_t max_bytes, pf_error *err)
