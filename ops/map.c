@@ -26,6 +26,7 @@
 #include "pf_op.h"
 
 #define MAP_RUN 16 /* elements a worker maps per turn when not fused */
+#define MAP_INLINE 2 /* map_next_par: nothing out, none coming: map inline */
 
 typedef struct map_cfg {
 	pf_map_prepare_fn prepare;
@@ -325,6 +326,8 @@ int pf_map_set_active(pf_op *op, int n)
 	pthread_cond_broadcast(&r->cv_work);
 	pthread_cond_broadcast(&r->cv_fill);
 	pthread_cond_broadcast(&r->cv_space);
+	pthread_cond_broadcast(&r->cv_done); /* a consumer waiting for a unit
+					      * that will not come maps itself */
 	pthread_mutex_unlock(&r->lock);
 	return n;
 }
@@ -661,6 +664,13 @@ static int map_next_par(pf_op *op, pf_elem *out, pf_error *err)
 			return rc;
 		}
 		if (!u) {
+			/* the autotuner took the workers back to 1 while no unit is
+			 * out: none will come (the feeder needs 2), so this thread
+			 * maps, as at parallelism 1 */
+			if (r->active < 2 && r->head == r->next_unit && !r->ended) {
+				pthread_mutex_unlock(&r->lock);
+				return MAP_INLINE;
+			}
 			r->waiting = 1;
 			pthread_cond_wait(&r->cv_done, &r->lock);
 			r->waiting = 0;
@@ -815,26 +825,32 @@ static int map_next(pf_op *op, pf_elem *out, pf_error *err)
 	 * 1, while no unit is out.  inline_busy keeps workers from reserving
 	 * a unit meanwhile (none is pulling: none has a unit out), so the
 	 * order is kept when the workers take over */
-	pthread_mutex_lock(&r->lock);
-	int inline_ = r->active < 2 && r->head == r->next_unit && !r->have_cur && !r->ended;
-	r->inline_busy = inline_;
-	/* the carry's samples come first: the inline batch starts with them */
-	pf_buf *carry = inline_ ? r->carry : NULL;
-	int cn = r->cn;
-	uint64_t cid = r->carry_id;
-	if (inline_) {
-		r->carry = NULL;
-		r->cn = 0;
+	for (;;) {
+		pthread_mutex_lock(&r->lock);
+		int inline_ = r->active < 2 && r->head == r->next_unit && !r->have_cur && !r->ended;
+		r->inline_busy = inline_;
+		/* the carry's samples come first: the inline batch starts with them */
+		pf_buf *carry = inline_ ? r->carry : NULL;
+		int cn = r->cn;
+		uint64_t cid = r->carry_id;
+		if (inline_) {
+			r->carry = NULL;
+			r->cn = 0;
+		}
+		pthread_mutex_unlock(&r->lock);
+		if (!inline_) {
+			int rc = map_next_par(op, out, err);
+			if (rc == MAP_INLINE)
+				continue; /* the workers were taken back meanwhile */
+			return rc;
+		}
+		int rc = map_next_inline(op, out, err, carry, cn, cid);
+		pthread_mutex_lock(&r->lock);
+		r->inline_busy = 0;
+		pthread_cond_broadcast(&r->cv_space);
+		pthread_mutex_unlock(&r->lock);
+		return rc;
 	}
-	pthread_mutex_unlock(&r->lock);
-	if (!inline_)
-		return map_next_par(op, out, err);
-	int rc = map_next_inline(op, out, err, carry, cn, cid);
-	pthread_mutex_lock(&r->lock);
-	r->inline_busy = 0;
-	pthread_cond_broadcast(&r->cv_space);
-	pthread_mutex_unlock(&r->lock);
-	return rc;
 }
 
 static void map_reset(pf_op *op)
