@@ -379,34 +379,46 @@ static int finish_fill(pf_op *op, pf_error *err)
 	return 0;
 }
 
+/* Memory replay: the next stored element from the cursor on (its chunk
+ * *bp, its serialized bytes *p, *len), the cursor moved past it; 0 or
+ * PF_END.  A chunk ends at an 8-byte zero (its tail left unused). */
+static int next_stored(cache_cfg *c, pf_buf **bp, unsigned char **p, size_t *len)
+{
+	while (c->rd_chunk < c->nchunks) {
+		pf_buf *b = c->chunks[c->rd_chunk];
+		size_t end = c->rd_chunk == c->nchunks - 1 ? c->used : b->cap;
+		uint64_t l = 0;
+		if (c->rd_off + 8 <= end)
+			memcpy(&l, b->data + c->rd_off, 8);
+		if (l == 0 || l > end - c->rd_off - 8) {
+			c->rd_chunk++;
+			c->rd_off = 0;
+			continue;
+		}
+		*bp = b;
+		*p = b->data + c->rd_off + 8;
+		*len = (size_t)l;
+		c->rd_off += 8 + (size_t)l;
+		return 0;
+	}
+	return PF_END;
+}
+
 static int replay(pf_op *op, pf_elem *out, pf_error *err)
 {
 	cache_cfg *c = op->cfg;
 	if (!c->path) {
-		while (c->rd_chunk < c->nchunks) {
-			pf_buf *b = c->chunks[c->rd_chunk];
-			size_t end = c->rd_chunk == c->nchunks - 1 ? c->used : b->cap;
-			if (c->rd_off + 8 <= end) {
-				uint64_t len;
-				memcpy(&len, b->data + c->rd_off, 8);
-				if (len == 0 || len > end - c->rd_off - 8) {
-					/* chunk tail left unused */
-					c->rd_chunk++;
-					c->rd_off = 0;
-					continue;
-				}
-				int rc = deser(op, b->data + c->rd_off + 8, (size_t)len, out, err);
-				if (rc)
-					return rc;
-				pf_buf_ref(b);
-				out->ref_ = b;
-				c->rd_off += 8 + (size_t)len;
-				return 0;
-			}
-			c->rd_chunk++;
-			c->rd_off = 0;
+		pf_buf *b;
+		unsigned char *p;
+		size_t l;
+		int rc = next_stored(c, &b, &p, &l);
+		if (!rc)
+			rc = deser(op, p, l, out, err);
+		if (!rc) {
+			pf_buf_ref(b);
+			out->ref_ = b;
 		}
-		return PF_END;
+		return rc;
 	}
 	uint32_t len;
 	off_t at = ftello(c->f);
@@ -508,29 +520,19 @@ static int cache_borrow(pf_op *op, const unsigned char **data, size_t *len, uint
 	if (c->failed)
 		return pf_op_error(op, err, PF_EIO, "memory: cannot start the epoch");
 	if (c->complete) {
-		while (c->rd_chunk < c->nchunks) {
-			pf_buf *b = c->chunks[c->rd_chunk];
-			size_t end = c->rd_chunk == c->nchunks - 1 ? c->used : b->cap;
-			uint64_t l = 0;
-			if (c->rd_off + 8 <= end)
-				memcpy(&l, b->data + c->rd_off, 8);
-			if (l == 0 || l > end - c->rd_off - 8) {
-				c->rd_chunk++; /* the chunk's end (or its tail left unused) */
-				c->rd_off = 0;
-				continue;
-			}
-			if (l < hdr + op->canon_bytes)
-				return pf_op_error(op, err, PF_ECORRUPT,
-						   "stored element of %llu bytes is truncated",
-						   (unsigned long long)l);
-			const unsigned char *p = b->data + c->rd_off + 8;
-			memcpy(id, p, 8);
-			*data = p + hdr;
-			*len = op->canon_bytes;
-			c->rd_off += 8 + (size_t)l;
-			return 0;
-		}
-		return PF_END;
+		pf_buf *b;
+		unsigned char *p;
+		size_t l;
+		int rc = next_stored(c, &b, &p, &l);
+		if (rc)
+			return rc;
+		if (l < hdr + op->canon_bytes)
+			return pf_op_error(op, err, PF_ECORRUPT,
+					   "stored element of %zu bytes is truncated", l);
+		memcpy(id, p, 8);
+		*data = p + hdr;
+		*len = op->canon_bytes;
+		return 0;
 	}
 	pf_elem e;
 	int rc = pf_op_next(op->in, &e, err);
