@@ -686,13 +686,21 @@ static void drop_outs(shard_entry *en)
 	en->nmapped = en->next_out = 0;
 }
 
-static void free_entries(shards_cfg *c)
+/* Free every entry; with keep_ahead, not those holding tasks read ahead
+ * (the first npre of the next plan), which become this epoch's. */
+static void free_entries(shards_cfg *c, int keep_ahead)
 {
+	c->nfree = 0;
 	for (int i = 0; i < c->W; i++) {
+		if (keep_ahead && c->ent[i].ahead) {
+			c->ent[i].ahead = 0;
+			continue;
+		}
 		drop_outs(&c->ent[i]);
 		c->ent[i].state = E_FREE;
+		c->ent[i].ahead = 0;
+		c->nfree++;
 	}
-	c->nfree = c->W;
 }
 
 /* Reader faults for tests (pf_shards_set_test_fault), process-wide. */
@@ -780,7 +788,7 @@ static int shards_start(pf_op *op, pf_error *err)
 		if (op->fused_map && !(c->ent[i].drop = calloc(nr, 1)))
 			return pf_op_error(op, err, PF_ENOMEM, "out of memory");
 	}
-	free_entries(c);
+	free_entries(c, 0);
 	c->pending = -1;
 	c->active = c->P0;
 	c->corrupt_blocks = 0;
@@ -990,22 +998,6 @@ static int shards_next(pf_op *op, pf_elem *out, pf_error *err)
 	return 0;
 }
 
-/* Free every entry but those holding tasks read ahead (the first npre of
- * the next plan), which become this epoch's. */
-static void free_entries_but_ahead(shards_cfg *c)
-{
-	c->nfree = 0;
-	for (int i = 0; i < c->W; i++) {
-		if (c->ent[i].ahead) {
-			c->ent[i].ahead = 0;
-			continue;
-		}
-		drop_outs(&c->ent[i]);
-		c->ent[i].state = E_FREE;
-		c->nfree++;
-	}
-}
-
 static void shards_reset(pf_op *op)
 {
 	shards_cfg *c = op->cfg;
@@ -1016,14 +1008,14 @@ static void shards_reset(pf_op *op)
 	 * next epoch's); else a fresh reader and a fresh start */
 	int carry = c->nx_ok && c->nx.epoch == c->pl.epoch + 1 && c->rturn >= c->pl.ntasks;
 	if (carry) {
-		free_entries_but_ahead(c);
+		free_entries(c, 1);
 		c->rturn -= c->pl.ntasks;
 		shard_plan t = c->pl;
 		c->pl = c->nx;
 		c->nx = t;
 	} else {
 		c->npre = 0;
-		free_entries(c);
+		free_entries(c, 0);
 		pf_reader_free(c->rd);
 		c->rd = NULL;
 		pf_error e = { 0 };
