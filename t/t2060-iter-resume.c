@@ -17,44 +17,16 @@
 #include "pf_shard.h"
 #include "pipefeed.h"
 #include "tap.h"
+#include "value_shards.h"
 
 #define NSHARDS 4
 static const int shard_sizes[NSHARDS] = { 61, 140, 3, 97 };
-static char paths[NSHARDS][600];
-static const char *pathv[NSHARDS];
+static vs_set set;
 static char dir[600];
 static pf_error err;
 
 #define EPOCHS 3
 #define MAXB 128
-
-static int write_shards(void)
-{
-	pf_schema s;
-	if (pf_schema_parse(&s, "value: i64, pad: u8[?]", &err))
-		return -1;
-	int64_t v = 5000;
-	for (int i = 0; i < NSHARDS; i++) {
-		pf_shard_name(paths[i], sizeof(paths[i]), dir, i, NSHARDS);
-		pathv[i] = paths[i];
-		pf_shard_writer *w;
-		pf_shard_write_opts o = { .block_size = 500 };
-		if (pf_shard_writer_open(&w, paths[i], &s, &o, &err))
-			return -1;
-		for (int r = 0; r < shard_sizes[i]; r++, v++) {
-			unsigned char rec[8 + 4 + 40];
-			uint32_t pad = (uint32_t)(v % 40);
-			memcpy(rec, &v, 8);
-			memcpy(rec + 8, &pad, 4);
-			memset(rec + 12, (int)(v * 7 & 0xff), pad);
-			if (pf_shard_writer_add(w, rec, 12 + pad, &err))
-				return -1;
-		}
-		if (pf_shard_writer_close(w, &err))
-			return -1;
-	}
-	return 0;
-}
 
 /* map "decode": record -> value: i64, tag: u8[4] (bytes from the record) */
 static int dec_prepare(pf_map_ctx *ctx, pf_error *e)
@@ -112,7 +84,7 @@ static pf_pipeline *build(const cfg *c, int par)
 	pf_source_opts so = { .cycle_length = 3, .num_parallel_reads = 2,
 			      .shuffle_files = 1 };
 	pf_map_opts mo = { .num_parallel_calls = par };
-	int rc = pf_shards(p, pathv, NSHARDS, &so, &err);
+	int rc = pf_shards(p, set.pathv, NSHARDS, &so, &err);
 	rc = rc ? rc : pf_map_func(p, "decode", dec_prepare, dec_fn, NULL, "", &mo, &err);
 	if (c->cache && !rc)
 		rc = pf_cache(p, NULL, 0, &err);
@@ -251,7 +223,7 @@ int main(void)
 	if (!d)
 		plan_skip_all("no scratch directory");
 	snprintf(dir, sizeof(dir), "%s/s", d);
-	if (write_shards()) {
+	if (vs_write(&set, dir, shard_sizes, NSHARDS, 5000, 40, 500, &err)) {
 		printf("1..0 # SKIP cannot write shards: %s\n", err.msg);
 		return 1;
 	}
