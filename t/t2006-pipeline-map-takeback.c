@@ -110,6 +110,11 @@ int main(void)
 			in_order = 0;
 			rc = 0;
 		}
+		/* on a loaded machine the flipper may get little CPU while an
+		 * epoch runs: each epoch waits for its flip, so the count moves
+		 * in every one of them whatever the scheduling */
+		while (atomic_load(&flips) < ep + 2)
+			sched_yield();
 	}
 	atomic_store(&stop, 1);
 	pthread_join(th, NULL);
