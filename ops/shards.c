@@ -12,6 +12,14 @@
  * machine, taking each new block from its task.  The consumer holds at most
  * cycle_length blocks, and W > cycle_length, so the next needed task always
  * finds a free buffer: no deadlock, and the output never depends on timing.
+ * W is cycle_length + 2 per worker + some slack (slack_entries).
+ *
+ * The consumer helps: when the block it needs is not ready and this
+ * epoch's next task is not taken yet (a buffer free), it reads and decodes
+ * that task itself rather than sleep (may_help).  So num_parallel_reads =
+ * cores - 1 keeps every core busy without a thread more than cores: the
+ * consumer's core does its per-record work and the decode share it has
+ * time for.  Which thread decodes a task changes nothing in the output.
  *
  * With a fused map of fixed-shape output, a worker maps the block's
  * records straight into the entry's slab (canonical layout, one slot per
@@ -123,6 +131,7 @@ typedef struct shards_cfg {
 	shard_entry *ent;
 	int nfree;
 	ilv cons;             /* consumer's interleave state */
+	pf_decoder *cdec;     /* the consumer's, when it decodes a task itself */
 	pthread_mutex_t lock;
 	pthread_cond_t cv_work, cv_done;
 	pthread_t *th;
@@ -168,6 +177,33 @@ static int expand(pf_op *op, pf_error *err)
 	return 0;
 }
 
+/*
+ * Buffers beyond K + 2P, for the consumer's lockstep use of K > 1 blocks:
+ * the interleave finishes its K blocks within a few records of each
+ * other, so with only 2P buffers spare the workers decode the next K, then
+ * all wait while the consumer drains the current ones alone (on 2 cores
+ * one idles: bench/pipeline_bench went 0.42 -> 0.54 of the decode limit
+ * with 32 more at K = 4).  8 turns of K, up to SHARDS_SLACK buffers, at
+ * most SHARDS_SLACK_BYTES of them and 1/16 of the memory budget, and not
+ * more than the blocks there are.
+ */
+#define SHARDS_SLACK 32
+#define SHARDS_SLACK_BYTES ((uint64_t)32 << 20)
+
+static int slack_entries(const pf_op *op, int K, uint64_t per_entry, size_t nblocks)
+{
+	uint64_t bytes = op->rt->opts.memory_budget / 16;
+	if (bytes > SHARDS_SLACK_BYTES)
+		bytes = SHARDS_SLACK_BYTES;
+	uint64_t n = per_entry ? bytes / per_entry : 0;
+	uint64_t want = K > 1 ? 8 * (uint64_t)K : 0;
+	if (n > want)
+		n = want;
+	if (n > SHARDS_SLACK)
+		n = SHARDS_SLACK;
+	return (int)(n < nblocks ? n : nblocks);
+}
+
 static int shards_prepare(pf_op *op, pf_error *err)
 {
 	shards_cfg *c = op->cfg;
@@ -183,7 +219,7 @@ static int shards_prepare(pf_op *op, pf_error *err)
 	op->src_paths = c->paths;
 	op->src_npaths = c->npaths;
 	uint64_t nrec = 0;
-	size_t max_raw = 0, max_nrec = 0;
+	size_t max_raw = 0, max_nrec = 0, nblocks = 0;
 	unsigned char s0[8192], s1[8192];
 	size_t l0 = 0;
 	for (size_t i = 0; i < c->npaths; i++) {
@@ -219,6 +255,7 @@ static int shards_prepare(pf_op *op, pf_error *err)
 			}
 		}
 		nrec += pf_shard_nrecords(c->sh[i]);
+		nblocks += pf_shard_nblocks(c->sh[i]);
 		for (uint32_t b = 0; b < pf_shard_nblocks(c->sh[i]); b++) {
 			const pf_block_info *bi = pf_shard_block(c->sh[i], b);
 			if (bi->raw_len > max_raw)
@@ -241,14 +278,15 @@ static int shards_prepare(pf_op *op, pf_error *err)
 	int tune = c->o.num_parallel_reads == PF_AUTOTUNE;
 	c->P0 = c->o.num_parallel_reads > 0 ? c->o.num_parallel_reads : 1;
 	c->P = tune ? op->rt->opts.cpu_budget : c->P0;
-	c->W = K + 2 * c->P;
+	/* each buffer: decoded payload + its offsets table (+ compressed bytes
+	 * read by pf_shard_read_block, at most the same again) */
+	uint64_t per_entry = 2 * max_raw + 4 * (max_nrec + 1);
+	c->W = K + 2 * c->P + slack_entries(op, K, per_entry, nblocks);
 	op->st.parallelism = c->P0;
 	op->st.max_parallelism = tune ? c->P : 0;
 	op->st.depth = c->W;
 	op->st.autotuned = c->o.cycle_length == PF_AUTOTUNE || tune;
-	/* each buffer: decoded payload + its offsets table (+ compressed bytes
-	 * read by pf_shard_read_block, at most the same again) */
-	op->buffer_bytes = (uint64_t)c->W * (2 * max_raw + 4 * (max_nrec + 1));
+	op->buffer_bytes = (uint64_t)c->W * per_entry;
 	op->cardinality = (int64_t)nrec;
 	c->max_nrec = max_nrec;
 	size_t max_stored = 0;
@@ -270,17 +308,17 @@ static int shards_prepare(pf_op *op, pf_error *err)
 		}
 		if (c->P0 > c->P)
 			c->P = c->P0;
-		c->W = K + 2 * c->P;
+		c->stride = m->canon_bytes ? pf_align_up(m->canon_bytes, 64) : 0;
+		per_entry += c->stride ? max_nrec * c->stride :
+			     max_nrec * (m->elem_bytes + sizeof(pf_elem));
+		c->W = K + 2 * c->P + slack_entries(op, K, per_entry, nblocks);
 		op->st.parallelism = c->P0;
 		op->st.max_parallelism = tune ? c->P : 0;
 		op->st.depth = c->W;
 		op->st.autotuned |= m->st.autotuned;
-		c->stride = m->canon_bytes ? pf_align_up(m->canon_bytes, 64) : 0;
 		op->can_borrow = c->stride > 0;
 		op->canon_bytes = m->canon_bytes;
-		op->buffer_bytes = (uint64_t)c->W * (2 * max_raw + 4 * (max_nrec + 1) +
-						     (c->stride ? max_nrec * c->stride :
-						      max_nrec * (m->elem_bytes + sizeof(pf_elem))));
+		op->buffer_bytes = (uint64_t)c->W * per_entry;
 	} else {
 		/* raw records of a fixed-size record schema can be lent */
 		c->stride = 0;
@@ -288,9 +326,11 @@ static int shards_prepare(pf_op *op, pf_error *err)
 		op->canon_bytes = rb > 0 ? (size_t)rb : 0;
 	}
 	memset(&c->ropts, 0, sizeof(c->ropts));
-	c->ropts.queue_depth = (unsigned)(2 * c->W);
+	/* reads in flight: two per buffer the workers fill, not per slack one */
+	int W0 = K + 2 * c->P;
+	c->ropts.queue_depth = (unsigned)(2 * W0);
 	c->ropts.readahead = 4;
-	c->ropts.max_bytes = (size_t)(2 * c->W + 4) * (max_stored + PF_SHARD_BLOCK_HEADER_SIZE);
+	c->ropts.max_bytes = (size_t)(2 * W0 + 4) * (max_stored + PF_SHARD_BLOCK_HEADER_SIZE);
 	op->buffer_bytes += c->ropts.max_bytes + max_stored + PF_SHARD_BLOCK_HEADER_SIZE;
 	return 0;
 }
@@ -792,6 +832,7 @@ static int shards_start(pf_op *op, pf_error *err)
 	c->pending = -1;
 	c->active = c->P0;
 	c->corrupt_blocks = 0;
+	c->cdec = c->o.consumer_waits ? NULL : pf_decoder_new(); /* none: it only waits */
 	op->st.self_timed = 1;
 	make_plan(op, op->epoch, &c->pl);
 	c->rturn = 0;
@@ -839,6 +880,29 @@ static void release_pending(shards_cfg *c)
 	}
 }
 
+/* Would the consumer, about to wait for a block, rather read and decode
+ * the next task itself (c->lock held)?  When this epoch's next task is
+ * not taken and a buffer is free: the thread would sleep otherwise, and
+ * with fewer workers than cores (a core for the consumer's own work) it
+ * does the decode share that its spare time allows. */
+static int may_help(shards_cfg *c)
+{
+	return !c->o.consumer_waits && !c->pause && c->next_task < c->pl.ntasks &&
+	       c->nfree && c->cdec;
+}
+
+/* Take this epoch's next task and run it in the consumer's thread (c->lock
+ * held, and held again on return): the nanoseconds it took. */
+static uint64_t help(pf_op *op)
+{
+	shards_cfg *c = op->cfg;
+	uint64_t t0 = pf_now_ns();
+	size_t u = c->next_task++;
+	int e = claim_task(c, &c->pl, u);
+	run_task(op, &c->pl, u, u, e, c->cdec);
+	return pf_now_ns() - t0;
+}
+
 /* Find the next record to hand out (skipping damaged blocks when asked):
  * entry *ep, record *recp of its block, file *filep (index into paths).
  * The record stays valid until the next call (a finished block's entry is
@@ -864,12 +928,17 @@ static int shards_pos(pf_op *op, int *ep, uint32_t *recp, int *filep, pf_error *
 						   "internal: block %u of file %d is not task %zu of the plan",
 						   s->block, s->file, t);
 			pthread_mutex_lock(&c->lock);
-			uint64_t t0 = pf_now_ns();
+			uint64_t t0 = pf_now_ns(), helped = 0;
 			while (t >= c->next_task ||
 			       (c->ent[c->pl.task_entry[t]].state != E_READY &&
-				c->ent[c->pl.task_entry[t]].state != E_ERR))
+				c->ent[c->pl.task_entry[t]].state != E_ERR)) {
+				if (may_help(c)) {
+					helped += help(op);
+					continue;
+				}
 				pthread_cond_wait(&c->cv_done, &c->lock);
-			pf_stat_add(&op->st.wait_ns, pf_now_ns() - t0);
+			}
+			pf_stat_add(&op->st.wait_ns, pf_now_ns() - t0 - helped);
 			int e = c->pl.task_entry[t];
 			int bad = c->ent[e].state == E_ERR;
 			pthread_mutex_unlock(&c->lock);
@@ -1049,6 +1118,8 @@ static void shards_stop(pf_op *op)
 	}
 	pf_reader_free(c->rd);
 	c->rd = NULL;
+	pf_decoder_free(c->cdec);
+	c->cdec = NULL;
 	for (int i = 0; c->ent && i < c->W; i++) {
 		drop_outs(&c->ent[i]);
 		free(c->ent[i].outs);

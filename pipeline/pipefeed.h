@@ -151,6 +151,12 @@ typedef struct pf_source_opts {
 	int64_t max_corrupt;      /* with skip_corrupt: fail (PF_ECORRUPT, naming
 				   * the file and offset) once more than this many
 				   * records were dropped in one epoch; 0 = no limit */
+	int consumer_waits;       /* shards: nonzero: the thread pulling records
+				   * only waits for the blocks being decoded.  By
+				   * default (0) it decodes the epoch's next block
+				   * itself rather than sleep, so reads = cores - 1
+				   * keeps every core busy without a thread more;
+				   * the records and their order are the same */
 } pf_source_opts;
 
 /*

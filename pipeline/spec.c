@@ -41,7 +41,7 @@
 #define SPEC_MAX_ARGS 16         /* per call */
 #define SPEC_MAX_LIST 64         /* items of one [list] */
 #define SPEC_MAX_DEPTH 4         /* calls/lists nested inside a stage */
-#define SPEC_MAX_PARAMS 8        /* parameters of one op */
+#define SPEC_MAX_PARAMS 10       /* parameters of one op */
 
 /* ---- arena: every allocation of one parse, freed together ------------- */
 
@@ -613,7 +613,9 @@ static int build_prefetch(pf_pipeline *p, const struct stage *st, pf_error *err)
 	{ "skip_corrupt", P_BOOL, 0, 0, 1, 0, NULL,                             \
 	  "drop damaged blocks (counted) instead of failing" },                 \
 	{ "max_corrupt", P_INT, 0, 0, I64MAX, 0, NULL,                          \
-	  "with skip_corrupt: fail past this many dropped records an epoch (default 0: no limit)" }
+	  "with skip_corrupt: fail past this many dropped records an epoch (default 0: no limit)" }, \
+	{ "consumer_waits", P_BOOL, 0, 0, 1, 0, NULL,                           \
+	  "shards: the thread pulling records never decodes a block itself" }
 
 /*
  * THE op table: names, arguments, types and bounds of every op a spec can
@@ -1393,6 +1395,7 @@ static int build_source(pf_pipeline *p, const struct stage *st, pf_error *err)
 	o.shuffle_files = (int)st->sl[4].i;
 	o.skip_corrupt = (int)st->sl[5].i;
 	o.max_corrupt = st->sl[6].i;
+	o.consumer_waits = (int)st->sl[7].i;
 	if (!strcmp(st->op->name, "tfrecord"))
 		return pf_tfrecords(p, st->sl[0].sv, (size_t)st->sl[0].n, &o, err);
 	return pf_shards(p, st->sl[0].sv, (size_t)st->sl[0].n, &o, err);

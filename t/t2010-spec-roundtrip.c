@@ -26,6 +26,7 @@ static const struct { const char *in, *canon; } cases[] = {
 	{ "tfrecord(t.tfrecord, skip_corrupt=true, max_corrupt=9223372036854775807)",
 	  "tfrecord(\"t.tfrecord\", skip_corrupt=true, max_corrupt=9223372036854775807)" },
 	{ "shards([\"x\"], reads=auto)", "shards(\"x\", reads=auto)" },
+	{ "shards(x, reads=1, consumer_waits=true)", "shards(\"x\", reads=1, consumer_waits=true)" },
 	{ "tfrecord('t.tfrecord',cycle=2)", "tfrecord(\"t.tfrecord\", cycle=2)" },
 	{ "range(0,10,2)", "range(0, 10, 2)" },
 	{ "range(stop=5, start=-5)", "range(-5, 5)" },
