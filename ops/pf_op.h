@@ -94,6 +94,11 @@ struct pf_op {
 	pf_schema record;     /* the source's record schema, passed along */
 	size_t elem_bytes;    /* bound on the bytes of one output element */
 	uint64_t buffer_bytes;/* worst case held in its own buffers */
+	uint64_t optional_bytes; /* of those, what it can run without (prepare
+			       * sets it); when the budget is short the iterator
+			       * sets shed_optional, takes them off buffer_bytes,
+			       * and start does without them */
+	int shed_optional;
 	int64_t cardinality;  /* per epoch; PF_CARD_* when not known */
 	_Atomic uint64_t epoch; /* epochs begun (resets); an input reset ahead
 			       * by its shuffle (pf_op_reset_ahead) counts

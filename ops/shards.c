@@ -115,6 +115,8 @@ typedef struct shards_cfg {
 	size_t npaths;
 	pf_shard **sh;
 	int K, P, W;
+	int slack;            /* of the W: beyond K + 2P (slack_entries), shed
+			       * when the memory budget needs them */
 	int P0;               /* workers taking work at start (autotune: fewer than P) */
 	size_t max_nrec;
 	size_t stride;        /* fused fixed map: slab bytes per record, else 0 */
@@ -281,12 +283,14 @@ static int shards_prepare(pf_op *op, pf_error *err)
 	/* each buffer: decoded payload + its offsets table (+ compressed bytes
 	 * read by pf_shard_read_block, at most the same again) */
 	uint64_t per_entry = 2 * max_raw + 4 * (max_nrec + 1);
-	c->W = K + 2 * c->P + slack_entries(op, K, per_entry, nblocks);
+	c->slack = slack_entries(op, K, per_entry, nblocks);
+	c->W = K + 2 * c->P + c->slack;
 	op->st.parallelism = c->P0;
 	op->st.max_parallelism = tune ? c->P : 0;
 	op->st.depth = c->W;
 	op->st.autotuned = c->o.cycle_length == PF_AUTOTUNE || tune;
 	op->buffer_bytes = (uint64_t)c->W * per_entry;
+	op->optional_bytes = (uint64_t)c->slack * per_entry;
 	op->cardinality = (int64_t)nrec;
 	c->max_nrec = max_nrec;
 	size_t max_stored = 0;
@@ -311,7 +315,8 @@ static int shards_prepare(pf_op *op, pf_error *err)
 		c->stride = m->canon_bytes ? pf_align_up(m->canon_bytes, 64) : 0;
 		per_entry += c->stride ? max_nrec * c->stride :
 			     max_nrec * (m->elem_bytes + sizeof(pf_elem));
-		c->W = K + 2 * c->P + slack_entries(op, K, per_entry, nblocks);
+		c->slack = slack_entries(op, K, per_entry, nblocks);
+		c->W = K + 2 * c->P + c->slack;
 		op->st.parallelism = c->P0;
 		op->st.max_parallelism = tune ? c->P : 0;
 		op->st.depth = c->W;
@@ -319,6 +324,7 @@ static int shards_prepare(pf_op *op, pf_error *err)
 		op->can_borrow = c->stride > 0;
 		op->canon_bytes = m->canon_bytes;
 		op->buffer_bytes = (uint64_t)c->W * per_entry;
+		op->optional_bytes = (uint64_t)c->slack * per_entry;
 	} else {
 		/* raw records of a fixed-size record schema can be lent */
 		c->stride = 0;
@@ -794,6 +800,11 @@ static int shards_start(pf_op *op, pf_error *err)
 	pthread_cond_init(&c->cv_done, NULL);
 	c->pause = c->quit = c->idle = c->nth = c->ids = 0;
 	c->started = 1; /* shards_stop cleans up from here on */
+	if (op->shed_optional && c->slack) {
+		c->W -= c->slack;
+		c->slack = 0;
+		op->st.depth = c->W;
+	}
 	int prc = plan_alloc(c, &c->pl, nb) | plan_alloc(c, &c->nx, nb);
 	c->nx_ok = 0;
 	c->npre = 0;

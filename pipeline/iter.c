@@ -198,6 +198,8 @@ static int iter_start(pf_iter **itp, pf_pipeline *p, const pf_iter_pos *pos,
 		op->run = NULL;
 		op->can_borrow = 0;
 		op->canon_bytes = 0;
+		op->optional_bytes = 0;
+		op->shed_optional = 0;
 		memset(&op->st, 0, sizeof(op->st));
 		atomic_init(&op->st.occupancy, -1);   /* ops with a buffer publish theirs */
 		op->st.parallelism = 1;
@@ -251,9 +253,24 @@ static int iter_start(pf_iter **itp, pf_pipeline *p, const pf_iter_pos *pos,
 		return rc;
 	}
 
+	/* buffers an op can do without (a source's slack) give way first to
+	 * a budget that would not fit them */
+	uint64_t sum = 0, opt = 0, budget = p->opts.memory_budget;
+	for (int i = 0; i < it->nstages; i++) {
+		sum += it->stages[i]->buffer_bytes; /* autotuned prefetch: its start */
+		opt += it->stages[i]->optional_bytes;
+	}
+	if (opt && sum > budget)
+		for (int i = 0; i < it->nstages; i++) {
+			pf_op *op = it->stages[i];
+			op->buffer_bytes -= op->optional_bytes;
+			op->optional_bytes = 0;
+			op->shed_optional = 1;
+		}
+	sum = 0;
+
 	/* autotuned prefetch: its most depth is what the budget leaves (split
 	 * between them) */
-	uint64_t sum = 0, budget = p->opts.memory_budget;
 	int ntuned = 0;
 	for (int i = 0; i < it->nstages; i++) {
 		pf_op *op = it->stages[i];

@@ -3,7 +3,8 @@
  * consumer_waits).  Which thread decodes a block must change nothing: the
  * same records in the same order, a damaged block skipped and counted the
  * same way.  The map is fused into the source, so it runs where the block
- * is decoded: the test sees on which thread. */
+ * is decoded: the test sees on which thread.  And the source's slack
+ * buffers give way to a memory budget that has no room for them. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -124,6 +125,63 @@ static int same(const run_res *a, const run_res *b, const vs_set *vs)
 	return 1;
 }
 
+/* Build shards(cycle 4, reads 1) -> shuffle(n) under a 4 MiB budget:
+ * PF_EBUDGET or 0; *depth: the source's buffers, *total: the records of
+ * one epoch when count is set. */
+static int build(vs_set *vs, int64_t n, int count, int *depth, long *total)
+{
+	pf_error err = { 0 };
+	pf_options o = { .seed = 3, .cpu_budget = 2, .memory_budget = 4u << 20 };
+	pf_pipeline *p;
+	pf_pipeline_new(&p, &o, &err);
+	pf_source_opts so = { .cycle_length = NSH, .num_parallel_reads = 1 };
+	pf_iter *it = NULL;
+	int rc = pf_shards(p, vs->pathv, NSH, &so, &err);
+	if (!rc)
+		rc = pf_shuffle(p, n, NULL, &err);
+	if (!rc)
+		rc = pf_iter_new(&it, p, &err);
+	pf_op_stats st;
+	*depth = !rc && pf_iter_stats(it, 0, &st) == 0 ? st.depth : -1;
+	*total = 0;
+	pf_elem e;
+	while (!rc && count && (rc = pf_iter_next(it, &e, &err)) == 0) {
+		(*total)++;
+		pf_elem_release(&e);
+	}
+	pf_iter_free(it);
+	pf_pipeline_free(p);
+	return rc == PF_END ? 0 : rc;
+}
+
+/* The source's slack buffers are the first to give way to the memory
+ * budget: a pipeline that fits without them still builds. */
+static void budget_sheds_slack(vs_set *vs)
+{
+	int d;
+	long tot;
+	int64_t lo = 1, hi = 1 << 24; /* builds at lo, not at hi */
+	if (build(vs, lo, 0, &d, &tot) || build(vs, hi, 0, &d, &tot) != PF_EBUDGET) {
+		ok(0, "budget: shuffle(1) builds and shuffle(2^24) does not");
+		return;
+	}
+	while (hi - lo > 1) {
+		int64_t mid = lo + (hi - lo) / 2;
+		if (build(vs, mid, 0, &d, &tot) == 0)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	int rc = build(vs, lo, 1, &d, &tot);
+	ok(rc == 0 && tot == vs->total,
+	   "budget: the largest shuffle that fits (%lld) runs an epoch whole (%ld of %d)",
+	   (long long)lo, tot, vs->total);
+	is_int(d, NSH + 2, "budget: with it the source does without its slack buffers");
+	build(vs, lo / 2, 0, &d, &tot);
+	ok(d > NSH + 2, "budget: with room to spare it keeps them (%d buffers)", d);
+	is_int(build(vs, lo + 1, 0, &d, &tot), PF_EBUDGET, "budget: one element more fails");
+}
+
 int main(void)
 {
 	alarm(120);
@@ -154,6 +212,8 @@ int main(void)
 		   reads, a.main_decoded, a.main_decoded + a.worker_decoded);
 		is_int(b.main_decoded, 0, "reads %d: with consumer_waits it decoded none", reads);
 	}
+
+	budget_sheds_slack(&vs);
 
 	/* damage one block in the middle of the third shard: skipped and
 	 * counted alike, whoever decoded it */
