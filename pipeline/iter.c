@@ -257,8 +257,12 @@ static int iter_start(pf_iter **itp, pf_pipeline *p, const pf_iter_pos *pos,
 	 * a budget that would not fit them */
 	uint64_t sum = 0, opt = 0, budget = p->opts.memory_budget;
 	for (int i = 0; i < it->nstages; i++) {
-		sum += it->stages[i]->buffer_bytes; /* autotuned prefetch: its start */
-		opt += it->stages[i]->optional_bytes;
+		pf_op *op = it->stages[i];
+		/* an autotuned prefetch: at its starting depth, the least it is
+		 * fitted to below */
+		sum += op->st.max_depth ? (uint64_t)(op->st.depth + 1) * op->elem_bytes :
+					  op->buffer_bytes;
+		opt += op->optional_bytes;
 	}
 	if (opt && sum > budget)
 		for (int i = 0; i < it->nstages; i++) {
