@@ -161,28 +161,6 @@ static int lab_fn(void *st, const pf_elem *in, pf_elem *out, pf_error *e)
 	return 0;
 }
 
-/* zstd on every core at once: each thread decompresses the blocks `rounds`
- * times into its own buffer */
-struct zjob {
-	void **stored;
-	size_t *slen, nblk, raw_max;
-	int rounds;
-	pthread_t th;
-};
-
-static void *zjob_run(void *arg)
-{
-	struct zjob *j = arg;
-	void *dst = malloc(j->raw_max);
-	ZSTD_DCtx *dc = ZSTD_createDCtx();
-	for (int r = 0; dst && dc && r < j->rounds; r++)
-		for (size_t i = 0; i < j->nblk; i++)
-			ZSTD_decompressDCtx(dc, dst, j->raw_max, j->stored[i], j->slen[i]);
-	ZSTD_freeDCtx(dc);
-	free(dst);
-	return NULL;
-}
-
 /* The shards' compressed blocks in memory, for zstd's own rate. */
 struct zblocks {
 	void **stored;
@@ -201,7 +179,11 @@ static int zload(struct zblocks *z, pf_error *err)
 		if (pf_shard_open(&s, paths[k], 0, err))
 			return -1;
 		FILE *f = fopen(paths[k], "rb");
-		for (uint32_t i = 0; f && i < pf_shard_nblocks(s); i++) {
+		if (!f) {
+			pf_shard_close(s);
+			return pf_error_set(err, PF_EIO, "%s: cannot open", paths[k]);
+		}
+		for (uint32_t i = 0; i < pf_shard_nblocks(s); i++) {
 			const pf_block_info *bi = pf_shard_block(s, i);
 			if (z->nblk == cap) {
 				cap = cap ? 2 * cap : 64;
@@ -224,8 +206,7 @@ static int zload(struct zblocks *z, pf_error *err)
 			z->raw_total += bi->raw_len;
 			z->nblk++;
 		}
-		if (f)
-			fclose(f);
+		fclose(f);
 		pf_shard_close(s);
 	}
 	z->dst = malloc(z->raw_max);
@@ -245,6 +226,27 @@ static double zpass(struct zblocks *z)
 		}
 	}
 	return now() - t0;
+}
+
+/* zstd on every core at once: each thread runs `rounds` passes over the
+ * shared blocks with a context and buffer of its own */
+struct zjob {
+	struct zblocks z;
+	int rounds;
+	pthread_t th;
+};
+
+static void *zjob_run(void *arg)
+{
+	struct zjob *j = arg;
+	j->z.dst = malloc(j->z.raw_max);
+	j->z.dc = ZSTD_createDCtx();
+	for (int r = 0; j->z.dst && j->z.dc && r < j->rounds; r++)
+		if (zpass(&j->z) < 0)
+			break;
+	ZSTD_freeDCtx(j->z.dc);
+	free(j->z.dst);
+	return NULL;
 }
 
 static void zfree(struct zblocks *z)
@@ -403,7 +405,8 @@ int main(int argc, char **argv)
 	pf_iter_describe(it, plan, sizeof(plan));
 	/* after the runs, epochs paired with a pass of zstd alone right after
 	 * each: the host's other tenants change both alike within a pair, so
-	 * the median of the pairs' ratios is the fairer "/ decode limit" */
+	 * the median of the pairs' ratios is the fairer "/ decode limit"
+	 * (the blocks serve (3) too) */
 	struct zblocks zb;
 	if (zload(&zb, &err))
 		return die("loading blocks for zstd", &err);
@@ -443,7 +446,6 @@ int main(int argc, char **argv)
 			return 1;
 		pair[r] = n / dt / (cores * zb.recs / zt);
 	}
-	zfree(&zb);
 	double pipe_cpu_us = cpu * 1e6 / total_imgs;
 	double pair_lo = pair[0], pair_hi = pair[0];
 	for (int r = 1; r < runs; r++) {
@@ -479,6 +481,7 @@ int main(int argc, char **argv)
 	pf_iter_free(it);
 	pf_pipeline_free(p);
 	if (getenv("PIPELINE_BENCH_PIPELINE")) {
+		zfree(&zb);
 		for (int k = 0; k < NSH; k++)
 			unlink(paths[k]);
 		snprintf(cmd, sizeof(cmd), "rmdir '%s/pipeline_bench-%ld'", tmp, (long)getpid());
@@ -564,19 +567,12 @@ int main(int argc, char **argv)
 	/* (3) zstd's own decode rate on the same blocks */
 	double z_ips = 0, zall_ips = 0;
 	{
-		struct zblocks z;
-		if (zload(&z, &err))
-			return die("loading blocks for zstd", &err);
-		size_t nblk = z.nblk, raw_max = z.raw_max;
-		void **stored = z.stored;
-		size_t *slen = z.slen;
-		uint64_t recs = z.recs;
 		for (int r = 0; r < runs; r++) {
-			double dt = zpass(&z);
+			double dt = zpass(&zb);
 			if (dt <= 0)
 				return 1;
-			ips[r] = recs / dt;
-			mbs[r] = z.raw_total / dt / 1e6;
+			ips[r] = zb.recs / dt;
+			mbs[r] = zb.raw_total / dt / 1e6;
 		}
 		z_ips = median(ips, runs);
 		double z_mbs = median(mbs, runs);
@@ -588,8 +584,7 @@ int main(int argc, char **argv)
 			double t0 = now();
 			long k, started = 0;
 			for (k = 0; k < cores; k++) {
-				jobs[k] = (struct zjob){ .stored = stored, .slen = slen, .nblk = nblk,
-							 .raw_max = raw_max, .rounds = 2 };
+				jobs[k] = (struct zjob){ .z = zb, .rounds = 2 };
 				if (pthread_create(&jobs[k].th, NULL, zjob_run, &jobs[k]) == 0)
 					started++;
 				else
@@ -597,7 +592,7 @@ int main(int argc, char **argv)
 			}
 			for (long q = 0; q < started; q++)
 				pthread_join(jobs[q].th, NULL);
-			ips[r] = 2.0 * recs * started / (now() - t0);
+			ips[r] = 2.0 * zb.recs * started / (now() - t0);
 		}
 		zall_ips = jobs ? median(ips, runs) : 0;
 		free(jobs);
@@ -615,7 +610,7 @@ int main(int argc, char **argv)
 		if (getloadavg(la, 1) == 1)
 			printf("   (load average %.2f on %ld cores while measuring: other processes share them)\n",
 			       la[0], cores);
-		zfree(&z);
+		zfree(&zb);
 	}
 
 	/* (4) from the in-memory cache (u8 images) */
