@@ -35,7 +35,8 @@
 #include <stdint.h>
 #include <time.h>
 
-#include "pipefeed.h"
+#include "pf_types.h"
+#include "pf_maps.h"
 #include "pf_pool.h"
 #include "pf_reader.h"
 #include "pf_rng.h"

@@ -7,6 +7,7 @@
 
 #include <pthread.h>
 
+#include "pipefeed.h"
 #include "pf_op.h"
 
 /* Epoch starts an iterator remembers for pf_iter_epoch_start. */

@@ -53,41 +53,19 @@
 
 #include "pf_error.h"
 #include "pf_schema.h"
+#include "pf_types.h"
+#include "pf_maps.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* A knob value (parallelism, prefetch depth, cycle length): "choose for me".
- * Map parallelism, the shards' worker count and prefetch depth are tuned
- * while the iterator runs (see pf_iter_autotune_log); cycle_length is
- * resolved at start (16, at most the file count), because the element
- * order depends on it and must not depend on timing. */
-#define PF_AUTOTUNE (-1)
 
 typedef struct pf_pipeline pf_pipeline;
 typedef struct pf_iter pf_iter;
 
 /* ==== pipeline options =================================================== */
 
-/* Options of a pipeline.  A zeroed struct means the defaults. */
-typedef struct pf_options {
-	uint64_t memory_budget;   /* bytes all op buffers may hold at worst; 0 = 1 GiB */
-	int cpu_budget;           /* worker threads in all (map, decode); 0 = online CPUs */
-	uint64_t seed;            /* seed of every random choice (shuffle, shard order) */
-	int nondeterministic;     /* 0 (default): same seed, same sequence, whatever
-				   * the thread count; 1: allow unordered delivery */
-	/* Optional allocator of batch buffers (batch, padded_batch, map+batch),
-	 * e.g. pinned host memory for fast device copies.  Both or neither.
-	 * batch_alloc(alloc_user, bytes) returns 64-byte aligned memory or NULL;
-	 * each block holds a small header and then the batch (pf_elem.buf
-	 * points inside it).  Blocks are pooled and reused; every block is
-	 * given back through batch_free(alloc_user, p, bytes) (same bytes) at
-	 * the latest when the pipeline is freed.  Called from pipeline threads. */
-	void *(*batch_alloc)(void *user, size_t bytes);
-	void (*batch_free)(void *user, void *p, size_t bytes);
-	void *alloc_user;
-} pf_options;
 
 /*
  * Create an empty pipeline.  opts may be NULL (defaults); it is copied.
@@ -103,61 +81,10 @@ int pf_pipeline_nops(const pf_pipeline *p);
 
 /* ==== elements and batches ============================================== */
 
-/*
- * An element (batch == 0) or a batch (batch == B > 0).
- *
- * `schema` lists the per-sample fields (name, dtype, shape).  data[i] points
- * at field i; nitems[i] is its number of dtype items (for a batch: of the
- * whole batch, i.e. B * per-sample items).  A batch is structure-of-arrays:
- * field i is [B, dims...] and every field lives in the ONE contiguous buffer
- * [buf, buf + nbytes).
- *
- * Variable-length fields (a "?" dimension): in an element, var_len[i] is the
- * length of the "?" dimension.  In a padded batch, field i is
- * [B, var_len[i], other dims...] padded with zeros, and lengths[i] points at
- * B int32 true lengths (in the same buffer).  For fixed fields var_len[i] is
- * 0 and lengths[i] is NULL.
- *
- * Source records (from shards, tfrecord, records) are elements of one field
- * "record: u8[?]"; pf_range gives "value: i64".
- */
-typedef struct pf_elem {
-	const pf_schema *schema;      /* owned by the pipeline */
-	uint32_t batch;               /* 0: element; B: batch of B samples */
-	uint64_t id;                  /* sample id (source order); batch: first sample's */
-	void *data[PF_MAX_FIELDS];
-	int64_t nitems[PF_MAX_FIELDS];
-	int64_t var_len[PF_MAX_FIELDS];
-	int32_t *lengths[PF_MAX_FIELDS];
-	void *buf;                    /* the element's storage (may be shared, read-only) */
-	size_t nbytes;
-	void *ref_;                   /* runtime's: reference to the storage */
-} pf_elem;
 
-/* Release an element or batch from pf_iter_next (its storage goes back to
- * its pool).  Safe on a zeroed or already released pf_elem. */
-void pf_elem_release(pf_elem *e);
 
 /* ==== sources ============================================================ */
 
-/* Options of the file sources (pf_shards, pf_tfrecord).  Zeroed = defaults. */
-typedef struct pf_source_opts {
-	int cycle_length;         /* files read at once, interleaved; 0 = 4; PF_AUTOTUNE */
-	int block_length;         /* consecutive records from one file per turn; 0 = 1 */
-	int num_parallel_reads;   /* decode/read threads; 0 = 1; PF_AUTOTUNE: starts
-				   * at 1, raised while running up to the cpu budget */
-	int shuffle_files;        /* nonzero: file order shuffled by the seed, per epoch */
-	int skip_corrupt;         /* nonzero: drop damaged blocks (counted), go on */
-	int64_t max_corrupt;      /* with skip_corrupt: fail (PF_ECORRUPT, naming
-				   * the file and offset) once more than this many
-				   * records were dropped in one epoch; 0 = no limit */
-	int consumer_waits;       /* shards: nonzero: the thread pulling records
-				   * only waits for the blocks being decoded.  By
-				   * default (0) it decodes the epoch's next block
-				   * itself rather than sleep, so reads = cores - 1
-				   * keeps every core busy without a thread more;
-				   * the records and their order are the same */
-} pf_source_opts;
 
 /*
  * Damaged data (both file sources).  By default a damaged block (shards:
@@ -205,99 +132,11 @@ int pf_range(pf_pipeline *p, int64_t start, int64_t stop, int64_t step,
 int pf_records(pf_pipeline *p, const void *const *recs, const size_t *lens,
 	       size_t n, const pf_schema *record_schema, pf_error *err);
 
-/* ==== map functions ====================================================== */
+/* ==== map functions: see pf_maps.h (registry, pf_map_ctx, pf_elem_alloc) == */
 
-/*
- * A map function turns one input element into one output element.  It is
- * made of two calls:
- *
- *   prepare(ctx, err): called once when an iterator starts, with the input
- *     schema (ctx->in), the source's record schema (ctx->record), the args
- *     text given to pf_map (ctx->args, "" when none) and the registered user
- *     pointer (ctx->user).  It fills ctx->out (the output schema) and, when
- *     the output has variable-length fields, ctx->max_out_bytes (a bound on
- *     one output element's bytes; fixed outputs need nothing).  It may set
- *     ctx->state (passed to fn) and ctx->free_state (called when the
- *     iterator is freed).  Returns 0 or a PF_E* code with a message.
- *
- *   fn(state, in, out, err): called for each element, from worker threads,
- *     concurrently on different elements (so it must be thread-safe).
- *     `state` is ctx->state when prepare set one, else ctx->user.  `out`
- *     arrives with out->schema set and data[i] already pointing at storage
- *     for every FIXED field (possibly straight inside a batch buffer: write
- *     exactly pf_field_bytes() bytes, read nothing back); for a variable
- *     field call pf_elem_alloc(out, i, len, err).  `in` is read-only and
- *     valid during the call.  Returns 0, or a negative PF_E* code with a
- *     message (the runtime adds the op name and the sample id).
- *     fn must be a pure function of `in` (and its state): the runtime may
- *     call it in any order, and may move the map after a shuffle that
- *     follows it (see pf_iter_new).
- */
-typedef struct pf_map_ctx {
-	const pf_schema *in;          /* input element schema */
-	const pf_schema *record;      /* source record schema; nfields 0 if unknown */
-	const char *args;             /* argument text, "" when none */
-	void *user;                   /* from pf_map_register / pf_map_func */
-	pf_schema out;                /* to fill: output schema */
-	size_t max_out_bytes;         /* to fill when out has "?" fields */
-	void *state;                  /* optional: per-iterator state for fn */
-	void (*free_state)(void *state);
-} pf_map_ctx;
-
-typedef int (*pf_map_prepare_fn)(pf_map_ctx *ctx, pf_error *err);
-typedef int (*pf_map_fn)(void *state, const pf_elem *in, pf_elem *out,
-			 pf_error *err);
-
-/*
- * For map functions: storage for variable field i of `out` with `len` items
- * along its "?" dimension (sets data[i], nitems[i], var_len[i]).  Returns
- * the pointer, or NULL when it would pass the prepare()'s max_out_bytes
- * (err filled with PF_ELIMIT) or the field is not variable (PF_EINVAL).
- */
-void *pf_elem_alloc(pf_elem *out, int field, int64_t len, pf_error *err);
-
-/* A registered map function. */
-#define PF_MAP_NAME_MAX 64
-typedef struct pf_map_def {
-	char name[PF_MAP_NAME_MAX];
-	pf_map_prepare_fn prepare;
-	pf_map_fn fn;
-	void *user;
-} pf_map_def;
-
-/*
- * Register a map function under `name` in the process-wide registry
- * (thread-safe).  name is copied; user is kept and passed to prepare as
- * ctx->user.  Returns 0, PF_EINVAL (bad name, NULL fn/prepare, or the name
- * is taken), or PF_ELIMIT (registry full: 256 entries).
- */
-int pf_map_register(const char *name, pf_map_prepare_fn prepare, pf_map_fn fn,
-		    void *user, pf_error *err);
-
-/* The registered function called name, or NULL.  The pointer stays valid
- * for the life of the process. */
-const pf_map_def *pf_map_lookup(const char *name);
-
-/* Registered functions, in registration order: the count, and entry i
- * (NULL when out of range).  For listing them ("pipe-train --help"). */
-size_t pf_map_count(void);
-const pf_map_def *pf_map_at(size_t i);
 
 /* ==== ops ================================================================ */
 
-typedef struct pf_map_opts {
-	int num_parallel_calls;   /* 0 = 1 (in the consumer's thread); PF_AUTOTUNE */
-	int unordered;            /* nonzero: deliver in completion order (also
-				   * needs pf_options.nondeterministic) */
-	int isolate;              /* nonzero: a sample whose fn fails is dropped,
-				   * counted (pf_op_stats.dropped_samples) and its
-				   * id logged (pf_iter_dropped); the others keep
-				   * their order and a batch after the map is filled
-				   * with the next samples (no hole, whatever the
-				   * thread count); 0 (default): the error stops the
-				   * iterator, naming the sample: "map#1(decode):
-				   * sample ID (FILE, record R): <fn's message>" */
-} pf_map_opts;
 
 /* map with the registered function `name` (PF_EINVAL when unknown); args
  * (NULL = "") is handed to its prepare().  opts may be NULL. */
@@ -310,9 +149,7 @@ int pf_map_func(pf_pipeline *p, const char *name, pf_map_prepare_fn prepare,
 		pf_map_fn fn, void *user, const char *args,
 		const pf_map_opts *opts, pf_error *err);
 
-/* filter: keep the elements for which fn returns 1, drop those for which it
- * returns 0; a negative return is an error.  Runs in the consumer's thread. */
-typedef int (*pf_filter_fn)(void *user, const pf_elem *e, pf_error *err);
+/* filter: keep the elements for which fn (pf_filter_fn, pf_types.h) returns 1. */
 int pf_filter(pf_pipeline *p, const char *name, pf_filter_fn fn, void *user,
 	      pf_error *err);
 
@@ -358,12 +195,6 @@ int pf_sleep(pf_pipeline *p, int64_t us, pf_error *err);
 int pf_cache(pf_pipeline *p, const char *path, uint64_t max_bytes,
 	     pf_error *err);
 
-/* shuffle with a buffer of buffer_size elements (>= 1). */
-typedef struct pf_shuffle_opts {
-	int seed_set;             /* nonzero: use `seed`, else derive from pf_options.seed */
-	uint64_t seed;
-	int no_reshuffle;         /* nonzero: the same order every epoch */
-} pf_shuffle_opts;
 int pf_shuffle(pf_pipeline *p, int64_t buffer_size,
 	       const pf_shuffle_opts *opts, pf_error *err);
 
@@ -371,16 +202,6 @@ int pf_shuffle(pf_pipeline *p, int64_t buffer_size,
  * buffer; the last, smaller batch is dropped when drop_remainder. */
 int pf_batch(pf_pipeline *p, int size, int drop_remainder, pf_error *err);
 
-/* padded_batch: like batch, and variable fields are padded (with zeros) to
- * the longest in the batch, at most max_len; the per-batch quota
- * (max_len * size items) is the buffer's bound.  Longer samples are
- * truncated (PF_PAD_TRUNCATE) or fail with PF_ELIMIT (PF_PAD_REJECT). */
-enum pf_pad_policy { PF_PAD_TRUNCATE = 0, PF_PAD_REJECT = 1 };
-typedef struct pf_padded_opts {
-	int64_t max_len;          /* >= 1: bound on the "?" dimension */
-	int policy;               /* enum pf_pad_policy */
-	int drop_remainder;
-} pf_padded_opts;
 int pf_padded_batch(pf_pipeline *p, int size, const pf_padded_opts *opts,
 		    pf_error *err);
 
@@ -516,24 +337,6 @@ int pf_iter_nstages(const pf_iter *it);
  * Safe to call while another thread runs pf_iter_next. */
 int pf_iter_stats(const pf_iter *it, int i, pf_op_stats *out);
 
-/*
- * Samples dropped by maps with isolate (pf_map_opts.isolate): each one's
- * id, where it came from and why.  The log keeps the first
- * PF_DROPPED_LOG_MAX of the iterator's life (all epochs) and counts all
- * (pf_iter_ndropped).  With parallel map workers, entries are in the order
- * the failures happened, which need not be the input order.
- */
-#define PF_DROPPED_LOG_MAX 256
-typedef struct pf_dropped_sample {
-	uint64_t id;              /* sample id */
-	uint32_t file;            /* id >> 40: index of its file in the source's
-				   * expanded, sorted file list */
-	uint64_t record;          /* id & (2^40 - 1): its record index in that file */
-	char path[256];           /* the file; "" when the source has none
-				   * (range, records) */
-	char op[96];              /* the op that dropped it: "map#1(decode)" */
-	char msg[256];            /* the map function's message */
-} pf_dropped_sample;
 
 /* Dropped sample i (0 = the first) into *out: 0, or PF_END when there is
  * no entry i (yet).  Safe to call while another thread runs pf_iter_next. */

@@ -21,7 +21,7 @@ check() {
 # the installed layout: PREFIX/include/pipefeed/*.h, as pkg-config's Cflags expect
 mkdir -p "$tmp/include/pipefeed" &&
 	cp "$abs_srcdir"/lib/pf_*.h "$abs_srcdir"/pipeline/pipefeed.h "$abs_srcdir"/pipeline/pf_spec.h \
-	"$abs_srcdir"/pipeline/pf_maps.h "$tmp/include/pipefeed/" || exit 1
+	"$abs_srcdir"/ops/pf_maps.h "$tmp/include/pipefeed/" || exit 1
 if ! $CC -std=c11 -Wall -Werror $cflags -I"$tmp/include" \
 	-o "$tmp/example" "$abs_srcdir/doc/example.c" \
 	-L"$abs_builddir/.libs" -Wl,-rpath,"$abs_builddir/.libs" -lpipefeed \

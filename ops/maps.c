@@ -22,7 +22,7 @@
 
 #include "pf_error.h"
 #include "pf_schema.h"
-#include "pipefeed.h"
+#include "pf_types.h"
 #include "pf_maps.h"
 #include "pf_u8_f32.h"
 

@@ -2,7 +2,8 @@
 #include <pthread.h>
 #include <string.h>
 
-#include "pipefeed.h"
+#include "pf_types.h"
+#include "pf_maps.h"
 
 #define REG_MAX 256
 
