@@ -98,7 +98,7 @@ static int batch_next(pf_op *op, pf_elem *out, pf_error *err)
 }
 
 static const pf_op_vt batch_vt = {
-	.kind = "batch", .prepare = batch_prepare, .next = batch_next,
+	.prepare = batch_prepare, .next = batch_next,
 };
 
 pf_op *pf_op_batch_new(int size, int drop, pf_error *err)
@@ -107,14 +107,45 @@ pf_op *pf_op_batch_new(int size, int drop, pf_error *err)
 		pf_error_set(err, PF_EINVAL, "batch: size must be >= 1 (got %d)", size);
 		return NULL;
 	}
-	pf_op *op = pf_op_alloc(&batch_vt, sizeof(batch_cfg), err);
+	pf_op *op = pf_op_alloc(&pf_op_batch, sizeof(batch_cfg), err);
 	if (op) {
 		batch_cfg *c = op->cfg;
 		c->size = size;
 		c->drop = drop;
-		op->is_batch = 1;
-		op->batch_size = size;
-		op->batch_drop = drop;
 	}
 	return op;
 }
+
+static int batch_of(const pf_op *op, int *drop)
+{
+	const batch_cfg *c = op->cfg;
+	*drop = c->drop;
+	return c->size;
+}
+
+/* The spec's arguments -> a new batch op. */
+static pf_op *batch_build(const pf_arg *a, pf_error *err)
+{
+	return pf_op_batch_new((int)a[0].i, (int)a[1].i, err);
+}
+
+/* The way back: this op's arguments (pf_pipeline_format). */
+static int batch_args(const pf_op *op, pf_arg *a, pf_error *err)
+{
+	(void)err;
+	const batch_cfg *c = op->cfg;
+	a[0] = (pf_arg){ .set = 1, .i = c->size };
+	a[1] = (pf_arg){ .set = c->drop != 0, .i = c->drop != 0 };
+	return 0;
+}
+
+const pf_op_desc pf_op_batch = {
+	.kind = "batch", .traits = PF_OP_BATCH,
+	.help = "group size elements into one batch",
+	.params = {
+		{ "size", PF_PARAM_INT, PF_PARAM_REQ | PF_PARAM_POS, 1, 1 << 24, 0, NULL, "batch size" },
+		{ "drop", PF_PARAM_BOOL, 0, 0, 1, 0, NULL, "drop the last, smaller batch" },
+	},
+	.vt = &batch_vt, .build = batch_build, .args = batch_args,
+	.batch_of = batch_of,
+};

@@ -28,6 +28,7 @@
  * epoch in progress are delivered as usual).  A temp file that cannot be
  * created (no such directory, no permission) is an error naming it.
  */
+#include <stdint.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
@@ -552,14 +553,14 @@ static int cache_borrow(pf_op *op, const unsigned char **data, size_t *len, uint
 }
 
 static const pf_op_vt cache_vt = {
-	.kind = "cache", .prepare = cache_prepare, .start = cache_start,
+	.prepare = cache_prepare, .start = cache_start,
 	.next = cache_next, .reset = cache_reset, .stop = cache_stop,
 	.destroy = cache_destroy, .borrow = cache_borrow,
 };
 
 pf_op *pf_op_cache_new(const char *path, uint64_t max_bytes, pf_error *err)
 {
-	pf_op *op = pf_op_alloc(&cache_vt, sizeof(cache_cfg), err);
+	pf_op *op = pf_op_alloc(&pf_op_cache, sizeof(cache_cfg), err);
 	if (!op)
 		return NULL;
 	cache_cfg *c = op->cfg;
@@ -572,3 +573,30 @@ pf_op *pf_op_cache_new(const char *path, uint64_t max_bytes, pf_error *err)
 	}
 	return op;
 }
+
+/* The spec's arguments -> a new cache op. */
+static pf_op *cache_build(const pf_arg *a, pf_error *err)
+{
+	return pf_op_cache_new(a[0].set ? a[0].s : NULL, (uint64_t)a[1].i, err);
+}
+
+/* The way back: this op's arguments (pf_pipeline_format). */
+static int cache_args(const pf_op *op, pf_arg *a, pf_error *err)
+{
+	(void)err;
+	const cache_cfg *c = op->cfg;
+	a[0] = (pf_arg){ .set = c->path != NULL, .s = c->path };
+	a[1] = (pf_arg){ .set = c->max_bytes != 0, .i = (int64_t)c->max_bytes };
+	return 0;
+}
+
+const pf_op_desc pf_op_cache = {
+	.kind = "cache", .traits = 0,
+	.help = "keep the first epoch, replay it afterwards",
+	.params = {
+		{ "path", PF_PARAM_STR, PF_PARAM_POS, 0, 0, 0, NULL, "cache file (default: in memory)" },
+		{ "max_bytes", PF_PARAM_INT, 0, 0, INT64_MAX, 0, NULL,
+		  "in-memory bound (default: the memory budget)" },
+	},
+	.vt = &cache_vt, .build = cache_build, .args = cache_args,
+};

@@ -33,6 +33,7 @@ typedef struct map_cfg {
 	pf_map_fn fn;
 	void *user;
 	char *args;
+	char *name;                  /* the function's name as given (NULL: none) */
 	int par_req, unordered, isolate;
 	/* resolved by prepare */
 	int prepared;
@@ -311,7 +312,7 @@ int pf_map_into(pf_op *op, const pf_elem *ie, unsigned char *dst, pf_error *err)
 	return 0;
 }
 
-int pf_map_set_active(pf_op *op, int n)
+static int map_set_active(pf_op *op, int n)
 {
 	map_run *r = op->run;
 	if (!r)
@@ -908,12 +909,13 @@ static void map_destroy(pf_op *op)
 	map_cfg *c = op->cfg;
 	cleanup_state(c);
 	free(c->args);
+	free(c->name);
 	pf_drop_log_free(op->drops);
 	op->drops = NULL;
 }
 
 static const pf_op_vt map_vt = {
-	.kind = "map", .prepare = map_prepare, .start = map_start, .next = map_next,
+	.prepare = map_prepare, .start = map_start, .next = map_next,
 	.reset = map_reset, .stop = map_stop, .destroy = map_destroy,
 };
 
@@ -929,7 +931,7 @@ pf_op *pf_op_map_new(const char *name, pf_map_prepare_fn prepare, pf_map_fn fn,
 		pf_error_set(err, PF_EINVAL, "map: num_parallel_calls must be >= 1 or PF_AUTOTUNE");
 		return NULL;
 	}
-	pf_op *op = pf_op_alloc(&map_vt, sizeof(map_cfg), err);
+	pf_op *op = pf_op_alloc(&pf_op_map, sizeof(map_cfg), err);
 	if (!op)
 		return NULL;
 	map_cfg *c = op->cfg;
@@ -937,23 +939,87 @@ pf_op *pf_op_map_new(const char *name, pf_map_prepare_fn prepare, pf_map_fn fn,
 	c->fn = fn;
 	c->user = user;
 	c->args = strdup(args ? args : "");
+	if (name && !(c->name = strdup(name))) {
+		free(c->args);
+		c->args = NULL;
+	}
 	if (o) {
 		c->par_req = o->num_parallel_calls;
 		c->unordered = o->unordered;
 		c->isolate = o->isolate;
 	}
-	op->is_map = 1;
 	if (name)
 		snprintf(op->label, sizeof(op->label), "map(%.60s)", name);
-	if (c->isolate && !(op->drops = pf_drop_log_new())) {
+	if (c->args && c->isolate && !(op->drops = pf_drop_log_new())) {
 		free(c->args);
 		c->args = NULL;
 	}
 	if (!c->args) {
-		free(op->cfg);
-		free(op);
+		pf_op_free(op);
 		pf_error_set(err, PF_ENOMEM, "map: out of memory");
 		return NULL;
 	}
 	return op;
 }
+
+/* The spec's arguments -> a new map op: fn is a registered name, or
+ * "lib.so:name" of a plugin (loaded first). */
+static pf_op *map_build(const pf_arg *a, pf_error *err)
+{
+	const pf_map_def *d;
+	const char *name;
+
+	if (pf_fn_resolve(a[0].s, &name, err))
+		return NULL;
+	if (!(d = pf_map_lookup(name))) {
+		pf_error_set(err, PF_EINVAL, "map: no map function called \"%s\"", name);
+		return NULL;
+	}
+	pf_map_opts o = { .num_parallel_calls = a[1].set ? (int)a[1].i : 0,
+			  .unordered = !a[2].i, .isolate = (int)a[3].i };
+	pf_op *op = pf_op_map_new(d->name, d->prepare, d->fn, d->user, a[0].fargs, &o, err);
+	map_cfg *c = op ? op->cfg : NULL;
+	if (c && strcmp(c->name, a[0].s)) {   /* keep "lib.so:name" for the way back */
+		free(c->name);
+		if (!(c->name = strdup(a[0].s))) {
+			pf_op_free(op);
+			pf_error_set(err, PF_ENOMEM, "map: out of memory");
+			return NULL;
+		}
+	}
+	return op;
+}
+
+/* The way back: a function that the registry knows by this op's name (or
+ * a plugin's "lib.so:name") has a spec form; one given by pointer only
+ * has none. */
+static int map_args(const pf_op *op, pf_arg *a, pf_error *err)
+{
+	const map_cfg *c = op->cfg;
+	const char *colon = c->name ? strrchr(c->name, ':') : NULL;
+	const pf_map_def *d = pf_map_lookup(colon ? colon + 1 : c->name ? c->name : "");
+	if (!d || d->prepare != c->prepare || d->fn != c->fn || d->user != c->user)
+		return pf_op_error((pf_op *)op, err, PF_EINVAL,
+				   "a map function given by pointer has no spec form (register it with pf_map_register)");
+	a[0] = (pf_arg){ .set = 1, .s = c->name, .fargs = c->args };
+	a[1] = (pf_arg){ .set = c->par_req != 0, .i = c->par_req ? c->par_req : 1 };
+	a[2] = (pf_arg){ .set = c->unordered != 0, .i = !c->unordered };
+	a[3] = (pf_arg){ .set = c->isolate != 0, .i = c->isolate != 0 };
+	return 0;
+}
+
+const pf_op_desc pf_op_map = {
+	.kind = "map", .traits = PF_OP_MAP,
+	.help = "apply a map function to each element",
+	.params = {
+		{ "fn", PF_PARAM_FN, PF_PARAM_REQ | PF_PARAM_POS, 0, 0, 0, NULL,
+		  "registered name, name(args), or lib.so:name" },
+		{ "par", PF_PARAM_INT_AUTO, 0, 1, 1024, 1, NULL, "parallel calls (default 1)" },
+		{ "ordered", PF_PARAM_BOOL, 0, 0, 1, 1, NULL,
+		  "keep input order (default true)" },
+		{ "isolate", PF_PARAM_BOOL, 0, 0, 1, 0, NULL,
+		  "drop (and log) samples the function fails on instead of failing" },
+	},
+	.vt = &map_vt, .build = map_build, .args = map_args,
+	.set_parallelism = map_set_active,
+};

@@ -657,3 +657,24 @@ out:
 	pthread_mutex_unlock(&plugins_lock);
 	return rc;
 }
+
+int pf_fn_resolve(const char *fn, const char **name, pf_error *err)
+{
+	const char *colon = strrchr(fn, ':');
+	char path[4096];
+	int rc;
+
+	*name = fn;
+	if ((rc = pf_maps_init(err)))
+		return rc;
+	if (!colon)
+		return 0;
+	if (colon == fn || !colon[1])
+		return pf_error_set(err, PF_EINVAL, "'%s': expected LIBRARY.so:FUNCTION", fn);
+	if ((size_t)(colon - fn) >= sizeof(path))
+		return pf_error_set(err, PF_ELIMIT, "library path too long");
+	memcpy(path, fn, (size_t)(colon - fn));
+	path[colon - fn] = '\0';
+	*name = colon + 1;
+	return pf_map_load(path, err);
+}

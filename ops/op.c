@@ -8,7 +8,7 @@
 
 #include "pf_op.h"
 
-pf_op *pf_op_alloc(const pf_op_vt *vt, size_t cfg_size, pf_error *err)
+pf_op *pf_op_alloc(const pf_op_desc *d, size_t cfg_size, pf_error *err)
 {
 	pf_op *op = calloc(1, sizeof(*op));
 	if (op && cfg_size) {
@@ -19,12 +19,23 @@ pf_op *pf_op_alloc(const pf_op_vt *vt, size_t cfg_size, pf_error *err)
 		}
 	}
 	if (!op) {
-		pf_error_set(err, PF_ENOMEM, "%s: out of memory", vt->kind);
+		pf_error_set(err, PF_ENOMEM, "%s: out of memory", d->kind);
 		return NULL;
 	}
-	op->vt = vt;
-	snprintf(op->label, sizeof(op->label), "%s", vt->kind);
+	op->desc = d;
+	op->vt = d->vt;
+	snprintf(op->label, sizeof(op->label), "%s", d->kind);
 	return op;
+}
+
+void pf_op_free(pf_op *op)
+{
+	if (!op)
+		return;
+	if (op->vt->destroy)
+		op->vt->destroy(op);
+	free(op->cfg);
+	free(op);
 }
 
 int pf_op_error(pf_op *op, pf_error *err, int code, const char *fmt, ...)

@@ -177,7 +177,7 @@ static void padded_stop(pf_op *op)
 }
 
 static const pf_op_vt padded_vt = {
-	.kind = "padded_batch", .prepare = padded_prepare, .start = padded_start,
+	.prepare = padded_prepare, .start = padded_start,
 	.next = padded_next, .stop = padded_stop,
 };
 
@@ -189,7 +189,7 @@ pf_op *pf_op_padded_batch_new(int size, const pf_padded_opts *o, pf_error *err)
 			     "padded_batch: need size >= 1, options with max_len in 1..2^31 and a valid policy");
 		return NULL;
 	}
-	pf_op *op = pf_op_alloc(&padded_vt, sizeof(padded_cfg), err);
+	pf_op *op = pf_op_alloc(&pf_op_padded_batch, sizeof(padded_cfg), err);
 	if (op) {
 		padded_cfg *c = op->cfg;
 		c->size = size;
@@ -197,3 +197,40 @@ pf_op *pf_op_padded_batch_new(int size, const pf_padded_opts *o, pf_error *err)
 	}
 	return op;
 }
+
+static const char *const pad_choices[] = { "truncate", "reject", NULL };
+
+/* The spec's arguments -> a new padded_batch op. */
+static pf_op *padded_batch_build(const pf_arg *a, pf_error *err)
+{
+	pf_padded_opts o = { .max_len = a[1].i,
+			      .policy = a[2].i == 1 ? PF_PAD_REJECT : PF_PAD_TRUNCATE,
+			      .drop_remainder = (int)a[3].i };
+	return pf_op_padded_batch_new((int)a[0].i, &o, err);
+}
+
+/* The way back: this op's arguments (pf_pipeline_format). */
+static int padded_batch_args(const pf_op *op, pf_arg *a, pf_error *err)
+{
+	(void)err;
+	const padded_cfg *c = op->cfg;
+	a[0] = (pf_arg){ .set = 1, .i = c->size };
+	a[1] = (pf_arg){ .set = 1, .i = c->o.max_len };
+	a[2] = (pf_arg){ .set = c->o.policy != PF_PAD_TRUNCATE, .i = c->o.policy == PF_PAD_REJECT };
+	a[3] = (pf_arg){ .set = c->o.drop_remainder != 0, .i = c->o.drop_remainder != 0 };
+	return 0;
+}
+
+const pf_op_desc pf_op_padded_batch = {
+	.kind = "padded_batch", .traits = 0,
+	.help = "batch, padding variable fields to the longest (at most max_len)",
+	.params = {
+		{ "size", PF_PARAM_INT, PF_PARAM_REQ | PF_PARAM_POS, 1, 1 << 24, 0, NULL, "batch size" },
+		{ "max_len", PF_PARAM_INT, PF_PARAM_REQ, 1, INT64_MAX, 0, NULL,
+		  "bound on the variable dimension" },
+		{ "over", PF_PARAM_ENUM, 0, 0, 1, PF_PAD_TRUNCATE, pad_choices,
+		  "longer samples: truncate or reject" },
+		{ "drop", PF_PARAM_BOOL, 0, 0, 1, 0, NULL, "drop the last, smaller batch" },
+	},
+	.vt = &padded_vt, .build = padded_batch_build, .args = padded_batch_args,
+};

@@ -138,6 +138,15 @@ int pf_maps_init(pf_error *err);
 int pf_map_load(const char *path, pf_error *err);
 
 /*
+ * A function as a spec names it (map(fn), filter(fn)): "name" of a
+ * registered function, or "lib.so:name" of one a plugin registers.  Makes
+ * sure the built-ins are registered (pf_maps_init), loads the plugin when
+ * one is named (pf_map_load), and points *name at the function's name
+ * inside fn.  Returns 0 or the code of what failed, with its message.
+ */
+int pf_fn_resolve(const char *fn, const char **name, pf_error *err);
+
+/*
  * The filter registry (for spec strings: `filter(name)`): name -> a
  * pf_filter_fn and its user pointer.  Thread-safe.  register returns 0,
  * PF_EINVAL (bad name, NULL fn, or name taken) or PF_ELIMIT (256 entries);

@@ -2,8 +2,13 @@
  * pf_op.h - the internal interface between the pipeline runtime and the
  * dataset ops (one op per file in ops/).
  *
+ * Every op file exports one descriptor (pf_op_desc.h): its kind, spec
+ * parameters, builder, vtable and optimizer/AUTOTUNE hooks; the layers
+ * above read descriptors and never name an op.
+ *
  * Life of an op:
- *   builder (pipeline.c)  allocates the pf_op with its vtable and config;
+ *   constructor (pf_op_X_new, or the descriptor's build) allocates the
+ *                         pf_op with its descriptor and config;
  *   prepare()             at iterator start, input already prepared: fills
  *                         the output schema, elem_bytes, buffer_bytes and
  *                         cardinality (no threads, no big allocations);
@@ -40,8 +45,13 @@
 #include "pf_pool.h"
 #include "pf_reader.h"
 #include "pf_rng.h"
+#include "pf_op_desc.h"
 
-typedef struct pf_op pf_op;
+/* Every op's descriptor, pf_op_NAME (pf_op_list.h, made from the list in
+ * ops/Makemodule.am). */
+#define PF_OP(name) extern const pf_op_desc pf_op_##name;
+#include "pf_op_list.h"
+#undef PF_OP
 
 /* What the ops of one iterator share. */
 typedef struct pf_rt {
@@ -50,8 +60,7 @@ typedef struct pf_rt {
 	pf_pool *batch_pool;  /* batch buffers: pf_options.batch_alloc's pool, else pool */
 } pf_rt;
 
-typedef struct pf_op_vt {
-	const char *kind;     /* "map", "shuffle", ... */
+struct pf_op_vt {
 	int (*prepare)(pf_op *op, pf_error *err);
 	int (*start)(pf_op *op, pf_error *err);                 /* may be NULL */
 	int (*next)(pf_op *op, pf_elem *out, pf_error *err);
@@ -66,7 +75,7 @@ typedef struct pf_op_vt {
 	 * next/borrow/reset on the op.  0/PF_END/<0. */
 	int (*borrow)(pf_op *op, const unsigned char **data, size_t *len,
 		      uint64_t *id, pf_error *err);
-} pf_op_vt;
+};
 
 typedef struct pf_stage_stats {
 	_Atomic uint64_t elements, bytes, busy_ns, wait_ns, blocked_ns, total_ns;
@@ -86,7 +95,8 @@ typedef struct pf_stage_stats {
 #define PF_CARD_INFINITE (-2)
 
 struct pf_op {
-	const pf_op_vt *vt;
+	const pf_op_desc *desc; /* its row of the op table */
+	const pf_op_vt *vt;     /* desc->vt */
 	pf_op *in;            /* input (NULL for a source) */
 	pf_rt *rt;
 	int index;            /* position as added (for messages) */
@@ -111,10 +121,8 @@ struct pf_op {
 	int removed;          /* dropped or fused away by the optimizer */
 	int at_end;           /* returned PF_END this epoch: keeps returning it */
 	int noop;             /* set by the builder: the stage changes nothing */
-	int is_map, is_batch; /* optimizer: map ops, plain batch ops */
-	int is_shards;        /* optimizer: the shards source (can take a map) */
-	pf_op *fused_map;     /* shards: the map fused into it (its workers map) */
-	int batch_size, batch_drop; /* batch op's arguments */
+	pf_op *fused_map;     /* PF_OP_TAKES_MAP: the map fused into it (its
+			       * workers map) */
 	int fused_batch;      /* map: batch size fused into it (0 = none) */
 	int fused_drop;       /* map: the fused batch's drop_remainder */
 	int can_borrow;       /* vt->borrow works (set by prepare) */
@@ -315,20 +323,38 @@ int pf_map_one(pf_op *map, pf_elem *ie, pf_elem *out, pf_error *err);
  * (map->canon_bytes bytes).  Thread-safe.  0 or a code with the message. */
 int pf_map_into(pf_op *map, const pf_elem *ie, unsigned char *dst, pf_error *err);
 
-/* Autotune: the most depth an autotuned prefetch may use when `avail`
- * bytes of the memory budget are left for it (sets its max depth and
- * buffer_bytes; never under its starting depth). */
-void pf_prefetch_fit(pf_op *op, uint64_t avail);
-
-/* Autotune knobs, called by the controller (pipeline/autotune.c) from its
- * thread: set the workers taking work / the depth in use (clamped to
- * 1..max); return the value now in force. */
-int pf_map_set_active(pf_op *op, int n);
-int pf_shards_set_active(pf_op *op, int n);
 /* Tests: call fn (pf_reader.h's fault hook) on every extent the shards
  * ops of this process read from now on; NULL turns it off.  Not
  * thread-safe against running iterators: set it between them. */
 void pf_shards_set_test_fault(pf_reader_fault_fn fn, void *user);
+
+/* ---- what the file sources share (ops/source_args.c) --------------------- */
+
+/* Their spec parameters (shards, tfrecord), in this order. */
+#define PF_SOURCE_PARAMS                                                        \
+	{ "paths", PF_PARAM_PATHS, PF_PARAM_REQ | PF_PARAM_POS, 0, 0, 0, NULL,  \
+	  "file names or glob patterns, quoted (\"data/x-*.pfs\")" },           \
+	{ "cycle", PF_PARAM_INT_AUTO, 0, 1, 4096, 0, NULL,                      \
+	  "files read at once, interleaved (default 4)" },                      \
+	{ "block", PF_PARAM_INT, 0, 1, 1 << 20, 0, NULL,                        \
+	  "consecutive records from one file per turn (default 1)" },           \
+	{ "reads", PF_PARAM_INT_AUTO, 0, 1, 1024, 0, NULL,                      \
+	  "read/decode threads (default 1)" },                                  \
+	{ "shuffle_files", PF_PARAM_BOOL, 0, 0, 1, 0, NULL,                     \
+	  "shuffle the file order by the seed, every epoch" },                  \
+	{ "skip_corrupt", PF_PARAM_BOOL, 0, 0, 1, 0, NULL,                      \
+	  "drop damaged blocks (counted) instead of failing" },                 \
+	{ "max_corrupt", PF_PARAM_INT, 0, 0, INT64_MAX, 0, NULL,                \
+	  "with skip_corrupt: fail past this many dropped records an epoch (default 0: no limit)" }, \
+	{ "consumer_waits", PF_PARAM_BOOL, 0, 0, 1, 0, NULL,                    \
+	  "shards: the thread pulling records never decodes a block itself" }
+
+/* PF_SOURCE_PARAMS' resolved arguments a[1..] -> *o (a[0] are the paths). */
+void pf_source_opts_from_args(const pf_arg *a, pf_source_opts *o);
+
+/* The way back: paths and *o -> a[0..] (strings borrowed from paths). */
+void pf_source_args(char *const *paths, size_t n, const pf_source_opts *o,
+		    pf_arg *a);
 
 /* ---- damage in the file sources (ops/source_damage.c) -------------------- */
 
@@ -344,7 +370,6 @@ int pf_source_check_max_corrupt(pf_op *op, const pf_source_opts *o,
  * framing): error rc when a max_corrupt limit is set, else 0 (salvage). */
 int pf_source_check_countable(pf_op *op, const pf_source_opts *o, int rc,
 			      const char *why, pf_error *err);
-int pf_prefetch_set_depth(pf_op *op, int n);
 
 /* ---- map isolation (pf_map_opts.isolate) -------------------------------- */
 
@@ -378,8 +403,19 @@ static inline size_t pf_align_up(size_t x, size_t a)
 	return (x + a - 1) & ~(a - 1);
 }
 
-/* Allocate an op with vtable vt and a zeroed config of cfg_size bytes. */
-pf_op *pf_op_alloc(const pf_op_vt *vt, size_t cfg_size, pf_error *err);
+/* Allocate an op of descriptor d (its vtable d->vt) with a zeroed config
+ * of cfg_size bytes; NULL with err set when out of memory. */
+pf_op *pf_op_alloc(const pf_op_desc *d, size_t cfg_size, pf_error *err);
+
+/* Free op: its vtable's destroy (config contents), its config, the op.
+ * NULL is a no-op. */
+void pf_op_free(pf_op *op);
+
+/* Traits of op's descriptor (enum pf_op_trait); 0 for NULL. */
+static inline unsigned pf_op_traits(const pf_op *op)
+{
+	return op ? op->desc->traits : 0;
+}
 
 
 #endif /* PF_OP_H */

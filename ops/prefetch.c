@@ -58,7 +58,7 @@ static int prefetch_prepare(pf_op *op, pf_error *err)
 	return 0;
 }
 
-void pf_prefetch_fit(pf_op *op, uint64_t avail)
+static void prefetch_fit(pf_op *op, uint64_t avail)
 {
 	prefetch_cfg *c = op->cfg;
 	uint64_t eb = op->in->elem_bytes ? op->in->elem_bytes : 1;
@@ -73,7 +73,7 @@ void pf_prefetch_fit(pf_op *op, uint64_t avail)
 	op->buffer_bytes = (uint64_t)(c->max + 1) * eb;
 }
 
-int pf_prefetch_set_depth(pf_op *op, int n)
+static int prefetch_set_depth(pf_op *op, int n)
 {
 	prefetch_cfg *c = op->cfg;
 	prefetch_run *r = op->run;
@@ -211,7 +211,7 @@ static void prefetch_stop(pf_op *op)
 }
 
 static const pf_op_vt prefetch_vt = {
-	.kind = "prefetch", .prepare = prefetch_prepare, .start = prefetch_start,
+	.prepare = prefetch_prepare, .start = prefetch_start,
 	.next = prefetch_next, .reset = prefetch_reset, .stop = prefetch_stop,
 };
 
@@ -222,8 +222,34 @@ pf_op *pf_op_prefetch_new(int depth, pf_error *err)
 			     depth);
 		return NULL;
 	}
-	pf_op *op = pf_op_alloc(&prefetch_vt, sizeof(prefetch_cfg), err);
+	pf_op *op = pf_op_alloc(&pf_op_prefetch, sizeof(prefetch_cfg), err);
 	if (op)
 		((prefetch_cfg *)op->cfg)->depth_req = depth;
 	return op;
 }
+
+/* The spec's arguments -> a new prefetch op. */
+static pf_op *prefetch_build(const pf_arg *a, pf_error *err)
+{
+	return pf_op_prefetch_new((int)a[0].i, err);
+}
+
+/* The way back: this op's arguments (pf_pipeline_format). */
+static int prefetch_args(const pf_op *op, pf_arg *a, pf_error *err)
+{
+	(void)err;
+	int d = ((const prefetch_cfg *)op->cfg)->depth_req;
+	a[0] = (pf_arg){ .set = d != PF_AUTOTUNE, .i = d };
+	return 0;
+}
+
+const pf_op_desc pf_op_prefetch = {
+	.kind = "prefetch", .traits = 0,
+	.help = "run the input ahead on a thread",
+	.params = {
+		{ "depth", PF_PARAM_INT_AUTO, PF_PARAM_POS, 1, 1 << 16, PF_AUTOTUNE, NULL,
+		  "elements buffered (default auto)" },
+	},
+	.vt = &prefetch_vt, .build = prefetch_build, .args = prefetch_args,
+	.set_depth = prefetch_set_depth, .fit_depth = prefetch_fit,
+};

@@ -1,4 +1,5 @@
 /* range.c - source: the integers start, start+step, ... < stop as "value: i64". */
+#include <stdint.h>
 #include <string.h>
 
 #include "pf_op.h"
@@ -47,7 +48,7 @@ static void range_reset(pf_op *op)
 }
 
 static const pf_op_vt range_vt = {
-	.kind = "range", .prepare = range_prepare, .start = range_start,
+	.prepare = range_prepare, .start = range_start,
 	.next = range_next, .reset = range_reset,
 };
 
@@ -57,7 +58,7 @@ pf_op *pf_op_range_new(int64_t start, int64_t stop, int64_t step, pf_error *err)
 		pf_error_set(err, PF_EINVAL, "range: step must be > 0 (got %lld)", (long long)step);
 		return NULL;
 	}
-	pf_op *op = pf_op_alloc(&range_vt, sizeof(range_cfg), err);
+	pf_op *op = pf_op_alloc(&pf_op_range, sizeof(range_cfg), err);
 	if (op) {
 		range_cfg *c = op->cfg;
 		c->start = start;
@@ -66,3 +67,31 @@ pf_op *pf_op_range_new(int64_t start, int64_t stop, int64_t step, pf_error *err)
 	}
 	return op;
 }
+
+/* The spec's arguments -> a new range op. */
+static pf_op *range_build(const pf_arg *a, pf_error *err)
+{
+	return pf_op_range_new(a[0].i, a[1].i, a[2].i, err);
+}
+
+/* The way back: this op's arguments (pf_pipeline_format). */
+static int range_args(const pf_op *op, pf_arg *a, pf_error *err)
+{
+	(void)err;
+	const range_cfg *c = op->cfg;
+	a[0] = (pf_arg){ .set = 1, .i = c->start };
+	a[1] = (pf_arg){ .set = 1, .i = c->stop };
+	a[2] = (pf_arg){ .set = c->step != 1, .i = c->step };
+	return 0;
+}
+
+const pf_op_desc pf_op_range = {
+	.kind = "range", .traits = PF_OP_SOURCE,
+	.help = "the integers start, start+step, ... < stop",
+	.params = {
+		{ "start", PF_PARAM_INT, PF_PARAM_REQ | PF_PARAM_POS, INT64_MIN, INT64_MAX, 0, NULL, "first value" },
+		{ "stop", PF_PARAM_INT, PF_PARAM_REQ | PF_PARAM_POS, INT64_MIN, INT64_MAX, 0, NULL, "end (excluded)" },
+		{ "step", PF_PARAM_INT, PF_PARAM_POS, 1, INT64_MAX, 1, NULL, "increment (default 1)" },
+	},
+	.vt = &range_vt, .build = range_build, .args = range_args,
+};

@@ -53,7 +53,7 @@ static void records_reset(pf_op *op)
 }
 
 static const pf_op_vt records_vt = {
-	.kind = "records", .prepare = records_prepare, .start = records_start,
+	.prepare = records_prepare, .start = records_start,
 	.next = records_next, .reset = records_reset,
 };
 
@@ -64,7 +64,7 @@ pf_op *pf_op_records_new(const void *const *recs, const size_t *lens, size_t n,
 		pf_error_set(err, PF_EINVAL, "records: NULL records or lengths");
 		return NULL;
 	}
-	pf_op *op = pf_op_alloc(&records_vt, sizeof(records_cfg), err);
+	pf_op *op = pf_op_alloc(&pf_op_records, sizeof(records_cfg), err);
 	if (op) {
 		records_cfg *c = op->cfg;
 		c->recs = recs;
@@ -75,3 +75,17 @@ pf_op *pf_op_records_new(const void *const *recs, const size_t *lens, size_t n,
 	}
 	return op;
 }
+
+/* Records in caller memory have no spec form: no build, and no way back. */
+static int records_args(const pf_op *op, pf_arg *a, pf_error *err)
+{
+	(void)a;
+	return pf_op_error((pf_op *)op, err, PF_EINVAL,
+			   "records in caller memory have no spec form");
+}
+
+const pf_op_desc pf_op_records = {
+	.kind = "records", .traits = PF_OP_SOURCE,
+	.help = "records in caller memory (C only: pf_records)",
+	.vt = &records_vt, .args = records_args,
+};

@@ -55,7 +55,7 @@ static void repeat_reset(pf_op *op)
 }
 
 static const pf_op_vt repeat_vt = {
-	.kind = "repeat", .prepare = repeat_prepare, .start = repeat_start,
+	.prepare = repeat_prepare, .start = repeat_start,
 	.next = repeat_next, .reset = repeat_reset,
 };
 
@@ -66,10 +66,34 @@ pf_op *pf_op_repeat_new(int64_t count, pf_error *err)
 			     (long long)count);
 		return NULL;
 	}
-	pf_op *op = pf_op_alloc(&repeat_vt, sizeof(repeat_cfg), err);
+	pf_op *op = pf_op_alloc(&pf_op_repeat, sizeof(repeat_cfg), err);
 	if (op) {
 		((repeat_cfg *)op->cfg)->count = count;
 		op->noop = count == 1;
 	}
 	return op;
 }
+
+/* The spec's arguments -> a new repeat op. */
+static pf_op *repeat_build(const pf_arg *a, pf_error *err)
+{
+	return pf_op_repeat_new(a[0].i, err);
+}
+
+/* The way back: this op's arguments (pf_pipeline_format). */
+static int repeat_args(const pf_op *op, pf_arg *a, pf_error *err)
+{
+	(void)err;
+	int64_t n = ((const repeat_cfg *)op->cfg)->count;
+	a[0] = (pf_arg){ .set = n != -1, .i = n };
+	return 0;
+}
+
+const pf_op_desc pf_op_repeat = {
+	.kind = "repeat", .traits = 0,
+	.help = "repeat the input count times (default forever)",
+	.params = {
+		{ "count", PF_PARAM_INT, PF_PARAM_POS, 1, INT64_MAX, -1, NULL, "repetitions" },
+	},
+	.vt = &repeat_vt, .build = repeat_build, .args = repeat_args,
+};

@@ -1,4 +1,6 @@
 /* shard.c - rank split: keep positions index, index + num, ... of each epoch. */
+#include <inttypes.h>
+
 #include "pf_op.h"
 
 typedef struct shard_cfg {
@@ -44,7 +46,7 @@ static void shard_reset(pf_op *op)
 }
 
 static const pf_op_vt shard_vt = {
-	.kind = "shard", .prepare = shard_prepare, .start = shard_start,
+	.prepare = shard_prepare, .start = shard_start,
 	.next = shard_next, .reset = shard_reset,
 };
 
@@ -55,7 +57,7 @@ pf_op *pf_op_shard_new(int num, int index, pf_error *err)
 			     index, num);
 		return NULL;
 	}
-	pf_op *op = pf_op_alloc(&shard_vt, sizeof(shard_cfg), err);
+	pf_op *op = pf_op_alloc(&pf_op_shard, sizeof(shard_cfg), err);
 	if (op) {
 		shard_cfg *c = op->cfg;
 		c->num = num;
@@ -64,3 +66,35 @@ pf_op *pf_op_shard_new(int num, int index, pf_error *err)
 	}
 	return op;
 }
+
+/* The spec's arguments -> a new shard op. */
+static pf_op *shard_build(const pf_arg *a, pf_error *err)
+{
+	if (a[1].i >= a[0].i) {
+		pf_error_set(err, PF_EINVAL, "index %" PRId64 " must be below num %" PRId64,
+			     a[1].i, a[0].i);
+		return NULL;
+	}
+	return pf_op_shard_new((int)a[0].i, (int)a[1].i, err);
+}
+
+/* The way back: this op's arguments (pf_pipeline_format). */
+static int shard_args(const pf_op *op, pf_arg *a, pf_error *err)
+{
+	(void)err;
+	const shard_cfg *c = op->cfg;
+	a[0] = (pf_arg){ .set = 1, .i = c->num };
+	a[1] = (pf_arg){ .set = 1, .i = c->index };
+	return 0;
+}
+
+const pf_op_desc pf_op_shard = {
+	.kind = "shard", .traits = 0,
+	.help = "keep every num-th element from index (rank split)",
+	.params = {
+		{ "num", PF_PARAM_INT, PF_PARAM_REQ | PF_PARAM_POS, 1, 1 << 20, 0, NULL, "number of shards" },
+		{ "index", PF_PARAM_INT, PF_PARAM_REQ | PF_PARAM_POS, 0, (1 << 20) - 1, 0, NULL,
+		  "this shard, 0 <= index < num" },
+	},
+	.vt = &shard_vt, .build = shard_build, .args = shard_args,
+};

@@ -866,7 +866,7 @@ static void release_entry(shards_cfg *c, int e)
 	pthread_mutex_unlock(&c->lock);
 }
 
-int pf_shards_set_active(pf_op *op, int n)
+static int shards_set_active(pf_op *op, int n)
 {
 	shards_cfg *c = op->cfg;
 	if (!c->started)
@@ -1162,7 +1162,7 @@ static void shards_destroy(pf_op *op)
 }
 
 static const pf_op_vt shards_vt = {
-	.kind = "shards", .prepare = shards_prepare, .start = shards_start,
+	.prepare = shards_prepare, .start = shards_start,
 	.next = shards_next, .reset = shards_reset, .stop = shards_stop,
 	.destroy = shards_destroy, .borrow = shards_borrow,
 };
@@ -1180,7 +1180,7 @@ pf_op *pf_op_shards_new(const char *const *paths, size_t n,
 		pf_error_set(err, PF_EINVAL, "shards: bad cycle_length, block_length or num_parallel_reads");
 		return NULL;
 	}
-	pf_op *op = pf_op_alloc(&shards_vt, sizeof(shards_cfg), err);
+	pf_op *op = pf_op_alloc(&pf_op_shards, sizeof(shards_cfg), err);
 	if (!op)
 		return NULL;
 	shards_cfg *c = op->cfg;
@@ -1198,7 +1198,6 @@ pf_op *pf_op_shards_new(const char *const *paths, size_t n,
 		}
 	}
 	c->npats = n;
-	op->is_shards = 1;
 	if (!c->pats) {
 		free(op->cfg);
 		free(op);
@@ -1207,3 +1206,28 @@ pf_op *pf_op_shards_new(const char *const *paths, size_t n,
 	}
 	return op;
 }
+
+/* The spec's arguments -> a new shards op. */
+static pf_op *shards_build(const pf_arg *a, pf_error *err)
+{
+	pf_source_opts o;
+	pf_source_opts_from_args(a, &o);
+	return pf_op_shards_new(a[0].sv, (size_t)a[0].n, &o, err);
+}
+
+/* The way back: this op's arguments (pf_pipeline_format). */
+static int shards_args(const pf_op *op, pf_arg *a, pf_error *err)
+{
+	(void)err;
+	const shards_cfg *c = op->cfg;
+	pf_source_args(c->pats, c->npats, &c->o, a);
+	return 0;
+}
+
+const pf_op_desc pf_op_shards = {
+	.kind = "shards", .traits = PF_OP_SOURCE | PF_OP_TAKES_MAP,
+	.help = "records of pfs shard files",
+	.params = { PF_SOURCE_PARAMS },
+	.vt = &shards_vt, .build = shards_build, .args = shards_args,
+	.set_parallelism = shards_set_active,
+};

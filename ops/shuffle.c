@@ -35,6 +35,8 @@
  * is the same as with the reset at the epoch boundary; an error of the
  * next epoch's input is held back until that epoch begins.
  */
+#include <stdint.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -676,7 +678,7 @@ static void shuffle_stop(pf_op *op)
 }
 
 static const pf_op_vt shuffle_vt = {
-	.kind = "shuffle", .prepare = shuffle_prepare, .start = shuffle_start,
+	.prepare = shuffle_prepare, .start = shuffle_start,
 	.next = shuffle_next, .reset = shuffle_reset, .stop = shuffle_stop,
 	.borrow = shuffle_borrow,
 };
@@ -688,7 +690,7 @@ pf_op *pf_op_shuffle_new(int64_t size, const pf_shuffle_opts *o, pf_error *err)
 			     (long long)size);
 		return NULL;
 	}
-	pf_op *op = pf_op_alloc(&shuffle_vt, sizeof(shuffle_cfg), err);
+	pf_op *op = pf_op_alloc(&pf_op_shuffle, sizeof(shuffle_cfg), err);
 	if (op) {
 		shuffle_cfg *c = op->cfg;
 		c->size = size;
@@ -697,3 +699,38 @@ pf_op *pf_op_shuffle_new(int64_t size, const pf_shuffle_opts *o, pf_error *err)
 	}
 	return op;
 }
+
+/* The spec's arguments -> a new shuffle op. */
+static pf_op *shuffle_build(const pf_arg *a, pf_error *err)
+{
+	pf_shuffle_opts o = { .seed_set = a[1].set, .seed = (uint64_t)a[1].i,
+				.no_reshuffle = !a[2].i };
+	return pf_op_shuffle_new(a[0].i, &o, err);
+}
+
+/* The way back: this op's arguments (pf_pipeline_format). */
+static int shuffle_args(const pf_op *op, pf_arg *a, pf_error *err)
+{
+	(void)err;
+	const shuffle_cfg *c = op->cfg;
+	a[0] = (pf_arg){ .set = 1, .i = c->size };
+	a[1] = (pf_arg){ .set = c->o.seed_set, .i = (int64_t)c->o.seed };
+	a[2] = (pf_arg){ .set = c->o.no_reshuffle, .i = !c->o.no_reshuffle };
+	if (c->o.seed_set && c->o.seed > INT64_MAX)
+		return pf_op_error((pf_op *)op, err, PF_EINVAL, "seed %" PRIu64 " has no spec form (at most %" PRId64 ")",
+				   c->o.seed, INT64_MAX);
+	return 0;
+}
+
+const pf_op_desc pf_op_shuffle = {
+	.kind = "shuffle", .traits = PF_OP_REORDERS,
+	.help = "shuffle through a buffer of elements",
+	.params = {
+		{ "buffer", PF_PARAM_INT, PF_PARAM_REQ | PF_PARAM_POS, 1, (int64_t)1 << 31, 0, NULL, "buffer size" },
+		{ "seed", PF_PARAM_INT, 0, 0, INT64_MAX, 0, NULL,
+		  "seed (default: derived from the pipeline's)" },
+		{ "reshuffle", PF_PARAM_BOOL, 0, 0, 1, 1, NULL,
+		  "a new order every epoch (default true)" },
+	},
+	.vt = &shuffle_vt, .build = shuffle_build, .args = shuffle_args,
+};

@@ -281,7 +281,7 @@ static void tfr_destroy(pf_op *op)
 }
 
 static const pf_op_vt tfr_vt = {
-	.kind = "tfrecord", .prepare = tfr_prepare, .start = tfr_start,
+	.prepare = tfr_prepare, .start = tfr_start,
 	.next = tfr_next, .reset = tfr_reset, .stop = tfr_stop, .destroy = tfr_destroy,
 };
 
@@ -292,7 +292,7 @@ pf_op *pf_op_tfrecord_new(const char *const *paths, size_t n,
 		pf_error_set(err, PF_EINVAL, "tfrecord: no paths given");
 		return NULL;
 	}
-	pf_op *op = pf_op_alloc(&tfr_vt, sizeof(tfr_cfg), err);
+	pf_op *op = pf_op_alloc(&pf_op_tfrecord, sizeof(tfr_cfg), err);
 	if (!op)
 		return NULL;
 	tfr_cfg *c = op->cfg;
@@ -310,3 +310,27 @@ pf_op *pf_op_tfrecord_new(const char *const *paths, size_t n,
 	}
 	return op;
 }
+
+/* The spec's arguments -> a new tfrecord op. */
+static pf_op *tfrecord_build(const pf_arg *a, pf_error *err)
+{
+	pf_source_opts o;
+	pf_source_opts_from_args(a, &o);
+	return pf_op_tfrecord_new(a[0].sv, (size_t)a[0].n, &o, err);
+}
+
+/* The way back: this op's arguments (pf_pipeline_format). */
+static int tfrecord_args(const pf_op *op, pf_arg *a, pf_error *err)
+{
+	(void)err;
+	const tfr_cfg *c = op->cfg;
+	pf_source_args(c->paths, c->npaths, &c->o, a);
+	return 0;
+}
+
+const pf_op_desc pf_op_tfrecord = {
+	.kind = "tfrecord", .traits = PF_OP_SOURCE,
+	.help = "records of TFRecord files",
+	.params = { PF_SOURCE_PARAMS },
+	.vt = &tfr_vt, .build = tfrecord_build, .args = tfrecord_args,
+};

@@ -70,8 +70,8 @@ struct pf_autotune {
 
 static int tunable(const pf_op *op)
 {
-	return (op->st.max_parallelism > 0 && (op->is_map || op->is_shards)) ||
-		op->st.max_depth > 0;
+	return (op->st.max_parallelism > 0 && op->desc->set_parallelism) ||
+		(op->st.max_depth > 0 && op->desc->set_depth);
 }
 
 static void window_start(struct pf_autotune *t)
@@ -129,8 +129,7 @@ static int decide(struct pf_autotune *t)
 		if (got >= JUDGE_MIN && rate < t->p_rate * GAIN_MIN) {
 			pf_op *op = it->stages[s];
 			int cur = op->st.parallelism;
-			int nv = op->is_shards ? pf_shards_set_active(op, t->p_old) :
-				pf_map_set_active(op, t->p_old);
+			int nv = op->desc->set_parallelism(op, t->p_old);
 			t->frozen[s] = 1;
 			snprintf(why, sizeof(why),
 				 "taken back: %.0f/s after the step, %.0f/s before (no gain)",
@@ -149,7 +148,7 @@ static int decide(struct pf_autotune *t)
 	double used = 0;
 	for (int i = 0; i < it->nstages; i++) {
 		pf_op *op = it->stages[i];
-		if (op->st.self_timed || (op->is_map && op->run))
+		if (op->st.self_timed || ((pf_op_traits(op) & PF_OP_MAP) && op->run))
 			used += (double)(atomic_load(&op->st.busy_ns) - t->w_busy[i]) / (double)dt;
 	}
 	/* the busiest parallel stage that may grow */
@@ -157,7 +156,7 @@ static int decide(struct pf_autotune *t)
 	double best_busy = 0;
 	for (int i = 0; i < it->nstages; i++) {
 		pf_op *op = it->stages[i];
-		if (!(op->is_map || op->is_shards) || op->st.parallelism < 1)
+		if (!op->desc->set_parallelism || op->st.parallelism < 1)
 			continue;
 		int a = op->st.parallelism;
 		if (op->st.max_parallelism <= a || t->frozen[i])
@@ -165,7 +164,7 @@ static int decide(struct pf_autotune *t)
 		/* a map at 1 works in the consumer's thread: its share of the
 		 * consumer's waiting; else busy time per working thread */
 		double dbusy = (double)(atomic_load(&op->st.busy_ns) - t->w_busy[i]);
-		double busy = op->is_map && a < 2 ? dbusy / (double)dwait :
+		double busy = (pf_op_traits(op) & PF_OP_MAP) && a < 2 ? dbusy / (double)dwait :
 			dbusy / ((double)dt * a);
 		if (busy > best_busy) {
 			best_busy = busy;
@@ -177,12 +176,11 @@ static int decide(struct pf_autotune *t)
 	if (best >= 0 && best_busy >= BUSY_MIN && used + add <= it->p->opts.cpu_budget) {
 		pf_op *op = it->stages[best];
 		int old = op->st.parallelism;
-		int nv = op->is_shards ? pf_shards_set_active(op, old + 1) :
-			pf_map_set_active(op, old + 1);
+		int nv = op->desc->set_parallelism(op, old + 1);
 		if (nv != old) {
 			snprintf(why, sizeof(why),
 				 "stall %.1f%%, %s busy %.0f%% per worker, %.2f of %d CPUs in use",
-				 100 * stall, op->vt->kind, 100 * (best_busy > 1 ? 1 : best_busy), used,
+				 100 * stall, op->desc->kind, 100 * (best_busy > 1 ? 1 : best_busy), used,
 				 it->p->opts.cpu_budget);
 			log_event(t, best, "parallelism", old, nv, why);
 			t->pending = 1;
@@ -195,7 +193,8 @@ static int decide(struct pf_autotune *t)
 	}
 	for (int i = it->nstages - 1; i >= 0; i--) {
 		pf_op *op = it->stages[i];
-		if (op->st.max_depth <= 0 || op->st.depth >= op->st.max_depth || t->frozen[i])
+		if (op->st.max_depth <= 0 || !op->desc->set_depth ||
+		    op->st.depth >= op->st.max_depth || t->frozen[i])
 			continue;
 		/* a deeper queue helps only when it did fill up (the producer
 		 * keeps up on average, stalls are bursts); else it only holds
@@ -211,7 +210,7 @@ static int decide(struct pf_autotune *t)
 		if (full < 0.05 || full > 0.9)
 			continue;
 		int old = op->st.depth;
-		int nv = pf_prefetch_set_depth(op, 2 * old);
+		int nv = op->desc->set_depth(op, 2 * old);
 		if (nv == old)
 			continue;
 		snprintf(why, sizeof(why),

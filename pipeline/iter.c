@@ -8,7 +8,7 @@
 
 static int map_fusable(const pf_op *m)
 {
-	if (!m || !m->is_map || m->fused_batch)
+	if (!m || !(pf_op_traits(m) & PF_OP_MAP) || m->fused_batch)
 		return 0;
 	for (int i = 0; i < m->schema.nfields; i++)
 		if (pf_field_bytes(&m->schema.fields[i]) < 0)
@@ -23,7 +23,7 @@ static int next_is_batch(pf_op **ops, int n, int i, const pf_op *m)
 	for (int k = i + 1; k < n; k++) {
 		if (ops[k]->noop)
 			continue;
-		return ops[k]->is_batch && map_fusable(m);
+		return (pf_op_traits(ops[k]) & PF_OP_BATCH) && map_fusable(m);
 	}
 	return 0;
 }
@@ -50,13 +50,14 @@ static int next_real(pf_op **ops, int n, int i)
 static int should_swap(pf_op **ops, int n, int i, const pf_op *last)
 {
 	pf_op *m = ops[i];
-	if (!m->is_map || !last || !last->is_shards || last->fused_map || !last->can_borrow)
+	if (!(pf_op_traits(m) & PF_OP_MAP) || !(pf_op_traits(last) & PF_OP_TAKES_MAP) ||
+	    last->fused_map || !last->can_borrow)
 		return 0;
 	int j = next_real(ops, n, i);
-	if (j < 0 || strcmp(ops[j]->vt->kind, "shuffle"))
+	if (j < 0 || !(pf_op_traits(ops[j]) & PF_OP_REORDERS))
 		return 0;
 	int k = next_real(ops, n, j);
-	if (k < 0 || !ops[k]->is_batch || !map_fusable(m))
+	if (k < 0 || !(pf_op_traits(ops[k]) & PF_OP_BATCH) || !map_fusable(m))
 		return 0;
 	return j;
 }
@@ -226,16 +227,16 @@ static int iter_start(pf_iter **itp, pf_pipeline *p, const pf_iter_pos *pos,
 		 * a batch after it, only a fixed-shape map (whose outputs the
 		 * source then lends to shuffle/batch without copies per
 		 * element); else map+batch is better */
-		if (op->is_map && last && last->is_shards && !last->fused_map &&
+		if ((pf_op_traits(op) & PF_OP_MAP) && (pf_op_traits(last) & PF_OP_TAKES_MAP) &&
+		    !last->fused_map &&
 		    !op->fused_batch && (!next_is_batch(ops, p->nops, i, op) || op->canon_bytes)) {
 			op->removed = 1;
 			last->fused_map = op;
 			rc = last->vt->prepare(last, err);
 			continue;
 		}
-		if (op->is_batch && map_fusable(last)) {
-			last->fused_batch = op->batch_size;
-			last->fused_drop = op->batch_drop;
+		if ((pf_op_traits(op) & PF_OP_BATCH) && map_fusable(last)) {
+			last->fused_batch = op->desc->batch_of(op, &last->fused_drop);
 			op->removed = 1;
 			rc = last->vt->prepare(last, err);
 			continue;
@@ -284,8 +285,9 @@ static int iter_start(pf_iter **itp, pf_pipeline *p, const pf_iter_pos *pos,
 			sum += op->buffer_bytes;
 	}
 	for (int i = 0; ntuned && i < it->nstages; i++)
-		if (it->stages[i]->st.max_depth)
-			pf_prefetch_fit(it->stages[i], sum < budget ? (budget - sum) / (uint64_t)ntuned : 0);
+		if (it->stages[i]->st.max_depth && it->stages[i]->desc->fit_depth)
+			it->stages[i]->desc->fit_depth(it->stages[i],
+						       sum < budget ? (budget - sum) / (uint64_t)ntuned : 0);
 	sum = 0;
 
 	/* memory budget: every buffer at its worst case must fit */
@@ -423,7 +425,7 @@ int pf_iter_epoch_start(const pf_iter *it, uint64_t epoch, uint64_t n,
 
 static const char *stage_name(const pf_op *op)
 {
-	return op->fused_batch ? "map+batch" : op->fused_map ? "shards+map" : op->vt->kind;
+	return op->fused_batch ? "map+batch" : op->fused_map ? "shards+map" : op->desc->kind;
 }
 
 size_t pf_iter_describe(const pf_iter *it, char *buf, size_t cap)

@@ -50,6 +50,11 @@ struct pf_iter {
 	} ring[PF_POS_RING];
 };
 
+/* Append op to p (op NULL: its constructor failed, err is set): checks
+ * that a source comes first and only first, and that no iterator is live;
+ * labels the op "kind#index".  On failure op is freed.  0 or a code. */
+int pf_pipeline_add_op(pf_pipeline *p, pf_op *op, pf_error *err);
+
 /* Autotune controller (autotune.c): start one for the iterator when a
  * stage has a tunable knob (0, or a code: thread start failed), stop it
  * (before the stages stop).  pf_autotune_stop(NULL) is a no-op. */

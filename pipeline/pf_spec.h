@@ -83,6 +83,17 @@ size_t pf_spec_format(const pf_spec *s, char *buf, size_t cap);
  * when buf is too small. */
 int pf_spec_normalize(const char *text, char *buf, size_t cap, pf_error *err);
 
+/*
+ * The ops of p, built in C or from a spec, as a canonical spec string (the
+ * text pf_spec_normalize gives; arguments left at their defaults are not
+ * written).  pf_spec_apply of it on a new pipeline builds the same ops.
+ * Returns 0; PF_ELIMIT when it needs more than cap bytes (the message says
+ * how many; buf then holds a cut copy); PF_EINVAL naming the op when one
+ * has no spec form: records in caller memory (pf_records), a map or filter
+ * function given by pointer and not registered under its name.
+ */
+int pf_pipeline_format(const pf_pipeline *p, char *buf, size_t cap, pf_error *err);
+
 /* Number of ops in s, and the name of op i (NULL when out of range). */
 int pf_spec_nstages(const pf_spec *s);
 const char *pf_spec_stage_op(const pf_spec *s, int i);

@@ -48,13 +48,8 @@ void pf_pipeline_free(pf_pipeline *p)
 		return;
 	if (p->iter)
 		pf_iter_free(p->iter);
-	for (int i = 0; i < p->nops; i++) {
-		pf_op *op = p->ops[i];
-		if (op->vt->destroy)
-			op->vt->destroy(op);
-		free(op->cfg);
-		free(op);
-	}
+	for (int i = 0; i < p->nops; i++)
+		pf_op_free(p->ops[i]);
 	free(p->ops);
 	pf_pool_free(p->pool);
 	pf_pool_free(p->batch_pool);
@@ -66,21 +61,21 @@ int pf_pipeline_nops(const pf_pipeline *p)
 	return p ? p->nops : 0;
 }
 
-/* Append op (NULL: its constructor failed, err is set). */
-static int add_op(pf_pipeline *p, pf_op *op, int is_source, pf_error *err)
+int pf_pipeline_add_op(pf_pipeline *p, pf_op *op, pf_error *err)
 {
 	if (!op)
 		return err && err->code ? err->code : PF_ENOMEM;
+	int is_source = (op->desc->traits & PF_OP_SOURCE) != 0;
 	int bad = 0;
 	if (p->iter)
 		bad = pf_error_set(err, PF_ESTATE, "%s: cannot add ops while an iterator is live",
-				   op->vt->kind);
+				   op->desc->kind);
 	else if (is_source && p->nops)
 		bad = pf_error_set(err, PF_EINVAL, "%s: a source must be the first op",
-				   op->vt->kind);
+				   op->desc->kind);
 	else if (!is_source && !p->nops)
 		bad = pf_error_set(err, PF_EINVAL, "%s: the pipeline has no source yet",
-				   op->vt->kind);
+				   op->desc->kind);
 	if (!bad && p->nops == p->cap) {
 		int cap = p->cap ? 2 * p->cap : 8;
 		pf_op **n = realloc(p->ops, cap * sizeof(*n));
@@ -94,10 +89,7 @@ static int add_op(pf_pipeline *p, pf_op *op, int is_source, pf_error *err)
 	if (!bad && p->nops >= 60)
 		bad = pf_error_set(err, PF_ELIMIT, "pipeline: more than 60 ops");
 	if (bad) {
-		if (op->vt->destroy)
-			op->vt->destroy(op);
-		free(op->cfg);
-		free(op);
+		pf_op_free(op);
 		return bad;
 	}
 	op->index = p->nops;
@@ -107,33 +99,35 @@ static int add_op(pf_pipeline *p, pf_op *op, int is_source, pf_error *err)
 	const char *paren = strchr(op->label, '(');
 	if (paren)
 		snprintf(tail, sizeof(tail), "%s", paren);
-	snprintf(op->label, sizeof(op->label), "%s#%d%s", op->vt->kind, op->index, tail);
+	snprintf(op->label, sizeof(op->label), "%s#%d%s", op->desc->kind, op->index, tail);
 	p->ops[p->nops++] = op;
 	return 0;
 }
 
+/* The typed builder calls of pipefeed.h: each one the op's constructor.
+ * (An op without one is reached through its spec form, pf_spec_apply.) */
 int pf_shards(pf_pipeline *p, const char *const *paths, size_t n,
 	      const pf_source_opts *o, pf_error *err)
 {
-	return add_op(p, pf_op_shards_new(paths, n, o, err), 1, err);
+	return pf_pipeline_add_op(p, pf_op_shards_new(paths, n, o, err), err);
 }
 
 int pf_tfrecords(pf_pipeline *p, const char *const *paths, size_t n,
 		const pf_source_opts *o, pf_error *err)
 {
-	return add_op(p, pf_op_tfrecord_new(paths, n, o, err), 1, err);
+	return pf_pipeline_add_op(p, pf_op_tfrecord_new(paths, n, o, err), err);
 }
 
 int pf_range(pf_pipeline *p, int64_t start, int64_t stop, int64_t step,
 	     pf_error *err)
 {
-	return add_op(p, pf_op_range_new(start, stop, step, err), 1, err);
+	return pf_pipeline_add_op(p, pf_op_range_new(start, stop, step, err), err);
 }
 
 int pf_records(pf_pipeline *p, const void *const *recs, const size_t *lens,
 	       size_t n, const pf_schema *rs, pf_error *err)
 {
-	return add_op(p, pf_op_records_new(recs, lens, n, rs, err), 1, err);
+	return pf_pipeline_add_op(p, pf_op_records_new(recs, lens, n, rs, err), err);
 }
 
 int pf_map(pf_pipeline *p, const char *name, const char *args,
@@ -143,71 +137,71 @@ int pf_map(pf_pipeline *p, const char *name, const char *args,
 	if (!d)
 		return pf_error_set(err, PF_EINVAL, "map: no map function called \"%s\"",
 				    name ? name : "(null)");
-	return add_op(p, pf_op_map_new(d->name, d->prepare, d->fn, d->user, args, o, err),
-		      0, err);
+	return pf_pipeline_add_op(p, pf_op_map_new(d->name, d->prepare, d->fn, d->user, args, o, err),
+				  err);
 }
 
 int pf_map_func(pf_pipeline *p, const char *name, pf_map_prepare_fn prepare,
 		pf_map_fn fn, void *user, const char *args,
 		const pf_map_opts *o, pf_error *err)
 {
-	return add_op(p, pf_op_map_new(name, prepare, fn, user, args, o, err), 0, err);
+	return pf_pipeline_add_op(p, pf_op_map_new(name, prepare, fn, user, args, o, err), err);
 }
 
 int pf_filter(pf_pipeline *p, const char *name, pf_filter_fn fn, void *user,
 	      pf_error *err)
 {
-	return add_op(p, pf_op_filter_new(name, fn, user, err), 0, err);
+	return pf_pipeline_add_op(p, pf_op_filter_new(name, fn, user, err), err);
 }
 
 int pf_take(pf_pipeline *p, int64_t n, pf_error *err)
 {
-	return add_op(p, pf_op_take_new(n, err), 0, err);
+	return pf_pipeline_add_op(p, pf_op_take_new(n, err), err);
 }
 
 int pf_skip(pf_pipeline *p, int64_t n, pf_error *err)
 {
-	return add_op(p, pf_op_skip_new(n, err), 0, err);
+	return pf_pipeline_add_op(p, pf_op_skip_new(n, err), err);
 }
 
 int pf_repeat(pf_pipeline *p, int64_t count, pf_error *err)
 {
-	return add_op(p, pf_op_repeat_new(count, err), 0, err);
+	return pf_pipeline_add_op(p, pf_op_repeat_new(count, err), err);
 }
 
 int pf_rank_shard(pf_pipeline *p, int num, int index, pf_error *err)
 {
-	return add_op(p, pf_op_shard_new(num, index, err), 0, err);
+	return pf_pipeline_add_op(p, pf_op_shard_new(num, index, err), err);
 }
 
 int pf_sleep(pf_pipeline *p, int64_t us, pf_error *err)
 {
-	return add_op(p, pf_op_sleep_new(us, err), 0, err);
+	return pf_pipeline_add_op(p, pf_op_sleep_new(us, err), err);
 }
 
 int pf_cache(pf_pipeline *p, const char *path, uint64_t max_bytes, pf_error *err)
 {
-	return add_op(p, pf_op_cache_new(path, max_bytes, err), 0, err);
+	return pf_pipeline_add_op(p, pf_op_cache_new(path, max_bytes, err), err);
 }
 
 int pf_shuffle(pf_pipeline *p, int64_t size, const pf_shuffle_opts *o,
 	       pf_error *err)
 {
-	return add_op(p, pf_op_shuffle_new(size, o, err), 0, err);
+	return pf_pipeline_add_op(p, pf_op_shuffle_new(size, o, err), err);
 }
 
 int pf_batch(pf_pipeline *p, int size, int drop, pf_error *err)
 {
-	return add_op(p, pf_op_batch_new(size, drop, err), 0, err);
+	return pf_pipeline_add_op(p, pf_op_batch_new(size, drop, err), err);
 }
 
 int pf_padded_batch(pf_pipeline *p, int size, const pf_padded_opts *o,
 		    pf_error *err)
 {
-	return add_op(p, pf_op_padded_batch_new(size, o, err), 0, err);
+	return pf_pipeline_add_op(p, pf_op_padded_batch_new(size, o, err), err);
 }
 
 int pf_prefetch(pf_pipeline *p, int depth, pf_error *err)
 {
-	return add_op(p, pf_op_prefetch_new(depth, err), 0, err);
+	return pf_pipeline_add_op(p, pf_op_prefetch_new(depth, err), err);
 }

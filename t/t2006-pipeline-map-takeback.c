@@ -53,10 +53,10 @@ static void *flipper(void *arg)
 		/* up for a moment, back down: the feeder, woken, may find the
 		 * count at 1 again before it reserved a unit */
 		x = x * 1103515245u + 12345u;
-		pf_map_set_active(map_op, 2 + (int)((x >> 20) % 2));
+		map_op->desc->set_parallelism(map_op, 2 + (int)((x >> 20) % 2));
 		for (unsigned k = (x >> 8) % 4; k; k--)
 			sched_yield();
-		pf_map_set_active(map_op, 1);
+		map_op->desc->set_parallelism(map_op, 1);
 		atomic_fetch_add(&flips, 1);
 		sched_yield();
 	}
@@ -83,7 +83,7 @@ int main(void)
 	pf_iter *it = NULL;
 	rc = rc ? rc : pf_iter_new(&it, p, &err);
 	for (int i = 0; !rc && i < it->nstages; i++)
-		if (it->stages[i]->is_map)
+		if (pf_op_traits(it->stages[i]) & PF_OP_MAP)
 			map_op = it->stages[i];
 	ok(!rc && map_op && map_op->st.max_parallelism >= 2,
 	   "an autotuned map+batch with workers to move: %s", rc ? err.msg : "ok");
