@@ -101,6 +101,9 @@ struct pf_op {
 	pf_rt *rt;
 	int index;            /* position as added (for messages) */
 	char label[96];       /* "map#2(decode)": names the op in errors */
+	char stage[48];       /* as a stage of the plan: its kind, or what is
+			       * fused into it ("shards+map", "map+batch");
+			       * set by the optimizer */
 	pf_schema schema;     /* output schema, per sample */
 	pf_schema record;     /* the source's record schema, passed along */
 	size_t elem_bytes;    /* bound on the bytes of one output element */

@@ -55,6 +55,25 @@ struct pf_iter {
  * labels the op "kind#index".  On failure op is freed.  0 or a code. */
 int pf_pipeline_add_op(pf_pipeline *p, pf_op *op, pf_error *err);
 
+/* Plan, check and start an iterator of p (pf_iter_new); with pos, every
+ * op begins at its recorded epoch counter (pf_iter_new_at then
+ * fast-forwards).  0 or a code, *itp NULL then. */
+int pf_iter_start(pf_iter **itp, pf_pipeline *p, const pf_iter_pos *pos,
+		  pf_error *err);
+
+/* The optimizer (plan.c): prepare p's ops in order into it->stages,
+ * dropping no-op stages and fusing what the ops' traits allow.  0 or the
+ * first op's error. */
+int pf_plan(pf_iter *it, pf_error *err);
+
+/* The memory budget (budget.c): shed optional buffers, fit autotuned ones,
+ * then check every stage's worst case; PF_EBUDGET naming the stage, its
+ * need and its cause. */
+int pf_budget_check(pf_iter *it, pf_error *err);
+
+/* Remember the ops' epoch counters as the start of it->epoch (position.c). */
+void pf_iter_snap_epoch(pf_iter *it);
+
 /* Autotune controller (autotune.c): start one for the iterator when a
  * stage has a tunable knob (0, or a code: thread start failed), stop it
  * (before the stages stop).  pf_autotune_stop(NULL) is a no-op. */

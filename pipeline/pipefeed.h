@@ -312,7 +312,8 @@ int pf_iter_new_at(pf_iter **it, pf_pipeline *p, const pf_iter_pos *pos,
  * source, the last stage is what pf_iter_next pulls from.  Inline stages'
  * times are sampled (one call in 8); threaded stages time every unit. */
 typedef struct pf_op_stats {
-	const char *name;         /* "shards", "map+batch", ... (static) */
+	const char *name;         /* "shards", "map+batch", ... (valid while the
+				   * pipeline lives) */
 	uint64_t elements;        /* elements (or batches) produced */
 	uint64_t bytes;           /* bytes of what it produced */
 	uint64_t busy_ns;         /* time spent doing its own work */
