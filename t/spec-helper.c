@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "pf_maps.h"
+#include "pf_op.h"
 #include "pf_shard.h"
 #include "pf_spec.h"
 #include "pipefeed.h"
@@ -110,6 +111,20 @@ fail:
 	return 1;
 }
 
+/* The op table as the descriptors give it: "KIND[ C]: PARAM ..." per op
+ * (C: no spec form), for t2016's check of doc/PIPELINE.md. */
+static int cmd_ops(void)
+{
+	for (int i = 0; pf_op_table[i]; i++) {
+		const pf_op_desc *d = pf_op_table[i];
+		printf("%s%s:", d->kind, d->build ? "" : " C");
+		for (int k = 0; k < pf_op_nparams(d); k++)
+			printf(" %s", d->params[k].name);
+		printf("\n");
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	pf_error err = { 0 };
@@ -123,8 +138,10 @@ int main(int argc, char **argv)
 		}
 		return 0;
 	}
+	if (argc == 2 && !strcmp(argv[1], "ops"))
+		return cmd_ops();
 	if (argc == 6 && !strcmp(argv[1], "mkshards"))
 		return cmd_mkshards(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]));
-	fprintf(stderr, "usage: spec-helper run SPEC | load LIB.so | mkshards DIR PREFIX NSHARDS NREC\n");
+	fprintf(stderr, "usage: spec-helper run SPEC | load LIB.so | ops | mkshards DIR PREFIX NSHARDS NREC\n");
 	return 2;
 }
