@@ -37,6 +37,8 @@
 #include <string.h>
 
 #include "pf_model.h"
+#include "pf_paths.h"
+#include "pf_spec.h"
 #include "pipefeed.h"
 #include "train.h"
 
@@ -315,7 +317,14 @@ static int set_option(opts *o, int c, const char *arg, const unsigned char *give
 			return 2;
 		}
 		return 0;
-	case O_DEV: o->device = arg; return 0;
+	case O_DEV:
+		if (strcmp(arg, "auto") && strcmp(arg, "cpu") && strcmp(arg, "cuda")) {
+			fprintf(stderr, "pipe-train: --device: expected auto, cpu or cuda, got '%s'\n",
+				arg);
+			return 2;
+		}
+		o->device = arg;
+		return 0;
 	case O_GRAPH: o->graph = 1; return 0;
 	case O_EVAL: o->eval = arg; return 0;
 	case O_SAVE: o->save = arg; return 0;
@@ -350,6 +359,42 @@ static int set_option(opts *o, int c, const char *arg, const unsigned char *give
 	return 2;
 }
 
+/* The name of the long option whose value is val. */
+static const char *long_name(int val)
+{
+	for (const struct option *l = long_opts; l->name; l++)
+		if (l->val == val)
+			return l->name;
+	return "?";
+}
+
+/*
+ * What getopt_long refused (c is '?' or ':'), in one line naming the
+ * option (argv[optind - 1] for a long one), then "try --help": the whole
+ * help would bury the one word that is wrong.
+ */
+static void bad_option(int c, char **argv)
+{
+	if (c == ':') {
+		fprintf(stderr, "pipe-train: --%s needs a value; try --help\n", long_name(optopt));
+		return;
+	}
+	if (optopt >= O_PIPE) {
+		fprintf(stderr, "pipe-train: --%s takes no value; try --help\n", long_name(optopt));
+		return;
+	}
+	if (optopt) {
+		fprintf(stderr, "pipe-train: unknown option '-%c'; try --help\n", optopt);
+		return;
+	}
+	const char *arg = argv[optind - 1];
+	int len = (int)strcspn(arg, "="), matches = 0;
+	for (const struct option *l = long_opts; l->name && len > 2; l++)
+		matches += !strncmp(l->name, arg + 2, (size_t)len - 2);
+	fprintf(stderr, "pipe-train: %s option '%.*s'; try --help\n",
+		matches > 1 ? "ambiguous" : "unknown", len, arg);
+}
+
 /* The flags of argv into o (given[c - O_PIPE]: option c was given).
  * Returns -1 to go on, or the exit status (0 after --help). */
 static int parse_flags(int argc, char **argv, opts *o, unsigned char *given)
@@ -362,13 +407,14 @@ static int parse_flags(int argc, char **argv, opts *o, unsigned char *given)
 		snprintf(o->label + l, sizeof(o->label) - l, "%s%s", i ? " " : "", argv[i]);
 	}
 	int c;
-	while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
+	opterr = 0;     /* bad_option says it, in one line */
+	while ((c = getopt_long(argc, argv, ":h", long_opts, NULL)) != -1) {
 		if (c == 'h') {
 			usage(stdout);
 			return 0;
 		}
 		if (c < O_PIPE || c > O_LAST) {
-			usage(stderr);
+			bad_option(c, argv);
 			return 2;
 		}
 		given[c - O_PIPE] = 1;
@@ -376,6 +422,46 @@ static int parse_flags(int argc, char **argv, opts *o, unsigned char *given)
 			return 2;
 	}
 	return -1;
+}
+
+/* A --pipeline or --eval-pipeline spec that does not parse is a usage
+ * error (one that parses but does not build is one too: see build()).
+ * Returns 0, or 2 (said on stderr). */
+static int check_spec(const char *flag, const char *spec)
+{
+	pf_error err = { 0 };
+	pf_spec *s;
+	if (!spec)
+		return 0;
+	if (pf_spec_parse(&s, spec, &err) < 0) {
+		fprintf(stderr, "pipe-train: %s: %s\n", flag, err.msg);
+		return err.code == PF_ENOMEM ? 1 : 2;
+	}
+	pf_spec_free(s);
+	return 0;
+}
+
+/* --eval: with a model, a glob must match (checked now, before the run
+ * starts: 1 and a message naming it when not); --model none has no model
+ * to evaluate (2).  Returns 0 or the exit status. */
+static int check_eval(const opts *o, int with_model)
+{
+	if (!o->eval)
+		return 0;
+	if (!with_model) {
+		fprintf(stderr, "pipe-train: --eval '%s': --model none trains no model to evaluate\n",
+			o->eval);
+		return 2;
+	}
+	pf_error err = { 0 };
+	char **paths;
+	size_t n;
+	if (pf_paths_expand(&o->eval, 1, &paths, &n, &err) < 0) {
+		fprintf(stderr, "pipe-train: --eval: %s\n", err.msg);
+		return 1;
+	}
+	pf_paths_free(paths, n);
+	return 0;
 }
 
 /* Flags that do not go together: 0, or 2 (said on stderr). */
@@ -440,10 +526,12 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (o.nshards == 0 && !o.pipeline) {
-		fprintf(stderr, "pipe-train: no shards given\n");
-		usage(stderr);
+		fprintf(stderr, "pipe-train: no shards given; try --help\n");
 		return 2;
 	}
+	if ((rc = check_spec("--pipeline", o.pipeline)) != 0 ||
+	    (rc = check_spec("--eval-pipeline", o.eval_pipeline)) != 0)
+		return rc;
 	pf_error err = { 0 };
 	pf_model_cfg mc = { .max_batch = o.batch, .seed = o.seed, .lr = (float)o.lr,
 			    .use_graph = o.graph };
@@ -454,6 +542,8 @@ int main(int argc, char **argv)
 	}
 	if (o.nsweep)
 		return run_sweep(&o);
+	if ((rc = check_eval(&o, with_model)) != 0)
+		return rc;
 	if (!with_model) {
 		if (o.checkpoint || o.resume || o.fingerprint || o.stop_after) {
 			fprintf(stderr, "pipe-train: --checkpoint, --resume, --fingerprint and --stop-after-steps need a model\n");

@@ -66,7 +66,8 @@ double now_s(void);
 void die(const char *what, const pf_error *e);
 /* The training (train != 0) or eval pipeline over files: the shards, then
  * --pipeline or the flags; with a device, batches in its pinned memory (the
- * pipeline must be freed before the device is closed).  Exits on error. */
+ * pipeline must be freed before the device is closed).  Exits on error
+ * (status 2 when the --pipeline / --eval-pipeline spec does not build). */
 pf_pipeline *build(const opts *o, const char *const *files, int nfiles,
 		   int train, pf_device *dev);
 /* Device prefetch slots for o->depth (auto: 8 on cpu, 3 on cuda). */

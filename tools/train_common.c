@@ -75,8 +75,12 @@ pf_pipeline *build(const opts *o, const char *const *files, int nfiles,
 		die("shards", &err);
 	const char *spec = train ? o->pipeline : o->eval_pipeline;
 	if (spec) {
-		if (pf_spec_apply(p, spec, &err) < 0)
-			die(train ? "--pipeline" : "--eval-pipeline", &err);
+		if (pf_spec_apply(p, spec, &err) < 0) {
+			/* what the user wrote does not build: a usage error */
+			fprintf(stderr, "pipe-train: %s: %s\n",
+				train ? "--pipeline" : "--eval-pipeline", err.msg);
+			exit(err.code == PF_ENOMEM ? 1 : 2);
+		}
 		return p;
 	}
 	pf_map_opts mo = { .num_parallel_calls = auto_threads(o->map_threads, 4, 2),
