@@ -70,8 +70,6 @@ void die(const char *what, const pf_error *e);
  * (status 2 when the --pipeline / --eval-pipeline spec does not build). */
 pf_pipeline *build(const opts *o, const char *const *files, int nfiles,
 		   int train, pf_device *dev);
-/* Device prefetch slots for o->depth (auto: 8 on cpu, 3 on cuda). */
-int feed_depth(const opts *o, pf_device *dev);
 /* Image (array) and label (scalar) fields of a batch schema; exits when
  * there are none. */
 void find_fields(const pf_schema *s, int *img, int *lab);

@@ -32,24 +32,16 @@ void die(const char *what, const pf_error *e)
 	exit(1);
 }
 
-/*
- * Threads for --read-threads / --map-threads auto.  AUTOTUNE raises a knob
- * one step per 30 ms window, too slowly for a run of a second on many
- * cores (an H100 host with 16 CPUs: shards stayed at 1 thread, the GPU
- * waited 64% of the time at batch 1024).  Above 4 CPUs start where
- * bench/pipeline_bench measured best there: half the CPUs reading (at most
- * 8) and a quarter mapping (2..8: two or more give the map its feeder
- * thread); up to 4 CPUs, AUTOTUNE.
- */
-static int auto_threads(int knob, int share, int lo)
+/* --read-threads / --map-threads: auto is the device feed's default for
+ * this host (pf_devfeed_read_threads / pf_devfeed_map_threads). */
+static int read_threads(const opts *o)
 {
-	if (knob != PF_AUTOTUNE)
-		return knob;
-	long n = sysconf(_SC_NPROCESSORS_ONLN);
-	if (n <= 4)
-		return PF_AUTOTUNE;
-	long v = n / share;
-	return (int)(v < lo ? lo : v > 8 ? 8 : v);
+	return o->read_threads == PF_AUTOTUNE ? pf_devfeed_read_threads(0) : o->read_threads;
+}
+
+static int map_threads(const opts *o)
+{
+	return o->map_threads == PF_AUTOTUNE ? pf_devfeed_map_threads(0) : o->map_threads;
 }
 
 /* The training or eval pipeline: shards, then --pipeline or the flags.
@@ -68,7 +60,7 @@ pf_pipeline *build(const opts *o, const char *const *files, int nfiles,
 	pf_pipeline *p;
 	if (pf_pipeline_new(&p, &po, &err) < 0)
 		die("pipeline", &err);
-	pf_source_opts so = { .num_parallel_reads = auto_threads(o->read_threads, 2, 1),
+	pf_source_opts so = { .num_parallel_reads = read_threads(o),
 			      .skip_corrupt = o->skip_corrupt,
 			      .max_corrupt = o->max_corrupt };
 	if (nfiles && pf_shards(p, files, (size_t)nfiles, &so, &err) < 0)
@@ -83,7 +75,7 @@ pf_pipeline *build(const opts *o, const char *const *files, int nfiles,
 		}
 		return p;
 	}
-	pf_map_opts mo = { .num_parallel_calls = auto_threads(o->map_threads, 4, 2),
+	pf_map_opts mo = { .num_parallel_calls = map_threads(o),
 			   .isolate = o->isolate };
 	if (pf_map(p, "decode", "", &mo, &err) < 0 ||
 	    (train && o->cache_on && pf_cache(p, o->cache, 0, &err) < 0) ||
@@ -92,20 +84,6 @@ pf_pipeline *build(const opts *o, const char *const *files, int nfiles,
 	    pf_prefetch(p, o->prefetch, &err) < 0)
 		die("pipeline", &err);
 	return p;
-}
-
-/*
- * Device slots for --depth auto.  On the cpu backend the copy stream is a
- * thread that must be scheduled between compute steps, and its wake-up
- * jitter shows as stall unless copies run well ahead: 8 slots (measured on
- * Fashion-MNIST at batch 64: 7-8% stall at 2, 5% at 4, 3.5% at 8).  A GPU's
- * copy engine has no such jitter: 3 (double buffering plus one).
- */
-int feed_depth(const opts *o, pf_device *dev)
-{
-	if (o->depth != PF_AUTOTUNE)
-		return o->depth;
-	return strcmp(pf_device_kind(dev), "cpu") == 0 ? 8 : 3;
 }
 
 /* Image and label fields of a batch schema, or exit with a message. */

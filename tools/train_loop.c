@@ -335,7 +335,7 @@ static void trainer_open(trainer *t, const opts *o, pf_model_cfg mc, const run_s
 		: pf_iter_new(&t->tit, t->tp, &err)) < 0)
 		die(rs ? "--resume: iterator" : "iterator", &err);
 	t->stats = stats_open(o, t->tit);
-	pf_devfeed_opts fo = { .depth = feed_depth(o, t->dev),
+	pf_devfeed_opts fo = { .depth = o->depth,
 			       .epochs = o->epochs - (int64_t)t->e0, .pinned_batches = 1 };
 	if (pf_devfeed_new(&t->tf, t->dev, t->tit, t->cs, &fo, &err) < 0)
 		die("prefetch_to_device", &err);
