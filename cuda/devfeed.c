@@ -254,7 +254,9 @@ int pf_devfeed_new(pf_devfeed **fp, pf_device *d, pf_iter *it,
 		o = *opts;
 	if (o.depth == 0)
 		o.depth = 2;
-	if (o.depth < 1 || o.depth > MAX_DEPTH || !it || !compute)
+	else if (o.depth == PF_AUTOTUNE && d)
+		o.depth = pf_devfeed_default_depth(d);
+	if (o.depth < 1 || o.depth > MAX_DEPTH || !d || !it || !compute)
 		return pf_error_set(err, PF_EINVAL,
 				    "prefetch_to_device: depth %d (1..%d)", o.depth,
 				    MAX_DEPTH);

@@ -40,10 +40,37 @@ static void *try_dlopen(const char *path, char *why, size_t cap)
 }
 
 /*
+ * The module beside this library, found from where the dynamic linker
+ * loaded it: LIBDIR/pipefeed/pf_cuda.so (the install's pkglibdir, even when
+ * the install was moved or made under DESTDIR) or LIBDIR/pf_cuda.so (the
+ * build tree's cuda/.libs/).  Returns the handle, or NULL (why untouched
+ * when there is no such file).
+ */
+static void *dlopen_beside_library(char *why, size_t cap)
+{
+	Dl_info info;
+	if (!dladdr((void *)pf_device_open, &info) || !info.dli_fname)
+		return NULL;
+	const char *slash = strrchr(info.dli_fname, '/');
+	if (!slash)
+		return NULL;
+	int dir = (int)(slash - info.dli_fname);
+	static const char *rel[] = { PACKAGE "/" PF_CUDA_MODULE_NAME, PF_CUDA_MODULE_NAME };
+	for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
+		char p[PATH_MAX];
+		if (snprintf(p, sizeof(p), "%.*s/%s", dir, info.dli_fname, rel[i]) >= (int)sizeof(p))
+			return NULL;
+		if (access(p, R_OK) == 0)
+			return try_dlopen(p, why, cap);
+	}
+	return NULL;
+}
+
+/*
  * Load the cuda module: $PF_CUDA_MODULE, then the build tree beside the
  * running program (program in the top build dir or in its .libs/, as
- * libtool leaves it), then PF_PKGLIBDIR.  Returns the handle or NULL with
- * `why` filled.
+ * libtool leaves it), then beside this library (dlopen_beside_library),
+ * then PF_PKGLIBDIR.  Returns the handle or NULL with `why` filled.
  */
 static void *load_cuda_module(char *why, size_t cap)
 {
@@ -73,6 +100,9 @@ static void *load_cuda_module(char *why, size_t cap)
 			}
 		}
 	}
+	void *h = dlopen_beside_library(why, cap);
+	if (h || why[0])
+		return h;
 	return try_dlopen(PF_PKGLIBDIR "/" PF_CUDA_MODULE_NAME, why, cap);
 }
 

@@ -46,7 +46,8 @@ extern "C" {
 typedef struct pf_devfeed pf_devfeed;
 
 typedef struct pf_devfeed_opts {
-	int depth;            /* device slots, 1..16; 0 = 2 (double buffering) */
+	int depth;            /* device slots, 1..16; 0 = 2 (double buffering);
+			       * PF_AUTOTUNE = pf_devfeed_default_depth(d) */
 	size_t slot_bytes;    /* bytes per slot; 0 = the first batch's size
 			       * (a later, larger batch fails with PF_ELIMIT) */
 	int64_t epochs;       /* epochs the feeder runs, then stops; 0 = no limit */
@@ -118,6 +119,35 @@ void pf_devfeed_get_stats(pf_devfeed *f, pf_devfeed_stats *out);
 /* Stop the feeder (even mid-epoch), wait for both streams' use of the
  * slots, free them.  NULL is a no-op. */
 void pf_devfeed_free(pf_devfeed *f);
+
+/* ==== defaults: what pipe-train's "auto" means ========================== */
+
+/*
+ * The device slots to use on d (what depth = PF_AUTOTUNE gives): 8 on the
+ * cpu backend, 3 on cuda.  On the cpu backend the copy stream is a thread
+ * that must be scheduled between compute steps, and its wake-up jitter
+ * shows as stall unless copies run well ahead (Fashion-MNIST at batch 64:
+ * 7-8% stall at depth 2, 5% at 4, 3.5% at 8).  A GPU's copy engine has no
+ * such jitter: double buffering plus one.  d must not be NULL.
+ */
+int pf_devfeed_default_depth(const pf_device *d);
+
+/*
+ * Thread counts to start a pipeline that feeds a device with, on a host of
+ * ncpus CPUs (0 or less: the CPUs online now):
+ *   pf_devfeed_read_threads  pf_source_opts.num_parallel_reads (read and
+ *                            decompress): half the CPUs, 1..8
+ *   pf_devfeed_map_threads   pf_map_opts.num_parallel_calls (decode): a
+ *                            quarter of the CPUs, 2..8 (two or more give
+ *                            the map its feeder thread)
+ * Up to 4 CPUs both return PF_AUTOTUNE.  Why not always AUTOTUNE: it raises
+ * a knob one step per 30 ms window, too slowly for a run of a second on
+ * many cores (an H100 host with 16 CPUs: the shards stayed at 1 thread and
+ * the GPU waited 64% of the time at batch 1024); these are where
+ * bench/pipeline_bench measured best there.  Never fail.
+ */
+int pf_devfeed_read_threads(int ncpus);
+int pf_devfeed_map_threads(int ncpus);
 
 #ifdef __cplusplus
 }

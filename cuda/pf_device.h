@@ -69,8 +69,10 @@ typedef struct pf_device_opts {
  * answers (cudaGetDeviceCount failing for any reason counts as none);
  * "auto" then opens cpu and pf_device_note() says why in one line.
  * The cuda module is looked up in $PF_CUDA_MODULE, then beside the program
- * in the build tree (cuda/.libs/pf_cuda.so), then in the install's
- * pkglibdir.  *d is NULL on failure.
+ * in the build tree (cuda/.libs/pf_cuda.so), then beside the
+ * libpipefeed-device library that was loaded (LIBDIR/pipefeed/pf_cuda.so,
+ * so a moved install or one under DESTDIR finds its own), then in the
+ * configured pkglibdir.  *d is NULL on failure.
  */
 int pf_device_open(pf_device **d, const char *kind, const pf_device_opts *opts,
 		   pf_error *err);

@@ -1,7 +1,20 @@
 /*
  * train.h - what pipe-train's files share: the options, the state a
  * checkpoint records, and the helpers the training loop and the sweep both
- * use.  Internal to tools/ (pipe-train.c, train_run.c, train_sweep.c).
+ * use.  Internal to tools/.
+ *
+ * The files and who calls whom (one direction, no cycle):
+ *
+ *   pipe-train.c    flags, usage, --resume's agreement checks, main
+ *     -> train_loop.c   the training loop and --model none
+ *     -> train_sweep.c  --sweep
+ *     -> train_run.c    the run section of a checkpoint (text)
+ *   train_loop.c, train_sweep.c
+ *     -> train_common.c building the pipeline, binding batches to the
+ *                       model's input, exiting on errors, the clock
+ *   train_loop.c -> train_run.c (writing checkpoints)
+ *
+ * train_common.c and train_run.c call nothing above them.
  */
 #ifndef PF_TOOLS_TRAIN_H
 #define PF_TOOLS_TRAIN_H
@@ -45,7 +58,7 @@ typedef struct run_state {
 	pf_iter_pos pos;
 } run_state;
 
-/* ---- pipe-train.c ---- */
+/* ---- train_common.c: what the loop and the sweep share ---- */
 
 /* Seconds on the monotonic clock. */
 double now_s(void);
@@ -53,11 +66,10 @@ double now_s(void);
 void die(const char *what, const pf_error *e);
 /* The training (train != 0) or eval pipeline over files: the shards, then
  * --pipeline or the flags; with a device, batches in its pinned memory (the
- * pipeline must be freed before the device is closed).  Exits on error. */
+ * pipeline must be freed before the device is closed).  Exits on error
+ * (status 2 when the --pipeline / --eval-pipeline spec does not build). */
 pf_pipeline *build(const opts *o, const char *const *files, int nfiles,
 		   int train, pf_device *dev);
-/* Device prefetch slots for o->depth (auto: 8 on cpu, 3 on cuda). */
-int feed_depth(const opts *o, pf_device *dev);
 /* Image (array) and label (scalar) fields of a batch schema; exits when
  * there are none. */
 void find_fields(const pf_schema *s, int *img, int *lab);
@@ -69,6 +81,24 @@ typedef struct feed_input {
 } feed_input;
 /* Point fi's model input at device batch b (nin values per sample). */
 void bind_input(feed_input *fi, const pf_devbatch *b, int nin);
+
+/* Damage counters summed over an iterator's stages (NULL: zeros). */
+typedef struct damage {
+	uint64_t skipped_records, corrupt_blocks, dropped_samples;
+} damage;
+damage damage_sum(const pf_iter *it);
+
+/* ---- train_loop.c: the runs ---- */
+
+/* Train (the model, the eval, the reports) with model config mc.  rs: where
+ * a resumed run starts (epoch, step, iterator position, partial sums), NULL
+ * for a new run.  Catches SIGINT / SIGTERM first.  Returns the exit status
+ * (0, 1 when --fingerprint could not be written, 130 when interrupted);
+ * exits 1 on runtime errors. */
+int run_training(const opts *o, pf_model_cfg mc, const run_state *rs);
+/* --model none: build the training pipeline, run it alone for o->epochs and
+ * report its throughput.  Returns the exit status; exits on errors. */
+int run_pipeline_only(const opts *o);
 
 /* ---- train_run.c: the run section of a checkpoint ---- */
 

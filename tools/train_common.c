@@ -1,0 +1,148 @@
+/*
+ * train_common.c - what pipe-train's training loop (train_loop.c) and its
+ * batch-size sweep (train_sweep.c) share: the clock, exiting on an error,
+ * building the pipeline, binding a device batch to the model's input, the
+ * damage counters.  Calls nothing else in tools/ (see train.h).
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pf_devfeed.h"
+#include "pf_model.h"
+#include "pf_spec.h"
+#include "pipefeed.h"
+#include "train.h"
+
+double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void die(const char *what, const pf_error *e)
+{
+	fprintf(stderr, "pipe-train: %s: %s\n", what, e->msg[0] ? e->msg
+							  : pf_strerror(e->code));
+	exit(1);
+}
+
+/* --read-threads / --map-threads: auto is the device feed's default for
+ * this host (pf_devfeed_read_threads / pf_devfeed_map_threads). */
+static int read_threads(const opts *o)
+{
+	return o->read_threads == PF_AUTOTUNE ? pf_devfeed_read_threads(0) : o->read_threads;
+}
+
+static int map_threads(const opts *o)
+{
+	return o->map_threads == PF_AUTOTUNE ? pf_devfeed_map_threads(0) : o->map_threads;
+}
+
+/* The training or eval pipeline: shards, then --pipeline or the flags.
+ * With a device, batches are built straight in its pinned memory (the
+ * pipeline must then be freed before the device is closed). */
+pf_pipeline *build(const opts *o, const char *const *files, int nfiles,
+			  int train, pf_device *dev)
+{
+	pf_error err = { 0 };
+	pf_options po = { .seed = o->seed };
+	if (dev) {
+		po.batch_alloc = pf_devfeed_pinned_alloc;
+		po.batch_free = pf_devfeed_pinned_free;
+		po.alloc_user = dev;
+	}
+	pf_pipeline *p;
+	if (pf_pipeline_new(&p, &po, &err) < 0)
+		die("pipeline", &err);
+	pf_source_opts so = { .num_parallel_reads = read_threads(o),
+			      .skip_corrupt = o->skip_corrupt,
+			      .max_corrupt = o->max_corrupt };
+	if (nfiles && pf_shards(p, files, (size_t)nfiles, &so, &err) < 0)
+		die("shards", &err);
+	const char *spec = train ? o->pipeline : o->eval_pipeline;
+	if (spec) {
+		if (pf_spec_apply(p, spec, &err) < 0) {
+			/* what the user wrote does not build: a usage error */
+			fprintf(stderr, "pipe-train: %s: %s\n",
+				train ? "--pipeline" : "--eval-pipeline", err.msg);
+			exit(err.code == PF_ENOMEM ? 1 : 2);
+		}
+		return p;
+	}
+	pf_map_opts mo = { .num_parallel_calls = map_threads(o),
+			   .isolate = o->isolate };
+	if (pf_map(p, "decode", "", &mo, &err) < 0 ||
+	    (train && o->cache_on && pf_cache(p, o->cache, 0, &err) < 0) ||
+	    (train && o->shuffle > 0 && pf_shuffle(p, o->shuffle, NULL, &err) < 0) ||
+	    pf_batch(p, o->batch, 0, &err) < 0 ||
+	    pf_prefetch(p, o->prefetch, &err) < 0)
+		die("pipeline", &err);
+	return p;
+}
+
+/* Image and label fields of a batch schema, or exit with a message. */
+void find_fields(const pf_schema *s, int *img, int *lab)
+{
+	*img = pf_schema_find(s, "image");
+	*lab = pf_schema_find(s, "label");
+	for (int i = 0; i < s->nfields; i++) {
+		if (*img < 0 && s->fields[i].ndim > 0)
+			*img = i;
+		if (*lab < 0 && s->fields[i].ndim == 0)
+			*lab = i;
+	}
+	if (*img < 0 || *lab < 0) {
+		char txt[512];
+		pf_schema_format(s, txt, sizeof(txt));
+		fprintf(stderr, "pipe-train: batches (%s) need an array field (image) and a scalar field (label)\n",
+			txt);
+		exit(1);
+	}
+}
+
+/*
+ * Point the model input at a device batch.  The first batch of a feed fixes
+ * its field indices and dtypes (train and eval feeds each have their own:
+ * their pipelines may differ, u8 images in one and f32 in the other).
+ */
+void bind_input(feed_input *fi, const pf_devbatch *b, int nin)
+{
+	pf_error err = { 0 };
+	if (fi->img < 0) {
+		find_fields(b->schema, &fi->img, &fi->lab);
+		if (pf_model_input_types(&fi->in, b->schema->fields[fi->img].dtype,
+					 b->schema->fields[fi->lab].dtype, &err) < 0)
+			die("batch", &err);
+		int64_t per = pf_field_count(&b->schema->fields[fi->img]);
+		if (per != nin) {
+			fprintf(stderr, "pipe-train: model input is %d values but '%s' has %lld per sample\n",
+				nin, b->schema->fields[fi->img].name, (long long)per);
+			exit(1);
+		}
+	}
+	fi->in.x = b->data[fi->img];
+	fi->in.labels = b->data[fi->lab];
+	fi->in.rows = (int)b->batch;
+}
+
+/* The damaged-input counters of the done: line and the JSON object, summed
+ * over the iterator's stages. */
+damage damage_sum(const pf_iter *it)
+{
+	damage d = { 0 };
+	for (int i = 0; it && i < pf_iter_nstages(it); i++) {
+		pf_op_stats s;
+		if (pf_iter_stats(it, i, &s) < 0)
+			continue;
+		d.skipped_records += s.skipped_records;
+		d.corrupt_blocks += s.corrupt_blocks;
+		d.dropped_samples += s.dropped_samples;
+	}
+	return d;
+}

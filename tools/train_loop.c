@@ -1,0 +1,646 @@
+/*
+ * train_loop.c - pipe-train's runs: the training loop (model, device feed,
+ * eval, progress, checkpoints at epoch ends and on SIGINT/SIGTERM, the
+ * reports) and --model none (the pipeline alone).  See train.h for how the
+ * files of pipe-train depend on each other.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pf_devfeed.h"
+#include "pf_model.h"
+#include "pf_stats.h"
+#include "pipefeed.h"
+#include "train.h"
+
+/* ==== progress ============================================================ */
+
+typedef struct progress {
+	int tty, quiet;
+	double last;
+} progress;
+
+static void show(progress *pg, int epoch, int epochs, uint64_t step,
+		 uint64_t steps_per_epoch, double ips, double stall, double eta)
+{
+	if (!pg->tty || pg->quiet)
+		return;
+	double t = now_s();
+	if (t - pg->last < 0.1)
+		return;
+	pg->last = t;
+	char bar[24] = "";
+	if (steps_per_epoch) {
+		int filled = (int)(20.0 * step / steps_per_epoch);
+		for (int i = 0; i < 20; i++)
+			bar[i] = i < filled ? '#' : '.';
+		bar[20] = 0;
+		fprintf(stderr, "\r epoch %d/%d [%s] %llu/%llu  %.0f img/s  stall %.1f%%  ETA %.0fs   ",
+			epoch + 1, epochs, bar, (unsigned long long)step,
+			(unsigned long long)steps_per_epoch, ips, 100 * stall, eta);
+	} else {
+		fprintf(stderr, "\r epoch %d/%d  %llu steps  %.0f img/s  stall %.1f%%   ",
+			epoch + 1, epochs, (unsigned long long)step, ips, 100 * stall);
+	}
+	fflush(stderr);
+}
+
+static void clear_progress(progress *pg)
+{
+	if (pg->tty && !pg->quiet) {
+		fprintf(stderr, "\r%80s\r", "");
+		fflush(stderr);
+	}
+}
+
+/* ==== interruption ======================================================== */
+
+/* The signal that asked us to stop (SIGINT / SIGTERM), 0 while none.  The
+ * handler only sets it; the training loop looks at it after each step. */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig)
+{
+	stop_signal = sig;
+}
+
+static void catch_stop_signals(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop_signal;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+/* ==== --fingerprint ======================================================= */
+
+static uint64_t fnv1a(uint64_t h, const unsigned char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 1099511628211ull;
+	return h;
+}
+
+/* One line "epoch step hash" (epoch and step from 1) for batch b: FNV-1a
+ * 64 of its image bytes then its label bytes, copied back from the device
+ * (a testing aid: it syncs the stream). */
+static void fingerprint(FILE *f, pf_device *dev, pf_stream *cs, const feed_input *fi,
+			const pf_devbatch *b, uint64_t epoch, uint64_t step)
+{
+	static unsigned char *host;
+	static size_t cap;
+	pf_error err = { 0 };
+	uint64_t h = 1469598103934665603ull;
+	int fields[2] = { fi->img, fi->lab };
+	for (int k = 0; k < 2; k++) {
+		int i = fields[k];
+		size_t n = (size_t)b->nitems[i] * pf_dtype_size(b->schema->fields[i].dtype);
+		if (n > cap) {
+			unsigned char *q = realloc(host, n);
+			if (!q) {
+				fprintf(stderr, "pipe-train: --fingerprint: out of memory\n");
+				exit(1);
+			}
+			host = q;
+			cap = n;
+		}
+		if (pf_memcpy_async(dev, cs, host, b->data[i], n, PF_D2H, &err) < 0 ||
+		    pf_stream_sync(dev, cs, &err) < 0)
+			die("--fingerprint", &err);
+		h = fnv1a(h, host, n);
+	}
+	fprintf(f, "%" PRIu64 " %" PRIu64 " %016" PRIx64 "\n", epoch + 1, step + 1, h);
+}
+
+/* ==== --stats ============================================================= */
+
+/* --stats FILE: the stats file, its sampler on it; NULL without --stats. */
+static pf_stats *stats_open(const opts *o, pf_iter *it)
+{
+	if (!o->stats)
+		return NULL;
+	pf_error err = { 0 };
+	pf_stats *st;
+	pf_stats_opts so = { .label = o->label };
+	if (pf_stats_create(&st, o->stats, &so, &err) < 0 || pf_stats_attach(st, it, &err) < 0)
+		die("--stats", &err);
+	return st;
+}
+
+/* Finish the stats file (before its iterator is freed).  NULL is a no-op. */
+static void stats_close(pf_stats *st)
+{
+	pf_error err = { 0 };
+	if (st && pf_stats_close(st, &err) < 0)
+		die("--stats", &err);
+}
+
+/* ==== --model none ======================================================== */
+
+/* One epoch of the pipeline alone: its element count (samples); the wait
+ * for each batch goes to *wait and to the stats file. */
+static uint64_t pipeline_epoch(pf_iter *it, pf_stats *st, double *wait)
+{
+	pf_error err = { 0 };
+	uint64_t ei = 0;
+	pf_elem b;
+	int rc;
+	for (;;) {
+		double tw = now_s();
+		rc = pf_iter_next(it, &b, &err);
+		double tn = now_s();
+		*wait += tn - tw;
+		if (rc != 0)
+			break;
+		uint32_t n = b.batch ? b.batch : 1;
+		ei += n;
+		pf_elem_release(&b);
+		if (st)
+			pf_stats_step(st, (uint64_t)((tn - tw) * 1e9),
+				      (uint64_t)((now_s() - tn) * 1e9), 0, n);
+	}
+	if (rc < 0)
+		die("pipeline", &err);
+	return ei;
+}
+
+int run_pipeline_only(const opts *o)
+{
+	pf_pipeline *p = build(o, (const char *const *)o->shards, o->nshards, 1, NULL);
+	pf_error err = { 0 };
+	pf_iter *it;
+	if (pf_iter_new(&it, p, &err) < 0)
+		die("iterator", &err);
+	pf_stats *st = stats_open(o, it);
+	uint64_t images = 0;
+	double t0 = now_s(), wait = 0;
+	FILE *out = o->json ? stderr : stdout;
+	for (int e = 0; e < o->epochs; e++) {
+		double te = now_s();
+		uint64_t ei = pipeline_epoch(it, st, &wait);
+		images += ei;
+		if (!o->quiet)
+			fprintf(out, "epoch %d/%d: %llu images, %.0f images/s (pipeline only)\n",
+				e + 1, o->epochs, (unsigned long long)ei,
+				ei / (now_s() - te));
+	}
+	double wall = now_s() - t0;
+	damage dm = damage_sum(it);
+	if (o->json)
+		printf("{\"device\":\"none\",\"model\":\"none\",\"epochs\":%d,\"images\":%llu,"
+		       "\"wall_s\":%.3f,\"images_per_sec\":%.1f,\"stall_share\":%.4f,"
+		       "\"skipped_records\":%llu,\"corrupt_blocks\":%llu,\"dropped_samples\":%llu,"
+		       "\"train_loss\":null,\"test_accuracy\":null}\n",
+		       o->epochs, (unsigned long long)images, wall, images / wall,
+		       wall > 0 ? wait / wall : 0, (unsigned long long)dm.skipped_records,
+		       (unsigned long long)dm.corrupt_blocks,
+		       (unsigned long long)dm.dropped_samples);
+	else if (!o->quiet)
+		fprintf(out, "done: %llu images, skipped_records %llu, corrupt_blocks %llu, dropped_samples %llu\n",
+			(unsigned long long)images, (unsigned long long)dm.skipped_records,
+			(unsigned long long)dm.corrupt_blocks,
+			(unsigned long long)dm.dropped_samples);
+	stats_close(st);
+	pf_iter_free(it);
+	pf_pipeline_free(p);
+	return 0;
+}
+
+/* ==== training ============================================================ */
+
+/* Everything a training run holds, from trainer_open to trainer_close. */
+typedef struct trainer {
+	const opts *o;
+	const run_state *rs;  /* where a resumed run starts; NULL: a new run */
+	pf_model_cfg mc;
+	FILE *out;            /* epoch lines: stdout, or stderr with --json */
+	pf_device *dev;
+	pf_stream *cs;        /* the compute stream */
+	pf_model *m;
+	pf_pipeline *tp, *ep; /* train and eval pipelines (ep: NULL without --eval) */
+	pf_iter *tit, *eit;
+	pf_devfeed *tf, *ef;
+	pf_stats *stats;      /* --stats; NULL: none */
+	FILE *fpf;            /* --fingerprint; NULL: none */
+	const char *ckpt;     /* --checkpoint (or --resume's file); NULL: none */
+	progress pg;
+	feed_input tin, ein;
+	/* the run so far (steps_total, images_total: across resumes) */
+	uint64_t e0, k0, step_total, images_total, images, steps_prev_epoch;
+	double train_wall, train_loss, train_acc, test_loss, test_acc;
+	/* the first batch of the next epoch, taken early to record the
+	 * position of the epoch's start (see epoch_checkpoint) */
+	pf_devbatch pending;
+	int have_pending, pending_rc;
+} trainer;
+
+/* Where the current epoch stands (train_epoch). */
+typedef struct epoch_run {
+	uint64_t e, step, step0, images;
+	double t0, tstep;
+	pf_devfeed_stats s0;
+	uint64_t stall_prev, copy_prev;
+} epoch_run;
+
+/* Write the checkpoint: model, optimizer, o and st (atomically: a signal
+ * or a crash meanwhile leaves the previous file whole). */
+static void save_checkpoint(const trainer *t, const run_state *st)
+{
+	size_t len;
+	char *text = run_encode(t->o, st, &len);
+	if (!text) {
+		fprintf(stderr, "pipe-train: --checkpoint: out of memory\n");
+		exit(1);
+	}
+	pf_error err = { 0 };
+	if (pf_model_save_run(t->m, t->cs, t->ckpt, text, len, &err) < 0)
+		die("--checkpoint", &err);
+	free(text);
+}
+
+/* The message of an interrupted run (stderr). */
+static void say_interrupted(const trainer *t, uint64_t epoch, uint64_t step)
+{
+	if (t->ckpt)
+		fprintf(stderr, "pipe-train: interrupted at epoch %" PRIu64 " step %" PRIu64
+			"; checkpoint written to %s; resume with: pipe-train --resume %s\n",
+			epoch + 1, step, t->ckpt, t->ckpt);
+	else
+		fprintf(stderr, "pipe-train: interrupted at epoch %" PRIu64 " step %" PRIu64
+			"; no checkpoint written (no --checkpoint was given)\n", epoch + 1, step);
+}
+
+/* The eval pipeline, iterator and feed (with --eval). */
+static void open_eval(trainer *t, const pf_devfeed_opts *fo)
+{
+	pf_error err = { 0 };
+	const char *ev[1] = { t->o->eval };
+	t->ep = build(t->o, ev, 1, 0, t->dev);
+	if (pf_iter_new(&t->eit, t->ep, &err) < 0)
+		die("eval iterator", &err);
+	if (pf_devfeed_new(&t->ef, t->dev, t->eit, t->cs, fo, &err) < 0)
+		die("eval prefetch_to_device", &err);
+}
+
+/* Open the device, the pipelines, the model (loaded from --resume's file
+ * when resuming), the iterators and their device feeds.  Exits on errors. */
+static void trainer_open(trainer *t, const opts *o, pf_model_cfg mc, const run_state *rs)
+{
+	pf_error err = { 0 };
+	*t = (trainer){ .o = o, .rs = rs, .mc = mc, .out = o->json ? stderr : stdout,
+			.ckpt = o->checkpoint ? o->checkpoint : o->resume,
+			.pg = { .tty = isatty(2), .quiet = o->quiet },
+			.tin = { .img = -1, .lab = -1 }, .ein = { .img = -1, .lab = -1 },
+			.train_loss = NAN, .train_acc = NAN, .test_loss = NAN,
+			.test_acc = NAN };
+	if (pf_device_open(&t->dev, o->device, NULL, &err) < 0)
+		die("--device", &err);
+	t->tp = build(o, (const char *const *)o->shards, o->nshards, 1, t->dev);
+	if (pf_device_note(t->dev)[0] && !o->quiet)
+		fprintf(stderr, "pipe-train: %s\n", pf_device_note(t->dev));
+	if (pf_stream_new(t->dev, &t->cs, &err) < 0)
+		die("stream", &err);
+	/* with --pipeline the batch size is the spec's: size the model for
+	 * the largest batch it can see */
+	if (o->pipeline && t->mc.max_batch < 4096)
+		t->mc.max_batch = 4096;
+	if (pf_model_new(&t->m, t->dev, &t->mc, &err) < 0)
+		die("model", &err);
+	if (rs) {
+		if (pf_model_load(t->m, t->cs, o->resume, &err) < 0 ||
+		    pf_model_set_acc(t->m, t->cs, PF_ACC_TRAIN, rs->acc, &err) < 0)
+			die("--resume", &err);
+		t->e0 = rs->epoch;
+		t->k0 = rs->step;
+		t->step_total = rs->steps;
+		t->images_total = rs->images;
+	}
+	if (o->fingerprint && !(t->fpf = fopen(o->fingerprint, "w"))) {
+		fprintf(stderr, "pipe-train: --fingerprint: %s: %s\n", o->fingerprint,
+			strerror(errno));
+		exit(1);
+	}
+	if ((rs ? pf_iter_new_at(&t->tit, t->tp, &rs->pos, &err)
+		: pf_iter_new(&t->tit, t->tp, &err)) < 0)
+		die(rs ? "--resume: iterator" : "iterator", &err);
+	t->stats = stats_open(o, t->tit);
+	pf_devfeed_opts fo = { .depth = o->depth,
+			       .epochs = o->epochs - (int64_t)t->e0, .pinned_batches = 1 };
+	if (pf_devfeed_new(&t->tf, t->dev, t->tit, t->cs, &fo, &err) < 0)
+		die("prefetch_to_device", &err);
+	if (o->eval)
+		open_eval(t, &fo);
+	if (!o->quiet) {
+		fprintf(stderr, "pipe-train: %s, model %s (%zu parameters)\n",
+			pf_device_info(t->dev), o->model, pf_model_nparams(t->m));
+		if (rs)
+			fprintf(stderr, "pipe-train: resuming %s at epoch %" PRIu64 " step %" PRIu64 "\n",
+				o->resume, t->e0 + 1, t->k0);
+	}
+}
+
+/* Free what trainer_open opened, in the order the device needs.  Returns
+ * status, or 1 when the --fingerprint file could not be written. */
+static int trainer_close(trainer *t, int status)
+{
+	pf_error err = { 0 };
+	if (t->have_pending)
+		pf_devfeed_release(t->tf, &t->pending, &err);
+	if (t->fpf && fclose(t->fpf) != 0) {
+		fprintf(stderr, "pipe-train: --fingerprint: %s: write failed\n", t->o->fingerprint);
+		status = 1;
+	}
+	pf_devfeed_free(t->tf);
+	pf_devfeed_free(t->ef);
+	stats_close(t->stats);
+	pf_iter_free(t->tit);
+	pf_iter_free(t->eit);
+	pf_pipeline_free(t->tp);       /* its batches are the device's pinned memory */
+	pf_pipeline_free(t->ep);
+	pf_model_free(t->m);
+	pf_stream_free(t->dev, t->cs);
+	pf_device_close(t->dev);
+	return status;
+}
+
+/* The next training batch: the one taken early at the last epoch's end,
+ * else the feed's.  0, PF_END or an error code. */
+static int next_train_batch(trainer *t, pf_devbatch *b, pf_error *err)
+{
+	if (t->have_pending) {
+		*b = t->pending;
+		t->have_pending = 0;
+		return t->pending_rc;
+	}
+	return pf_devfeed_next(t->tf, b, err);
+}
+
+/* One training step on batch b of the epoch er: the step, the counters,
+ * the stats file's step record, the progress line. */
+static void train_on(trainer *t, epoch_run *er, pf_devbatch *b)
+{
+	const opts *o = t->o;
+	pf_error err = { 0 };
+	int ei = (int)er->e;
+	bind_input(&t->tin, b, t->mc.sizes[0]);
+	if (t->fpf)
+		fingerprint(t->fpf, t->dev, t->cs, &t->tin, b, er->e, er->step);
+	if (pf_model_train_step(t->m, t->cs, &t->tin.in, &err) < 0)
+		die("train step", &err);
+	pf_devfeed_release(t->tf, b, &err);
+	er->step++;
+	t->step_total++;
+	er->images += b->batch;
+	t->images_total += b->batch;
+	double tn = now_s(), el = tn - er->t0;
+	pf_devfeed_stats sn;
+	pf_devfeed_get_stats(t->tf, &sn);
+	if (t->stats) {
+		/* the step: its share of the feed's stall, the rest of the
+		 * loop's time since the last step is compute */
+		uint64_t sc = sn.stall_host_ns + sn.stall_device_ns;
+		uint64_t ds = sc - er->stall_prev, tot = (uint64_t)((tn - er->tstep) * 1e9);
+		pf_stats_step(t->stats, ds, tot > ds ? tot - ds : 0,
+			      sn.copy_ns - er->copy_prev, b->batch);
+		er->stall_prev = sc;
+		er->copy_prev = sn.copy_ns;
+		er->tstep = tn;
+	}
+	double stall = el > 0 ? ((sn.stall_host_ns - er->s0.stall_host_ns) +
+				 (sn.stall_device_ns - er->s0.stall_device_ns)) * 1e-9 / el : 0;
+	double eta = t->steps_prev_epoch && er->step ? el / (double)(er->step - er->step0) *
+		(double)((o->epochs - ei) * t->steps_prev_epoch - er->step) : 0;
+	show(&t->pg, ei, o->epochs, er->step, t->steps_prev_epoch, er->images / el,
+	     stall, eta);
+}
+
+/*
+ * A stop was asked (a signal or --stop-after-steps) after a step of epoch
+ * er.  Was that the epoch's last batch?  Then return PF_END: the epoch
+ * finishes as usual (eval, epoch line) and its checkpoint is written, so a
+ * resume re-reads nothing.  Else the position is "epoch e, `step` batches
+ * trained on" (the feeder may be further ahead; the batch looked at is not
+ * trained on): write that checkpoint (with one), say so and return 130.
+ */
+static int stop_mid_epoch(trainer *t, const epoch_run *er)
+{
+	pf_error err = { 0 };
+	pf_devbatch nb;
+	int nrc = pf_devfeed_next(t->tf, &nb, &err);
+	if (nrc == PF_END)
+		return PF_END;
+	if (nrc < 0)
+		die("training input", &err);
+	pf_devfeed_release(t->tf, &nb, &err);
+	clear_progress(&t->pg);
+	run_state st = { .epoch = er->e, .step = er->step, .steps = t->step_total,
+			 .images = t->images_total };
+	if (t->ckpt) {
+		if (pf_model_read_acc(t->m, t->cs, PF_ACC_TRAIN, st.acc, 0, &err) < 0)
+			die("device", &err);
+		if (pf_iter_epoch_start(t->tit, er->e, er->step, &st.pos, &err) < 0)
+			die("--checkpoint: position", &err);
+		save_checkpoint(t, &st);
+	}
+	say_interrupted(t, er->e, er->step);
+	return 130;
+}
+
+/* The training steps of epoch er, up to its end (returns 0) or a stop in
+ * its middle (returns 130). */
+static int train_epoch(trainer *t, epoch_run *er)
+{
+	pf_error err = { 0 };
+	for (;;) {
+		pf_devbatch b;
+		int rc = next_train_batch(t, &b, &err);
+		if (rc < 0)
+			die("training input", &err);
+		if (rc != 0)
+			return 0;
+		train_on(t, er, &b);
+		if (t->o->stop_after && t->step_total >= t->o->stop_after && !stop_signal)
+			stop_signal = SIGINT; /* --stop-after-steps: the same path */
+		if (stop_signal)
+			return stop_mid_epoch(t, er) == PF_END ? 0 : 130;
+	}
+}
+
+/* Evaluate the model on the eval feed's next epoch: test loss and
+ * accuracy. */
+static void eval_epoch(trainer *t)
+{
+	pf_error err = { 0 };
+	pf_devbatch b;
+	double acc[4];
+	int rc;
+	while ((rc = pf_devfeed_next(t->ef, &b, &err)) == 0) {
+		bind_input(&t->ein, &b, t->mc.sizes[0]);
+		if (pf_model_eval(t->m, t->cs, &t->ein.in, &err) < 0)
+			die("eval", &err);
+		pf_devfeed_release(t->ef, &b, &err);
+	}
+	if (rc < 0)
+		die("eval input", &err);
+	if (pf_model_read_acc(t->m, t->cs, PF_ACC_EVAL, acc, 1, &err) < 0)
+		die("device", &err);
+	t->test_loss = acc[3] ? acc[0] / acc[3] : NAN;
+	t->test_acc = acc[3] ? acc[1] / acc[3] : NAN;
+}
+
+/* The end of epoch er's steps: its loss and accuracy, wall time and stall,
+ * the eval, the epoch line. */
+static void epoch_end(trainer *t, const epoch_run *er)
+{
+	const opts *o = t->o;
+	pf_error err = { 0 };
+	double acc[4];
+	if (pf_model_read_acc(t->m, t->cs, PF_ACC_TRAIN, acc, 1, &err) < 0)
+		die("device", &err);
+	double el = now_s() - er->t0;
+	t->train_wall += el;
+	pf_devfeed_stats s1;
+	pf_devfeed_get_stats(t->tf, &s1);
+	double stall = ((s1.stall_host_ns - er->s0.stall_host_ns) +
+			(s1.stall_device_ns - er->s0.stall_device_ns)) * 1e-9 / el;
+	t->train_loss = acc[3] ? acc[0] / acc[3] : NAN;
+	t->train_acc = acc[3] ? acc[1] / acc[3] : NAN;
+	t->images += er->images;
+	t->steps_prev_epoch = er->step;
+	if (t->ef)
+		eval_epoch(t);
+	clear_progress(&t->pg);
+	if (!o->quiet) {
+		fprintf(t->out, "epoch %d/%d: loss %.4f acc %.4f", (int)er->e + 1, o->epochs,
+			t->train_loss, t->train_acc);
+		if (t->ef)
+			fprintf(t->out, " test_loss %.4f test_acc %.4f", t->test_loss,
+				t->test_acc);
+		fprintf(t->out, " images/s %.0f stall %.2f%%\n", er->images / el,
+			100 * stall);
+		fflush(t->out);
+	}
+}
+
+/*
+ * The checkpoint at the end of epoch e (with --checkpoint, or when a stop
+ * was asked): the position is the next epoch's start, which the iterator
+ * records when it begins that epoch; taking the next batch now (kept for
+ * the next epoch) guarantees it has.  Returns 130 when a stop was asked
+ * before the last epoch, else 0.
+ */
+static int epoch_checkpoint(trainer *t, uint64_t e, uint64_t step)
+{
+	pf_error err = { 0 };
+	run_state st = { .epoch = e + 1, .steps = t->step_total, .images = t->images_total };
+	if (e + 1 >= (uint64_t)t->o->epochs) {
+		st.done = 1;
+		/* the position after the last epoch's end, for a resume with
+		 * more epochs: the feed has taken the iterator's PF_END (it
+		 * handed it over under its lock) and calls it no more, so
+		 * reading the position here is safe */
+		if (t->ckpt && pf_iter_position(t->tit, &st.pos, &err) == 0 &&
+		    st.pos.at_end && st.pos.epoch == e)
+			st.has_pos = 1;
+	} else if (t->ckpt) {
+		t->pending_rc = pf_devfeed_next(t->tf, &t->pending, &err);
+		if (t->pending_rc < 0)
+			die("training input", &err);
+		t->have_pending = 1;
+		if (pf_iter_epoch_start(t->tit, e + 1, 0, &st.pos, &err) < 0)
+			die("--checkpoint: position", &err);
+	}
+	if (t->ckpt)
+		save_checkpoint(t, &st);
+	if (stop_signal && !st.done) {
+		say_interrupted(t, e, step);
+		return 130;
+	}
+	return 0;
+}
+
+/* The end of the run: --save, then the done: line or the JSON object. */
+static void report(trainer *t)
+{
+	const opts *o = t->o;
+	pf_error err = { 0 };
+	pf_devfeed_stats st;
+	pf_devfeed_get_stats(t->tf, &st);
+	double wall = t->train_wall;
+	double stall_share = wall > 0 ? (st.stall_host_ns + st.stall_device_ns) * 1e-9 / wall : 0;
+	damage dm = damage_sum(t->tit);
+	if (o->save && pf_model_save(t->m, t->cs, o->save, &err) < 0)
+		die("--save", &err);
+	if (o->json) {
+		printf("{\"device\":\"%s\",\"model\":\"%s\",\"epochs\":%d,\"batch\":%d,"
+		       "\"steps\":%" PRIu64 ",\"images\":%" PRIu64 ",\"wall_s\":%.3f,"
+		       "\"images_per_sec\":%.1f,\"stall_share\":%.4f,"
+		       "\"stall_host_s\":%.3f,\"stall_device_s\":%.3f,"
+		       "\"feeder_input_s\":%.3f,\"feeder_slot_s\":%.3f,\"h2d_copy_s\":%.3f,"
+		       "\"skipped_records\":%" PRIu64 ",\"corrupt_blocks\":%" PRIu64
+		       ",\"dropped_samples\":%" PRIu64 ",\"resumed\":%s,"
+		       "\"train_loss\":%.6f,\"train_accuracy\":%.4f,",
+		       pf_device_kind(t->dev), o->model, o->epochs, o->batch,
+		       t->step_total, t->images_total,
+		       wall, wall > 0 ? t->images / wall : 0, stall_share,
+		       st.stall_host_ns * 1e-9, st.stall_device_ns * 1e-9,
+		       st.feeder_input_ns * 1e-9, st.feeder_slot_ns * 1e-9, st.copy_ns * 1e-9,
+		       dm.skipped_records, dm.corrupt_blocks, dm.dropped_samples,
+		       t->rs ? "true" : "false", t->train_loss, t->train_acc);
+		if (t->ef)
+			printf("\"test_loss\":%.6f,\"test_accuracy\":%.4f}\n", t->test_loss,
+			       t->test_acc);
+		else
+			printf("\"test_loss\":null,\"test_accuracy\":null}\n");
+	} else if (!o->quiet) {
+		printf("done: %" PRIu64 " images in %.2fs, %.0f images/s, stall %.2f%%, "
+		       "skipped_records %" PRIu64 ", corrupt_blocks %" PRIu64
+		       ", dropped_samples %" PRIu64 "\n",
+		       t->images, wall, wall > 0 ? t->images / wall : 0,
+		       100 * stall_share, dm.skipped_records, dm.corrupt_blocks,
+		       dm.dropped_samples);
+	}
+}
+
+/* The epochs from where the run stands to the last, then the report.
+ * Returns 0, or 130 when stopped. */
+static int train_epochs(trainer *t)
+{
+	for (uint64_t e = t->e0; e < (uint64_t)t->o->epochs; e++) {
+		epoch_run er = { .e = e, .step = e == t->e0 ? t->k0 : 0, .t0 = now_s() };
+		er.step0 = er.step;
+		er.tstep = er.t0;
+		pf_devfeed_get_stats(t->tf, &er.s0);
+		er.stall_prev = er.s0.stall_host_ns + er.s0.stall_device_ns;
+		er.copy_prev = er.s0.copy_ns;
+		if (train_epoch(t, &er) == 130)
+			return 130;
+		epoch_end(t, &er);
+		if (!t->ckpt && !stop_signal)
+			continue;
+		if (epoch_checkpoint(t, e, er.step) == 130)
+			return 130;
+	}
+	report(t);
+	return 0;
+}
+
+int run_training(const opts *o, pf_model_cfg mc, const run_state *rs)
+{
+	catch_stop_signals();
+	trainer t;
+	trainer_open(&t, o, mc, rs);
+	int status = train_epochs(&t);
+	return trainer_close(&t, status);
+}
