@@ -121,6 +121,44 @@ static void copy_str(char *dst, size_t cap, const char *src)
 	}
 }
 
+/* Fill the header of a new file (seq left odd: the caller's end_update
+ * publishes it). */
+static void write_header(pf_stats *s, const layout *l, const pf_stats_opts *opts)
+{
+	struct disk_hdr *h = s->h;
+	h->seq = 1; /* odd until the header is complete */
+	memcpy(h->magic, MAGIC, 8);
+	h->version = PF_STATS_VERSION;
+	h->header_bytes = HDR_BYTES;
+	h->endian = ENDIAN_MARK;
+	h->max_stages = PF_STATS_MAX_STAGES;
+	h->stage_bytes = sizeof(struct disk_stage);
+	h->sample_cap = s->cap_samples;
+	h->sample_bytes = sizeof(struct disk_sample);
+	h->step_cap = s->cap_steps;
+	h->step_bytes = sizeof(struct disk_step);
+	h->hist_buckets = PF_STATS_HIST_BUCKETS;
+	h->nhist = PF_STATS_NHIST;
+	h->event_cap = s->cap_events;
+	h->event_bytes = sizeof(struct disk_event);
+	h->layout_crc = pf_crc32c(0, s->map, 60);
+	h->file_bytes = l->bytes;
+	h->off_stages = l->off_stages;
+	h->off_samples = l->off_samples;
+	h->off_steps = l->off_steps;
+	h->off_hist = l->off_hist;
+	h->off_events = l->off_events;
+	h->off_drops = l->off_drops;
+	h->drop_cap = s->cap_drops;
+	h->drop_bytes = sizeof(struct disk_drop);
+	h->state = ST_RUNNING;
+	struct timespec rt;
+	clock_gettime(CLOCK_REALTIME, &rt);
+	h->start_unix_ns = (uint64_t)rt.tv_sec * 1000000000u + (uint64_t)rt.tv_nsec;
+	h->interval_ns = s->period_ns;
+	copy_str(h->label, sizeof(h->label), opts ? opts->label : NULL);
+}
+
 int pf_stats_create(pf_stats **sp, const char *path, const pf_stats_opts *opts,
 		    pf_error *err)
 {
@@ -192,38 +230,7 @@ int pf_stats_create(pf_stats **sp, const char *path, const pf_stats_opts *opts,
 	s->period_ns = (opts && opts->interval_ms ? opts->interval_ms : 100) * 1000000ull;
 	s->t0 = mono_ns();
 
-	struct disk_hdr *h = s->h;
-	h->seq = 1; /* odd until the header is complete */
-	memcpy(h->magic, MAGIC, 8);
-	h->version = PF_STATS_VERSION;
-	h->header_bytes = HDR_BYTES;
-	h->endian = ENDIAN_MARK;
-	h->max_stages = PF_STATS_MAX_STAGES;
-	h->stage_bytes = sizeof(struct disk_stage);
-	h->sample_cap = s->cap_samples;
-	h->sample_bytes = sizeof(struct disk_sample);
-	h->step_cap = s->cap_steps;
-	h->step_bytes = sizeof(struct disk_step);
-	h->hist_buckets = PF_STATS_HIST_BUCKETS;
-	h->nhist = PF_STATS_NHIST;
-	h->event_cap = s->cap_events;
-	h->event_bytes = sizeof(struct disk_event);
-	h->layout_crc = pf_crc32c(0, s->map, 60);
-	h->file_bytes = l.bytes;
-	h->off_stages = l.off_stages;
-	h->off_samples = l.off_samples;
-	h->off_steps = l.off_steps;
-	h->off_hist = l.off_hist;
-	h->off_events = l.off_events;
-	h->off_drops = l.off_drops;
-	h->drop_cap = s->cap_drops;
-	h->drop_bytes = sizeof(struct disk_drop);
-	h->state = ST_RUNNING;
-	struct timespec rt;
-	clock_gettime(CLOCK_REALTIME, &rt);
-	h->start_unix_ns = (uint64_t)rt.tv_sec * 1000000000u + (uint64_t)rt.tv_nsec;
-	h->interval_ns = s->period_ns;
-	copy_str(h->label, sizeof(h->label), opts ? opts->label : NULL);
+	write_header(s, &l, opts);
 	end_update(s);
 	if (rename(tmp, path) < 0) {
 		e = errno;
