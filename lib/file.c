@@ -51,10 +51,56 @@ int pf_file_open_mem(pf_file *f, const void *buf, size_t len, const char *name,
 	return 0;
 }
 
+ssize_t pf_pread_full(int fd, void *buf, size_t n, uint64_t off, size_t *done)
+{
+	size_t got = 0;
+	ssize_t rc = 0;
+
+	while (got < n) {
+		ssize_t k = pread(fd, (char *)buf + got, n - got, (off_t)(off + got));
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0) {
+			rc = -errno;
+			break;
+		}
+		if (k == 0)
+			break;
+		got += (size_t)k;
+	}
+	if (done)
+		*done = got;
+	return rc < 0 ? rc : (ssize_t)got;
+}
+
+int pf_write_full(int fd, const void *buf, size_t n, size_t *done)
+{
+	const char *p = buf;
+	size_t put = 0;
+	int rc = 0;
+
+	while (put < n) {
+		ssize_t k = write(fd, p + put, n - put);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0) {
+			rc = -errno;
+			break;
+		}
+		put += (size_t)k;
+	}
+	if (done)
+		*done = put;
+	return rc;
+}
+
 ssize_t pf_file_read_some(const pf_file *f, void *dst, size_t n, uint64_t off,
 			  pf_error *err)
 {
-	size_t got = 0;
+	size_t got;
+	ssize_t k;
 
 	if (off >= f->size)
 		return 0;
@@ -64,20 +110,12 @@ ssize_t pf_file_read_some(const pf_file *f, void *dst, size_t n, uint64_t off,
 		memcpy(dst, f->mem + off, n);
 		return (ssize_t)n;
 	}
-	while (got < n) {
-		ssize_t k = pread(f->fd, (char *)dst + got, n - got, (off_t)(off + got));
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return pf_error_set(err, pf_error_from_errno(-errno),
-					    "%s: offset %" PRIu64 ": read: %s",
-					    f->name, off + got, strerror(errno));
-		if (k == 0)
-			break;
-		got += (size_t)k;
-	}
-	return (ssize_t)got;
+	k = pf_pread_full(f->fd, dst, n, off, &got);
+	if (k < 0)
+		return pf_error_set(err, pf_error_from_errno((int)k),
+				    "%s: offset %" PRIu64 ": read: %s",
+				    f->name, off + got, strerror((int)-k));
+	return k;
 }
 
 int pf_file_read(const pf_file *f, void *dst, size_t n, uint64_t off, pf_error *err)

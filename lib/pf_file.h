@@ -46,6 +46,19 @@ int pf_file_read(const pf_file *f, void *dst, size_t n, uint64_t off, pf_error *
 ssize_t pf_file_read_some(const pf_file *f, void *dst, size_t n, uint64_t off,
 			  pf_error *err);
 
+/* Read n bytes at off from the descriptor fd with pread, going on after
+ * interrupted (EINTR) and short reads until n bytes came or the file ended.
+ * Returns the bytes read (fewer than n only at the end of the file), or
+ * -errno when a read fails.  *done, when not NULL, gets the bytes read
+ * before the failure (or the count).  No pf_error: the callers name the
+ * file in their own messages. */
+ssize_t pf_pread_full(int fd, void *buf, size_t n, uint64_t off, size_t *done);
+
+/* Write n bytes to the descriptor fd, going on after interrupted (EINTR)
+ * and short writes: 0, or -errno when a write fails.  *done, when not NULL,
+ * gets the bytes written (before the failure, or n). */
+int pf_write_full(int fd, const void *buf, size_t n, size_t *done);
+
 /* Close and free the name; the struct may be reused.  A zeroed or closed
  * pf_file is a no-op. */
 void pf_file_close(pf_file *f);

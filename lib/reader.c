@@ -3,9 +3,9 @@
  * files through io_uring, handed back in each stream's order; a pread
  * backend when io_uring cannot be set up.
  *
- * The pieces, in the order they appear:
- *   buffer pool   - aligned buffers reused by size class, bounded by max_bytes,
- *                   optionally registered with the ring (read_fixed);
+ * The pieces, in the order they appear (the buffer pool, aligned buffers
+ * reused by size class, bounded by max_bytes, optionally registered with
+ * the ring for read_fixed, is in reader_buf.c):
  *   requests      - one per extent being read: where it reads, how much came,
  *                   the error if any; recycled through a free list;
  *   progress      - what a read's result means (done, resubmit the rest,
@@ -37,16 +37,7 @@
 #include <unistd.h>
 
 #include "pf_reader.h"
-
-#define RD_ALIGN        4096u            /* O_DIRECT alignment of offsets, lengths, memory */
-#define RD_MAX_IO       (1u << 30)       /* largest single read syscall */
-#define RD_NCLASS       9                /* 4 KiB .. 1 MiB, powers of two */
-#define RD_BIG_UNIT     (1u << 20)       /* larger buffers: multiples of 1 MiB */
-#define RD_FIXED_SLOTS  1024u            /* registered-buffer table size */
-#define RD_FIXED_MAX    (1u << 30)       /* kernel limit on one registered buffer */
-#define RD_MAX_QD       4096u
-#define RD_MAX_RA       4096u
-#define RD_ESHORT       1                /* rreq.err: the file ended before the extent did */
+#include "pf_reader_int.h"
 
 /*
  * Registered buffers (read_fixed): bench/reader_bench, 256 MiB as 256 KiB
@@ -58,199 +49,9 @@
  * readers, off otherwise; pf__reader_debug(r, "fixed", 0|1) overrides.
  */
 
-struct rbuf {
-	void *mem;          /* RD_ALIGN-aligned, cap bytes */
-	size_t cap;
-	int fixed;          /* index in the ring's registered-buffer table, or -1 */
-	struct rbuf *next;  /* pool free list */
-};
-
-enum rq_state { RQ_FREE, RQ_INFLIGHT, RQ_DONE, RQ_CLAIMED, RQ_ORPHAN };
-
-struct rreq {
-	int stream;
-	size_t seq;
-	pf_extent ext;
-	int fd;             /* descriptor the read goes through */
-	int direct;         /* fd was opened with O_DIRECT */
-	uint64_t aoff;      /* where the read starts: ext.offset, rounded down for O_DIRECT */
-	size_t need;        /* bytes from aoff that cover the extent */
-	size_t want;        /* bytes asked for from aoff (need rounded up for O_DIRECT) */
-	size_t done;        /* bytes that came so far */
-	int err;            /* 0, a negative errno, or RD_ESHORT */
-	enum rq_state state;
-	struct rbuf *buf;   /* NULL for a 0-length extent */
-	struct rreq *next;  /* free list */
-	struct rreq *all;   /* every request allocated, for pf_reader_free */
-};
-
-struct rstream {
-	char *path;
-	int fd;             /* -1 once closed */
-	int fd_buf;         /* buffered descriptor once O_DIRECT was refused at read time */
-	int direct;         /* fd was opened with O_DIRECT */
-	int closed;
-	pf_extent *ext;
-	size_t n;
-	size_t next_sub;    /* next extent to start */
-	size_t next_claim;  /* next extent to hand out */
-	struct rreq **slot; /* [readahead]: extent seq is in slot[seq % readahead] */
-};
-
-struct pf_reader {
-	pf_reader_opts o;
-	int uring;                     /* 1: io_uring backend, 0: pread */
-	struct io_uring ring;
-	unsigned inflight;             /* reads in the kernel, orphans included */
-	unsigned pending;              /* SQEs prepared, not yet submitted */
-
-	struct rstream *st;
-	size_t nst, capst;
-	int *active;                   /* streams with extents not yet started */
-	size_t nactive, rr;
-
-	size_t held;                   /* bytes of buffers owned by requests */
-	size_t pooled;                 /* bytes of buffers in the pool */
-	struct rbuf *pool[RD_NCLASS + 1];
-
-	int fixed_avail, fixed_on;     /* sparse table registered / used for new buffers */
-	int fixed_free[RD_FIXED_SLOTS];
-	unsigned nfixed_free;
-	unsigned long nfixed_reads;
-
-	struct rreq *free_req, *all_req;
-	size_t max_io;
-	pf_reader_fault_fn fault;
-	void *fault_user;
-};
-
 int pf__reader_debug(pf_reader *r, const char *key, long value);
 
 static const unsigned char rd_empty[1];
-
-/* ---------------------------------------------------------------- buffers */
-
-static size_t buf_cap(size_t n)
-{
-	size_t c = RD_ALIGN;
-
-	if (n > RD_BIG_UNIT)
-		return (n + RD_BIG_UNIT - 1) & ~((size_t)RD_BIG_UNIT - 1);
-	while (c < n)
-		c <<= 1;
-	return c;
-}
-
-static int buf_class(size_t cap)
-{
-	int c = 0;
-
-	if (cap > RD_BIG_UNIT)
-		return RD_NCLASS;
-	while (((size_t)RD_ALIGN << c) < cap)
-		c++;
-	return c;
-}
-
-/* Register b in a free slot of the sparse table; b->fixed stays -1 if none. */
-static void buf_register(pf_reader *r, struct rbuf *b)
-{
-	struct iovec iov = { b->mem, b->cap };
-	int idx;
-
-	b->fixed = -1;
-	if (!r->fixed_avail || !r->fixed_on || !r->nfixed_free || b->cap > RD_FIXED_MAX)
-		return;
-	idx = r->fixed_free[--r->nfixed_free];
-	if (io_uring_register_buffers_update_tag(&r->ring, idx, &iov, NULL, 1) != 1) {
-		r->fixed_free[r->nfixed_free++] = idx;
-		return;
-	}
-	b->fixed = idx;
-}
-
-/* Free a buffer that no request uses, unregistering it first. */
-static void buf_destroy(pf_reader *r, struct rbuf *b)
-{
-	if (b->fixed >= 0 && r->fixed_avail) {
-		struct iovec iov = { NULL, 0 };
-
-		io_uring_register_buffers_update_tag(&r->ring, b->fixed, &iov, NULL, 1);
-		r->fixed_free[r->nfixed_free++] = b->fixed;
-	}
-	free(b->mem);
-	free(b);
-}
-
-/* Drop one pooled buffer, the largest class first (frees the most). */
-static void pool_drop_one(pf_reader *r)
-{
-	for (int c = RD_NCLASS; c >= 0; c--) {
-		struct rbuf *b = r->pool[c];
-
-		if (b) {
-			r->pool[c] = b->next;
-			r->pooled -= b->cap;
-			buf_destroy(r, b);
-			return;
-		}
-	}
-}
-
-/*
- * A buffer of at least n bytes for a request, from the pool or new.
- * Without `demand` it fails (NULL) when held bytes would pass max_bytes; with
- * it only when memory runs out.  Pooled buffers are freed as needed so that
- * held + pooled stays within max_bytes.
- */
-static struct rbuf *buf_get(pf_reader *r, size_t n, int demand)
-{
-	size_t cap = buf_cap(n);
-	int c = buf_class(cap);
-	struct rbuf **pp, *b;
-
-	if (!demand && r->held + cap > r->o.max_bytes)
-		return NULL;
-	for (pp = &r->pool[c]; *pp; pp = &(*pp)->next)
-		if ((*pp)->cap == cap)
-			break;
-	if (*pp) {
-		b = *pp;
-		*pp = b->next;
-		r->pooled -= cap;
-		r->held += cap;
-		return b;
-	}
-	while (r->pooled && r->held + r->pooled + cap > r->o.max_bytes)
-		pool_drop_one(r);
-	b = malloc(sizeof(*b));
-	if (!b)
-		return NULL;
-	if (posix_memalign(&b->mem, RD_ALIGN, cap) != 0) {
-		free(b);
-		return NULL;
-	}
-	b->cap = cap;
-	b->next = NULL;
-	buf_register(r, b);
-	r->held += cap;
-	return b;
-}
-
-/* Give a request's buffer back: to the pool, or freed if the pool is full. */
-static void buf_put(pf_reader *r, struct rbuf *b)
-{
-	int c = buf_class(b->cap);
-
-	r->held -= b->cap;
-	if (r->held + r->pooled + b->cap > r->o.max_bytes) {
-		buf_destroy(r, b);
-		return;
-	}
-	b->next = r->pool[c];
-	r->pool[c] = b;
-	r->pooled += b->cap;
-}
 
 /* --------------------------------------------------------------- requests */
 
@@ -277,7 +78,7 @@ static struct rreq *rq_get(pf_reader *r)
 static void rq_put(pf_reader *r, struct rreq *q)
 {
 	if (q->buf)
-		buf_put(r, q->buf);
+		pf_rdbuf_put(r, q->buf);
 	q->buf = NULL;
 	q->state = RQ_FREE;
 	q->next = r->free_req;
@@ -445,7 +246,7 @@ static int rq_start(pf_reader *r, int sid, int demand)
 	q->need = (size_t)(e->offset + e->len - q->aoff);
 	q->want = q->direct ? (q->need + RD_ALIGN - 1) & ~(size_t)(RD_ALIGN - 1) : q->need;
 	if (e->len) {
-		q->buf = buf_get(r, q->want, demand);
+		q->buf = pf_rdbuf_get(r, q->want, demand);
 		if (!q->buf) {
 			rq_put(r, q);
 			return demand ? PF_ENOMEM : 0;
@@ -667,15 +468,10 @@ void pf_reader_free(pf_reader *r)
 	for (struct rreq *q = r->all_req, *next; q; q = next) {
 		next = q->all;
 		if (q->buf) /* handed out and never released */
-			buf_destroy(r, q->buf);
+			pf_rdbuf_destroy(r, q->buf);
 		free(q);
 	}
-	for (int c = 0; c <= RD_NCLASS; c++) {
-		for (struct rbuf *b = r->pool[c], *next; b; b = next) {
-			next = b->next;
-			buf_destroy(r, b);
-		}
-	}
+	pf_rdbuf_pool_free(r);
 	for (size_t i = 0; i < r->nst; i++)
 		free(r->st[i].path);
 	free(r->st);

@@ -142,7 +142,7 @@ struct pf_op {
 	 * file part (id >> 40), valid from prepare to stop; NULL otherwise */
 	char **src_paths;
 	size_t src_npaths;
-	struct pf_drop_log *drops; /* map with isolate: dropped samples (stats.c) */
+	struct pf_drop_log *drops; /* map with isolate: dropped samples (drop_log.c) */
 	void *cfg;            /* builder arguments (owned; freed by destroy) */
 	void *run;            /* runtime state (owned; freed by stop) */
 };
@@ -390,7 +390,7 @@ static inline const char *pf_op_sample_path(const pf_op *op, uint64_t id)
 	return op->src_paths && f < op->src_npaths ? op->src_paths[f] : NULL;
 }
 
-/* The dropped-sample log of a map with isolate (pipeline/stats.c): keeps
+/* The dropped-sample log of a map with isolate (ops/drop_log.c): keeps
  * the first PF_DROPPED_LOG_MAX entries and counts all; thread-safe.
  * new returns NULL when out of memory; free(NULL) is a no-op; clear
  * empties it (iterator start); add copies its strings (path may be NULL). */

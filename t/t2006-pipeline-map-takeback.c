@@ -8,7 +8,7 @@
  * through 200 epochs; every epoch must deliver every value once, in order
  * (the map is ordered), and the run must end.  (The hang's window is a
  * feeder's wake-up: this test did not hit it on the old code in 5 runs;
- * it guards the switching, the fix is argued in map.c.) */
+ * it guards the switching, the fix is argued in map.c and map_pool.c.) */
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "pack_common.h"
+#include "pf_file.h"
 
 #define BATCH_BYTES (1u << 20)
 
@@ -54,23 +55,17 @@ static int raw_schema(pf_schema *s, char **fields, int nf, uint64_t size,
 static int read_full(int fd, const char *path, void *buf, size_t n, uint64_t off,
 		     pf_error *err)
 {
-	size_t got = 0;
+	size_t got;
+	ssize_t k = pf_pread_full(fd, buf, n, off, &got);
 
-	while (got < n) {
-		ssize_t k = pread(fd, (char *)buf + got, n - got, (off_t)(off + got));
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return pf_error_set(err, pf_error_from_errno(-errno),
-					    "%s: offset %" PRIu64 ": read: %s",
-					    path, off + got, strerror(errno));
-		if (k == 0)
-			return pf_error_set(err, PF_ETRUNC,
-					    "%s: offset %" PRIu64 ": truncated (file shrank?)",
-					    path, off + got);
-		got += (size_t)k;
-	}
+	if (k < 0)
+		return pf_error_set(err, pf_error_from_errno((int)k),
+				    "%s: offset %" PRIu64 ": read: %s",
+				    path, off + got, strerror((int)-k));
+	if ((size_t)k < n)
+		return pf_error_set(err, PF_ETRUNC,
+				    "%s: offset %" PRIu64 ": truncated (file shrank?)",
+				    path, off + got);
 	return 0;
 }
 

@@ -180,6 +180,77 @@ static void check_index(struct vfile *f)
 	}
 }
 
+/* Check every block of v on up to `threads` threads (in this one when a
+ * single thread will do, or none could start); returns the count used. */
+static size_t run_workers(struct vctx *v, uint64_t threads)
+{
+	size_t nt = threads < v->nitems ? (size_t)threads : v->nitems;
+	pthread_t *th;
+
+	if (nt <= 1) {
+		worker(v);
+	} else {
+		th = calloc(nt, sizeof(*th));
+		size_t started = 0;
+
+		for (; th && started < nt; started++)
+			if (pthread_create(&th[started], NULL, worker, v))
+				break;
+		if (started == 0)
+			worker(v);
+		for (size_t k = 0; k < started; k++)
+			pthread_join(th[k], NULL);
+		free(th);
+	}
+	return nt;
+}
+
+/* Print each file's verdict (damaged ones always, good ones unless quiet)
+ * and the totals; returns the number of damaged files. */
+static int report(struct vfile *files, int nfiles, int quiet, size_t nt, double dt)
+{
+	uint64_t t_raw = 0, t_stored = 0, t_recs = 0, t_blocks = 0;
+	int nbad = 0;
+
+	for (int i = 0; i < nfiles; i++) {
+		struct vfile *f = &files[i];
+		uint64_t raw = 0, nb = f->s ? pf_shard_nblocks(f->s) : 0;
+		double span = f->t_last - f->t_first;
+
+		for (uint32_t b = 0; b < nb; b++)
+			raw += pf_shard_block(f->s, b)->raw_len;
+		if (f->damaged) {
+			nbad++;
+			printf("%s: DAMAGED: %s\n", f->path, f->err.msg);
+			if (f->scanned)
+				printf("%s: index rebuilt by scanning: %" PRIu64
+				       " blocks, %" PRIu64 " records intact up to offset %"
+				       PRIu64 "%s\n", f->path, nb, f->nrecords, f->lost_at,
+				       f->bad_block != UINT32_MAX ? " (before the damaged block)" : "");
+			continue;
+		}
+		t_recs += f->nrecords;
+		t_blocks += nb;
+		t_raw += raw;
+		t_stored += f->s ? pf_shard_size(f->s) : 0;
+		if (!quiet)
+			printf("%s: ok, %" PRIu64 " records, %" PRIu64 " blocks, raw %" PRIu64
+			       " B, stored %" PRIu64 " B, ratio %.2f, %.1f MB/s\n",
+			       f->path, f->nrecords, nb, raw, pf_shard_size(f->s),
+			       pf_shard_size(f->s) ? (double)raw / (double)pf_shard_size(f->s) : 0.0,
+			       span > 0 ? (double)raw / span / 1e6 : 0.0);
+	}
+	if (!quiet || nbad)
+		printf("verify: %d file%s, %d damaged; %" PRIu64 " records, %" PRIu64
+		       " blocks, raw %" PRIu64 " B, stored %" PRIu64
+		       " B, ratio %.2f, %.1f MB/s (%zu thread%s, %.3f s)\n",
+		       nfiles, nfiles == 1 ? "" : "s", nbad, t_recs, t_blocks, t_raw,
+		       t_stored, t_stored ? (double)t_raw / (double)t_stored : 0.0,
+		       dt > 0 ? (double)t_raw / dt / 1e6 : 0.0, nt ? nt : 1,
+		       nt == 1 ? "" : "s", dt);
+	return nbad;
+}
+
 int pack_verify(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -190,8 +261,7 @@ int pack_verify(int argc, char **argv)
 	};
 	struct vctx v = { 0 };
 	struct vfile *files;
-	pthread_t *th;
-	uint64_t threads = 0, t_raw = 0, t_stored = 0, t_recs = 0, t_blocks = 0;
+	uint64_t threads = 0;
 	int c, quiet = 0, nfiles, nbad = 0;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	double t0, dt;
@@ -246,60 +316,10 @@ int pack_verify(int argc, char **argv)
 			v.items[v.nitems++] = (struct vitem){ (uint32_t)i, b };
 	pthread_mutex_init(&v.lock, NULL);
 	atomic_init(&v.next, 0);
-	nt = threads < v.nitems ? (size_t)threads : v.nitems;
-	if (nt <= 1) {
-		worker(&v);
-	} else {
-		th = calloc(nt, sizeof(*th));
-		size_t started = 0;
-
-		for (; th && started < nt; started++)
-			if (pthread_create(&th[started], NULL, worker, &v))
-				break;
-		if (started == 0)
-			worker(&v);
-		for (size_t k = 0; k < started; k++)
-			pthread_join(th[k], NULL);
-		free(th);
-	}
+	nt = run_workers(&v, threads);
 	dt = pack_now() - t0;
 
-	for (int i = 0; i < nfiles; i++) {
-		struct vfile *f = &files[i];
-		uint64_t raw = 0, nb = f->s ? pf_shard_nblocks(f->s) : 0;
-		double span = f->t_last - f->t_first;
-
-		for (uint32_t b = 0; b < nb; b++)
-			raw += pf_shard_block(f->s, b)->raw_len;
-		if (f->damaged) {
-			nbad++;
-			printf("%s: DAMAGED: %s\n", f->path, f->err.msg);
-			if (f->scanned)
-				printf("%s: index rebuilt by scanning: %" PRIu64
-				       " blocks, %" PRIu64 " records intact up to offset %"
-				       PRIu64 "%s\n", f->path, nb, f->nrecords, f->lost_at,
-				       f->bad_block != UINT32_MAX ? " (before the damaged block)" : "");
-			continue;
-		}
-		t_recs += f->nrecords;
-		t_blocks += nb;
-		t_raw += raw;
-		t_stored += f->s ? pf_shard_size(f->s) : 0;
-		if (!quiet)
-			printf("%s: ok, %" PRIu64 " records, %" PRIu64 " blocks, raw %" PRIu64
-			       " B, stored %" PRIu64 " B, ratio %.2f, %.1f MB/s\n",
-			       f->path, f->nrecords, nb, raw, pf_shard_size(f->s),
-			       pf_shard_size(f->s) ? (double)raw / (double)pf_shard_size(f->s) : 0.0,
-			       span > 0 ? (double)raw / span / 1e6 : 0.0);
-	}
-	if (!quiet || nbad)
-		printf("verify: %d file%s, %d damaged; %" PRIu64 " records, %" PRIu64
-		       " blocks, raw %" PRIu64 " B, stored %" PRIu64
-		       " B, ratio %.2f, %.1f MB/s (%zu thread%s, %.3f s)\n",
-		       nfiles, nfiles == 1 ? "" : "s", nbad, t_recs, t_blocks, t_raw,
-		       t_stored, t_stored ? (double)t_raw / (double)t_stored : 0.0,
-		       dt > 0 ? (double)t_raw / dt / 1e6 : 0.0, nt ? nt : 1,
-		       nt == 1 ? "" : "s", dt);
+	nbad = report(files, nfiles, quiet, nt, dt);
 	for (int i = 0; i < nfiles; i++)
 		pf_shard_close(files[i].s);
 	pthread_mutex_destroy(&v.lock);
