@@ -17,6 +17,8 @@
 # The library and header lists come from make (doc/man3.am); new installed
 # headers, functions and libraries are picked up without editing this test.
 . "$srcdir/t/tap.sh"
+LC_ALL=C   # sort and comm must agree on the order
+export LC_ALL
 
 if [ -z "${pf_public_headers+set}" ] || [ -z "${pf_public_libs+set}" ]; then
 	skip_all "run through make check (it passes the installed header and library lists)"
@@ -33,7 +35,9 @@ pages=`ls "$man3"/*.3 2>/dev/null`
 nlibs=0
 for la in $pf_public_libs; do
 	nlibs=$((nlibs + 1))
-	so=$top_builddir/`dirname "$la"`/.libs/`basename "$la" .la`.so
+	so=$top_builddir/`dirname "$la"`/.libs/`basename "$la" .la`
+	# the shared library; the static archive of a --disable-shared build
+	if [ -f "$so.so" ] || [ ! -f "$so.a" ]; then so=$so.so; else so=$so.a; fi
 	echo "$so" >>"$tmp/libs"
 done
 : >"$tmp/words"
@@ -58,7 +62,8 @@ cut -d' ' -f1 "$tmp/names" | sort >"$tmp/listed"
 nsyms=0
 while read -r so; do
 	[ -f "$so" ] || continue
-	nm -D --defined-only "$so" | awk '($2 == "T" || $2 == "D") && $3 ~ /^pf_/ { sub(/@.*/, "", $3); print $3 }'
+	case $so in *.a) nmflags=-g ;; *) nmflags=-D ;; esac
+	nm $nmflags --defined-only "$so" 2>/dev/null | awk '($2 == "T" || $2 == "D") && $3 ~ /^pf_/ { sub(/@.*/, "", $3); print $3 }'
 done <"$tmp/libs" | sort -u >"$tmp/exported"
 comm -12 "$tmp/exported" "$tmp/words" >"$tmp/public"
 cat "$tmp/decls" >>"$tmp/public"
