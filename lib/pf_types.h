@@ -57,7 +57,11 @@ typedef struct pf_options {
  * Variable-length fields (a "?" dimension): in an element, var_len[i] is the
  * length of the "?" dimension.  In a padded batch, field i is
  * [B, var_len[i], other dims...] padded with zeros, and lengths[i] points at
- * B int32 true lengths (in the same buffer).  For fixed fields var_len[i] is
+ * 2 x B int32 (in the same buffer): lengths[i][k] (k < B) is the number of
+ * items row k holds, never more than var_len[i] (so code that indexes a row
+ * by it stays inside the row); lengths[i][B + k] is sample k's length
+ * before padded_batch cut it to max_len (PF_PAD_TRUNCATE): the two differ
+ * exactly for the samples that were cut.  For fixed fields var_len[i] is
  * 0 and lengths[i] is NULL.
  *
  * Source records (from shards, tfrecord, records) are elements of one field

@@ -2,7 +2,9 @@
  * padded_batch.c - batch elements whose fields may be variable-length: each
  * variable field becomes [B, L, other dims...] with L the longest sample of
  * the batch, at most max_len (the per-batch quota is B * max_len items), zero
- * padded, plus B int32 true lengths; longer samples are truncated or
+ * padded, plus 2 x B int32 lengths: [0, B) the items each row holds (what
+ * code indexing a row may read), [B, 2B) each sample's length before
+ * truncation (the same unless it was cut); longer samples are truncated or
  * rejected (PF_ELIMIT naming the sample) as configured.
  */
 #include <stdint.h>
@@ -47,12 +49,12 @@ static int padded_prepare(pf_op *op, pf_error *err)
 		size_t q;
 		if (__builtin_mul_overflow((size_t)c->size, c->var[i] ? (size_t)c->o.max_len : 1, &q) ||
 		    __builtin_mul_overflow(q, c->per[i], &q) || q > SIZE_MAX / 4 ||
-		    bound + al64(q) + al64((size_t)c->size * 4) < bound) {
+		    bound + al64(q) + al64((size_t)c->size * 8) < bound) {
 			bound = SIZE_MAX / 2;
 			continue;
 		}
 		if (c->var[i])
-			bound += al64(q) + al64((size_t)c->size * 4);
+			bound += al64(q) + al64((size_t)c->size * 8);
 		else
 			bound += al64(q);
 		if (bound > SIZE_MAX / 4)
@@ -123,7 +125,7 @@ static int padded_next(pf_op *op, pf_elem *out, pf_error *err)
 		if (c->var[i]) {
 			pos += al64((size_t)n * (size_t)L[i] * c->per[i]);
 			loff[i] = pos;
-			pos += al64((size_t)n * 4);
+			pos += al64((size_t)n * 8);   /* stored, then true lengths */
 		} else {
 			pos += al64((size_t)n * c->per[i]);
 		}
@@ -153,6 +155,9 @@ static int padded_next(pf_op *op, pf_elem *out, pf_error *err)
 		int32_t *lens = (int32_t *)(b->data + loff[i]);
 		for (int k = 0; k < n; k++) {
 			int64_t len = c->held[k].var_len[i];
+			/* max_len <= 2^31 (checked by the builder), so a sample
+			 * longer than that was cut: its true length saturates */
+			lens[n + k] = len > INT32_MAX ? INT32_MAX : (int32_t)len;
 			if (len > L[i])
 				len = L[i];
 			size_t nb = (size_t)len * c->per[i];

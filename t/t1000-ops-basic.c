@@ -74,7 +74,7 @@ static int fail_on_7(void *s, const pf_elem *in, pf_elem *out, pf_error *er)
 int main(void)
 {
 	alarm(60);
-	plan(34);
+	plan(37);
 	static int64_t v[100000];
 	pf_pipeline *p;
 	long n;
@@ -180,13 +180,21 @@ int main(void)
 			const unsigned char *d = e.data[0];
 			ok(rc == 0 && e.batch == 3 && e.var_len[0] == 8, "padded to the quota 8");
 			ok(e.lengths[0] && e.lengths[0][0] == 3 && e.lengths[0][1] == 8 &&
-			   e.lengths[0][2] == 1, "true lengths 3, 8 (truncated), 1");
+			   e.lengths[0][2] == 1, "stored lengths 3, 8 (truncated), 1");
+			ok(e.lengths[0] && e.lengths[0][3] == 3 && e.lengths[0][4] == 10 &&
+			   e.lengths[0][5] == 1, "lengths before the cut 3, 10, 1 (after the B stored ones)");
+			int within = 1;
+			for (uint32_t k = 0; e.lengths[0] && k < e.batch; k++)
+				within &= e.lengths[0][k] <= e.var_len[0];
+			ok(within, "no stored length passes the padded row (%lld)", (long long)e.var_len[0]);
 			ok(d && d[2] == 3 && d[3] == 0 && d[8 + 7] == 8 && d[16] == 1 && d[17] == 0,
 			   "rows zero padded, truncated row keeps its first 8");
 			pf_elem_release(&e);
 			rc = pf_iter_next(it, &e, &err);
 			ok(rc == 0 && e.batch == 2 && e.var_len[0] == 7 && e.lengths[0][0] == 0,
 			   "last batch padded to its own longest (7)");
+			ok(rc == 0 && e.lengths[0][2] == 0 && e.lengths[0][3] == 7,
+			   "short batch: lengths before the cut follow its B (2) stored ones");
 			pf_elem_release(&e);
 		} else {
 			is_int(rc, PF_ELIMIT, "reject policy: over the quota fails");
