@@ -128,7 +128,8 @@ int pf_maps_init(pf_error *err);
 
 /*
  * Load the plugin at `path` (dlopen) and run its pf_plugin_init once; a path
- * already loaded is not loaded again (returns 0).  A path without '/' that
+ * already loaded is not loaded again (returns 0, or again the error of its
+ * pf_plugin_init when that failed).  A path without '/' that
  * names a file in the current directory is loaded from there; otherwise the
  * dynamic linker's search applies.  The library stays loaded for the life of
  * the process (its functions are in the registries).  Returns 0, PF_ENOENT

@@ -61,7 +61,7 @@ void pf_spec_free(pf_spec *s);
  * Map functions are looked up in the registry (built-ins are registered
  * first); "lib.so:name" loads lib.so through pf_map_load.  A failing
  * builder call's message is prefixed with its op's column and name:
- * "column 12: map: no map function registered as 'decod'".  The ops added
+ * "column 12: map: no map function called \"decod\"".  The ops added
  * before the failure stay in p (free p on error).
  */
 int pf_spec_build(const pf_spec *s, pf_pipeline *p, pf_error *err);

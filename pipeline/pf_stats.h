@@ -73,8 +73,9 @@ typedef struct pf_stats_opts {
 
 /*
  * Create (or truncate) the stats file at path and map it.  opts may be
- * NULL.  Returns 0 or PF_EIO / PF_ENOSPC / PF_ENOMEM / PF_EINVAL with a
- * message naming the file; *s is NULL on failure.
+ * NULL.  Returns 0 or PF_ENOENT (its directory does not exist) / PF_EIO /
+ * PF_ENOSPC / PF_ENOMEM / PF_EINVAL with a message naming the file; *s is
+ * NULL on failure.
  */
 int pf_stats_create(pf_stats **s, const char *path, const pf_stats_opts *opts,
 		    pf_error *err);

@@ -73,7 +73,9 @@ typedef struct pf_iter pf_iter;
  */
 int pf_pipeline_new(pf_pipeline **p, const pf_options *opts, pf_error *err);
 
-/* Free the pipeline and its ops.  Its iterator must be freed first. NULL is a no-op. */
+/* Free the pipeline and its ops, and its live iterator if there is one (free
+ * the iterator first to keep the order of pf_iter_free clear).  NULL is a
+ * no-op. */
 void pf_pipeline_free(pf_pipeline *p);
 
 /* Number of ops added so far. */
