@@ -614,7 +614,7 @@ static void run_task(pf_op *op, shard_plan *pl, size_t t, size_t turn, int e, pf
 			ie.buf = ie.data[0];
 			ie.nitems[0] = ie.var_len[0] = (int64_t)len;
 			ie.nbytes = len;
-			ie.id = ((uint64_t)f << 40) | (en->blk.first_record + j);
+			ie.id = pf_id_make(f, en->blk.first_record + j);
 			en->drop[j] = 0;
 			en->map_err = pf_map_into(op->fused_map, &ie,
 						  en->slab + (size_t)j * c->stride, &en->e);
@@ -634,7 +634,7 @@ static void run_task(pf_op *op, shard_plan *pl, size_t t, size_t turn, int e, pf
 			ie.data[0] = (void *)pf_block_record(&en->blk, j, &len);
 			ie.nitems[0] = ie.var_len[0] = (int64_t)len;
 			ie.nbytes = len;
-			ie.id = ((uint64_t)f << 40) | (en->blk.first_record + j);
+			ie.id = pf_id_make(f, en->blk.first_record + j);
 			en->drop[j] = 0;
 			en->map_err = pf_map_one(op->fused_map, &ie, &en->outs[j], &en->e);
 			if (en->map_err == PF_MAP_DROPPED) {
@@ -1017,7 +1017,7 @@ static int shards_borrow(pf_op *op, const unsigned char **data, size_t *len,
 	if (rc)
 		return rc;
 	shard_entry *en = &c->ent[e];
-	*id = ((uint64_t)file << 40) | (en->blk.first_record + rec);
+	*id = pf_id_make((uint64_t)file, en->blk.first_record + rec);
 	/* the block's next record is wanted a turn of the interleave from now:
 	 * start fetching it (a worker on another core wrote it) */
 	if (c->stride) {
@@ -1047,7 +1047,7 @@ static int shards_next(pf_op *op, pf_elem *out, pf_error *err)
 	if (rc)
 		return rc;
 	shard_entry *en = &c->ent[e];
-	uint64_t id = ((uint64_t)file << 40) | (en->blk.first_record + rec);
+	uint64_t id = pf_id_make((uint64_t)file, en->blk.first_record + rec);
 	if (op->fused_map && c->stride) {
 		if ((rc = pf_elem_make(op->rt, &op->schema, op->canon_bytes, out, err)))
 			return pf_op_error(op, err, rc, "out of memory");

@@ -233,7 +233,7 @@ static int tfr_next(pf_op *op, pf_elem *out, pf_error *err)
 		memcpy(b->data, data, len);
 		memset(out, 0, sizeof(*out));
 		out->schema = &op->schema;
-		out->id = ((uint64_t)c->slot_file[k] << 40) | idx;
+		out->id = pf_id_make((uint64_t)c->slot_file[k], idx);
 		out->data[0] = out->buf = b->data;
 		out->nitems[0] = out->var_len[0] = (int64_t)len;
 		out->nbytes = len;

@@ -183,7 +183,7 @@ typedef struct pf_source_opts {
  * pattern (expanded and sorted when the iterator starts; no match is an
  * error).  Elements: "record: u8[?]"; the shards' schema (all shards must
  * agree) is passed to map functions as pf_map_ctx.record.  id = file index
- * << 40 | record index in the file.
+ * << 40 | record index in the file (pf_id.h: pf_id_file, pf_id_rec).
  */
 int pf_shards(pf_pipeline *p, const char *const *paths, size_t npaths,
 	      const pf_source_opts *opts, pf_error *err);
@@ -526,9 +526,9 @@ int pf_iter_stats(const pf_iter *it, int i, pf_op_stats *out);
 #define PF_DROPPED_LOG_MAX 256
 typedef struct pf_dropped_sample {
 	uint64_t id;              /* sample id */
-	uint32_t file;            /* id >> 40: index of its file in the source's
+	uint32_t file;            /* pf_id_file(id): index of its file in the source's
 				   * expanded, sorted file list */
-	uint64_t record;          /* id & (2^40 - 1): its record index in that file */
+	uint64_t record;          /* pf_id_rec(id): its record index in that file */
 	char path[256];           /* the file; "" when the source has none
 				   * (range, records) */
 	char op[96];              /* the op that dropped it: "map#1(decode)" */
