@@ -14,6 +14,7 @@
 #include "pf_interleave.h"
 #include "pf_op.h"
 #include "pf_shard.h"
+#include "pf_source_damage.h"
 
 #define PF_SHARDS_MAX_CYCLE 256 /* the most files interleaved at once */
 
@@ -98,6 +99,7 @@ typedef struct shards_cfg {
 	pthread_cond_t rcv;
 	size_t rturn;         /* the turn: this epoch's tasks, then the next's */
 	uint64_t skipped_records; /* this epoch (max_corrupt) */
+	pf_damage_count dmg;  /* what reaches op->st, per epoch as delivered */
 } shards_cfg;
 
 /*

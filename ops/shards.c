@@ -294,7 +294,8 @@ static void begin_epoch(pf_op *op)
 	c->skipped_records = 0;
 	for (size_t f = 0; f < c->npaths; f++)
 		if (c->salvaged[f]) /* its lost tail: one damaged block */
-			pf_stat_add(&op->st.corrupt_blocks, 1);
+			pf_damage_count_add(op, &c->dmg, c->pl.epoch, 1, 0);
+	pf_damage_settle(op, &c->dmg);
 }
 
 static int shards_start(pf_op *op, pf_error *err)
@@ -354,6 +355,7 @@ static int shards_start(pf_op *op, pf_error *err)
 	pf_shards_free_entries(c, 0);
 	c->pending = -1;
 	c->active = c->P0;
+	pf_damage_init(&c->dmg);
 	c->cdec = c->o.consumer_waits ? NULL : pf_decoder_new(); /* none: it only waits */
 	op->st.self_timed = 1;
 	pf_shards_make_plan(op, op->epoch, &c->pl);
@@ -460,6 +462,7 @@ static int take_block(pf_op *op, int k, shard_cur *cu, pf_error *err)
 	pthread_mutex_unlock(&c->lock);
 	cu->entry = e;
 	cu->skipping = 0;
+	pf_damage_settle(op, &c->dmg); /* an epoch read ahead may be begun now */
 	if (!bad)
 		return 0;
 	int rc = c->ent[e].e.code ? c->ent[e].e.code : PF_EIO;
@@ -472,8 +475,7 @@ static int take_block(pf_op *op, int k, shard_cur *cu, pf_error *err)
 	uint32_t f = c->pl.order[s->file];
 	uint32_t nr = pf_shard_block(c->sh[f], cu->block)->nrecords;
 	c->skipped_records += nr;
-	pf_stat_add(&op->st.corrupt_blocks, 1);
-	pf_stat_add(&op->st.skipped_records, nr);
+	pf_damage_count_add(op, &c->dmg, c->pl.epoch, 1, nr);
 	if (pf_source_check_max_corrupt(op, &c->o, c->skipped_records, c->ent[e].e.msg, err)) {
 		release_entry(c, e);
 		return PF_ECORRUPT;

@@ -21,6 +21,7 @@
 
 #include "pf_interleave.h"
 #include "pf_op.h"
+#include "pf_source_damage.h"
 #include "pf_paths.h"
 #include "pf_tfrecord.h"
 
@@ -39,6 +40,7 @@ typedef struct tfr_cfg {
 	uint64_t *nrec;
 	unsigned char *cut, *warned;
 	uint64_t skipped;     /* records dropped this epoch (max_corrupt) */
+	pf_damage_count dmg;  /* what reaches op->st, per epoch as delivered */
 } tfr_cfg;
 
 static int tfr_prepare(pf_op *op, pf_error *err)
@@ -106,6 +108,7 @@ static int open_slot(pf_op *op, int k, pf_error *err)
 		return pf_op_error(op, err, rc, "%s", err ? err->msg : "open failed");
 	}
 	c->slot_file[k] = f;
+	pf_damage_settle(op, &c->dmg); /* an epoch read ahead may be begun now */
 	return 0;
 }
 
@@ -128,7 +131,8 @@ static void begin_epoch(pf_op *op)
 	c->skipped = 0;
 	for (size_t f = 0; f < c->npaths; f++)
 		if (c->cut[f]) /* its damaged tail: one corrupt block */
-			pf_stat_add(&op->st.corrupt_blocks, 1);
+			pf_damage_count_add(op, &c->dmg, op->epoch, 1, 0);
+	pf_damage_settle(op, &c->dmg);
 }
 
 static int tfr_start(pf_op *op, pf_error *err)
@@ -147,6 +151,7 @@ static int tfr_start(pf_op *op, pf_error *err)
 			fprintf(stderr, "pipefeed: %s: %s: damaged: reading its first %llu records, the rest is lost\n",
 				op->label, c->paths[f], (unsigned long long)c->nrec[f]);
 		}
+	pf_damage_init(&c->dmg);
 	begin_epoch(op);
 	return 0;
 }
@@ -179,8 +184,7 @@ static int skip_damage(pf_op *op, int k, uint64_t idx, int rc, const pf_error *e
 		lost = c->nrec[f] > idx ? c->nrec[f] - idx : 1;
 	}
 	c->skipped += lost;
-	pf_stat_add(&op->st.corrupt_blocks, 1);
-	pf_stat_add(&op->st.skipped_records, lost);
+	pf_damage_count_add(op, &c->dmg, op->epoch, 1, lost);
 	pf_source_warn_damage(op, &c->warned[f], c->paths[f], "record", e->msg);
 	int over = pf_source_check_max_corrupt(op, &c->o, c->skipped, e->msg, err);
 	if (r)
