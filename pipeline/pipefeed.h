@@ -437,8 +437,15 @@ size_t pf_iter_describe(const pf_iter *it, char *buf, size_t cap);
  * resets its input several times per epoch).
  *
  * A plain struct of integers: the caller may store it field by field.
+ *
+ * `order` versions the element order the position counts in: a position
+ * counted in another order (0: stored before the field existed, 1: before
+ * the file sources interleaved exactly as tf.data does) still means the same
+ * at an epoch's start or end, and is refused in the middle of an epoch
+ * (PF_EVERSION), where the same count would resume at other records.
  */
 #define PF_POS_MAX_OPS 64
+#define PF_POS_ORDER 2            /* the order this build counts in */
 typedef struct pf_iter_pos {
 	uint64_t epoch;           /* the iterator's epoch (pf_iter_epoch) */
 	uint64_t delivered;       /* elements pf_iter_next returned in it */
@@ -446,6 +453,7 @@ typedef struct pf_iter_pos {
 	uint32_t nops;            /* ops of the pipeline (pf_pipeline_nops) */
 	uint64_t op_epoch[PF_POS_MAX_OPS]; /* op i's epoch counter when that
 				   * epoch began (ops in the order added) */
+	uint32_t order;           /* PF_POS_ORDER when made by this build */
 } pf_iter_pos;
 
 /*
@@ -479,8 +487,9 @@ int pf_iter_epoch_start(const pf_iter *it, uint64_t epoch, uint64_t n,
  * start, the usual checkpoint).  pf_iter_epoch() is then pos->epoch.
  * Errors: PF_EINVAL (pos is of a pipeline with another number of ops, or
  * past the end of its epoch: the message names the epoch, its element
- * count and the position), or the pipeline's own errors; *it is NULL on
- * failure.
+ * count and the position), PF_EVERSION (a mid-epoch position counted in
+ * another element order, see pf_iter_pos.order), or the pipeline's own
+ * errors; *it is NULL on failure.
  */
 int pf_iter_new_at(pf_iter **it, pf_pipeline *p, const pf_iter_pos *pos,
 		   pf_error *err);
