@@ -177,9 +177,11 @@ typedef struct pf_source_opts {
  */
 
 /*
- * Source: records of pfs shard files, interleaved tf.data-style: cycle_length
- * files at a time, block_length records from each in turn, a finished file
- * replaced by the next in the list.  Each entry of paths may be a glob
+ * Source: records of pfs shard files, interleaved in exactly the order of
+ * tf.data's interleave(cycle_length, block_length): cycle_length files at a
+ * time, block_length records from each in turn; a file found at its end
+ * passes its turn, and the next file of the list takes its place at that
+ * place's next turn (an empty file costs one turn).  Each entry of paths may be a glob
  * pattern (expanded and sorted when the iterator starts; no match is an
  * error).  Elements: "record: u8[?]"; the shards' schema (all shards must
  * agree) is passed to map functions as pf_map_ctx.record.  id = file index
