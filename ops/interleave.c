@@ -17,9 +17,14 @@ int pf_ilv_init(pf_ilv *v, int cycle, int block, size_t nfiles, pf_error *err)
 	v->cycle = cycle > 0 ? cycle : 1;
 	v->block = block > 0 ? block : 1;
 	v->nfiles = (uint32_t)nfiles;
-	v->slot = calloc((size_t)v->cycle, sizeof(*v->slot));
+	/* whole cache lines of their own: the consumer writes a slot per
+	 * record, and a neighbour on its line that reader threads write
+	 * (a block buffer's state) would cost it a miss each time */
+	size_t bytes = ((size_t)v->cycle * sizeof(*v->slot) + 63) & ~(size_t)63;
+	v->slot = aligned_alloc(64, bytes);
 	if (!v->slot)
 		return pf_error_set(err, PF_ENOMEM, "interleave: out of memory (%d slots)", v->cycle);
+	memset(v->slot, 0, bytes);
 	for (int k = 0; k < v->cycle; k++)
 		v->slot[k].file = -1;
 	return 0;
