@@ -145,9 +145,9 @@ typedef struct pf_padded_opts {
 #define PF_DROPPED_LOG_MAX 256
 typedef struct pf_dropped_sample {
 	uint64_t id;              /* sample id */
-	uint32_t file;            /* id >> 40: index of its file in the source's
+	uint32_t file;            /* pf_id_file(id): index of its file in the source's
 				   * expanded, sorted file list */
-	uint64_t record;          /* id & (2^40 - 1): its record index in that file */
+	uint64_t record;          /* pf_id_rec(id): its record index in that file */
 	char path[256];           /* the file; "" when the source has none
 				   * (range, records) */
 	char op[96];              /* the op that dropped it: "map#1(decode)" */

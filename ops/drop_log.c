@@ -59,8 +59,8 @@ void pf_drop_log_add(struct pf_drop_log *l, uint64_t id, const char *path,
 		pf_dropped_sample *d = &l->ent[l->n++];
 		memset(d, 0, sizeof(*d));
 		d->id = id;
-		d->file = (uint32_t)(id >> 40);
-		d->record = id & ((1ull << 40) - 1);
+		d->file = (uint32_t)pf_id_file(id);
+		d->record = pf_id_rec(id);
 		snprintf(d->path, sizeof(d->path), "%s", path ? path : "");
 		snprintf(d->op, sizeof(d->op), "%s", op ? op : "");
 		snprintf(d->msg, sizeof(d->msg), "%s", msg ? msg : "");

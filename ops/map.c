@@ -120,7 +120,7 @@ static int map_failed(pf_op *op, map_cfg *c, uint64_t id, int rc, pf_error *e)
 	if (path)
 		return pf_op_error(op, e, code, "sample %llu (%s, record %llu): %s",
 				   (unsigned long long)id, path,
-				   (unsigned long long)(id & ((1ull << 40) - 1)), m);
+				   (unsigned long long)pf_id_rec(id), m);
 	return pf_op_error(op, e, code, "sample %llu: %s", (unsigned long long)id, m);
 }
 

@@ -101,7 +101,7 @@ static int padded_next(pf_op *op, pf_elem *out, pf_error *err)
 				char where[400] = "";
 				if (path)
 					snprintf(where, sizeof(where), " (%s, record %llu)", path,
-						 (unsigned long long)(id & ((1ull << 40) - 1)));
+						 (unsigned long long)pf_id_rec(id));
 				rc = pf_op_error(op, err, PF_ELIMIT,
 						 "sample %llu%s: field \"%s\" has %lld items, over the quota of %lld per sample (max_len)",
 						 (unsigned long long)id, where, s->fields[i].name,

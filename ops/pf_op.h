@@ -42,6 +42,7 @@
 
 #include "pf_types.h"
 #include "pf_maps.h"
+#include "pf_id.h"
 #include "pf_pool.h"
 #include "pf_reader.h"
 #include "pf_rng.h"
@@ -139,7 +140,7 @@ struct pf_op {
 			       * none); the lender keeps that much from start */
 	pf_stage_stats st;
 	/* sources with files (shards): their paths, indexed by a sample id's
-	 * file part (id >> 40), valid from prepare to stop; NULL otherwise */
+	 * file part (pf_id_file(id)), valid from prepare to stop; NULL otherwise */
 	char **src_paths;
 	size_t src_npaths;
 	struct pf_drop_log *drops; /* map with isolate: dropped samples (drop_log.c) */
@@ -386,7 +387,7 @@ static inline const char *pf_op_sample_path(const pf_op *op, uint64_t id)
 {
 	while (op->in)
 		op = op->in;
-	uint64_t f = id >> 40;
+	uint64_t f = pf_id_file(id);
 	return op->src_paths && f < op->src_npaths ? op->src_paths[f] : NULL;
 }
 

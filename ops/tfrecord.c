@@ -1,7 +1,8 @@
 /*
  * tfrecord.c - source: records of TFRecord files (CRC-checked by
  * lib/tfrecord.c), interleaved cycle_length files at a time, block_length
- * records from each in turn, in the consumer's thread.  A counting pass at
+ * records from each in turn (tf.data's interleave: ops/interleave.c, which
+ * learns of a file's end from its reader here), in the consumer's thread.  A counting pass at
  * iterator start gives the record count and the largest record (the
  * element bound used by the memory budget).
  *
@@ -18,7 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pf_interleave.h"
 #include "pf_op.h"
+#include "pf_source_damage.h"
 #include "pf_paths.h"
 #include "pf_tfrecord.h"
 
@@ -27,16 +30,17 @@ typedef struct tfr_cfg {
 	size_t npaths;
 	pf_source_opts o;
 	/* runtime */
-	int K, BL, cur, taken, active;
-	size_t next_file;
-	uint32_t *order;
-	pf_tfrecord **slot;   /* K open readers (NULL = empty) */
-	int *slot_file;
+	int K, BL;
+	pf_ilv v;             /* the interleave walk */
+	uint32_t *order;      /* the epoch's file order */
+	pf_tfrecord **slot;   /* per slot of v: its file's reader (NULL: none open) */
+	int *slot_file;       /* ... and that file's index */
 	/* skip_corrupt: per file, records the counting pass found, whether a
 	 * framing error ended it there, and whether it was reported */
 	uint64_t *nrec;
 	unsigned char *cut, *warned;
 	uint64_t skipped;     /* records dropped this epoch (max_corrupt) */
+	pf_damage_count dmg;  /* what reaches op->st, per epoch as delivered */
 } tfr_cfg;
 
 static int tfr_prepare(pf_op *op, pf_error *err)
@@ -93,44 +97,42 @@ static void close_slots(tfr_cfg *c)
 	}
 }
 
-static int fill(pf_op *op, int k, pf_error *err)
+/* Open the reader of the file the interleave put in slot k. */
+static int open_slot(pf_op *op, int k, pf_error *err)
 {
 	tfr_cfg *c = op->cfg;
-	c->slot[k] = NULL;
-	if (c->next_file >= c->npaths)
-		return 0;
-	int f = (int)c->order[c->next_file++];
+	int f = (int)c->order[c->v.slot[k].file];
 	int rc = pf_tfrecord_open(&c->slot[k], c->paths[f], err);
-	if (rc)
+	if (rc) {
+		c->slot[k] = NULL;
 		return pf_op_error(op, err, rc, "%s", err ? err->msg : "open failed");
+	}
 	c->slot_file[k] = f;
-	c->active++;
+	pf_damage_settle(op, &c->dmg); /* an epoch read ahead may be begun now */
 	return 0;
 }
 
-static int begin_epoch(pf_op *op, pf_error *err)
+/* Slot k's file is done (read to its end, or the rest of it lost): its
+ * reader closed; the interleave passes the turn. */
+static void end_slot(tfr_cfg *c, int k)
+{
+	pf_tfrecord_close(c->slot[k]);
+	c->slot[k] = NULL;
+	pf_ilv_end(&c->v, k);
+}
+
+static void begin_epoch(pf_op *op)
 {
 	tfr_cfg *c = op->cfg;
 	close_slots(c);
-	for (uint32_t i = 0; i < c->npaths; i++)
-		c->order[i] = i;
-	if (c->o.shuffle_files) {
-		pf_rng r;
-		pf_rng_seed(&r, op->rt->opts.seed, ((uint64_t)op->index << 40) ^ op->epoch ^ 0x5eed);
-		pf_rng_shuffle_u32(&r, c->order, (uint32_t)c->npaths);
-	}
-	c->next_file = 0;
-	c->cur = c->taken = c->active = 0;
+	pf_ilv_order(c->order, c->npaths, c->o.shuffle_files, op->rt->opts.seed, op->index,
+		     op->epoch);
+	pf_ilv_begin(&c->v, c->order, NULL);
 	c->skipped = 0;
 	for (size_t f = 0; f < c->npaths; f++)
 		if (c->cut[f]) /* its damaged tail: one corrupt block */
-			pf_stat_add(&op->st.corrupt_blocks, 1);
-	for (int k = 0; k < c->K; k++) {
-		int rc = fill(op, k, err);
-		if (rc)
-			return rc;
-	}
-	return 0;
+			pf_damage_count_add(op, &c->dmg, op->epoch, 1, 0);
+	pf_damage_settle(op, &c->dmg);
 }
 
 static int tfr_start(pf_op *op, pf_error *err)
@@ -140,7 +142,8 @@ static int tfr_start(pf_op *op, pf_error *err)
 	c->slot = calloc((size_t)c->K, sizeof(*c->slot));
 	c->slot_file = calloc((size_t)c->K, sizeof(int));
 	c->warned = calloc(c->npaths ? c->npaths : 1, 1);
-	if (!c->order || !c->slot || !c->slot_file || !c->warned)
+	if (!c->order || !c->slot || !c->slot_file || !c->warned ||
+	    pf_ilv_init(&c->v, c->K, c->BL, c->npaths, err))
 		return pf_op_error(op, err, PF_ENOMEM, "out of memory");
 	for (size_t f = 0; f < c->npaths; f++)
 		if (c->cut[f]) {
@@ -148,7 +151,9 @@ static int tfr_start(pf_op *op, pf_error *err)
 			fprintf(stderr, "pipefeed: %s: %s: damaged: reading its first %llu records, the rest is lost\n",
 				op->label, c->paths[f], (unsigned long long)c->nrec[f]);
 		}
-	return begin_epoch(op, err);
+	pf_damage_init(&c->dmg);
+	begin_epoch(op);
+	return 0;
 }
 
 /* skip_corrupt: record `idx` of slot k's file failed (code rc, message
@@ -159,12 +164,12 @@ static int skip_damage(pf_op *op, int k, uint64_t idx, int rc, const pf_error *e
 {
 	tfr_cfg *c = op->cfg;
 	int f = c->slot_file[k];
+	if (c->cut[f] && idx >= c->nrec[f]) { /* the known damaged tail */
+		end_slot(c, k);
+		return 0;
+	}
 	pf_tfrecord_close(c->slot[k]);
 	c->slot[k] = NULL;
-	if (c->cut[f] && idx >= c->nrec[f]) { /* the known damaged tail */
-		c->active--;
-		return fill(op, k, err);
-	}
 	/* step over the frames up to and including the bad one */
 	pf_tfrecord *r = NULL;
 	pf_error e2 = { 0 };
@@ -179,44 +184,32 @@ static int skip_damage(pf_op *op, int k, uint64_t idx, int rc, const pf_error *e
 		lost = c->nrec[f] > idx ? c->nrec[f] - idx : 1;
 	}
 	c->skipped += lost;
-	pf_stat_add(&op->st.corrupt_blocks, 1);
-	pf_stat_add(&op->st.skipped_records, lost);
+	pf_damage_count_add(op, &c->dmg, op->epoch, 1, lost);
 	pf_source_warn_damage(op, &c->warned[f], c->paths[f], "record", e->msg);
 	int over = pf_source_check_max_corrupt(op, &c->o, c->skipped, e->msg, err);
-	if (over) {
-		pf_tfrecord_close(r);
-		c->active--;
-		return over;
-	}
-	if (r) {
+	if (r)
 		c->slot[k] = r; /* go on after the bad record */
-		return 0;
-	}
-	c->active--;
-	return fill(op, k, err);
+	else
+		pf_ilv_end(&c->v, k); /* the rest of the file is lost */
+	return over;
 }
 
 static int tfr_next(pf_op *op, pf_elem *out, pf_error *err)
 {
 	tfr_cfg *c = op->cfg;
-	while (c->active) {
-		int k = c->cur;
-		if (!c->slot[k]) {
-			c->cur = (c->cur + 1) % c->K;
-			c->taken = 0;
-			continue;
-		}
+	for (;;) {
+		int k = pf_ilv_next(&c->v);
+		if (k < 0)
+			return PF_END;
+		int rc;
+		if (!c->slot[k] && (rc = open_slot(op, k, err)))
+			return rc;
 		const void *data;
 		size_t len;
 		pf_error e = { 0 };
-		int rc = pf_tfrecord_next(c->slot[k], &data, &len, &e);
+		rc = pf_tfrecord_next(c->slot[k], &data, &len, &e);
 		if (rc == PF_END) {
-			pf_tfrecord_close(c->slot[k]);
-			c->active--;
-			if ((rc = fill(op, k, err)))
-				return rc;
-			c->cur = (c->cur + 1) % c->K;
-			c->taken = 0;
+			end_slot(c, k);
 			continue;
 		}
 		if ((rc == PF_ECORRUPT || rc == PF_ETRUNC) && c->o.skip_corrupt) {
@@ -233,27 +226,22 @@ static int tfr_next(pf_op *op, pf_elem *out, pf_error *err)
 		memcpy(b->data, data, len);
 		memset(out, 0, sizeof(*out));
 		out->schema = &op->schema;
-		out->id = ((uint64_t)c->slot_file[k] << 40) | idx;
+		out->id = pf_id_make((uint64_t)c->slot_file[k], idx);
 		out->data[0] = out->buf = b->data;
 		out->nitems[0] = out->var_len[0] = (int64_t)len;
 		out->nbytes = len;
 		out->ref_ = b;
-		if (++c->taken >= c->BL) {
-			c->cur = (c->cur + 1) % c->K;
-			c->taken = 0;
-		}
+		pf_ilv_took(&c->v, k);
 		return 0;
 	}
-	return PF_END;
 }
 
 static void tfr_reset(pf_op *op)
 {
 	op->epoch++;
-	begin_epoch(op, NULL); /* an open error shows again at the next read */
+	begin_epoch(op); /* pf_op_reset counts the epoch after this */
 	op->epoch--;
 }
-
 static void tfr_stop(pf_op *op)
 {
 	tfr_cfg *c = op->cfg;
@@ -262,6 +250,7 @@ static void tfr_stop(pf_op *op)
 	free(c->slot_file);
 	free(c->order);
 	free(c->warned);
+	pf_ilv_free(&c->v);
 	c->warned = NULL;
 	c->slot = NULL;
 	c->slot_file = NULL;

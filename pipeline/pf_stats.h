@@ -170,7 +170,7 @@ typedef struct pf_stats_eventrec {
 
 /* A sample dropped by a map with isolate (pf_dropped_sample, as recorded). */
 typedef struct pf_stats_droprec {
-	uint64_t id;                 /* sample id: file << 40 | record */
+	uint64_t id;                 /* sample id (lib/pf_id.h: file, record) */
 	uint64_t record;
 	uint32_t file;
 	char op[96];

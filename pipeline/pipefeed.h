@@ -106,13 +106,15 @@ int pf_pipeline_nops(const pf_pipeline *p);
  */
 
 /*
- * Source: records of pfs shard files, interleaved tf.data-style: cycle_length
- * files at a time, block_length records from each in turn, a finished file
- * replaced by the next in the list.  Each entry of paths may be a glob
+ * Source: records of pfs shard files, interleaved in exactly the order of
+ * tf.data's interleave(cycle_length, block_length): cycle_length files at a
+ * time, block_length records from each in turn; a file found at its end
+ * passes its turn, and the next file of the list takes its place at that
+ * place's next turn (an empty file costs one turn).  Each entry of paths may be a glob
  * pattern (expanded and sorted when the iterator starts; no match is an
  * error).  Elements: "record: u8[?]"; the shards' schema (all shards must
  * agree) is passed to map functions as pf_map_ctx.record.  id = file index
- * << 40 | record index in the file.
+ * << 40 | record index in the file (pf_id.h: pf_id_file, pf_id_rec).
  */
 int pf_shards(pf_pipeline *p, const char *const *paths, size_t npaths,
 	      const pf_source_opts *opts, pf_error *err);
@@ -260,8 +262,15 @@ size_t pf_iter_describe(const pf_iter *it, char *buf, size_t cap);
  * resets its input several times per epoch).
  *
  * A plain struct of integers: the caller may store it field by field.
+ *
+ * `order` versions the element order the position counts in: a position
+ * counted in another order (0: stored before the field existed, 1: before
+ * the file sources interleaved exactly as tf.data does) still means the same
+ * at an epoch's start or end, and is refused in the middle of an epoch
+ * (PF_EVERSION), where the same count would resume at other records.
  */
 #define PF_POS_MAX_OPS 64
+#define PF_POS_ORDER 2            /* the order this build counts in */
 typedef struct pf_iter_pos {
 	uint64_t epoch;           /* the iterator's epoch (pf_iter_epoch) */
 	uint64_t delivered;       /* elements pf_iter_next returned in it */
@@ -269,6 +278,7 @@ typedef struct pf_iter_pos {
 	uint32_t nops;            /* ops of the pipeline (pf_pipeline_nops) */
 	uint64_t op_epoch[PF_POS_MAX_OPS]; /* op i's epoch counter when that
 				   * epoch began (ops in the order added) */
+	uint32_t order;           /* PF_POS_ORDER when made by this build */
 } pf_iter_pos;
 
 /*
@@ -302,8 +312,9 @@ int pf_iter_epoch_start(const pf_iter *it, uint64_t epoch, uint64_t n,
  * start, the usual checkpoint).  pf_iter_epoch() is then pos->epoch.
  * Errors: PF_EINVAL (pos is of a pipeline with another number of ops, or
  * past the end of its epoch: the message names the epoch, its element
- * count and the position), or the pipeline's own errors; *it is NULL on
- * failure.
+ * count and the position), PF_EVERSION (a mid-epoch position counted in
+ * another element order, see pf_iter_pos.order), or the pipeline's own
+ * errors; *it is NULL on failure.
  */
 int pf_iter_new_at(pf_iter **it, pf_pipeline *p, const pf_iter_pos *pos,
 		   pf_error *err);

@@ -60,6 +60,15 @@ int pf_iter_new_at(pf_iter **itp, pf_pipeline *p, const pf_iter_pos *pos,
 		*itp = NULL;
 		return pf_error_set(err, PF_EINVAL, "position: NULL");
 	}
+	/* another element order: an epoch's start or end means the same */
+	if (pos->order != PF_POS_ORDER && pos->delivered && !pos->at_end) {
+		*itp = NULL;
+		return pf_error_set(err, PF_EVERSION,
+				    "position from %s interleave order (version %u, this build's is %d): %llu elements into epoch %llu would resume at other records; resume from an epoch's start or end, or start again",
+				    pos->order < PF_POS_ORDER ? "an older" : "a newer", pos->order < 2 ? 1 : pos->order,
+				    PF_POS_ORDER, (unsigned long long)pos->delivered,
+				    (unsigned long long)pos->epoch);
+	}
 	int rc = pf_iter_start(itp, p, pos, err);
 	if (rc)
 		return rc;
@@ -105,6 +114,7 @@ int pf_iter_epoch_start(const pf_iter *it, uint64_t epoch, uint64_t n,
 		pos->epoch = epoch;
 		pos->delivered = n;
 		pos->nops = (uint32_t)it->p->nops;
+		pos->order = PF_POS_ORDER;
 		memcpy(pos->op_epoch, it->ring[k].op_epoch, sizeof(pos->op_epoch));
 	}
 	pthread_mutex_unlock(&w->pos_lock);

@@ -175,6 +175,53 @@ static int run_reference(const cfg *c)
 	return rc;
 }
 
+/* The first batch an iterator started at pos delivers equals want (and
+ * the start succeeds). */
+static int first_is(const cfg *c, const pf_iter_pos *pos, const rec *want)
+{
+	pf_pipeline *p = build(c, 1);
+	pf_iter *it = NULL;
+	pf_elem b;
+	int rc = pf_iter_new_at(&it, p, pos, &err);
+	rc = rc ? rc : pf_iter_next(it, &b, &err);
+	int same = rc == 0 && b.id == want->id && hash_elem(&b) == want->hash;
+	if (rc == 0)
+		pf_elem_release(&b);
+	pf_iter_free(it);
+	pf_pipeline_free(p);
+	return same;
+}
+
+/* Positions counted in another element order (pf_iter_pos.order: an
+ * older build's interleave): refused mid epoch, same meaning at an epoch's
+ * start or end.  The reference run of c is the current one. */
+static void order_checks(const cfg *c)
+{
+	ok(cuts[1].pos.order == PF_POS_ORDER && cuts[0].pos.order == PF_POS_ORDER,
+	   "positions record the element order they count in (%u)", cuts[1].pos.order);
+	pf_pipeline *p = build(c, 1);
+	pf_iter *it = NULL;
+	pf_iter_pos old = cuts[1].pos; /* mid epoch */
+	old.order = 1;
+	pf_error e = { 0 };
+	is_int(pf_iter_new_at(&it, p, &old, &e), PF_EVERSION,
+	       "a mid-epoch position of the older interleave order is refused (PF_EVERSION)");
+	like(e.msg, "older interleave order (version 1",
+	     "the message says the position is of an older interleave order");
+	old.order = 0; /* stored before the field existed */
+	pf_error e2 = { 0 };
+	is_int(pf_iter_new_at(&it, p, &old, &e2), PF_EVERSION,
+	       "... and one stored without the order field (0)");
+	pf_pipeline_free(p);
+	old = cuts[0].pos; /* epoch 0's start */
+	old.order = 0;
+	ok(first_is(c, &old, &ref[0][0]), "an older order's epoch start resumes the same");
+	old = cuts[4].pos; /* after epoch 0's PF_END */
+	old.order = 1;
+	ok(old.at_end && first_is(c, &old, &ref[1][0]),
+	   "an older order's epoch end resumes at the next epoch's first batch");
+}
+
 /* Resume at cut ct with par threads: the rest of its epoch and the whole
  * next epoch equal the reference. */
 static int resume(const cfg *c, const struct cut *ct, int par, char *why, size_t cap)
@@ -233,7 +280,7 @@ int main(void)
 		{ 4, 1, 0, 1 }, { 1, 2, 0, 0 }, { 4, 2, 0, 0 },
 	};
 	int ncfg = (int)(sizeof(cfgs) / sizeof(cfgs[0]));
-	plan(ncfg * (1 + 10) + 7);
+	plan(ncfg * (1 + 10) + 7 + 6);
 	for (int ci = 0; ci < ncfg; ci++) {
 		const cfg *c = &cfgs[ci];
 		char name[96];
@@ -297,5 +344,6 @@ int main(void)
 	pf_elem_release(&b);
 	pf_iter_free(it);
 	pf_pipeline_free(p);
+	order_checks(&c);
 	return done_testing();
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pf_id.h"
 #include "pf_shard.h"
 #include "pf_spec.h"
 #include "pipefeed.h"
@@ -224,7 +225,7 @@ int main(void)
 				snprintf(want_where, sizeof(want_where), "sample %u: ", first_bad);
 			else
 				snprintf(want_where, sizeof(want_where), "sample %llu (%s, record %u): ",
-					 (unsigned long long)((uint64_t)(first_bad / 1000) << 40 | first_bad % 1000),
+					 (unsigned long long)pf_id_make((uint64_t)(first_bad / 1000), first_bad % 1000),
 					 files[first_bad / 1000], first_bad % 1000);
 			ok(r.rc == PF_EINVAL && strstr(r.msg, "(twice)") && strstr(r.msg, want_v) &&
 			   strstr(r.msg, want_where),
@@ -261,7 +262,7 @@ int main(void)
 				    !strstr(x->op, "(twice)"))
 					fields_ok = 0;
 				if (sh != S_RECORDS_MAPBATCH &&
-				    (strcmp(x->path, files[x->file]) || x->id != ((uint64_t)x->file << 40 | x->record)))
+				    (strcmp(x->path, files[x->file]) || x->id != pf_id_make(x->file, x->record)))
 					fields_ok = 0;
 				if (sh == S_RECORDS_MAPBATCH && x->path[0])
 					fields_ok = 0;

@@ -6,10 +6,12 @@
 # (bit for bit, cpu backend) and the reported loss and test accuracy.  A
 # checkpoint at an epoch's end resumes too, a run can be interrupted again
 # after a resume, flags that contradict the checkpoint are refused, a
-# damaged checkpoint is an error naming the file and offset, and the
+# damaged checkpoint is an error naming the file and offset, a mid-epoch
+# checkpoint of an older build (the older interleave order: no pos_order)
+# is refused saying so while its epoch-end one resumes, and the
 # --on-corrupt / --max-corrupt / --isolate-map flags parse.
 . "$srcdir/t/tap.sh"
-plan 42
+plan 46
 tmp=`tap_tmp t5102`
 b=$top_builddir
 "$b/t/train-gen" "$tmp/train.raw" 4000 1 && "$b/t/train-gen" "$tmp/test.raw" 1000 2 &&
@@ -133,6 +135,21 @@ kill -TERM $pid
 wait $pid
 is $? 130 "SIGTERM without --checkpoint: exit status 130"
 like "`cat "$tmp/t.log"`" "no checkpoint written" "and it says no checkpoint was asked for"
+
+# --- checkpoints of an older build: its run section has no pos_order (the
+# position counts in the older interleave order, version 1)
+train --map-threads 1 --checkpoint "$tmp/m.ckpt" --stop-after-steps 60 >/dev/null 2>&1
+"$b/t/ckpt-run-edit" "$tmp/m.ckpt" "$tmp/old-mid.ckpt" pos_order
+ok $? "an older build's mid-epoch checkpoint made (pos_order taken out)"
+resume "$tmp/old-mid.ckpt" >/dev/null 2>"$tmp/old-mid.log"
+is $? 1 "resuming it fails"
+like "`cat "$tmp/old-mid.log"`" "position from an older interleave order (version 1" \
+	"the message says it counts in an older interleave order"
+train --map-threads 1 --checkpoint "$tmp/n.ckpt" --stop-after-steps 125 >/dev/null 2>&1
+"$b/t/ckpt-run-edit" "$tmp/n.ckpt" "$tmp/old-end.ckpt" pos_order &&
+resume "$tmp/old-end.ckpt" --fingerprint "$tmp/old-end.fp" >/dev/null 2>&1 &&
+tail -n 250 "$tmp/full.fp" | cmp -s - "$tmp/old-end.fp"
+ok $? "an older build's epoch-end checkpoint resumes, the same batches as the uninterrupted run"
 
 # --- contradicting flags, damaged checkpoints
 resume "$tmp/a.ckpt" --batch 64 >/dev/null 2>"$tmp/x.log"

@@ -24,7 +24,8 @@
  *   state: done (1: all epochs ran), epoch (0-based) and step (batches of
  *     it trained on), steps and images (totals), acc (the epoch's train
  *     loss sum, correct, bad labels, rows), pos_epoch, pos_delivered,
- *     pos_at_end, pos_nops, pos_op_epochs (comma-separated): the train
+ *     pos_at_end, pos_nops, pos_op_epochs (comma-separated), pos_order
+ *     (absent: 1, an older build's element order): the train
  *     iterator's pf_iter_pos (a finished run has it too when it was
  *     recorded: after the last epoch's end, for a resume with more epochs).
  */
@@ -109,7 +110,7 @@ static void run_encode_into(sbuf *b, const opts *o, const run_state *st)
 		       st->pos.epoch, st->pos.delivered, st->pos.at_end, st->pos.nops);
 		for (uint32_t i = 0; i < st->pos.nops && i < PF_POS_MAX_OPS; i++)
 			sb_add(b, "%s%" PRIu64, i ? "," : "", st->pos.op_epoch[i]);
-		sb_add(b, "\n");
+		sb_add(b, "\npos_order %u\n", st->pos.order);
 	}
 }
 
@@ -237,6 +238,10 @@ int run_decode(char *text, opts *r, run_state *st, char *msg, size_t cap)
 				st->pos.at_end = (uint32_t)(x != 0);
 			else
 				st->pos.nops = (uint32_t)x;
+		} else if (!strcmp(k, "pos_order")) {
+			uint64_t x;
+			bad = parse_u64(v, &x) || x > UINT32_MAX;
+			st->pos.order = (uint32_t)x;
 		} else if (!strcmp(k, "pos_op_epochs")) {
 			uint32_t i = 0;
 			for (char *t = v; *t && !bad; i++) {
