@@ -164,6 +164,34 @@ int main(void)
 		   "padded_batch(64, max_len=2^24) in 256 MiB: PF_EBUDGET naming the op (%s)", err.msg);
 		pf_pipeline_free(p);
 	}
+	/* shards | map(decode) of variable records in 16 MiB: the refusal says
+	 * the cost is decode's bound on one output fused into the source */
+	{
+		pf_error_clear(&err);
+		pf_options opts = { .memory_budget = 16ull << 20 };
+		pf_pipeline *p;
+		pf_pipeline_new(&p, &opts, &err);
+		const char *paths[1] = { files[0] };
+		pf_shards(p, paths, 1, NULL, &err);
+		pf_map(p, "decode", "", NULL, &err);
+		pf_iter *it = NULL;
+		rc = pf_iter_new(&it, p, &err);
+		ok(rc == PF_EBUDGET && !it && strstr(err.msg, "shards#0: its buffers need"),
+		   "shards | map(decode) in 16 MiB: PF_EBUDGET naming the source (%s)", err.msg);
+		ok(strstr(err.msg, "map#1(decode)'s outputs (fused into it), bounded at 1024 KiB each") &&
+		   strstr(err.msg, "max_bytes=N"),
+		   "  and its cause: decode's bound on one output, fused into it, and how to lower it");
+		pf_pipeline_free(p);
+		/* lowering it as the message says makes it fit */
+		pf_error_clear(&err);
+		pf_pipeline_new(&p, &opts, &err);
+		pf_shards(p, paths, 1, NULL, &err);
+		pf_map(p, "decode", "max_bytes=4096", NULL, &err);
+		rc = pf_iter_new(&it, p, &err);
+		ok(rc == 0, "  with decode(max_bytes=4096) it fits (%s)", rc ? err.msg : "ok");
+		pf_iter_free(it);
+		pf_pipeline_free(p);
+	}
 	/* a quota past what a size_t can count: the same, no overflow */
 	{
 		pf_error_clear(&err);
