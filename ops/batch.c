@@ -20,6 +20,9 @@ static int batch_prepare(pf_op *op, pf_error *err)
 {
 	batch_cfg *c = op->cfg;
 	pf_op *in = op->in;
+	if (in->batched)
+		return pf_op_error(op, err, PF_EINVAL, "%s", PF_BATCHED_TWICE);
+	op->batched = 1;
 	op->schema = in->schema;
 	for (int i = 0; i < op->schema.nfields; i++) {
 		int64_t fb = pf_field_bytes(&op->schema.fields[i]);

@@ -4,16 +4,19 @@
  * the input.  An epoch cut short (take() after the cache) discards what was
  * stored.
  *
- * Stored element: u64 id, per field (i64 nitems, i64 var_len), then the
- * fields' bytes, each 8-aligned.  Memory replay hands out views into the
+ * Stored element: u64 id, u32 batch (0 for an element, B for a batch),
+ * u32 0, per field (i64 nitems, i64 var_len), then the fields' bytes, each
+ * 8-aligned.  Batches of fixed fields are kept as batches; padded batches
+ * (whose lengths would need storing too) are refused: cache before them.  Memory replay hands out views into the
  * chunks (no copy); of a fixed-shape schema it lends the fields in place
  * (cache_borrow), so a batch or shuffle after it gathers straight from the
  * chunks, no element built per sample.
  *
- * A cache file: "PFCACHE2", u32 schema length, the schema block
+ * A cache file: "PFCACHE3", u32 schema length, the schema block
  * (pf_schema_encode), records framed by a u32 length, then the trailer:
  * u32 0xffffffff, u64 record count, u64 bytes of the framed records, and
- * "PFCEND2\0".  It is written to "path.tmp.PID.N" (a name no other writer,
+ * "PFCEND3\0" (version 2 files, whose elements had no batch count, are
+ * rebuilt).  It is written to "path.tmp.PID.N" (a name no other writer,
  * in this process or another, uses), flushed, fsynced and renamed into
  * place only when the epoch completes.  A file is replayed only when its
  * header matches the schema and its trailer matches the file's size; the
@@ -41,8 +44,8 @@
 #include "pf_op.h"
 
 #define CACHE_CHUNK (4u << 20)
-#define CACHE_MAGIC "PFCACHE2"
-#define CACHE_END_MAGIC "PFCEND2"   /* 8 bytes with its NUL */
+#define CACHE_MAGIC "PFCACHE3"
+#define CACHE_END_MAGIC "PFCEND3"   /* 8 bytes with its NUL */
 #define CACHE_END_MARK 0xffffffffu
 #define CACHE_TRAILER (4 + 8 + 8 + 8)
 #define CACHE_MAX_SCHEMA 8192
@@ -72,7 +75,7 @@ static size_t al8(size_t x)
 
 static size_t hdr_bytes(const pf_schema *s)
 {
-	return 8 + 16 * (size_t)s->nfields;
+	return 16 + 16 * (size_t)s->nfields;
 }
 
 static size_t ser_bytes(const pf_elem *e)
@@ -86,10 +89,12 @@ static size_t ser_bytes(const pf_elem *e)
 static void ser(const pf_elem *e, unsigned char *p)
 {
 	const pf_schema *s = e->schema;
+	uint32_t b[2] = { e->batch, 0 };
 	memcpy(p, &e->id, 8);
+	memcpy(p + 8, b, 8);
 	for (int i = 0; i < s->nfields; i++) {
-		memcpy(p + 8 + 16 * i, &e->nitems[i], 8);
-		memcpy(p + 16 + 16 * i, &e->var_len[i], 8);
+		memcpy(p + 16 + 16 * i, &e->nitems[i], 8);
+		memcpy(p + 24 + 16 * i, &e->var_len[i], 8);
 	}
 	size_t n = hdr_bytes(s);
 	for (int i = 0; i < s->nfields; i++) {
@@ -111,9 +116,10 @@ static int deser(pf_op *op, unsigned char *p, size_t len, pf_elem *e, pf_error *
 	if (len < n)
 		return pf_op_error(op, err, PF_ECORRUPT, "stored element of %zu bytes is truncated", len);
 	memcpy(&e->id, p, 8);
+	memcpy(&e->batch, p + 8, 4);
 	for (int i = 0; i < s->nfields; i++) {
-		memcpy(&e->nitems[i], p + 8 + 16 * i, 8);
-		memcpy(&e->var_len[i], p + 16 + 16 * i, 8);
+		memcpy(&e->nitems[i], p + 16 + 16 * i, 8);
+		memcpy(&e->var_len[i], p + 24 + 16 * i, 8);
 		size_t ds = pf_dtype_size(s->fields[i].dtype);
 		n = al8(n);
 		if (e->nitems[i] < 0 || (uint64_t)e->nitems[i] > (len - n) / ds)
@@ -135,6 +141,11 @@ static int cache_prepare(pf_op *op, pf_error *err)
 	op->elem_bytes = in->elem_bytes;
 	op->cardinality = in->cardinality;
 	op->buffer_bytes = 0;
+	for (int i = 0; in->batched && i < op->schema.nfields; i++)
+		if (pf_field_bytes(&op->schema.fields[i]) < 0)
+			return pf_op_error(op, err, PF_EINVAL,
+					   "its input is padded batches (field \"%s\" is variable-length), whose lengths it does not keep: cache before padded_batch",
+					   op->schema.fields[i].name);
 	if (!c->path) {
 		if (in->cardinality >= 0)
 			op->buffer_bytes = (uint64_t)in->cardinality *
@@ -151,7 +162,8 @@ static int cache_prepare(pf_op *op, pf_error *err)
 	int fixed = op->schema.nfields > 0 && canon > 0;
 	for (int i = 0; i < op->schema.nfields; i++)
 		fixed &= off[i] >= 0;
-	op->can_borrow = !c->path && fixed;
+	/* batches are not lent: a borrower takes samples */
+	op->can_borrow = !c->path && fixed && !in->batched;
 	op->canon_bytes = op->can_borrow ? canon : 0;
 	return 0;
 }

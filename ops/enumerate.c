@@ -23,6 +23,8 @@ static int enumerate_prepare(pf_op *op, pf_error *err)
 {
 	enumerate_cfg *c = op->cfg;
 	pf_op *in = op->in;
+	if (in->batched)
+		return pf_op_error(op, err, PF_EINVAL, "its input is batched: put enumerate before the batch");
 	if (in->schema.nfields >= PF_MAX_FIELDS)
 		return pf_op_error(op, err, PF_ELIMIT, "its input has %d fields, no room for \"index\" (at most %d)",
 				   in->schema.nfields, PF_MAX_FIELDS);

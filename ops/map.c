@@ -63,6 +63,7 @@ static int map_prepare(pf_op *op, pf_error *err)
 	op->st.max_parallelism = c->par_req == PF_AUTOTUNE && c->par > 1 ? c->par : 0;
 	op->st.autotuned = c->par_req == PF_AUTOTUNE;
 	c->B = op->fused_batch ? op->fused_batch : 1;
+	op->batched = op->fused_batch ? 1 : in->batched;
 	size_t fixed = pf_layout(&op->schema, op->fused_batch ? (uint32_t)c->B : 1, c->off);
 	for (int i = 0; i < op->schema.nfields; i++) {
 		int64_t fb = pf_field_bytes(&op->schema.fields[i]);

@@ -31,6 +31,9 @@ static int padded_prepare(pf_op *op, pf_error *err)
 {
 	padded_cfg *c = op->cfg;
 	pf_op *in = op->in;
+	if (in->batched)
+		return pf_op_error(op, err, PF_EINVAL, "%s", PF_BATCHED_TWICE);
+	op->batched = 1;
 	op->schema = in->schema;
 	size_t bound = 0;
 	for (int i = 0; i < op->schema.nfields; i++) {

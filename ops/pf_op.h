@@ -125,6 +125,10 @@ struct pf_op {
 	int removed;          /* dropped or fused away by the optimizer */
 	int at_end;           /* returned PF_END this epoch: keeps returning it */
 	int noop;             /* set by the builder: the stage changes nothing */
+	int batched;          /* its elements are batches (pf_elem.batch > 0):
+			       * the optimizer sets the input's before prepare,
+			       * which a batching op sets to 1 (and an op that
+			       * takes samples only refuses a batched input) */
 	pf_op *fused_map;     /* PF_OP_TAKES_MAP: the map fused into it (its
 			       * workers map) */
 	int fused_batch;      /* map: batch size fused into it (0 = none) */
@@ -400,6 +404,10 @@ void pf_drop_log_free(struct pf_drop_log *l);
 void pf_drop_log_clear(struct pf_drop_log *l);
 void pf_drop_log_add(struct pf_drop_log *l, uint64_t id, const char *path,
 		     const char *op, const char *msg);
+
+/* The refusal of a batching op whose input is batched already. */
+#define PF_BATCHED_TWICE "its input is batched already: batching batches is not supported " \
+	"(tf.data would nest them); batch once, after the ops that work on samples"
 
 /* Round x up to a multiple of a (a power of two). */
 static inline size_t pf_align_up(size_t x, size_t a)

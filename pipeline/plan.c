@@ -85,6 +85,7 @@ static void op_clear(pf_op *op)
 	op->canon_bytes = 0;
 	op->optional_bytes = 0;
 	op->shed_optional = 0;
+	op->batched = 0;
 	memset(&op->st, 0, sizeof(op->st));
 	atomic_init(&op->st.occupancy, -1);   /* ops with a buffer publish theirs */
 	op->st.parallelism = 1;
@@ -120,8 +121,10 @@ int pf_plan(pf_iter *it, pf_error *err)
 			continue;
 		}
 		op->in = last;
-		if (last)
+		if (last) {
 			op->record = last->record;
+			op->batched = last->batched;
+		}
 		rc = op->vt->prepare(op, err);
 		if (rc)
 			break;
