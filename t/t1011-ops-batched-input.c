@@ -9,22 +9,9 @@
 #include "pipefeed.h"
 #include "pf_spec.h"
 #include "tap.h"
+#include "identity_map.h"
 
 static pf_error err;
-
-static int same_prepare(pf_map_ctx *ctx, pf_error *er)
-{
-	(void)er;
-	ctx->out = *ctx->in;
-	return 0;
-}
-
-static int same_fn(void *state, const pf_elem *in, pf_elem *out, pf_error *er)
-{
-	(void)state, (void)er;
-	*(int64_t *)out->data[0] = *(const int64_t *)in->data[0];
-	return 0;
-}
 
 /* Run spec for 3 epochs: every epoch must give `nb` batches of 4 holding
  * 0..4*nb-1 once each.  Returns 1 when so. */
@@ -71,7 +58,7 @@ static void refused(const char *spec, const char *want, const char *title)
 	pf_iter *it = NULL;
 	memset(&err, 0, sizeof(err));
 	pf_pipeline_new(&p, NULL, &err);
-	pf_map_register("t1011_same", same_prepare, same_fn, NULL, &err);
+	pf_map_register("t1011_same", id_prepare, id_fn, NULL, &err);
 	memset(&err, 0, sizeof(err));
 	int rc = pf_spec_apply(p, spec, &err);
 	if (!rc)

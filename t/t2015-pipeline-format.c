@@ -7,6 +7,7 @@
 #include "pipefeed.h"
 #include "pf_spec.h"
 #include "tap.h"
+#include "identity_map.h"
 
 static pf_error err;
 
@@ -14,20 +15,6 @@ static int keep_even(void *user, const pf_elem *e, pf_error *er)
 {
 	(void)user, (void)er;
 	return (*(const int64_t *)e->data[0] & 1) == 0;
-}
-
-static int same_prepare(pf_map_ctx *ctx, pf_error *er)
-{
-	(void)er;
-	ctx->out = *ctx->in;
-	return 0;
-}
-
-static int same_fn(void *state, const pf_elem *in, pf_elem *out, pf_error *er)
-{
-	(void)state, (void)er;
-	*(int64_t *)out->data[0] = *(const int64_t *)in->data[0];
-	return 0;
 }
 
 /* Sum and count of field 0 over one epoch (i64 elements or batches). */
@@ -75,7 +62,7 @@ int main(void)
 	char buf[1024];
 
 	pf_filter_register("t2015_even", keep_even, NULL, &err);
-	pf_map_register("t2015_same", same_prepare, same_fn, NULL, &err);
+	pf_map_register("t2015_same", id_prepare, id_fn, NULL, &err);
 
 	pf_pipeline_new(&p, NULL, &err);
 	pf_range(p, 0, 100, 3, &err);
@@ -132,7 +119,7 @@ int main(void)
 	pf_pipeline_free(p);
 	pf_pipeline_new(&p, NULL, &err);
 	pf_range(p, 0, 4, 1, &err);
-	pf_map_func(p, "anon", same_prepare, same_fn, NULL, "", NULL, &err);
+	pf_map_func(p, "anon", id_prepare, id_fn, NULL, "", NULL, &err);
 	memset(&err, 0, sizeof(err));
 	ok(pf_pipeline_format(p, buf, sizeof(buf), &err) == PF_EINVAL,
 	   "a map function given by pointer: refused");
