@@ -18,18 +18,18 @@ static int keep_even(void *user, const pf_elem *e, pf_error *er)
 }
 
 /* Sum and count of field 0 over one epoch (i64 elements or batches). */
-static int64_t digest(pf_pipeline *p, long *count)
+static uint64_t digest(pf_pipeline *p, long *count)
 {
 	pf_iter *it;
 	pf_elem e;
-	int64_t h = 0;
+	uint64_t h = 0;
 	*count = -1;
 	if (pf_iter_new(&it, p, &err))
 		return 0;
 	*count = 0;
 	while (pf_iter_next(it, &e, &err) == 0) {
 		for (int64_t k = 0; k < e.nitems[0]; k++) {
-			h = h * 1000003 + ((const int64_t *)e.data[0])[k];
+			h = h * 1000003u + (uint64_t)((const int64_t *)e.data[0])[k];
 			++*count;
 		}
 		pf_elem_release(&e);
@@ -51,7 +51,7 @@ static void round_trip(pf_pipeline *p, const char *want, const char *what)
 	ok(pf_pipeline_format(q, b, sizeof(b), &err) == 0 && !strcmp(a, b),
 	   "  into a pipeline that prints the same");
 	long na, nb;
-	int64_t ha = digest(p, &na), hb = digest(q, &nb);
+	uint64_t ha = digest(p, &na), hb = digest(q, &nb);
 	ok(na > 0 && na == nb && ha == hb, "  and gives the same %ld elements", na);
 	pf_pipeline_free(q);
 }
