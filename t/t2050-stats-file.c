@@ -121,12 +121,15 @@ int main(void)
 	for (int k = 0; k < 300; k++)
 		pf_stats_event(st, 0, k % 3 - 1, "parallelism", k, k + 1, "test event");
 	/* until the 1 ms series has filled and thinned itself at least once
-	 * (about 1 s; up to 20 s on a loaded machine) */
+	 * (about 1 s; up to 20 s on a loaded machine) and the reader has had
+	 * more than 10 whole reads (a loaded ASan build managed exactly 10 in
+	 * the second it took to thin: a liveness limit, not a torn read) */
 	pf_stats_snap *s = NULL;
 	for (int tries = 0; tries < 200; tries++) {
 		struct timespec ts = { 0, 100000000 };
 		nanosleep(&ts, NULL);
-		if (pf_stats_read_file(&s, path, &err) == 0 && s->interval_ns > so.interval_ms * 1000000ull) {
+		if (pf_stats_read_file(&s, path, &err) == 0 && s->interval_ns > so.interval_ms * 1000000ull &&
+		    atomic_load(&reads_ok) > 10) {
 			pf_stats_snap_free(s);
 			break;
 		}
