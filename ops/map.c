@@ -58,7 +58,9 @@ static int map_prepare(pf_op *op, pf_error *err)
 		(c->par_req > 0 ? c->par_req : 1);
 	/* autotuned: threads for the whole CPU budget are started; at
 	 * parallelism 1 none of them works (the consumer's thread maps, as
-	 * with a fixed 1), at n >= 2, n of them do */
+	 * with a fixed 1), at n >= 2, n of them do; more start when the
+	 * autotuner finds the map waits (up to par_max, which the memory
+	 * budget fits: map_fit_parallelism) */
 	op->st.parallelism = c->par_req == PF_AUTOTUNE ? 1 : c->par;
 	op->st.max_parallelism = c->par_req == PF_AUTOTUNE && c->par > 1 ? c->par : 0;
 	op->st.autotuned = c->par_req == PF_AUTOTUNE;

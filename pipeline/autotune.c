@@ -8,10 +8,16 @@
  *     busy (busy time per working thread over the window above BUSY_MIN;
  *     for a map at 1, which maps in the consumer's thread: its share of
  *     the consumer's wait), the busiest first, while the CPU the stages
- *     keep busy plus one more such thread stays within
- *     pf_options.cpu_budget cores (threads up to the budget were started
- *     with the iterator; only `active` of them take work, so a step is
- *     cheap and never exceeds the budget's thread count);
+ *     use plus one more such thread stays within pf_options.cpu_budget
+ *     cores.  CPU is measured where a stage measures it (st.cpu_timed: a
+ *     map's thread CPU clocks plus run-queue wait), else it is the time
+ *     the stage's threads kept busy.  A stage that computes gets at most
+ *     cpu_budget workers (threads up to the budget were started with the
+ *     iterator; only `active` of them take work, so a step is cheap); a
+ *     map whose busy time is mostly off the CPU (WAIT_CPU_MAX: it waits
+ *     on I/O, a remote fetch, a sleep) is doubled, past the core count
+ *     (its op starts the threads, its units were reserved in the memory
+ *     budget at start), while the CPU its workers add fits the budget;
  *   - else the depth of an autotuned prefetch (doubled, up to what the
  *     memory budget reserved for it at start): the input keeps up on
  *     average, so the stalls are bursts a deeper queue absorbs.  A depth
