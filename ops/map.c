@@ -336,14 +336,21 @@ static int map_next_inline(pf_op *op, pf_elem *out, pf_error *err,
 		 * much as a cheap map */
 		uint32_t k = c->tick++, scale = k ? pf_sample_scale(k) : 8;
 		uint64_t t0 = scale ? pf_now_ns() : 0;
-		/* autotuned (op->run): its CPU time too, on the same
-		 * samples, so busy time less CPU says how much it waits */
-		uint64_t c0 = scale && op->run ? pf_thread_cpu_ns() : 0;
+		/* autotuned (op->run): its CPU time too, so busy time less
+		 * CPU says how much it waits.  A thread CPU clock read is a
+		 * syscall (about 1 us on a VM): one timed call per
+		 * PF_CPU_PROBE_NS stands for the calls since the last one */
+		c->cpu_n++;
+		int cpu = scale && op->run && t0 - c->cpu_t >= PF_CPU_PROBE_NS;
+		uint64_t c0 = cpu ? pf_thread_cpu_ns() : 0;
 		rc = pf_map_fill_one(op, c, u.buf, &u, n, &ie, err);
 		if (scale)
 			pf_stat_add(&op->st.busy_ns, scale * (pf_now_ns() - t0));
-		if (scale && op->run)
-			pf_stat_add(&op->st.cpu_ns, scale * (pf_thread_cpu_ns() - c0));
+		if (cpu) {
+			pf_stat_add(&op->st.cpu_ns, (uint64_t)c->cpu_n * (pf_thread_cpu_ns() - c0));
+			c->cpu_n = 0;
+			c->cpu_t = t0;
+		}
 		if (rc == PF_MAP_DROPPED) { /* isolate: the next input takes slot n */
 			pf_stat_add(&op->st.dropped_samples, 1);
 			rc = 0;

@@ -37,6 +37,8 @@ typedef struct map_cfg {
 	int in_lend;                 /* ... and they stay valid while a unit is
 				      * mapped (its lend window): no copy */
 	uint32_t tick;               /* inline path: sampled timing */
+	uint32_t cpu_n;              /* ... elements since its last CPU sample */
+	uint64_t cpu_t;              /* ... and that sample's wall time */
 	int64_t off[PF_MAX_FIELDS];  /* field offsets in a unit's buffer */
 	size_t fbytes[PF_MAX_FIELDS];
 	int64_t fcount[PF_MAX_FIELDS]; /* items of each fixed field (-1: variable) */
