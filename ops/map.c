@@ -58,10 +58,13 @@ static int map_prepare(pf_op *op, pf_error *err)
 		(c->par_req > 0 ? c->par_req : 1);
 	/* autotuned: threads for the whole CPU budget are started; at
 	 * parallelism 1 none of them works (the consumer's thread maps, as
-	 * with a fixed 1), at n >= 2, n of them do */
+	 * with a fixed 1), at n >= 2, n of them do; more start when the
+	 * autotuner finds the map waits (up to par_max, which the memory
+	 * budget fits: map_fit_parallelism) */
 	op->st.parallelism = c->par_req == PF_AUTOTUNE ? 1 : c->par;
 	op->st.max_parallelism = c->par_req == PF_AUTOTUNE && c->par > 1 ? c->par : 0;
 	op->st.autotuned = c->par_req == PF_AUTOTUNE;
+	c->par_max = c->par; /* map_fit_parallelism may raise it */
 	c->B = op->fused_batch ? op->fused_batch : 1;
 	op->batched = op->fused_batch ? 1 : in->batched;
 	size_t fixed = pf_layout(&op->schema, op->fused_batch ? (uint32_t)c->B : 1, c->off);
@@ -91,6 +94,9 @@ static int map_prepare(pf_op *op, pf_error *err)
 	op->buffer_bytes += (uint64_t)(c->cap ? c->cap : 1) * c->R * in->elem_bytes;
 	if (op->fused_batch && c->isolate && c->cap)
 		op->buffer_bytes += c->unit_bytes; /* the carry */
+	/* one more worker: its 2 units (outputs, inputs, the unit's slots) */
+	c->worker_bytes = 2 * ((uint64_t)(op->fused_batch ? 1 : c->R) * c->unit_bytes +
+			       (uint64_t)c->R * (in->elem_bytes + 2 * sizeof(pf_elem)));
 	op->cardinality = in->cardinality;
 	if (op->fused_batch && in->cardinality >= 0)
 		op->cardinality = op->fused_drop ? in->cardinality / c->B :
@@ -246,6 +252,27 @@ int pf_map_into(pf_op *op, const pf_elem *ie, unsigned char *dst, pf_error *err)
 	return 0;
 }
 
+/*
+ * Autotuned: workers beyond the CPU budget's count, for a map that waits
+ * (the autotuner gives them only when its workers use little CPU), as
+ * many as `avail` bytes hold (2 units each), up to MAP_PAR_MAX.  Not when
+ * the input lends its bytes: the lend window was sized for the units of
+ * the workers started at first.
+ */
+static void map_fit_parallelism(pf_op *op, uint64_t avail)
+{
+	map_cfg *c = op->cfg;
+	if (!op->st.max_parallelism || c->in_lend || c->par >= MAP_PAR_MAX)
+		return;
+	uint64_t more = c->worker_bytes ? avail / c->worker_bytes : 0;
+	if (more > (uint64_t)(MAP_PAR_MAX - c->par))
+		more = (uint64_t)(MAP_PAR_MAX - c->par);
+	c->par_max = c->par + (int)more;
+	c->cap = 2 * c->par_max + 1;
+	op->st.max_parallelism = c->par_max;
+	op->buffer_bytes += more * c->worker_bytes;
+}
+
 static int map_set_active(pf_op *op, int n)
 {
 	map_run *r = op->run;
@@ -255,7 +282,7 @@ static int map_set_active(pf_op *op, int n)
 	if (n < 1)
 		n = 1;
 	if (n > r->nw)
-		n = r->nw;
+		n = pf_map_pool_grow(op, n) < n ? r->nw : n;
 	r->active = n;
 	op->st.parallelism = n;
 	pthread_cond_broadcast(&r->cv_work);
@@ -309,9 +336,21 @@ static int map_next_inline(pf_op *op, pf_elem *out, pf_error *err,
 		 * much as a cheap map */
 		uint32_t k = c->tick++, scale = k ? pf_sample_scale(k) : 8;
 		uint64_t t0 = scale ? pf_now_ns() : 0;
+		/* autotuned (op->run): its CPU time too, so busy time less
+		 * CPU says how much it waits.  A thread CPU clock read is a
+		 * syscall (about 1 us on a VM): one timed call per
+		 * PF_CPU_PROBE_NS stands for the calls since the last one */
+		c->cpu_n++;
+		int cpu = scale && op->run && t0 - c->cpu_t >= PF_CPU_PROBE_NS;
+		uint64_t c0 = cpu ? pf_thread_cpu_ns() : 0;
 		rc = pf_map_fill_one(op, c, u.buf, &u, n, &ie, err);
 		if (scale)
 			pf_stat_add(&op->st.busy_ns, scale * (pf_now_ns() - t0));
+		if (cpu) {
+			pf_stat_add(&op->st.cpu_ns, (uint64_t)c->cpu_n * (pf_thread_cpu_ns() - c0));
+			c->cpu_n = 0;
+			c->cpu_t = t0;
+		}
 		if (rc == PF_MAP_DROPPED) { /* isolate: the next input takes slot n */
 			pf_stat_add(&op->st.dropped_samples, 1);
 			rc = 0;
@@ -517,5 +556,5 @@ const pf_op_desc pf_op_map = {
 		  "drop (and log) samples the function fails on instead of failing" },
 	},
 	.vt = &map_vt, .build = map_build, .args = map_args,
-	.set_parallelism = map_set_active,
+	.set_parallelism = map_set_active, .fit_parallelism = map_fit_parallelism,
 };

@@ -40,8 +40,12 @@ static void *map_feeder(void *arg)
 	for (;;) {
 		if (r->quit)
 			break;
+		/* units ahead of the consumer: 2 per worker + 1, for the
+		 * workers started at first (as many as the CPU budget) or
+		 * the more of them at work (a map that waits) */
+		uint64_t win = 2 * (uint64_t)(r->active > c->par ? r->active : c->par) + 1;
 		if (r->pause || r->ended || r->active < 2 || r->inline_busy ||
-		    r->next_unit >= r->head + (uint64_t)c->cap) {
+		    r->next_unit >= r->head + win) {
 			/* room downstream is what it waits for while running */
 			int running = !r->pause && !r->ended && r->active >= 2;
 			uint64_t t0 = running ? pf_now_ns() : 0;
@@ -111,6 +115,8 @@ static void *map_worker(void *arg)
 	pf_op *op = arg;
 	map_cfg *c = op->cfg;
 	map_run *r = op->run;
+	pf_cpu_probe cpu;
+	pf_cpu_probe_open(&cpu, pf_now_ns());
 	pthread_mutex_lock(&r->lock);
 	int me = r->ids++;
 	for (;;) {
@@ -191,7 +197,9 @@ static void *map_worker(void *arg)
 			}
 			k++;
 		}
-		pf_stat_add(&op->st.busy_ns, pf_now_ns() - t0);
+		uint64_t t1 = pf_now_ns();
+		pf_stat_add(&op->st.busy_ns, t1 - t0);
+		pf_cpu_probe_tick(&cpu, &op->st, t1);
 		pthread_mutex_lock(&r->lock);
 		u->n = k;
 		if (ferr) {
@@ -203,7 +211,26 @@ static void *map_worker(void *arg)
 			pthread_cond_broadcast(&r->cv_done);
 	}
 	pthread_mutex_unlock(&r->lock);
+	pf_cpu_probe_close(&cpu, &op->st);
 	return NULL;
+}
+
+/* Start workers until n exist (at most c->par_max); r->lock held.  The
+ * autotuner raises a map that waits past the workers started at first.
+ * Returns the workers now started. */
+int pf_map_pool_grow(pf_op *op, int n)
+{
+	map_cfg *c = op->cfg;
+	map_run *r = op->run;
+	if (n > c->par_max)
+		n = c->par_max;
+	while (r->nw < n && !r->quit) {
+		if (pthread_create(&r->th[r->nth], NULL, map_worker, op) != 0)
+			break; /* fewer workers: the caller is told how many */
+		r->nth++;
+		r->nw++;
+	}
+	return r->nw;
 }
 
 static void free_unit(map_cfg *c, map_unit *u)
@@ -403,8 +430,9 @@ int pf_map_pool_start(pf_op *op, pf_error *err)
 	pthread_cond_init(&r->cv_fill, NULL);
 	op->run = r; /* from here on, map_stop cleans up whatever exists */
 	op->st.self_timed = 1;
+	op->st.cpu_timed = 1;
 	int bad = !(r->units = calloc((size_t)c->cap, sizeof(*r->units))) ||
-		!(r->th = calloc((size_t)c->par + 1, sizeof(*r->th)));
+		!(r->th = calloc((size_t)c->par_max + 1, sizeof(*r->th)));
 	for (int k = 0; !bad && k < c->cap; k++) {
 		r->units[k].ins = calloc((size_t)c->R, sizeof(pf_elem));
 		r->units[k].outs = calloc((size_t)c->R, sizeof(pf_elem));

@@ -1,10 +1,12 @@
 /*
  * op.c - the op base: allocation, error messages naming the op, and the
- * epoch resets every op goes through (pf_op.h).
+ * epoch resets every op goes through (pf_op.h), the threads' CPU probes.
  */
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "pf_op.h"
 
@@ -77,4 +79,67 @@ void pf_op_mark_epochs(pf_op *op)
 {
 	for (; op; op = op->in)
 		op->epoch_mark = op->epoch;
+}
+
+uint64_t pf_thread_cpu_ns(void)
+{
+	struct timespec ts;
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts))
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The thread's run-queue wait (ns) from its schedstat ("on-cpu runq
+ * slices"), or 0 when the kernel has no such file. */
+static uint64_t probe_runq(const pf_cpu_probe *p)
+{
+	char b[96];
+	if (p->fd < 0)
+		return 0;
+	ssize_t n = pread(p->fd, b, sizeof(b) - 1, 0);
+	if (n <= 0)
+		return 0;
+	b[n] = '\0';
+	unsigned long long on = 0, rq = 0;
+	if (sscanf(b, "%llu %llu", &on, &rq) != 2)
+		return 0;
+	return rq;
+}
+
+void pf_cpu_probe_open(pf_cpu_probe *p, uint64_t now)
+{
+	/* the on-CPU figure comes from the thread CPU clock (schedstat's
+	 * lags by up to a scheduler tick for a thread that runs on) */
+	p->fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+	p->t = now;
+	p->cpu = pf_thread_cpu_ns();
+	p->runq = probe_runq(p);
+}
+
+static void probe_read(pf_cpu_probe *p, pf_stage_stats *st, uint64_t now)
+{
+	uint64_t cpu = pf_thread_cpu_ns(), rq = probe_runq(p);
+	if (cpu > p->cpu)
+		pf_stat_add(&st->cpu_ns, cpu - p->cpu);
+	if (rq > p->runq)
+		pf_stat_add(&st->runq_ns, rq - p->runq);
+	p->cpu = cpu;
+	p->runq = rq;
+	p->t = now;
+}
+
+void pf_cpu_probe_tick(pf_cpu_probe *p, pf_stage_stats *st, uint64_t now)
+{
+	if (now - p->t >= PF_CPU_PROBE_NS)
+		probe_read(p, st, now);
+}
+
+void pf_cpu_probe_close(pf_cpu_probe *p, pf_stage_stats *st)
+{
+	if (p->fd < 0 && !p->t)
+		return;
+	probe_read(p, st, pf_now_ns());
+	if (p->fd >= 0)
+		close(p->fd);
+	p->fd = -1;
 }

@@ -12,6 +12,9 @@
 
 #define MAP_RUN 16 /* elements a worker maps per turn when not fused */
 #define MAP_INLINE 2 /* map_next_par: nothing out, none coming: map inline */
+/* autotuned: the most workers a map that waits (little CPU per worker)
+ * may get, whatever the CPU budget; the memory budget may allow fewer */
+#define MAP_PAR_MAX 64
 
 typedef struct map_cfg {
 	pf_map_prepare_fn prepare;
@@ -23,12 +26,19 @@ typedef struct map_cfg {
 	/* resolved by prepare */
 	int prepared;
 	pf_map_ctx ctx;
-	int par, cap, B, R, has_var; /* R: inputs per unit */
+	int par, cap, B, R, has_var; /* R: inputs per unit; par: workers
+				      * started, cap: units in the ring */
+	int par_max;                 /* autotuned: workers it may grow to
+				      * (threads beyond par start on demand;
+				      * cap is 2 * par_max + 1) */
+	uint64_t worker_bytes;       /* buffers of one more worker's 2 units */
 	size_t unit_bytes;
 	size_t in_stride;            /* input lends its elements: bytes per copy */
 	int in_lend;                 /* ... and they stay valid while a unit is
 				      * mapped (its lend window): no copy */
 	uint32_t tick;               /* inline path: sampled timing */
+	uint32_t cpu_n;              /* ... elements since its last CPU sample */
+	uint64_t cpu_t;              /* ... and that sample's wall time */
 	int64_t off[PF_MAX_FIELDS];  /* field offsets in a unit's buffer */
 	size_t fbytes[PF_MAX_FIELDS];
 	int64_t fcount[PF_MAX_FIELDS]; /* items of each fixed field (-1: variable) */
@@ -56,7 +66,8 @@ typedef struct map_run {
 	pthread_cond_t cv_work, cv_done, cv_space, cv_fill;
 	pthread_t *th;        /* the workers, then the feeder */
 	int nth, idle, quit, pause, waiting;
-	int nw;               /* worker threads (nth - the feeder) */
+	int nw;               /* worker threads (nth - the feeder); th has
+			       * room for par_max + 1 */
 	int active, ids;      /* autotune: workers with id < active take work */
 	int inline_busy;      /* the consumer maps in its thread: no reserving */
 	int fill_wait;        /* workers waiting on cv_fill */
@@ -89,6 +100,10 @@ void pf_map_unit_output(pf_op *op, map_cfg *c, map_unit *u, int n, pf_elem *out)
  * workers and the feeder.  0, or a code with err filled; on failure op->run
  * may be set and pf_map_pool_free cleans up whatever exists. */
 int pf_map_pool_start(pf_op *op, pf_error *err);
+
+/* Start workers until n exist (at most c->par_max), r->lock held; the
+ * workers now started. */
+int pf_map_pool_grow(pf_op *op, int n);
 
 /* The next output of the parallel engine: 0, PF_END, a code, or
  * MAP_INLINE when the consumer should map in its own thread. */

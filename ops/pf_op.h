@@ -83,12 +83,20 @@ typedef struct pf_stage_stats {
 	_Atomic uint64_t corrupt_blocks;  /* shards: damaged blocks skipped */
 	_Atomic uint64_t skipped_records; /* shards: records lost in them */
 	_Atomic uint64_t dropped_samples; /* map (isolate): samples dropped */
+	_Atomic uint64_t cpu_ns;          /* CPU time its work took (thread CPU
+					   * clocks; cpu_timed stages only) */
+	_Atomic uint64_t runq_ns;         /* time its working threads were
+					   * runnable but waited for a core (the
+					   * machine is short of CPUs; 0 where the
+					   * kernel does not say) */
 	_Atomic int64_t occupancy;        /* elements buffered now (prefetch queue,
 					   * shuffle buffer); -1: not measured */
 	_Atomic int parallelism, depth;   /* in use (the autotuner changes them) */
 	int autotuned;
 	int max_parallelism, max_depth;   /* autotune: the most it may use (0: fixed) */
 	int self_timed;       /* the op fills busy/wait/blocked itself (threads) */
+	int cpu_timed;        /* the op fills cpu_ns/runq_ns: busy time less
+			       * those is time its work waited (I/O, sleep) */
 	uint32_t sample;      /* consumer-thread counter for sampled timing */
 } pf_stage_stats;
 
@@ -227,6 +235,36 @@ static inline int pf_op_borrow(pf_op *op, const unsigned char **data,
 	}
 	return rc;
 }
+
+/*
+ * A working thread's CPU clock, read rarely: AUTOTUNE tells a stage that
+ * waits (I/O, a remote fetch, a device) from one that computes by the
+ * CPU time its threads used while busy.  Each thread owns one probe
+ * (open it in the thread); pf_cpu_probe_tick adds the thread's CPU time
+ * and run-queue wait since the last read to st->cpu_ns / st->runq_ns, at
+ * most once per PF_CPU_PROBE_NS of wall time (two syscalls then, nothing
+ * otherwise), so a fast map pays nothing per element.
+ */
+#define PF_CPU_PROBE_NS 1000000u
+typedef struct pf_cpu_probe {
+	int fd;           /* /proc/thread-self/schedstat, or -1 */
+	uint64_t t;       /* wall time of the last read */
+	uint64_t cpu, runq; /* the thread's clocks at the last read */
+} pf_cpu_probe;
+
+/* This thread's CPU time in ns (CLOCK_THREAD_CPUTIME_ID). */
+uint64_t pf_thread_cpu_ns(void);
+
+/* Open a probe for the calling thread and read its clocks (now: wall). */
+void pf_cpu_probe_open(pf_cpu_probe *p, uint64_t now);
+
+/* Add what the thread used since the last read when PF_CPU_PROBE_NS has
+ * passed (now: wall time, which the caller has at hand). */
+void pf_cpu_probe_tick(pf_cpu_probe *p, pf_stage_stats *st, uint64_t now);
+
+/* Add what is left and close (may be called on a probe never opened
+ * only if zeroed with fd = -1). */
+void pf_cpu_probe_close(pf_cpu_probe *p, pf_stage_stats *st);
 
 /* Begin a new epoch of op (and, through its reset, of its inputs). */
 void pf_op_reset(pf_op *op);

@@ -113,6 +113,13 @@ typedef struct pf_op_desc {
 	 * bytes of the memory budget are left for it (sets its max depth and
 	 * buffer_bytes; never under its starting depth).  At iterator start. */
 	void (*fit_depth)(pf_op *op, uint64_t avail);
+	/* AUTOTUNE: the most workers an autotuned stage may use beyond the
+	 * CPU budget's count (workers that mostly wait use little CPU) when
+	 * `avail` bytes of the memory budget are left for their buffers
+	 * (sets its max parallelism and adds their worst case to
+	 * buffer_bytes; never under what prepare set).  At iterator start,
+	 * before fit_depth.  NULL: never beyond the CPU budget's count. */
+	void (*fit_parallelism)(pf_op *op, uint64_t avail);
 } pf_op_desc;
 
 /* Every op's row, in the order of PF_OP_SOURCES, NULL-terminated. */

@@ -8,10 +8,16 @@
  *     busy (busy time per working thread over the window above BUSY_MIN;
  *     for a map at 1, which maps in the consumer's thread: its share of
  *     the consumer's wait), the busiest first, while the CPU the stages
- *     keep busy plus one more such thread stays within
- *     pf_options.cpu_budget cores (threads up to the budget were started
- *     with the iterator; only `active` of them take work, so a step is
- *     cheap and never exceeds the budget's thread count);
+ *     use plus one more such thread stays within pf_options.cpu_budget
+ *     cores.  CPU is measured where a stage measures it (st.cpu_timed: a
+ *     map's thread CPU clocks plus run-queue wait), else it is the time
+ *     the stage's threads kept busy.  A stage that computes gets at most
+ *     cpu_budget workers (threads up to the budget were started with the
+ *     iterator; only `active` of them take work, so a step is cheap); a
+ *     map whose busy time is mostly off the CPU (WAIT_CPU_MAX: it waits
+ *     on I/O, a remote fetch, a sleep) is doubled, past the core count
+ *     (its op starts the threads, its units were reserved in the memory
+ *     budget at start), while the CPU its workers add fits the budget;
  *   - else the depth of an autotuned prefetch (doubled, up to what the
  *     memory budget reserved for it at start): the input keeps up on
  *     average, so the stalls are bursts a deeper queue absorbs.  A depth
@@ -44,10 +50,14 @@
 #define WINDOW_MS 30
 #define STALL_MAX 0.03   /* act when the consumer waits more than this */
 #define BUSY_MIN 0.60    /* a stage whose threads are busier is a bottleneck */
+#define WAIT_CPU_MAX 0.5 /* a stage whose busy time is less CPU than this waits */
 #define LOG_MAX 256
 #define GAIN_MIN 1.05    /* a step must raise the delivery rate this much */
 #define JUDGE_MIN 8      /* elements a window after a step must deliver ... */
 #define JUDGE_MAX_MS 500 /* ... within this long, else the step is kept */
+#define JUDGE_WAIT_MIN 128 /* the same for a waiting stage's step, and the
+			    * window before it: its workers hand out whole
+			    * units late, a short window counts 2 or 3 */
 
 struct pf_autotune {
 	pf_iter *it;
@@ -59,11 +69,15 @@ struct pf_autotune {
 	_Atomic size_t nlog;
 	/* the window's start */
 	uint64_t w_t, w_wait;
-	uint64_t w_busy[64], w_blocked[64];
+	uint64_t w_busy[64], w_blocked[64], w_cpu[64];
 	uint64_t w_out;      /* elements the last stage had delivered */
 	/* the last step, judged on the next window */
 	int pending;         /* 0 none, 1 parallelism */
 	int p_stage, p_old;
+	int p_min;           /* elements its judging window must hold */
+	int p_settle;        /* the step's first window is not judged (a
+			      * waiting stage's new workers deliver only
+			      * after a unit's wait) */
 	double p_rate;       /* delivery rate of the window before it */
 	unsigned char frozen[64];
 };
@@ -72,6 +86,14 @@ static int tunable(const pf_op *op)
 {
 	return (op->st.max_parallelism > 0 && op->desc->set_parallelism) ||
 		(op->st.max_depth > 0 && op->desc->set_depth);
+}
+
+/* The CPU a stage that measures it (st.cpu_timed) wanted so far: time on
+ * a core plus time runnable but waiting for one (a thread the machine is
+ * too busy to run is not a thread that waits for I/O). */
+static uint64_t cpu_demand(const pf_op *op)
+{
+	return atomic_load(&op->st.cpu_ns) + atomic_load(&op->st.runq_ns);
 }
 
 static void window_start(struct pf_autotune *t)
@@ -84,6 +106,8 @@ static void window_start(struct pf_autotune *t)
 		t->w_busy[i] = atomic_load(&it->stages[i]->st.busy_ns);
 	for (int i = 0; i < it->nstages; i++)
 		t->w_blocked[i] = atomic_load(&it->stages[i]->st.blocked_ns);
+	for (int i = 0; i < it->nstages; i++)
+		t->w_cpu[i] = cpu_demand(it->stages[i]);
 }
 
 static void log_event(struct pf_autotune *t, int stage, const char *knob, int old,
@@ -102,6 +126,75 @@ static void log_event(struct pf_autotune *t, int stage, const char *knob, int ol
 	atomic_store_explicit(&t->nlog, n + 1, memory_order_release);
 }
 
+/*
+ * Raise the workers of stage s (busy `busy` per worker; `used` CPUs in use
+ * over the window): one more worker as busy as the others must fit the CPU
+ * budget.  A stage that measures its CPU and whose workers spend most of
+ * their busy time off the CPU (WAIT_CPU_MAX) waits: its workers are
+ * doubled, past the CPU budget's count if need be, as long as the CPU
+ * they add fits the budget; such a step is judged after a settling
+ * window, on a window of JUDGE_WAIT_MIN elements, against a window as
+ * long before it.  Returns 1 when a step was taken (logged, to be judged
+ * on the next window), -1 when the window must grow first, else 0.
+ */
+static int step_workers(struct pf_autotune *t, int s, double busy, double used,
+			double stall, double rate, uint64_t got, uint64_t dt)
+{
+	pf_iter *it = t->it;
+	pf_op *op = it->stages[s];
+	int old = op->st.parallelism, budget = it->p->opts.cpu_budget;
+	double add = busy > 1 ? 1 : busy; /* one more worker's CPU */
+	double frac = -1;                   /* CPU share of the busy time */
+	if (op->st.cpu_timed) {
+		double db = (double)(atomic_load(&op->st.busy_ns) - t->w_busy[s]);
+		double dc = (double)(cpu_demand(op) - t->w_cpu[s]);
+		frac = db > 0 ? dc / db : 1;
+		if (frac > 1)
+			frac = 1;
+		add *= frac;
+	}
+	int waits = frac >= 0 && frac < WAIT_CPU_MAX;
+	if (waits && got < JUDGE_WAIT_MIN && dt < (uint64_t)JUDGE_MAX_MS * 1000000u)
+		return -1; /* a longer window first: the rate to beat */
+	int want = waits ? 2 * old : old + 1;
+	if (!waits && want > budget)
+		want = budget; /* computing workers: never more than the cores */
+	if (want > op->st.max_parallelism)
+		want = op->st.max_parallelism;
+	while (want > old && used + add * (want - old) > budget)
+		want--;
+	if (want <= old)
+		return 0;
+	int nv = op->desc->set_parallelism(op, want);
+	if (nv == old)
+		return 0;
+	char why[112];
+	if (waits)
+		snprintf(why, sizeof(why),
+			 "stall %.0f%%, %s busy %.0f%% per worker at %.0f%% CPU (waits): "
+			 "%d of %d workers, %.2f of %d CPUs",
+			 100 * stall, op->desc->kind, 100 * (busy > 1 ? 1 : busy), 100 * frac, nv,
+			 op->st.max_parallelism, used, budget);
+	else if (frac >= 0)
+		snprintf(why, sizeof(why),
+			 "stall %.1f%%, %s busy %.0f%% per worker at %.0f%% CPU, %.2f of %d CPUs in use",
+			 100 * stall, op->desc->kind, 100 * (busy > 1 ? 1 : busy), 100 * frac, used,
+			 budget);
+	else
+		snprintf(why, sizeof(why),
+			 "stall %.1f%%, %s busy %.0f%% per worker, %.2f of %d CPUs in use",
+			 100 * stall, op->desc->kind, 100 * (busy > 1 ? 1 : busy), used, budget);
+	log_event(t, s, "parallelism", old, nv, why);
+	t->pending = 1;
+	t->p_stage = s;
+	t->p_old = old;
+	t->p_rate = rate;
+	t->p_settle = waits;
+	t->p_min = waits ? JUDGE_WAIT_MIN : JUDGE_MIN;
+	window_start(t);
+	return 1;
+}
+
 /* One decision over the current window; returns 1 when a knob changed. */
 static int decide(struct pf_autotune *t)
 {
@@ -116,6 +209,11 @@ static int decide(struct pf_autotune *t)
 	double rate = (double)(atomic_load(&it->stages[it->nstages - 1]->st.elements) - t->w_out) *
 		1e9 / (double)dt;
 	char why[112];
+	if (t->pending && t->p_settle) {
+		t->p_settle = 0;
+		window_start(t);
+		return 0;
+	}
 	if (t->pending) {
 		int s = t->p_stage;
 		/* a window of a few large batches (or one spanning an epoch's
@@ -123,10 +221,10 @@ static int decide(struct pf_autotune *t)
 		 * the step: wait for JUDGE_MIN elements, and keep a step that
 		 * cannot be judged rather than freeze its knob */
 		uint64_t got = atomic_load(&it->stages[it->nstages - 1]->st.elements) - t->w_out;
-		if (got < JUDGE_MIN && dt < (uint64_t)JUDGE_MAX_MS * 1000000u)
+		if (got < (uint64_t)t->p_min && dt < (uint64_t)JUDGE_MAX_MS * 1000000u)
 			return 0;
 		t->pending = 0;
-		if (got >= JUDGE_MIN && rate < t->p_rate * GAIN_MIN) {
+		if (got >= (uint64_t)t->p_min && rate < t->p_rate * GAIN_MIN) {
 			pf_op *op = it->stages[s];
 			int cur = op->st.parallelism;
 			int nv = op->desc->set_parallelism(op, t->p_old);
@@ -143,12 +241,15 @@ static int decide(struct pf_autotune *t)
 		window_start(t);
 		return 0;
 	}
-	/* CPU in use: the cores the stages' threads kept busy over the
-	 * window (threads that wait use none) */
+	/* CPU in use: the cores the stages' threads used over the window
+	 * (measured where a stage measures it, else the time they kept
+	 * busy: threads that wait use none) */
 	double used = 0;
 	for (int i = 0; i < it->nstages; i++) {
 		pf_op *op = it->stages[i];
-		if (op->st.self_timed || ((pf_op_traits(op) & PF_OP_MAP) && op->run))
+		if (op->st.cpu_timed)
+			used += (double)(cpu_demand(op) - t->w_cpu[i]) / (double)dt;
+		else if (op->st.self_timed || ((pf_op_traits(op) & PF_OP_MAP) && op->run))
 			used += (double)(atomic_load(&op->st.busy_ns) - t->w_busy[i]) / (double)dt;
 	}
 	/* the busiest parallel stage that may grow */
@@ -171,25 +272,11 @@ static int decide(struct pf_autotune *t)
 			best = i;
 		}
 	}
-	/* one more thread as busy as the stage's are now must fit the budget */
-	double add = best_busy > 1 ? 1 : best_busy;
-	if (best >= 0 && best_busy >= BUSY_MIN && used + add <= it->p->opts.cpu_budget) {
-		pf_op *op = it->stages[best];
-		int old = op->st.parallelism;
-		int nv = op->desc->set_parallelism(op, old + 1);
-		if (nv != old) {
-			snprintf(why, sizeof(why),
-				 "stall %.1f%%, %s busy %.0f%% per worker, %.2f of %d CPUs in use",
-				 100 * stall, op->desc->kind, 100 * (best_busy > 1 ? 1 : best_busy), used,
-				 it->p->opts.cpu_budget);
-			log_event(t, best, "parallelism", old, nv, why);
-			t->pending = 1;
-			t->p_stage = best;
-			t->p_old = old;
-			t->p_rate = rate;
-			window_start(t);
-			return 1;
-		}
+	if (best >= 0 && best_busy >= BUSY_MIN) {
+		uint64_t got = atomic_load(&it->stages[it->nstages - 1]->st.elements) - t->w_out;
+		int st = step_workers(t, best, best_busy, used, stall, rate, got, dt);
+		if (st)
+			return st > 0; /* stepped, or the window goes on */
 	}
 	for (int i = it->nstages - 1; i >= 0; i--) {
 		pf_op *op = it->stages[i];

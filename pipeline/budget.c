@@ -1,7 +1,8 @@
 /*
  * budget.c - the memory budget at iterator start: every buffer at its worst
  * case must fit pf_options.memory_budget.  Buffers an op can do without
- * give way first; autotuned buffers get what the others leave; a refusal
+ * give way first; workers beyond the CPU budget's count and autotuned
+ * buffers get what the others leave; a refusal
  * names the stage, what it needs, and why it needs that much.
  */
 #include <stdio.h>
@@ -39,6 +40,27 @@ static void shed_optional(pf_iter *it, uint64_t budget)
 		op->buffer_bytes -= op->optional_bytes;
 		op->optional_bytes = 0;
 		op->shed_optional = 1;
+	}
+}
+
+/* Workers beyond the CPU budget's count (for stages that wait): their
+ * units get up to half of what the budget leaves (split between such
+ * stages), the other half stays for the autotuned depths fitted after. */
+static void fit_workers(pf_iter *it, uint64_t budget)
+{
+	uint64_t sum = 0;
+	int n = 0;
+	for (int i = 0; i < it->nstages; i++) {
+		pf_op *op = it->stages[i];
+		sum += op->st.max_depth && op->desc->fit_depth ?
+			(uint64_t)(op->st.depth + 1) * op->elem_bytes : op->buffer_bytes;
+		n += op->st.max_parallelism > 0 && op->desc->fit_parallelism != NULL;
+	}
+	for (int i = 0; n && i < it->nstages; i++) {
+		pf_op *op = it->stages[i];
+		if (op->st.max_parallelism > 0 && op->desc->fit_parallelism)
+			op->desc->fit_parallelism(op, sum < budget ?
+						  (budget - sum) / 2 / (uint64_t)n : 0);
 	}
 }
 
@@ -85,6 +107,7 @@ int pf_budget_check(pf_iter *it, pf_error *err)
 {
 	uint64_t sum = 0, budget = it->p->opts.memory_budget;
 	shed_optional(it, budget);
+	fit_workers(it, budget);
 	fit_tuned(it, budget);
 	for (int i = 0; i < it->nstages; i++) {
 		pf_op *op = it->stages[i];

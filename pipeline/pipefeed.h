@@ -342,6 +342,10 @@ typedef struct pf_op_stats {
 	int64_t occupancy;        /* elements in its buffer now (prefetch queue,
 				   * shuffle buffer; compare with depth); -1 when
 				   * the stage does not measure it */
+	uint64_t cpu_ns;          /* CPU time its work took (its threads' CPU
+				   * clocks; busy_ns less this is time its work
+				   * waited: I/O, sleeps): a map on workers or
+				   * autotuned; 0 where not measured */
 } pf_op_stats;
 
 /* Number of stages of the running plan. */
@@ -368,8 +372,13 @@ uint64_t pf_iter_ndropped(const pf_iter *it);
  * of the bottleneck stage: workers of a map (or of shards+map), within the
  * CPU budget, or a prefetch's depth (when its queue does fill up at
  * times), within what was reserved for it in the memory budget
- * at start.  The CPU budget is counted in cores kept busy (measured), and
- * never more threads than cpu_budget work for one stage.  A step whose
+ * at start.  The CPU budget is counted in cores used (the workers' thread
+ * CPU clocks, and their run-queue wait, where a stage measures them; else
+ * the time its threads kept busy): a stage that computes never gets more
+ * workers than cpu_budget; a map that waits (its busy time mostly off the
+ * CPU: I/O, a remote fetch, a sleep) has its workers doubled past that,
+ * up to 64, while the CPU they add fits cpu_budget and their buffers the
+ * memory budget (reserved at start).  A step whose
  * next window delivers no more elements per second than before is taken
  * back, and that knob is left alone from then on.  Each decision (steps
  * and take-backs) is logged.
