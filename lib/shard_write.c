@@ -100,7 +100,7 @@ int pf_shard_writer_open(pf_shard_writer **wp, const char *path,
 	if (!w->o.codec_set)
 		w->o.codec = PF_CODEC_ZSTD;
 	if (!w->o.level)
-		w->o.level = 3;
+		w->o.level = PF_SHARD_DEFAULT_LEVEL;
 	if (!w->o.checksum)
 		w->o.checksum = PF_CHECKSUM_CRC32C;
 	if (!w->o.block_size)

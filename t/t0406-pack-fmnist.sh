@@ -1,11 +1,12 @@
 #!/bin/sh
 # t0406-pack-fmnist: the real Fashion-MNIST (gzip'd IDX) packs into 60000 +
-# 10000 records and verifies (skipped when the dataset is not installed).
+# 10000 records and verifies (skipped when the dataset is not installed);
+# the default zstd level is 6 (README: zstd decode rate vs block size and level).
 . "$srcdir/t/tap.sh"
 d=${FMNIST_DIR:-/usr/share/datasets/fashion-mnist}
 [ -r "$d/train-images-idx3-ubyte.gz" ] && [ -r "$d/t10k-labels-idx1-ubyte.gz" ] ||
 	skip_all "Fashion-MNIST not found in $d"
-plan 9
+plan 12
 pp="$top_builddir/pipe-pack"
 tmp=$(tap_tmp t0406)
 
@@ -21,3 +22,11 @@ like "$out" "5 files, 0 damaged; 70000 records" "verify counts 70000 records"
 diag "$(printf '%s\n' "$out" | tail -1)"
 out=$("$pp" info "$tmp/test-00000-of-00001.pfs" 2>&1); ok $? "info on the test shard"
 like "$out" "schema:    image: u8?28,28?, label: u8" "schema image: u8[28,28], label: u8"
+"$pp" idx -q --images "$d/t10k-images-idx3-ubyte.gz" --labels "$d/t10k-labels-idx1-ubyte.gz" \
+	-o "$tmp/l6" --level 6 >/dev/null 2>&1 &&
+"$pp" idx -q --images "$d/t10k-images-idx3-ubyte.gz" --labels "$d/t10k-labels-idx1-ubyte.gz" \
+	-o "$tmp/l3" --level 3 >/dev/null 2>&1
+cmp -s "$tmp/test-00000-of-00001.pfs" "$tmp/l6-00000-of-00001.pfs"; ok $? "the default level is 6: same bytes as --level 6"
+! cmp -s "$tmp/test-00000-of-00001.pfs" "$tmp/l3-00000-of-00001.pfs"; ok $? "--level 3 writes other bytes"
+s6=$(wc -c < "$tmp/l6-00000-of-00001.pfs"); s3=$(wc -c < "$tmp/l3-00000-of-00001.pfs")
+[ "$s6" -lt "$s3" ]; ok $? "level 6 stores less than level 3 ($s6 < $s3 bytes)"

@@ -44,7 +44,7 @@ static const char usage_text[] =
 "      --shards N             split the records evenly over N shards (default 1)\n"
 "      --records-per-shard N  or: at most N records per shard\n"
 "      --codec zstd|none      block compression (default zstd)\n"
-"      --level N              zstd level (default 3)\n"
+"      --level N              zstd level (default 6)\n"
 "      --checksum crc32c|xxh64  block checksum (default crc32c)\n"
 "      --block-size SIZE      raw bytes per block, e.g. 256K, 1M (default 256K)\n"
 "  -q, --quiet                no per-shard summary\n"
