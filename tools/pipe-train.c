@@ -7,6 +7,9 @@
  *   pipe-train --epochs 5 --eval 'test-*.pfs' 'train-*.pfs'
  *   pipe-train --pipeline 'map(decode, par=4) | shuffle(10000) | batch(64)' ...
  *   pipe-train --model none ...        the pipeline alone (throughput)
+ *   pipe-train --model synthetic:2000 ...  a consumer whose step waits 2 ms
+ *                                      (a GPU emulated): the never-starves
+ *                                      ratio against preloaded batches
  *   pipe-train --stats run.pfstat ...  record stats for pipe-stat while training
  *   pipe-train --sweep 1,8,32,64,128,256 --slo-ms 20 ...
  *                                      batch-size sweep: throughput, latency,
@@ -56,7 +59,11 @@ static void usage(FILE *f)
 		"  --prefetch N        host prefetch depth (auto)\n"
 		"  --depth N           device prefetch slots (auto: 8 on cpu, 3 on cuda;\n"
 		"                      2 = double buffering)\n"
-		"  --model SPEC        mlp:784-128-10 (default) or none (pipeline alone)\n"
+		"  --model SPEC        mlp:784-128-10 (default), none (pipeline alone) or\n"
+		"                      synthetic:STEP_US (a step of STEP_US on the compute\n"
+		"                      stream that waits without using the host CPU, as a\n"
+		"                      GPU step does; then the same steps over preloaded\n"
+		"                      batches: the never-starves ratio)\n"
 		"  --epochs N          epochs (5)\n"
 		"  --lr X              Adam learning rate (0.001)\n"
 		"  --seed N            seed of shuffling and init (1)\n"
@@ -535,7 +542,15 @@ int main(int argc, char **argv)
 	pf_error err = { 0 };
 	pf_model_cfg mc = { .max_batch = o.batch, .seed = o.seed, .lr = (float)o.lr,
 			    .use_graph = o.graph };
-	int with_model = strcmp(o.model, "none") != 0;
+	int synth = synth_parse(o.model, &o.synth_us);
+	if (synth < 0)
+		return 2;
+	if (synth && (o.nsweep || o.checkpoint || o.resume || o.save || o.eval || o.fingerprint)) {
+		fprintf(stderr, "pipe-train: --model %s trains no model: not with --sweep, --checkpoint, --resume, --save, --eval or --fingerprint\n",
+			o.model);
+		return 2;
+	}
+	int with_model = strcmp(o.model, "none") != 0 && !synth;
 	if (with_model && pf_model_parse(&mc, o.model, &err) < 0) {
 		fprintf(stderr, "pipe-train: --model: %s\n", err.msg);
 		return 2;
@@ -544,7 +559,7 @@ int main(int argc, char **argv)
 		return run_sweep(&o);
 	if ((rc = check_eval(&o, with_model)) != 0)
 		return rc;
-	if (!with_model) {
+	if (!with_model && !synth) {
 		if (o.checkpoint || o.resume || o.fingerprint || o.stop_after) {
 			fprintf(stderr, "pipe-train: --checkpoint, --resume, --fingerprint and --stop-after-steps need a model\n");
 			return 2;

@@ -13,8 +13,11 @@
  *     -> train_common.c building the pipeline, binding batches to the
  *                       model's input, exiting on errors, the clock
  *   train_loop.c -> train_run.c (writing checkpoints)
+ *   train_loop.c -> train_synth.c --model synthetic:STEP_US and the
+ *                     preloaded baseline (the never-starves ratio)
  *
- * train_common.c and train_run.c call nothing above them.
+ * train_common.c, train_run.c and train_synth.c call nothing above them
+ * (train_synth.c: die and now_s of train_common.c).
  */
 #ifndef PF_TOOLS_TRAIN_H
 #define PF_TOOLS_TRAIN_H
@@ -46,6 +49,8 @@ typedef struct opts {
 	/* damaged input */
 	int skip_corrupt, isolate;
 	int64_t max_corrupt;
+	/* --model synthetic:STEP_US: the step's microseconds; 0: not synthetic */
+	uint32_t synth_us;
 } opts;
 
 /* Where a run stands (a checkpoint's state).  A finished run (done) keeps
@@ -118,5 +123,38 @@ int same_str(const char *a, const char *b);
 int parse_sweep(opts *o, const char *s);
 /* Run the sweep o describes and print its table; the exit status. */
 int run_sweep(const opts *o);
+
+/* ---- train_synth.c: the synthetic consumer, the preloaded baseline ---- */
+
+#define SYNTH_MAX_US 10000000            /* a synthetic step of 10 s at most */
+#define PRELOAD_MAX 16                   /* batches kept for the baseline */
+#define PRELOAD_MAX_BYTES (256u << 20)   /* ... in this many bytes at most */
+
+/* --model SPEC: 1 and *us when SPEC is synthetic:STEP_US (1..SYNTH_MAX_US),
+ * 0 when SPEC is not synthetic, -1 (said on stderr) when malformed. */
+int synth_parse(const char *spec, uint32_t *us);
+/* Enqueue one synthetic step on s: a host function that sleeps *us
+ * microseconds (*us must outlive the step).  Exits on errors. */
+void synth_step(pf_device *dev, pf_stream *s, const uint32_t *us);
+
+/* Batches copied into device memory of their own for the baseline. */
+typedef struct preload {
+	int n;
+	size_t bytes;
+	pf_devbatch b[PRELOAD_MAX];   /* data[] point into buf[k] */
+	void *buf[PRELOAD_MAX];
+} preload;
+/* Keep a copy of device batch b (enqueued on s, after whatever s waits
+ * for: call it between pf_devfeed_next and the release) while fewer than
+ * PRELOAD_MAX batches and PRELOAD_MAX_BYTES are kept; else nothing.
+ * Exits on errors. */
+void preload_keep(preload *p, pf_device *dev, pf_stream *s, const pf_devbatch *b);
+/* The baseline: `steps` synthetic steps of *us over p's batches on s, no
+ * pipeline; s is synced before and after.  Returns seconds per step (0
+ * when steps or p's batches are none). */
+double preload_run(const preload *p, pf_device *dev, pf_stream *s, uint64_t steps,
+		   const uint32_t *us);
+/* Free p's device memory (s synced first by the caller). */
+void preload_free(preload *p, pf_device *dev);
 
 #endif
