@@ -542,15 +542,15 @@ int main(int argc, char **argv)
 	pf_error err = { 0 };
 	pf_model_cfg mc = { .max_batch = o.batch, .seed = o.seed, .lr = (float)o.lr,
 			    .use_graph = o.graph };
-	int synth = synth_parse(o.model, &o.synth_us);
-	if (synth < 0)
+	int is_synth = synth_parse(o.model, &o.synth_us);
+	if (is_synth < 0)
 		return 2;
-	if (synth && (o.nsweep || o.checkpoint || o.resume || o.save || o.eval || o.fingerprint)) {
+	if (is_synth && (o.nsweep || o.checkpoint || o.resume || o.save || o.eval || o.fingerprint)) {
 		fprintf(stderr, "pipe-train: --model %s trains no model: not with --sweep, --checkpoint, --resume, --save, --eval or --fingerprint\n",
 			o.model);
 		return 2;
 	}
-	int with_model = strcmp(o.model, "none") != 0 && !synth;
+	int with_model = strcmp(o.model, "none") != 0 && !is_synth;
 	if (with_model && pf_model_parse(&mc, o.model, &err) < 0) {
 		fprintf(stderr, "pipe-train: --model: %s\n", err.msg);
 		return 2;
@@ -559,7 +559,7 @@ int main(int argc, char **argv)
 		return run_sweep(&o);
 	if ((rc = check_eval(&o, with_model)) != 0)
 		return rc;
-	if (!with_model && !synth) {
+	if (!with_model && !is_synth) {
 		if (o.checkpoint || o.resume || o.fingerprint || o.stop_after) {
 			fprintf(stderr, "pipe-train: --checkpoint, --resume, --fingerprint and --stop-after-steps need a model\n");
 			return 2;

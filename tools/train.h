@@ -133,9 +133,26 @@ int run_sweep(const opts *o);
 /* --model SPEC: 1 and *us when SPEC is synthetic:STEP_US (1..SYNTH_MAX_US),
  * 0 when SPEC is not synthetic, -1 (said on stderr) when malformed. */
 int synth_parse(const char *spec, uint32_t *us);
-/* Enqueue one synthetic step on s: a host function that sleeps *us
- * microseconds (*us must outlive the step).  Exits on errors. */
-void synth_step(pf_device *dev, pf_stream *s, const uint32_t *us);
+#define SYNTH_RING 1024                  /* synthetic steps in flight at most */
+
+/* The synthetic consumer on one stream: its emulated device clock
+ * (train_synth.c).  The host side (synth_step) and the stream's thread
+ * (the step) share it; one host thread enqueues. */
+typedef struct synth {
+	pf_device *dev;
+	pf_stream *s;
+	uint32_t us;                  /* STEP_US */
+	int cpu;                      /* the cpu backend: copy waits are seen */
+	uint64_t enq[SYNTH_RING];     /* host: when step k was enqueued (ns) */
+	uint64_t head;                /* host: steps enqueued */
+	_Atomic uint64_t tail;        /* stream: steps run */
+	uint64_t dev_end, wait_seen;  /* stream: the clock; the wait counter */
+} synth;
+/* Ready sy for STEP_US steps on stream s of dev. */
+void synth_init(synth *sy, pf_device *dev, pf_stream *s, uint32_t us);
+/* Enqueue one synthetic step on sy's stream: a host function that sleeps
+ * to the step's end on the emulated device clock.  Exits on errors. */
+void synth_step(synth *sy);
 
 /* Batches copied into device memory of their own for the baseline. */
 typedef struct preload {
@@ -149,11 +166,10 @@ typedef struct preload {
  * PRELOAD_MAX batches and PRELOAD_MAX_BYTES are kept; else nothing.
  * Exits on errors. */
 void preload_keep(preload *p, pf_device *dev, pf_stream *s, const pf_devbatch *b);
-/* The baseline: `steps` synthetic steps of *us over p's batches on s, no
- * pipeline; s is synced before and after.  Returns seconds per step (0
- * when steps or p's batches are none). */
-double preload_run(const preload *p, pf_device *dev, pf_stream *s, uint64_t steps,
-		   const uint32_t *us);
+/* The baseline: `steps` synthetic steps of sy over p's batches, no
+ * pipeline, on a fresh device clock; the stream is synced before and
+ * after.  Returns seconds per step (0 when steps or p's batches are none). */
+double preload_run(const preload *p, synth *sy, uint64_t steps);
 /* Free p's device memory (s synced first by the caller). */
 void preload_free(preload *p, pf_device *dev);
 

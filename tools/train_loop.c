@@ -246,6 +246,7 @@ typedef struct trainer {
 	/* --model synthetic: the batches kept for the preloaded baseline,
 	 * and the step times through the pipeline and preloaded (s) */
 	preload pre;
+	synth sy;
 	double step_pipe, step_pre;
 } trainer;
 
@@ -319,7 +320,9 @@ static void trainer_open(trainer *t, const opts *o, pf_model_cfg mc, const run_s
 	 * the largest batch it can see */
 	if (o->pipeline && t->mc.max_batch < 4096)
 		t->mc.max_batch = 4096;
-	if (!o->synth_us && pf_model_new(&t->m, t->dev, &t->mc, &err) < 0)
+	if (o->synth_us)
+		synth_init(&t->sy, t->dev, t->cs, o->synth_us);
+	else if (pf_model_new(&t->m, t->dev, &t->mc, &err) < 0)
 		die("model", &err);
 	if (rs) {
 		if (pf_model_load(t->m, t->cs, o->resume, &err) < 0 ||
@@ -404,7 +407,7 @@ static void train_on(trainer *t, epoch_run *er, pf_devbatch *b)
 	int ei = (int)er->e;
 	if (o->synth_us) {
 		preload_keep(&t->pre, t->dev, t->cs, b);
-		synth_step(t->dev, t->cs, &o->synth_us);
+		synth_step(&t->sy);
 	} else {
 		bind_input(&t->tin, b, t->mc.sizes[0]);
 		if (t->fpf)
@@ -657,7 +660,7 @@ static void preloaded_baseline(trainer *t)
 		return;
 	pf_stats_detach(t->stats);
 	t->step_pipe = t->train_wall / (double)t->step_total;
-	t->step_pre = preload_run(&t->pre, t->dev, t->cs, t->step_total, &o->synth_us);
+	t->step_pre = preload_run(&t->pre, &t->sy, t->step_total);
 	if (t->stats && t->step_pre > 0) {
 		char why[128];
 		snprintf(why, sizeof(why), "never-starves ratio %.4f over %" PRIu64
