@@ -144,7 +144,9 @@ static void overlap(int depth)
 	ok(n == NB && waited < 0.08 * steps,
 	   "depth %d: copies overlap the steps: the compute stream waited %.1f ms for copies in %.0f ms of steps (%d batches)",
 	   depth, waited * 1e3, steps * 1e3, n);
-	ok(wall < 1.08 * steps + 0.01,
+	/* loose: the host's scheduling shows here; the wait above is the
+	 * measure of overlap */
+	ok(wall >= steps && wall < 1.2 * steps + 0.01,
 	   "depth %d: %d steps of %d us took %.0f ms (steps alone: %.0f ms)", depth, n, STEP_US,
 	   wall * 1e3, steps * 1e3);
 	pf_devfeed_free(f);
