@@ -9,10 +9,12 @@
 # well under the steps' time); over a pipeline slowed by sleep(100) per
 # sample (6.4 ms a batch for a 2 ms step) the ratio is > 1.5.  The ratio
 # reaches the stats file and pipe-stat (text and --json; null in a file
-# without it).  A malformed STEP_US, and flags that need a model, are
-# usage errors.
+# without it).  --preloaded gives the mlp model its ratio too, on a fresh
+# model: the trained one ends with the same loss as without it.  A
+# malformed STEP_US, flags that need a model, and --preloaded without one
+# are usage errors.
 . "$srcdir/t/tap.sh"
-plan 18
+plan 21
 tmp=`tap_tmp t5104`
 b=$top_builddir
 "$b/t/train-gen" "$tmp/train.raw" 20000 1 &&
@@ -90,6 +92,19 @@ timeout 60 "$b/pipe-train" --device cpu --model none --epochs 1 --quiet \
 "$b/pipe-stat" --json "$tmp/none.pfstat" >"$tmp/none.json" 2>&1
 like "`cat "$tmp/none.json"`" '"never_starves_ratio":null' "pipe-stat --json: null without a measurement"
 
+# --preloaded with the mlp model
+mlp() {
+	timeout 120 "$b/pipe-train" --device cpu --model mlp:16-32-4 --batch 32 --epochs 1 \
+		--lr 0.01 --seed 7 --json --quiet "$@" "$shards" 2>/dev/null
+}
+mlp --preloaded >"$tmp/mlp1.json" && mlp >"$tmp/mlp0.json"
+ok $? "mlp runs with and without --preloaded"
+r=`field never_starves_ratio "$tmp/mlp1.json"`
+check "${r:-0} > 0"
+ok $? "--preloaded: the mlp model's never-starves ratio ($r)"
+is "`field train_loss "$tmp/mlp1.json"`" "`field train_loss "$tmp/mlp0.json"`" \
+	"--preloaded trains a fresh model: the run's loss is unchanged"
+
 # usage errors: exit 2, before any work
 st=0
 for m in synthetic:abc synthetic:0 synthetic: synthetic:-5 synthetic:20000000; do
@@ -104,3 +119,5 @@ is $? 2 "--model synthetic with --save: a usage error (no model)"
 timeout 30 "$b/pipe-train" --device cpu --model synthetic:100 --eval "$shards" "$shards" \
 	>/dev/null 2>&1
 is $? 2 "--model synthetic with --eval: a usage error (no model)"
+timeout 30 "$b/pipe-train" --device cpu --model none --preloaded "$shards" >/dev/null 2>&1
+is $? 2 "--preloaded with --model none: a usage error"

@@ -88,6 +88,9 @@ static void usage(FILE *f)
 		"  --fingerprint FILE  testing aid: one line per training batch: epoch,\n"
 		"                      step, 64-bit hash of its images and labels\n"
 		"  --stop-after-steps N  testing aid: act as if interrupted after step N\n"
+		"  --preloaded         after training, the same steps on a fresh model over\n"
+		"                      batches preloaded in device memory: the never-starves\n"
+		"                      ratio (always done with --model synthetic)\n"
 		"  --json              one JSON object on stdout at the end\n"
 		"  --quiet             no progress bar, no epoch lines\n"
 		"  --stats FILE        record run statistics in FILE while training (pipe-stat FILE)\n"
@@ -102,7 +105,7 @@ enum { O_PIPE = 256, O_BATCH, O_SHUF, O_CACHE, O_MAPT, O_PREF, O_DEPTH,
        O_MODEL, O_EPOCHS, O_LR, O_SEED, O_DEV, O_GRAPH, O_EVAL, O_SAVE,
        O_JSON, O_QUIET, O_STATS, O_SWEEP, O_STEPS, O_SLO, O_SVG, O_EPIPE,
        O_READT, O_CKPT, O_RESUME, O_FPRINT, O_STOPAFTER, O_ONCORR, O_MAXCORR,
-       O_ISOLATE, O_LAST = O_ISOLATE };
+       O_ISOLATE, O_PRELOAD, O_LAST = O_PRELOAD };
 
 /*
  * --resume FILE: read its run section; the options that define the run
@@ -180,6 +183,7 @@ static int load_resume(opts *o, const unsigned char *given, char **positional,
 	n.save = o->save;
 	n.json = o->json;
 	n.quiet = o->quiet;
+	n.preloaded = o->preloaded;
 	n.stats = o->stats;
 	memcpy(n.label, o->label, sizeof(n.label));
 	if (given[O_EPOCHS - O_PIPE] && !rs->done)
@@ -229,7 +233,7 @@ static const struct option long_opts[] = {
 	{ "checkpoint", 1, 0, O_CKPT }, { "resume", 1, 0, O_RESUME },
 	{ "fingerprint", 1, 0, O_FPRINT }, { "stop-after-steps", 1, 0, O_STOPAFTER },
 	{ "on-corrupt", 1, 0, O_ONCORR }, { "max-corrupt", 1, 0, O_MAXCORR },
-	{ "isolate-map", 0, 0, O_ISOLATE },
+	{ "isolate-map", 0, 0, O_ISOLATE }, { "preloaded", 0, 0, O_PRELOAD },
 	{ "help", 0, 0, 'h' }, { 0, 0, 0, 0 }
 };
 
@@ -362,6 +366,7 @@ static int set_option(opts *o, int c, const char *arg, const unsigned char *give
 	case O_ONCORR:
 	case O_MAXCORR: return corrupt_arg(o, c, arg, given);
 	case O_ISOLATE: o->isolate = 1; return 0;
+	case O_PRELOAD: o->preloaded = 1; return 0;
 	}
 	return 2;
 }
@@ -483,6 +488,10 @@ static int check_flags(const opts *o)
 		fprintf(stderr, "pipe-train: --sweep sets the batch size itself: it does not combine with --pipeline, --stats, --eval or --save\n");
 		return 2;
 	}
+	if (o->preloaded && o->nsweep) {
+		fprintf(stderr, "pipe-train: --preloaded does not combine with --sweep\n");
+		return 2;
+	}
 	if (o->nsweep && (o->checkpoint || o->resume || o->fingerprint || o->stop_after)) {
 		fprintf(stderr, "pipe-train: --sweep does not combine with --checkpoint, --resume, --fingerprint or --stop-after-steps\n");
 		return 2;
@@ -560,8 +569,8 @@ int main(int argc, char **argv)
 	if ((rc = check_eval(&o, with_model)) != 0)
 		return rc;
 	if (!with_model && !is_synth) {
-		if (o.checkpoint || o.resume || o.fingerprint || o.stop_after) {
-			fprintf(stderr, "pipe-train: --checkpoint, --resume, --fingerprint and --stop-after-steps need a model\n");
+		if (o.checkpoint || o.resume || o.fingerprint || o.stop_after || o.preloaded) {
+			fprintf(stderr, "pipe-train: --checkpoint, --resume, --fingerprint, --stop-after-steps and --preloaded need a model\n");
 			return 2;
 		}
 		return run_pipeline_only(&o);

@@ -51,6 +51,7 @@ typedef struct opts {
 	int64_t max_corrupt;
 	/* --model synthetic:STEP_US: the step's microseconds; 0: not synthetic */
 	uint32_t synth_us;
+	int preloaded;                 /* --preloaded: the baseline with a model too */
 } opts;
 
 /* Where a run stands (a checkpoint's state).  A finished run (done) keeps
