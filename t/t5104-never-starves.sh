@@ -14,7 +14,7 @@
 # malformed STEP_US, flags that need a model, and --preloaded without one
 # are usage errors.
 . "$srcdir/t/tap.sh"
-plan 21
+plan 22
 tmp=`tap_tmp t5104`
 b=$top_builddir
 "$b/t/train-gen" "$tmp/train.raw" 20000 1 &&
