@@ -2,8 +2,17 @@
  * devfeed.c - device prefetch with double-buffered (depth-buffered) streams;
  * the protocol is drawn in pf_devfeed.h.
  *
- * State under f->mu: the free-slot stack, the ready FIFO (slots filled, or
- * an END / ERROR marker), stop and the feeder's exit.  The feeder thread
+ * State under f->mu: the free-slot FIFO, the ready FIFO (slots filled, or
+ * an END / ERROR marker), stop and the feeder's exit.
+ *
+ * Free slots are refilled first-in-first-out: the slot released longest
+ * ago is refilled first.  Its step was enqueued earliest, so it is the
+ * one most likely done, and its copy (which waits on that step's done
+ * event) can run while the later steps compute.  Last-in-first-out would
+ * refill the slot whose step was just enqueued: the copy waits that step
+ * out, and when the consumer has run ahead (several slots free at once)
+ * the copy stream, being in order, holds every later copy behind it, so
+ * copies and steps alternate instead of overlapping (t3008).  The feeder thread
  * owns the copy stream and the iterator; the consumer owns the compute
  * stream.  Slots exist from the first batch on (their size is its size).
  */
@@ -50,7 +59,8 @@ struct pf_devfeed {
 	int started;                   /* th is running */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	int freelist[MAX_DEPTH], nfree;
+	int freeq[MAX_DEPTH];          /* free slots, a FIFO: nfree from fhead */
+	unsigned fhead, nfree;
 	item rq[RQ];
 	unsigned rhead, rtail;
 	int stop, feeder_exited;
@@ -223,7 +233,12 @@ static void *feeder(void *arg)
 		pthread_mutex_lock(&f->mu);
 		while (f->nfree == 0 && !f->stop)
 			pthread_cond_wait(&f->cv, &f->mu);
-		int k = f->stop ? -1 : f->freelist[--f->nfree];
+		int k = -1;
+		if (!f->stop) {
+			k = f->freeq[f->fhead % MAX_DEPTH];
+			f->fhead++;
+			f->nfree--;
+		}
 		f->st.feeder_slot_ns += now_ns() - t1;
 		pthread_mutex_unlock(&f->mu);
 		if (k < 0) {
@@ -274,7 +289,7 @@ int pf_devfeed_new(pf_devfeed **fp, pf_device *d, pf_iter *it,
 	for (int k = 0; rc == 0 && k < f->depth; k++) {
 		if ((rc = pf_event_new(d, &f->copy_ev[k], err)) == 0)
 			rc = pf_event_new(d, &f->done_ev[k], err);
-		f->freelist[f->nfree++] = f->depth - 1 - k;  /* slot 0 first */
+		f->freeq[f->nfree++] = k;  /* slot 0 first */
 	}
 	f->wait_base = pf_stream_wait_ns(d, compute);
 	if (rc == 0 && pthread_create(&f->th, NULL, feeder, f) != 0)
@@ -377,7 +392,8 @@ int pf_devfeed_release(pf_devfeed *f, pf_devbatch *b, pf_error *err)
 	int rc = pf_event_record(f->dev, f->done_ev[k], f->compute, err);
 	pthread_mutex_lock(&f->mu);
 	f->last_done = f->done_ev[k];
-	f->freelist[f->nfree++] = k;
+	f->freeq[(f->fhead + f->nfree) % MAX_DEPTH] = k;
+	f->nfree++;
 	pthread_cond_broadcast(&f->cv);
 	pthread_mutex_unlock(&f->mu);
 	return rc;

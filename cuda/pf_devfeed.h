@@ -13,7 +13,10 @@
  *
  * A slot is written only after the compute that read it has finished (the
  * copy stream waits on done_ev), and read only after its copy has finished
- * (the compute stream waits on copy_ev): neither wait blocks the host.  The
+ * (the compute stream waits on copy_ev): neither wait blocks the host.
+ * Released slots are refilled in the order they were released (FIFO), so
+ * with depth >= 2 a copy overlaps the steps enqueued after the one it
+ * waits for.  The
  * consumer blocks only when no batch is ready; that wait, when the compute
  * stream has nothing left to run, and the compute stream's own waits on
  * copy events are the stall (pf_devfeed_stats).

@@ -7,6 +7,9 @@
  *   pipe-train --epochs 5 --eval 'test-*.pfs' 'train-*.pfs'
  *   pipe-train --pipeline 'map(decode, par=4) | shuffle(10000) | batch(64)' ...
  *   pipe-train --model none ...        the pipeline alone (throughput)
+ *   pipe-train --model synthetic:2000 ...  a consumer whose step waits 2 ms
+ *                                      (a GPU emulated): the never-starves
+ *                                      ratio against preloaded batches
  *   pipe-train --stats run.pfstat ...  record stats for pipe-stat while training
  *   pipe-train --sweep 1,8,32,64,128,256 --slo-ms 20 ...
  *                                      batch-size sweep: throughput, latency,
@@ -56,7 +59,11 @@ static void usage(FILE *f)
 		"  --prefetch N        host prefetch depth (auto)\n"
 		"  --depth N           device prefetch slots (auto: 8 on cpu, 3 on cuda;\n"
 		"                      2 = double buffering)\n"
-		"  --model SPEC        mlp:784-128-10 (default) or none (pipeline alone)\n"
+		"  --model SPEC        mlp:784-128-10 (default), none (pipeline alone) or\n"
+		"                      synthetic:STEP_US (a step of STEP_US on the compute\n"
+		"                      stream that waits without using the host CPU, as a\n"
+		"                      GPU step does; then the same steps over preloaded\n"
+		"                      batches: the never-starves ratio)\n"
 		"  --epochs N          epochs (5)\n"
 		"  --lr X              Adam learning rate (0.001)\n"
 		"  --seed N            seed of shuffling and init (1)\n"
@@ -81,6 +88,9 @@ static void usage(FILE *f)
 		"  --fingerprint FILE  testing aid: one line per training batch: epoch,\n"
 		"                      step, 64-bit hash of its images and labels\n"
 		"  --stop-after-steps N  testing aid: act as if interrupted after step N\n"
+		"  --preloaded         after training, the same steps on a fresh model over\n"
+		"                      batches preloaded in device memory: the never-starves\n"
+		"                      ratio (always done with --model synthetic)\n"
 		"  --json              one JSON object on stdout at the end\n"
 		"  --quiet             no progress bar, no epoch lines\n"
 		"  --stats FILE        record run statistics in FILE while training (pipe-stat FILE)\n"
@@ -95,7 +105,7 @@ enum { O_PIPE = 256, O_BATCH, O_SHUF, O_CACHE, O_MAPT, O_PREF, O_DEPTH,
        O_MODEL, O_EPOCHS, O_LR, O_SEED, O_DEV, O_GRAPH, O_EVAL, O_SAVE,
        O_JSON, O_QUIET, O_STATS, O_SWEEP, O_STEPS, O_SLO, O_SVG, O_EPIPE,
        O_READT, O_CKPT, O_RESUME, O_FPRINT, O_STOPAFTER, O_ONCORR, O_MAXCORR,
-       O_ISOLATE, O_LAST = O_ISOLATE };
+       O_ISOLATE, O_PRELOAD, O_LAST = O_PRELOAD };
 
 /*
  * --resume FILE: read its run section; the options that define the run
@@ -173,6 +183,7 @@ static int load_resume(opts *o, const unsigned char *given, char **positional,
 	n.save = o->save;
 	n.json = o->json;
 	n.quiet = o->quiet;
+	n.preloaded = o->preloaded;
 	n.stats = o->stats;
 	memcpy(n.label, o->label, sizeof(n.label));
 	if (given[O_EPOCHS - O_PIPE] && !rs->done)
@@ -222,7 +233,7 @@ static const struct option long_opts[] = {
 	{ "checkpoint", 1, 0, O_CKPT }, { "resume", 1, 0, O_RESUME },
 	{ "fingerprint", 1, 0, O_FPRINT }, { "stop-after-steps", 1, 0, O_STOPAFTER },
 	{ "on-corrupt", 1, 0, O_ONCORR }, { "max-corrupt", 1, 0, O_MAXCORR },
-	{ "isolate-map", 0, 0, O_ISOLATE },
+	{ "isolate-map", 0, 0, O_ISOLATE }, { "preloaded", 0, 0, O_PRELOAD },
 	{ "help", 0, 0, 'h' }, { 0, 0, 0, 0 }
 };
 
@@ -355,6 +366,7 @@ static int set_option(opts *o, int c, const char *arg, const unsigned char *give
 	case O_ONCORR:
 	case O_MAXCORR: return corrupt_arg(o, c, arg, given);
 	case O_ISOLATE: o->isolate = 1; return 0;
+	case O_PRELOAD: o->preloaded = 1; return 0;
 	}
 	return 2;
 }
@@ -476,6 +488,10 @@ static int check_flags(const opts *o)
 		fprintf(stderr, "pipe-train: --sweep sets the batch size itself: it does not combine with --pipeline, --stats, --eval or --save\n");
 		return 2;
 	}
+	if (o->preloaded && o->nsweep) {
+		fprintf(stderr, "pipe-train: --preloaded does not combine with --sweep\n");
+		return 2;
+	}
 	if (o->nsweep && (o->checkpoint || o->resume || o->fingerprint || o->stop_after)) {
 		fprintf(stderr, "pipe-train: --sweep does not combine with --checkpoint, --resume, --fingerprint or --stop-after-steps\n");
 		return 2;
@@ -535,7 +551,15 @@ int main(int argc, char **argv)
 	pf_error err = { 0 };
 	pf_model_cfg mc = { .max_batch = o.batch, .seed = o.seed, .lr = (float)o.lr,
 			    .use_graph = o.graph };
-	int with_model = strcmp(o.model, "none") != 0;
+	int is_synth = synth_parse(o.model, &o.synth_us);
+	if (is_synth < 0)
+		return 2;
+	if (is_synth && (o.nsweep || o.checkpoint || o.resume || o.save || o.eval || o.fingerprint)) {
+		fprintf(stderr, "pipe-train: --model %s trains no model: not with --sweep, --checkpoint, --resume, --save, --eval or --fingerprint\n",
+			o.model);
+		return 2;
+	}
+	int with_model = strcmp(o.model, "none") != 0 && !is_synth;
 	if (with_model && pf_model_parse(&mc, o.model, &err) < 0) {
 		fprintf(stderr, "pipe-train: --model: %s\n", err.msg);
 		return 2;
@@ -544,9 +568,9 @@ int main(int argc, char **argv)
 		return run_sweep(&o);
 	if ((rc = check_eval(&o, with_model)) != 0)
 		return rc;
-	if (!with_model) {
-		if (o.checkpoint || o.resume || o.fingerprint || o.stop_after) {
-			fprintf(stderr, "pipe-train: --checkpoint, --resume, --fingerprint and --stop-after-steps need a model\n");
+	if (!with_model && !is_synth) {
+		if (o.checkpoint || o.resume || o.fingerprint || o.stop_after || o.preloaded) {
+			fprintf(stderr, "pipe-train: --checkpoint, --resume, --fingerprint, --stop-after-steps and --preloaded need a model\n");
 			return 2;
 		}
 		return run_pipeline_only(&o);

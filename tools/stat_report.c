@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "stat.h"
@@ -10,6 +11,23 @@
 static const char *stage_name(const pf_stats_snap *s, int i)
 {
 	return i >= 0 && i < s->nstages ? s->stages[i].name : "consumer";
+}
+
+/*
+ * The never-starves ratio of the run, when its writer measured one: the
+ * latest consumer event "never_starves" (doc/STATS.md: old = the step over
+ * preloaded batches, new = the step through the pipeline, in ns).  NULL
+ * when there is none (or it is not usable).
+ */
+static const pf_stats_eventrec *never_starves(const pf_stats_snap *s)
+{
+	for (size_t k = s->nevents; k-- > 0;) {
+		const pf_stats_eventrec *e = &s->events[k];
+		if (e->stage < 0 && !strcmp(e->knob, "never_starves") && e->old_value > 0 &&
+		    e->new_value > 0)
+			return e;
+	}
+	return NULL;
 }
 
 int stat_report(FILE *f, const pf_stats_snap *s, const stat_analysis *a)
@@ -34,6 +52,11 @@ int stat_report(FILE *f, const pf_stats_snap *s, const stat_analysis *a)
 	if (s->h2d_ns)
 		fprintf(f, "h2d copies:  %.3f s in all, %.1f us per step (device time on the copy stream)\n",
 			s->h2d_ns * 1e-9, s->steps ? s->h2d_ns * 1e-3 / (double)s->steps : 0.0);
+	const pf_stats_eventrec *ns = never_starves(s);
+	if (ns)
+		fprintf(f, "never-starves: ratio %.3f: step %.3f ms through the pipeline, %.3f ms over preloaded batches\n",
+			(double)ns->new_value / (double)ns->old_value, ns->new_value * 1e-6,
+			ns->old_value * 1e-6);
 	fprintf(f, "\n %-2s %-16s %12s %9s %7s %7s %7s %8s %5s %5s %6s\n", "#", "stage", "rate/s",
 		"self s", "busy", "input", "wait", "blocked", "par", "depth", "fill");
 	for (int i = 0; i < a->nops; i++) {
@@ -164,6 +187,13 @@ int stat_json(FILE *f, const pf_stats_snap *s, const stat_analysis *a)
 	num(f, "h2d_s", s->h2d_ns * 1e-9, 1);
 	num(f, "startup_ms", a->startup_ms, 1);
 	num(f, "steady_stall_share", a->steady_stall_share, 1);
+	const pf_stats_eventrec *ns = never_starves(s);
+	if (ns)
+		fprintf(f, "\"never_starves_ratio\":%.6g,\"step_s\":%.6g,\"preloaded_step_s\":%.6g,",
+			(double)ns->new_value / (double)ns->old_value, ns->new_value * 1e-9,
+			ns->old_value * 1e-9);
+	else
+		fputs("\"never_starves_ratio\":null,\"step_s\":null,\"preloaded_step_s\":null,", f);
 	fputs("\"bottleneck\":", f);
 	stat_json_str(f, stat_bottleneck_name(a), 32);
 	fputs(",\"busiest_stage\":", f);

@@ -13,8 +13,11 @@
  *     -> train_common.c building the pipeline, binding batches to the
  *                       model's input, exiting on errors, the clock
  *   train_loop.c -> train_run.c (writing checkpoints)
+ *   train_loop.c -> train_synth.c --model synthetic:STEP_US and the
+ *                     preloaded baseline (the never-starves ratio)
  *
- * train_common.c and train_run.c call nothing above them.
+ * train_common.c, train_run.c and train_synth.c call nothing above them
+ * (train_synth.c: die and now_s of train_common.c).
  */
 #ifndef PF_TOOLS_TRAIN_H
 #define PF_TOOLS_TRAIN_H
@@ -46,6 +49,9 @@ typedef struct opts {
 	/* damaged input */
 	int skip_corrupt, isolate;
 	int64_t max_corrupt;
+	/* --model synthetic:STEP_US: the step's microseconds; 0: not synthetic */
+	uint32_t synth_us;
+	int preloaded;                 /* --preloaded: the baseline with a model too */
 } opts;
 
 /* Where a run stands (a checkpoint's state).  A finished run (done) keeps
@@ -118,5 +124,54 @@ int same_str(const char *a, const char *b);
 int parse_sweep(opts *o, const char *s);
 /* Run the sweep o describes and print its table; the exit status. */
 int run_sweep(const opts *o);
+
+/* ---- train_synth.c: the synthetic consumer, the preloaded baseline ---- */
+
+#define SYNTH_MAX_US 10000000            /* a synthetic step of 10 s at most */
+#define PRELOAD_MAX 16                   /* batches kept for the baseline */
+#define PRELOAD_MAX_BYTES (256u << 20)   /* ... in this many bytes at most */
+
+/* --model SPEC: 1 and *us when SPEC is synthetic:STEP_US (1..SYNTH_MAX_US),
+ * 0 when SPEC is not synthetic, -1 (said on stderr) when malformed. */
+int synth_parse(const char *spec, uint32_t *us);
+#define SYNTH_RING 1024                  /* synthetic steps in flight at most */
+
+/* The synthetic consumer on one stream: its emulated device clock
+ * (train_synth.c).  The host side (synth_step) and the stream's thread
+ * (the step) share it; one host thread enqueues. */
+typedef struct synth {
+	pf_device *dev;
+	pf_stream *s;
+	uint32_t us;                  /* STEP_US */
+	int cpu;                      /* the cpu backend: copy waits are seen */
+	uint64_t enq[SYNTH_RING];     /* host: when step k was enqueued (ns) */
+	uint64_t head;                /* host: steps enqueued */
+	_Atomic uint64_t tail;        /* stream: steps run */
+	uint64_t dev_end, wait_seen;  /* stream: the clock; the wait counter */
+} synth;
+/* Ready sy for STEP_US steps on stream s of dev. */
+void synth_init(synth *sy, pf_device *dev, pf_stream *s, uint32_t us);
+/* Enqueue one synthetic step on sy's stream: a host function that sleeps
+ * to the step's end on the emulated device clock.  Exits on errors. */
+void synth_step(synth *sy);
+
+/* Batches copied into device memory of their own for the baseline. */
+typedef struct preload {
+	int n;
+	size_t bytes;
+	pf_devbatch b[PRELOAD_MAX];   /* data[] point into buf[k] */
+	void *buf[PRELOAD_MAX];
+} preload;
+/* Keep a copy of device batch b (enqueued on s, after whatever s waits
+ * for: call it between pf_devfeed_next and the release) while fewer than
+ * PRELOAD_MAX batches and PRELOAD_MAX_BYTES are kept; else nothing.
+ * Exits on errors. */
+void preload_keep(preload *p, pf_device *dev, pf_stream *s, const pf_devbatch *b);
+/* The baseline: `steps` synthetic steps of sy over p's batches, no
+ * pipeline, on a fresh device clock; the stream is synced before and
+ * after.  Returns seconds per step (0 when steps or p's batches are none). */
+double preload_run(const preload *p, synth *sy, uint64_t steps);
+/* Free p's device memory (s synced first by the caller). */
+void preload_free(preload *p, pf_device *dev);
 
 #endif
