@@ -45,6 +45,34 @@ static pf_pipeline *range_pipeline(pf_device *dev, int64_t n, int batch, int64_t
 	return p;
 }
 
+/* What one check runs: the pipeline, its iterator, a compute stream and a
+ * feed of depth `depth` over them, one epoch. */
+struct feed {
+	pf_device *dev;
+	pf_pipeline *p;
+	pf_iter *it;
+	pf_stream *cs;
+	pf_devfeed *f;
+};
+
+static void feed_open(struct feed *x, pf_device *dev, pf_pipeline *p, int depth, pf_error *err)
+{
+	pf_devfeed_opts o = { .depth = depth, .epochs = 1, .pinned_batches = 1 };
+	x->dev = dev;
+	x->p = p;
+	pf_iter_new(&x->it, p, err);
+	pf_stream_new(dev, &x->cs, err);
+	pf_devfeed_new(&x->f, dev, x->it, x->cs, &o, err);
+}
+
+static void feed_close(struct feed *x)
+{
+	pf_devfeed_free(x->f);
+	pf_iter_free(x->it);
+	pf_stream_free(x->dev, x->cs);
+	pf_pipeline_free(x->p);
+}
+
 /* The consumer holds 1, 2, ..., depth batches in turn, then releases them
  * in the order taken; every batch's slot must be its sequence number mod
  * depth.  The pipeline is slow (a sleep per element), so the feeder is in
@@ -53,14 +81,10 @@ static void rotation(pf_device *dev, int depth)
 {
 	enum { N = 240, B = 2 };
 	pf_error err = { 0 };
-	pf_pipeline *p = range_pipeline(dev, N, B, 300, &err);
-	pf_iter *it;
-	pf_stream *cs;
-	pf_iter_new(&it, p, &err);
-	pf_stream_new(dev, &cs, &err);
-	pf_devfeed *f;
-	pf_devfeed_opts o = { .depth = depth, .epochs = 1, .pinned_batches = 1 };
-	pf_devfeed_new(&f, dev, it, cs, &o, &err);
+	struct feed x;
+	feed_open(&x, dev, range_pipeline(dev, N, B, 300, &err), depth, &err);
+	pf_devfeed *f = x.f;
+	pf_stream *cs = x.cs;
 	pf_devbatch held[16];
 	int nheld = 0, want = 1, n = 0, rotated = 1, first_bad = -1, slot_bad = -1;
 	for (;;) {
@@ -89,10 +113,7 @@ static void rotation(pf_device *dev, int depth)
 	if (!rotated)
 		diag("batch %d came in slot %d, not %d", first_bad, slot_bad, first_bad % depth);
 	pf_stream_sync(dev, cs, &err);
-	pf_devfeed_free(f);
-	pf_iter_free(it);
-	pf_stream_free(dev, cs);
-	pf_pipeline_free(p);
+	feed_close(&x);
 }
 
 static void sleep_fn(void *arg)
@@ -113,14 +134,10 @@ static void overlap(int depth)
 	pf_error err = { 0 };
 	pf_device_opts dopt = { .test_copy_delay_us = COPY_US, .test_seed = 5 };
 	pf_device_open(&dev, "cpu", &dopt, &err);
-	pf_pipeline *p = range_pipeline(dev, NB * 4, 4, 0, &err);
-	pf_iter *it;
-	pf_stream *cs;
-	pf_iter_new(&it, p, &err);
-	pf_stream_new(dev, &cs, &err);
-	pf_devfeed *f;
-	pf_devfeed_opts o = { .depth = depth, .epochs = 1, .pinned_batches = 1 };
-	pf_devfeed_new(&f, dev, it, cs, &o, &err);
+	struct feed x;
+	feed_open(&x, dev, range_pipeline(dev, NB * 4, 4, 0, &err), depth, &err);
+	pf_devfeed *f = x.f;
+	pf_stream *cs = x.cs;
 	pf_devbatch b;
 	/* the first batch (its copy is start-up, not overlap) */
 	pf_devfeed_next(f, &b, &err);
@@ -149,10 +166,7 @@ static void overlap(int depth)
 	ok(wall >= steps && wall < 1.2 * steps + 0.01,
 	   "depth %d: %d steps of %d us took %.0f ms (steps alone: %.0f ms)", depth, n, STEP_US,
 	   wall * 1e3, steps * 1e3);
-	pf_devfeed_free(f);
-	pf_iter_free(it);
-	pf_stream_free(dev, cs);
-	pf_pipeline_free(p);
+	feed_close(&x);
 	pf_device_close(dev);
 }
 

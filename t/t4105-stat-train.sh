@@ -7,9 +7,7 @@
 plan 18
 tmp=`tap_tmp t4105`
 b=$top_builddir
-"$b/t/train-gen" "$tmp/train.raw" 4000 1 &&
-"$b/pipe-pack" raw --record-size 17 --field image:u8[16] --field label:u8 \
-	-o "$tmp/syn" --shards 2 "$tmp/train.raw" >/dev/null
+syn_shards "$tmp/syn" 4000 1 2
 ok $? "synthetic shards packed"
 field() { sed -n "s/.*\"$1\":\"\{0,1\}\([^,\"]*\).*/\1/p" "$2"; }
 

@@ -10,9 +10,7 @@
 plan 35
 tmp=`tap_tmp t4106`
 b=$top_builddir
-"$b/t/train-gen" "$tmp/train.raw" 400 1 &&
-"$b/pipe-pack" raw --record-size 17 --field image:u8[16] --field label:u8 \
-	-o "$tmp/syn" "$tmp/train.raw" >/dev/null
+syn_shards "$tmp/syn" 400 1
 ok $? "synthetic shards packed"
 shards="$tmp/syn-*.pfs"
 

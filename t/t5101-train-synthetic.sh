@@ -8,13 +8,10 @@
 plan 10
 tmp=`tap_tmp t5101`
 b=$top_builddir
-"$b/t/train-gen" "$tmp/train.raw" 4000 1 && "$b/t/train-gen" "$tmp/test.raw" 1000 2
-ok $? "synthetic data generated"
-"$b/pipe-pack" raw --record-size 17 --field image:u8[16] --field label:u8 \
-	-o "$tmp/syn-train" --shards 2 "$tmp/train.raw" >/dev/null &&
-"$b/pipe-pack" raw --record-size 17 --field image:u8[16] --field label:u8 \
-	-o "$tmp/syn-test" "$tmp/test.raw" >/dev/null
-ok $? "packed into shards"
+syn_shards "$tmp/syn-train" 4000 1 2
+ok $? "synthetic training data generated and packed into shards"
+syn_shards "$tmp/syn-test" 1000 2
+ok $? "synthetic test data generated and packed"
 
 train() {
 	timeout 120 "$b/pipe-train" --device cpu --model mlp:16-32-4 --batch 32 \

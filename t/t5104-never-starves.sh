@@ -17,9 +17,7 @@
 plan 22
 tmp=`tap_tmp t5104`
 b=$top_builddir
-"$b/t/train-gen" "$tmp/train.raw" 20000 1 &&
-"$b/pipe-pack" raw --record-size 17 --field image:u8[16] --field label:u8 \
-	-o "$tmp/syn" --shards 2 "$tmp/train.raw" >/dev/null
+syn_shards "$tmp/syn" 20000 1 2
 ok $? "synthetic shards packed (20000 samples)"
 shards="$tmp/syn-*.pfs"
 

@@ -21,6 +21,13 @@ like() {
 tap_tmp() {
 	d="$top_builddir/t/tmp-$1"; rm -rf "$d"; mkdir -p "$d"; echo "$d"
 }
+# syn_shards OUT N SEED [SHARDS]: N synthetic samples (train-gen: 16 pixels,
+# a label) packed as OUT-*.pfs, in SHARDS files (default 1).
+syn_shards() {
+	"$top_builddir/t/train-gen" "$1.raw" "$2" "$3" &&
+	"$top_builddir/pipe-pack" raw --record-size 17 --field image:u8[16] --field label:u8 \
+		-o "$1" --shards "${4:-1}" "$1.raw" >/dev/null
+}
 fuzz_replay() {
 	fz_runs=${PF_FUZZ_RUNS:-$2}
 	if fz_out=$("$top_builddir/fuzz/fuzz_$1" -runs="$fz_runs" -seed="$3" \
