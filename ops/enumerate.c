@@ -5,8 +5,8 @@
  * element's position in the epoch counted from `start` (tf.data's start
  * argument).  It comes last, so the input's fields keep their numbers.  A
  * new epoch counts from start again, as a tf.data iterator made afresh
- * for each epoch does.  Elements only: enumerate before batch (a batch is
- * refused, naming the op).
+ * for each epoch does.  Elements only: a batched input is refused at
+ * prepare, naming the op (put enumerate before batch).
  */
 #include <stdint.h>
 #include <string.h>
@@ -81,11 +81,6 @@ static int enumerate_next(pf_op *op, pf_elem *out, pf_error *err)
 	int rc = pf_op_next(op->in, &in, err);
 	if (rc)
 		return rc;
-	if (in.batch) {
-		pf_elem_release(&in);
-		return pf_op_error(op, err, PF_EINVAL,
-				   "its input is batched: put enumerate before the batch");
-	}
 	pf_error e = { 0 };
 	if ((rc = enumerate_copy(op, &in, out, &e)))
 		return pf_op_error(op, err, rc, "%s", e.msg);
