@@ -2,19 +2,46 @@
  * batch.c - batch: B elements with fixed-shape fields into one
  * structure-of-arrays buffer (field i is [B, dims...]).  When a map comes
  * right before it, the optimizer fuses the two (see map.c) and this op
- * does not run.
+ * does not run.  When its input lends its elements for long enough (a
+ * shuffle's slots, the in-memory cache), workers copy whole batches while
+ * the consumer's thread only lists their inputs (batch_par.c).
  */
 #include <string.h>
 
-#include "pf_op.h"
+#include "pf_batch_int.h"
 
-typedef struct batch_cfg {
-	int size, drop;
-	int64_t off[PF_MAX_FIELDS];
-	int64_t eoff[PF_MAX_FIELDS]; /* field offsets in a borrowed element */
-	size_t fbytes[PF_MAX_FIELDS];
-	size_t bytes;
-} batch_cfg;
+/*
+ * Parallel assembly when the input lends its elements (fixed shape) and
+ * keeps them valid through njobs * size borrow calls: par workers (auto:
+ * one less than the CPU budget, at least one, for batches of at least
+ * BATCH_PAR_MIN_BYTES), 2 * par + 1 batches in flight, fewer when the
+ * lend window is shorter, none when it holds less than two batches.
+ */
+static void decide_par(pf_op *op, batch_cfg *c)
+{
+	pf_op *in = op->in;
+	c->par = c->njobs = 0;
+	op->st.parallelism = 1;
+	if (!in->can_borrow || !in->canon_bytes || c->par_req == 1)
+		return;
+	int want = c->par_req;
+	if (want == PF_AUTOTUNE) {
+		int cpus = op->rt->opts.cpu_budget;
+		want = c->bytes < BATCH_PAR_MIN_BYTES ? 0 : (cpus > 2 ? cpus - 1 : 1);
+	}
+	if (want > BATCH_PAR_MAX)
+		want = BATCH_PAR_MAX;
+	int64_t nj = 2 * (int64_t)want + 1;
+	if (nj * c->size > in->lend_window)
+		nj = in->lend_window / c->size;
+	if (want < 1 || nj < 2)
+		return;
+	c->par = want;
+	c->njobs = (int)nj;
+	in->lend_want = (int)(nj * c->size);
+	op->buffer_bytes = (uint64_t)nj * op->elem_bytes;
+	op->st.parallelism = want;
+}
 
 static int batch_prepare(pf_op *op, pf_error *err)
 {
@@ -36,6 +63,7 @@ static int batch_prepare(pf_op *op, pf_error *err)
 	pf_layout(&op->schema, 1, c->eoff);
 	op->elem_bytes = c->bytes ? c->bytes : 1;
 	op->buffer_bytes = op->elem_bytes;
+	decide_par(op, c);
 	op->cardinality = in->cardinality < 0 ? in->cardinality :
 		(c->drop ? in->cardinality / c->size : (in->cardinality + c->size - 1) / c->size);
 	return 0;
@@ -63,9 +91,7 @@ static int batch_next(pf_op *op, pf_elem *out, pf_error *err)
 		}
 		if (!n)
 			first = id;
-		for (int i = 0; i < nf; i++)
-			memcpy(b->data + c->off[i] + (size_t)n * c->fbytes[i], d + c->eoff[i],
-			       c->fbytes[i]);
+		pf_batch_row(c, nf, b->data, n, d);
 	}
 	for (; !op->in->can_borrow && n < c->size; n++) {
 		rc = pf_op_next(op->in, &e, err);
@@ -86,6 +112,13 @@ static int batch_next(pf_op *op, pf_elem *out, pf_error *err)
 		pf_buf_unref(b);
 		return rc;
 	}
+	pf_batch_output(op, b, n, first, out);
+	return 0;
+}
+
+void pf_batch_output(pf_op *op, pf_buf *b, int n, uint64_t first, pf_elem *out)
+{
+	batch_cfg *c = op->cfg;
 	memset(out, 0, sizeof(*out));
 	out->schema = &op->schema;
 	out->batch = (uint32_t)n;
@@ -97,11 +130,29 @@ static int batch_next(pf_op *op, pf_elem *out, pf_error *err)
 		out->data[i] = b->data + c->off[i];
 		out->nitems[i] = (int64_t)n * pf_field_count(&op->schema.fields[i]);
 	}
-	return 0;
+}
+
+static int batch_start(pf_op *op, pf_error *err)
+{
+	return ((batch_cfg *)op->cfg)->par ? pf_batch_par_start(op, err) : 0;
+}
+
+static int batch_next_any(pf_op *op, pf_elem *out, pf_error *err)
+{
+	return op->run ? pf_batch_par_next(op, out, err) : batch_next(op, out, err);
+}
+
+/* A new epoch: the workers' batches are dropped before the input's lent
+ * bytes go. */
+static void batch_reset(pf_op *op)
+{
+	pf_batch_par_drop(op);
+	pf_op_reset(op->in);
 }
 
 static const pf_op_vt batch_vt = {
-	.prepare = batch_prepare, .next = batch_next,
+	.prepare = batch_prepare, .start = batch_start, .next = batch_next_any,
+	.reset = batch_reset, .stop = pf_batch_par_stop,
 };
 
 pf_op *pf_op_batch_new(int size, int drop, pf_error *err)
@@ -115,6 +166,7 @@ pf_op *pf_op_batch_new(int size, int drop, pf_error *err)
 		batch_cfg *c = op->cfg;
 		c->size = size;
 		c->drop = drop;
+		c->par_req = PF_AUTOTUNE;
 	}
 	return op;
 }
@@ -129,7 +181,10 @@ static int batch_of(const pf_op *op, int *drop)
 /* The spec's arguments -> a new batch op. */
 static pf_op *batch_build(const pf_arg *a, pf_error *err)
 {
-	return pf_op_batch_new((int)a[0].i, (int)a[1].i, err);
+	pf_op *op = pf_op_batch_new((int)a[0].i, (int)a[1].i, err);
+	if (op && a[2].set)
+		((batch_cfg *)op->cfg)->par_req = (int)a[2].i;
+	return op;
 }
 
 /* The way back: this op's arguments (pf_pipeline_format). */
@@ -139,6 +194,7 @@ static int batch_args(const pf_op *op, pf_arg *a, pf_error *err)
 	const batch_cfg *c = op->cfg;
 	a[0] = (pf_arg){ .set = 1, .i = c->size };
 	a[1] = (pf_arg){ .set = c->drop != 0, .i = c->drop != 0 };
+	a[2] = (pf_arg){ .set = c->par_req != PF_AUTOTUNE, .i = c->par_req };
 	return 0;
 }
 
@@ -148,6 +204,8 @@ const pf_op_desc pf_op_batch = {
 	.params = {
 		{ "size", PF_PARAM_INT, PF_PARAM_REQ | PF_PARAM_POS, 1, 1 << 24, 0, NULL, "batch size" },
 		{ "drop", PF_PARAM_BOOL, 0, 0, 1, 0, NULL, "drop the last, smaller batch" },
+		{ "par", PF_PARAM_INT_AUTO, 0, 1, BATCH_PAR_MAX, PF_AUTOTUNE, NULL,
+		  "workers copying batches (default auto; 1: the consumer's thread)" },
 	},
 	.vt = &batch_vt, .build = batch_build, .args = batch_args,
 	.batch_of = batch_of,

@@ -165,6 +165,8 @@ static int cache_prepare(pf_op *op, pf_error *err)
 	/* batches are not lent: a borrower takes samples */
 	op->can_borrow = !c->path && fixed && !in->batched;
 	op->canon_bytes = op->can_borrow ? canon : 0;
+	/* the chunks stay until stop (or the reset of an epoch cut short) */
+	op->lend_window = op->can_borrow ? PF_LEND_STABLE : 0;
 	return 0;
 }
 

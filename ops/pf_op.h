@@ -100,6 +100,11 @@ typedef struct pf_stage_stats {
 	uint32_t sample;      /* consumer-thread counter for sampled timing */
 } pf_stage_stats;
 
+/* op->lend_window of a lender whose lent bytes stay where they are until
+ * it is stopped, or reset before its epoch ended (the in-memory cache's
+ * chunks): a consumer may keep pointers to them instead of copies */
+#define PF_LEND_STABLE 0x7fffffff
+
 #define PF_CARD_UNKNOWN (-1)
 #define PF_CARD_INFINITE (-2)
 

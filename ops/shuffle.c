@@ -22,6 +22,10 @@
  * lasts, draws are made SHUF_AHEAD calls ahead and their slots fetched
  * into the cache then (the serial path of a parallel pipeline waits on
  * those misses otherwise).  Same order as the element mode (t1002).
+ * When the input's lent bytes stay put (PF_LEND_STABLE: the in-memory
+ * cache), a slot holds a pointer to them instead of a copy (reference
+ * mode): the shuffle then moves 32-byte slots, never the records' bytes,
+ * and lends the input's bytes on.
  *
  * The next epoch's fill overlaps this epoch's drain: once the input ends,
  * the buffer only shrinks, so the shuffle resets its input right then (it
@@ -81,6 +85,9 @@ typedef struct shuffle_cfg {
 	int64_t off[PF_MAX_FIELDS], cnt[PF_MAX_FIELDS];
 	pf_rng rng;
 	/* slot mode */
+	int ref;              /* the input's lent bytes are stable (the
+			       * in-memory cache): a slot keeps a pointer to
+			       * them, not a copy */
 	size_t stride;        /* bytes per slot; 0 = element mode */
 	unsigned char *store; /* size + nring slots */
 	size_t meta;          /* offset in a slot of its id (u64) and bytes (u32) */
@@ -119,18 +126,19 @@ static int shuffle_prepare(pf_op *op, pf_error *err)
 	/* a slot: the bytes, then the id and length (in the slot's last
 	 * cache line, which the hand-out fetches anyway: no other array to
 	 * miss in) */
-	c->meta = pf_align_up(in->canon_bytes, 4);
-	c->stride = op->can_borrow ? pf_align_up(c->meta + 12, 64) : 0;
+	c->ref = op->can_borrow && in->lend_window == PF_LEND_STABLE;
+	c->meta = c->ref ? sizeof(void *) : pf_align_up(in->canon_bytes, 4);
+	c->stride = !op->can_borrow ? 0 : c->ref ? 32 : pf_align_up(c->meta + 12, 64);
 	/* a slot handed out is refilled only nring calls later: what it lent
 	 * stays valid through nring - 1 more calls (a parallel map reads it
 	 * in place instead of copying it) */
 	int64_t lend = c->size / 2 < SHUF_LEND_MAX ? c->size / 2 : SHUF_LEND_MAX;
 	if (c->stride && (size_t)lend > SHUF_LEND_BYTES / c->stride)
 		lend = (int64_t)(SHUF_LEND_BYTES / c->stride);
-	op->lend_window = c->stride ? (int)lend : 0;
+	op->lend_window = c->ref ? PF_LEND_STABLE : c->stride ? (int)lend : 0;
 	op->lend_want = 0; /* the consumer's prepare (after this) may ask */
 	if (c->stride)
-		op->buffer_bytes = (uint64_t)(c->size + lend + 1) * (c->stride + 12);
+		op->buffer_bytes = (uint64_t)(c->size + (c->ref ? 0 : lend) + 1) * (c->stride + 12);
 	op->cardinality = in->cardinality;
 	op->st.depth = (int)(c->size > 1 << 30 ? 1 << 30 : c->size);
 	return 0;
@@ -178,7 +186,7 @@ static int shuffle_start(pf_op *op, pf_error *err)
 		/* only as many slots kept as the consumer relies on: a slot
 		 * refilled right after it was handed out is still in the cache */
 		int w = op->lend_want < op->lend_window ? op->lend_want : op->lend_window;
-		c->nring = (uint32_t)(w > 0 ? w : 0) + 1;
+		c->nring = (uint32_t)(w > 0 && !c->ref ? w : 0) + 1;
 		size_t n = (size_t)c->size + c->nring;
 		c->store = store_alloc(n * c->stride);
 		c->perm = calloc((size_t)c->size, sizeof(*c->perm));
@@ -334,7 +342,10 @@ static int pull_slot_rc(pf_op *op, uint32_t k, pf_error *err)
 	int rc = pf_op_borrow(op->in, &d, &len, &id, err);
 	if (rc)
 		return rc;
-	slot_copy(c->store + (size_t)k * c->stride, d, len);
+	if (c->ref)
+		memcpy(c->store + (size_t)k * c->stride, &d, sizeof(d));
+	else
+		slot_copy(c->store + (size_t)k * c->stride, d, len);
 	uint32_t l32 = (uint32_t)len;
 	unsigned char *m = c->store + (size_t)k * c->stride + c->meta;
 	memcpy(m, &id, 8);
@@ -537,6 +548,8 @@ static int shuffle_borrow(pf_op *op, const unsigned char **data, size_t *len,
 	uint32_t k = c->perm[i];
 	*data = c->store + (size_t)k * c->stride;
 	const unsigned char *m = *data + c->meta;
+	if (c->ref)
+		memcpy(data, *data, sizeof(*data));
 	uint32_t l32;
 	memcpy(id, m, 8);
 	memcpy(&l32, m + 8, 4);
