@@ -141,6 +141,9 @@ typedef struct pf_stats_stage {
 	uint64_t corrupt_blocks;     /* damaged blocks skipped (skip_corrupt) */
 	uint64_t skipped_records;    /* records lost in them (0 in version 1 files) */
 	uint64_t dropped_samples;    /* map with isolate: samples dropped (0 in v1) */
+	uint64_t cpu_ns;             /* CPU time its work took, where measured
+				      * (pf_op_stats.cpu_ns); 0 otherwise and in
+				      * files of 128-byte stage records */
 	double occupancy;            /* mean elements in its buffer over the run
 				      * (sampled; compare with now.depth); -1 when
 				      * the stage does not measure it */

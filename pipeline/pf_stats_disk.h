@@ -61,6 +61,7 @@ struct disk_stage {
 				   * when the stage does not measure it */
 	uint64_t skipped_records; /* v2 */
 	uint64_t dropped_samples; /* v2 */
+	uint64_t cpu_ns;          /* v2, records of 136 bytes or more */
 };
 #define V1_STAGE_BYTES 112u
 
@@ -97,7 +98,7 @@ _Static_assert(offsetof(struct disk_hdr, seq) == 112, "seq at 112");
 _Static_assert(offsetof(struct disk_hdr, body_crc) == 208, "body crc at 208");
 _Static_assert(offsetof(struct disk_hdr, label) == 216, "label at 216");
 _Static_assert(sizeof(struct disk_counters) == 48, "counters are 48 bytes");
-_Static_assert(sizeof(struct disk_stage) == 128, "stage is 128 bytes");
+_Static_assert(sizeof(struct disk_stage) == 136, "stage is 136 bytes");
 _Static_assert(offsetof(struct disk_hdr, off_drops) == 488, "off_drops at 488");
 _Static_assert(sizeof(struct disk_drop) == 512, "dropped sample is 512 bytes");
 _Static_assert(sizeof(struct disk_sample) == 48 + 48 * PF_STATS_MAX_STAGES, "sample");

@@ -215,6 +215,7 @@ static int read_stages(pf_stats_snap *s, const struct disk_hdr *h, const uint8_t
 		s->stages[i].corrupt_blocks = d.corrupt_blocks;
 		s->stages[i].skipped_records = d.skipped_records;
 		s->stages[i].dropped_samples = d.dropped_samples;
+		s->stages[i].cpu_ns = d.cpu_ns;
 		s->stages[i].occupancy = d.occ_milli == OCC_NONE ? -1.0 : d.occ_milli / 1000.0;
 		get_counters(&s->stages[i].now, &d.now);
 	}

@@ -389,6 +389,7 @@ static void sample(pf_stats *s, int force)
 		s->stages[i].corrupt_blocks = o[i].corrupt_blocks;
 		s->stages[i].skipped_records = o[i].skipped_records;
 		s->stages[i].dropped_samples = o[i].dropped_samples;
+		s->stages[i].cpu_ns = o[i].cpu_ns;
 		/* the autotuner logs its own decisions, with reasons; a knob
 		 * that changes on a stage it does not tune is logged here */
 		if (!o[i].autotuned && o[i].parallelism != s->last_par[i])

@@ -5,9 +5,11 @@
 # input-bound and that stage is the bottleneck.  The same pipeline before a
 # consumer that computes 20 ms per batch: not input-bound, the consumer is
 # the bottleneck.  A shuffle buffer that takes 20 ms to fill before a
-# consumer that then never waits: the stall is the start-up.
+# consumer that then never waits: the stall is the start-up.  An autotuned
+# map that sleeps shows its CPU time (stats file version 2's cpu_ns) as a
+# small share of its self time: its work waits.
 . "$srcdir/t/tap.sh"
-plan 15
+plan 17
 tmp=`tap_tmp t4100`
 b=$top_builddir
 field() { sed -n "s/.*\"$1\":\"\{0,1\}\([^,\"]*\).*/\1/p" "$2"; }
@@ -51,3 +53,12 @@ ok $? "slow consumer: the prefetch buffer stays full (fill $f%)"
 "$b/pipe-stat" --json "$tmp/startup.pfstat" >"$tmp/startup.json"
 ok $? "slow start-up run recorded and read"
 is "`field bottleneck "$tmp/startup.json"`" start-up "slow start-up: the start-up is named, not a stage"
+
+# the autotuned map's CPU over its self time (the table's cpu column)
+"$b/t/stats-gen" "$tmp/cpu.pfstat" \
+	"range(0, 1000000) | map(slowmap(1000), par=auto) | batch(4) | prefetch(2)" 0 60 &&
+"$b/pipe-stat" "$tmp/cpu.pfstat" >"$tmp/cpu.txt"
+ok $? "waiting map run recorded and read"
+c=`awk '$1 ~ /^[0-9]+$/ && $2 ~ /^map/ { sub("%", "", $12); print $12 }' "$tmp/cpu.txt"`
+test -n "$c" && test "$c" != "-" && awk "BEGIN { exit !($c < 30) }"
+ok $? "waiting map: its CPU is a small share of its self time (cpu $c percent)"

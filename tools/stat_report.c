@@ -57,20 +57,24 @@ int stat_report(FILE *f, const pf_stats_snap *s, const stat_analysis *a)
 		fprintf(f, "never-starves: ratio %.3f: step %.3f ms through the pipeline, %.3f ms over preloaded batches\n",
 			(double)ns->new_value / (double)ns->old_value, ns->new_value * 1e-6,
 			ns->old_value * 1e-6);
-	fprintf(f, "\n %-2s %-16s %12s %9s %7s %7s %7s %8s %5s %5s %6s\n", "#", "stage", "rate/s",
-		"self s", "busy", "input", "wait", "blocked", "par", "depth", "fill");
+	fprintf(f, "\n %-2s %-16s %12s %9s %7s %7s %7s %8s %5s %5s %6s %6s\n", "#", "stage", "rate/s",
+		"self s", "busy", "input", "wait", "blocked", "par", "depth", "fill", "cpu");
 	for (int i = 0; i < a->nops; i++) {
 		const stat_op *o = &a->ops[i];
 		char fill[16] = "     -";
+		char cpu[16] = "     -";
 		if (o->fill >= 0)
 			snprintf(fill, sizeof(fill), "%5.1f%%", 100 * o->fill);
-		fprintf(f, " %-2d %-16.16s %12.1f %9.3f %6.1f%% %6.1f%% %6.1f%% %7.1f%% %5d %5d %6s%s%s\n",
+		if (s->stages[i].cpu_ns && o->self_s > 0)
+			snprintf(cpu, sizeof(cpu), "%5.1f%%", 100 * fmin(1.0, s->stages[i].cpu_ns * 1e-9 / o->self_s));
+		fprintf(f, " %-2d %-16.16s %12.1f %9.3f %6.1f%% %6.1f%% %6.1f%% %7.1f%% %5d %5d %6s %6s%s%s\n",
 			i, o->name, o->rate, o->self_s, 100 * o->util, 100 * o->input_share,
 			100 * o->wait_share, 100 * o->blocked_share, o->parallelism, o->depth,
-			fill, o->autotuned ? " auto" : "", i == a->bottleneck ? "  <- bottleneck" : "");
+			fill, cpu, o->autotuned ? " auto" : "", i == a->bottleneck ? "  <- bottleneck" : "");
 	}
 	fprintf(f, "  (busy: self time over wall x parallelism; input: share of all stages' self time;\n"
-		   "   fill: mean elements in the stage's buffer over its depth, sampled)\n");
+		   "   fill: mean elements in the stage's buffer over its depth, sampled;\n"
+		   "   cpu: CPU time over self time, where measured: low means its work waits)\n");
 	for (int i = 0; i < s->nstages; i++) {
 		if (s->stages[i].corrupt_blocks)
 			fprintf(f, "corrupt:     %s skipped %llu damaged blocks (%llu records)\n",
@@ -220,6 +224,7 @@ int stat_json(FILE *f, const pf_stats_snap *s, const stat_analysis *a)
 		num(f, "wait_share", o->wait_share, 1);
 		num(f, "blocked_share", o->blocked_share, 1);
 		num(f, "occupancy", o->occupancy, 1);
+		num(f, "cpu_s", s->stages[i].cpu_ns * 1e-9, 1);
 		fprintf(f, "\"parallelism\":%d,\"depth\":%d,\"autotuned\":%s,\"buffer_bytes\":%llu,"
 			"\"corrupt_blocks\":%llu,\"skipped_records\":%llu,\"dropped_samples\":%llu}",
 			o->parallelism, o->depth, o->autotuned ? "true" : "false",
