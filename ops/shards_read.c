@@ -241,6 +241,8 @@ void *pf_shards_worker(void *arg)
 	pf_op *op = arg;
 	shards_cfg *c = op->cfg;
 	pf_decoder *d = pf_decoder_new();
+	pf_cpu_probe cpu;
+	pf_cpu_probe_open(&cpu, pf_now_ns());
 	pthread_mutex_lock(&c->lock);
 	int me = c->ids++;
 	for (;;) {
@@ -263,13 +265,16 @@ void *pf_shards_worker(void *arg)
 			size_t t = c->npre++;
 			int e = pf_shards_claim_task(c, &c->nx, t);
 			pf_shards_run_task(op, &c->nx, t, c->pl.ntasks + t, e, d);
+			pf_cpu_probe_tick(&cpu, &op->st, pf_now_ns());
 			continue;
 		}
 		size_t t = c->next_task++;
 		int e = pf_shards_claim_task(c, &c->pl, t);
 		pf_shards_run_task(op, &c->pl, t, t, e, d);
+		pf_cpu_probe_tick(&cpu, &op->st, pf_now_ns());
 	}
 	pthread_mutex_unlock(&c->lock);
+	pf_cpu_probe_close(&cpu, &op->st);
 	pf_decoder_free(d);
 	return NULL;
 }
