@@ -155,10 +155,16 @@ static const pf_op_vt batch_vt = {
 	.reset = batch_reset, .stop = pf_batch_par_stop,
 };
 
-pf_op *pf_op_batch_new(int size, int drop, pf_error *err)
+/* par: PF_AUTOTUNE, or 1..BATCH_PAR_MAX workers (1: the consumer's thread) */
+pf_op *pf_op_batch_new(int size, int drop, int par, pf_error *err)
 {
 	if (size < 1) {
 		pf_error_set(err, PF_EINVAL, "batch: size must be >= 1 (got %d)", size);
+		return NULL;
+	}
+	if (par != PF_AUTOTUNE && (par < 1 || par > BATCH_PAR_MAX)) {
+		pf_error_set(err, PF_EINVAL, "batch: num_parallel_calls must be auto or 1..%d (got %d)",
+			     BATCH_PAR_MAX, par);
 		return NULL;
 	}
 	pf_op *op = pf_op_alloc(&pf_op_batch, sizeof(batch_cfg), err);
@@ -166,7 +172,7 @@ pf_op *pf_op_batch_new(int size, int drop, pf_error *err)
 		batch_cfg *c = op->cfg;
 		c->size = size;
 		c->drop = drop;
-		c->par_req = PF_AUTOTUNE;
+		c->par_req = par;
 	}
 	return op;
 }
@@ -181,10 +187,7 @@ static int batch_of(const pf_op *op, int *drop)
 /* The spec's arguments -> a new batch op. */
 static pf_op *batch_build(const pf_arg *a, pf_error *err)
 {
-	pf_op *op = pf_op_batch_new((int)a[0].i, (int)a[1].i, err);
-	if (op && a[2].set)
-		((batch_cfg *)op->cfg)->par_req = (int)a[2].i;
-	return op;
+	return pf_op_batch_new((int)a[0].i, (int)a[1].i, (int)a[2].i, err);
 }
 
 /* The way back: this op's arguments (pf_pipeline_format). */

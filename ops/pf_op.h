@@ -360,7 +360,7 @@ pf_op *pf_op_shard_new(int num, int index, pf_error *err);
 pf_op *pf_op_sleep_new(int64_t us, pf_error *err);
 pf_op *pf_op_cache_new(const char *path, uint64_t max_bytes, pf_error *err);
 pf_op *pf_op_shuffle_new(int64_t size, const pf_shuffle_opts *o, pf_error *err);
-pf_op *pf_op_batch_new(int size, int drop, pf_error *err);
+pf_op *pf_op_batch_new(int size, int drop, int par, pf_error *err);
 pf_op *pf_op_padded_batch_new(int size, const pf_padded_opts *o, pf_error *err);
 pf_op *pf_op_prefetch_new(int depth, pf_error *err);
 

@@ -206,6 +206,15 @@ int pf_shuffle(pf_pipeline *p, int64_t buffer_size,
  * buffer; the last, smaller batch is dropped when drop_remainder. */
 int pf_batch(pf_pipeline *p, int size, int drop_remainder, pf_error *err);
 
+/* The same with the batch's workers: when its input lends its elements for
+ * long enough (a shuffle of fixed-size records, the in-memory cache),
+ * num_parallel_calls workers copy whole batches while the consumer's thread
+ * lists their inputs (same batches, same order, any count).  PF_AUTOTUNE
+ * (what pf_batch does): one less than the CPU budget, at least one, for
+ * batches of 16 KiB or more; 1: the consumer's thread; else 2..16. */
+int pf_batch_par(pf_pipeline *p, int size, int drop_remainder, int num_parallel_calls,
+		 pf_error *err);
+
 int pf_padded_batch(pf_pipeline *p, int size, const pf_padded_opts *opts,
 		    pf_error *err);
 

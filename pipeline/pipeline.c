@@ -192,7 +192,12 @@ int pf_shuffle(pf_pipeline *p, int64_t size, const pf_shuffle_opts *o,
 
 int pf_batch(pf_pipeline *p, int size, int drop, pf_error *err)
 {
-	return pf_pipeline_add_op(p, pf_op_batch_new(size, drop, err), err);
+	return pf_pipeline_add_op(p, pf_op_batch_new(size, drop, PF_AUTOTUNE, err), err);
+}
+
+int pf_batch_par(pf_pipeline *p, int size, int drop, int num_parallel_calls, pf_error *err)
+{
+	return pf_pipeline_add_op(p, pf_op_batch_new(size, drop, num_parallel_calls, err), err);
 }
 
 int pf_padded_batch(pf_pipeline *p, int size, const pf_padded_opts *o,

@@ -2,7 +2,9 @@
  * batch -> prefetch delivers every record exactly once for every mix of
  * map parallelism, ordered/unordered, shuffle, cache and cycle_length over
  * uneven shards (one empty); the same seed gives the same order whatever
- * the thread count; another seed another order; epochs reshuffle. */
+ * the thread count (the batch's workers too: with par 8 the batch gets 3,
+ * which assemble in parallel after the in-memory cache); another seed
+ * another order; epochs reshuffle. */
 #include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -31,6 +33,7 @@ typedef struct cfg {
 	int par, unordered, shuffle, cache, cycle;
 	uint64_t seed;
 	int shuffle_files, no_reshuffle;
+	int bpar;             /* the batch's workers; 0: auto */
 } cfg;
 
 static int cmp64(const void *a, const void *b)
@@ -57,7 +60,7 @@ static int run(const cfg *c, int epochs, int64_t **seq, long *n, char *plan, siz
 	snprintf(cpath, sizeof(cpath), "%s/cache-%d-%d-%d-%d", tmpd, c->par, c->unordered, c->shuffle, c->cycle);
 	if (c->cache && !rc)
 		rc = pf_cache(p, c->cache == 2 ? cpath : NULL, 0, &err);
-	rc = rc ? rc : pf_batch(p, 7, 0, &err);
+	rc = rc ? rc : pf_batch_par(p, 7, 0, c->bpar ? c->bpar : PF_AUTOTUNE, &err);
 	rc = rc ? rc : pf_prefetch(p, 2, &err);
 	pf_iter *it = NULL;
 	rc = rc ? rc : pf_iter_new(&it, p, &err);
@@ -123,7 +126,8 @@ int main(void)
 			for (int sh = 0; sh <= 1; sh++)
 				for (int ca = 0; ca <= 2; ca++)
 					for (int ci = 0; ci < 3; ci++) {
-						cfg c = { pars[pi], un, sh, ca, cycles[ci], 42, 0, 0 };
+						cfg c = { pars[pi], un, sh, ca, cycles[ci], 42, 0, 0,
+							  pi == 2 ? 3 : 0 };
 						char plan[256] = "";
 						pf_error_clear(&err);
 						int rc = run(&c, 2, seq, n, plan, sizeof(plan));
@@ -155,6 +159,18 @@ int main(void)
 		ok(!rc && !memcmp(seq[0], ref, sizeof(int64_t) * (size_t)total),
 		   "same seed, par %d: the same order as par 1", c.par);
 	}
+	/* the batch assembled by 1 and by 3 workers after the in-memory cache */
+	cfg b1 = { 2, 0, 1, 1, 3, 7, 1, 0, 1 }, b3 = b1;
+	b3.bpar = 3;
+	int64_t *one = calloc((size_t)total, sizeof(int64_t));
+	rc = run(&b1, 2, seq, n, NULL, 0);
+	if (!rc)
+		memcpy(one, seq[1], sizeof(int64_t) * (size_t)total);
+	int rc3 = rc ? rc : run(&b3, 2, seq, n, plan, sizeof(plan));
+	ok(!rc && !rc3 && exactly_once(seq[1], n[1]) &&
+	   !memcmp(one, seq[1], sizeof(int64_t) * (size_t)total),
+	   "batch par 3 after the cache: the order of par 1, epoch 2 too [%s]", plan);
+	free(one);
 	c.par = 8;
 	c.seed = 8;
 	rc = run(&c, 1, seq, n, NULL, 0);

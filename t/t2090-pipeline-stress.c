@@ -6,7 +6,8 @@
  * under alarm().  Every completed epoch delivers each surviving record
  * exactly once; a stopped one delivers no duplicate and nothing foreign;
  * deterministic configurations give the same sequence as a second run with
- * other thread counts; after all rounds no thread and no file descriptor is
+ * other thread counts (map, readers, and the batch's workers, which assemble
+ * in parallel after a shuffle or the in-memory cache); after all rounds no thread and no file descriptor is
  * left behind, and the resident memory stays bounded.
  *
  * PF_STRESS_ROUNDS (default 60) sets the number of rounds, PF_STRESS_SEED
@@ -65,6 +66,7 @@ typedef struct cfg {
 	int batch, prefetch, filter, sleep_us, epochs;
 	long stop_at;         /* elements into the last epoch; -1 = run it out */
 	uint64_t seed;
+	int bpar;             /* the batch's workers (1: none; 0: auto) */
 } cfg;
 
 static uint64_t rng = 1;
@@ -92,6 +94,7 @@ static void random_cfg(cfg *c)
 	c->epochs = 1 + pick(3);
 	c->stop_at = pick(3) == 0 ? pick(total) : -1;
 	c->seed = (uint64_t)pick(1000);
+	c->bpar = pick(3); /* after the cache it assembles in parallel */
 }
 
 static int expected(void)
@@ -125,7 +128,7 @@ static int run(const cfg *c, int64_t *seq, long *n, unsigned char *seen)
 		rc = pf_cache(p, NULL, 0, &err);
 	if (c->shuffle && !rc)
 		rc = pf_shuffle(p, c->shuffle, NULL, &err);
-	rc = rc ? rc : pf_batch(p, c->batch, 0, &err);
+	rc = rc ? rc : pf_batch_par(p, c->batch, 0, c->bpar ? c->bpar * 2 - 1 : PF_AUTOTUNE, &err);
 	rc = rc ? rc : pf_prefetch(p, c->prefetch, &err);
 	pf_iter *it = NULL;
 	rc = rc ? rc : pf_iter_new(&it, p, &err);
@@ -206,9 +209,10 @@ static long status_field(const char *name)
 static void cfg_text(const cfg *c, char *buf, size_t cap)
 {
 	snprintf(buf, cap, "par %d%s shuffle %d cache %d cycle %d block %d reads %d "
-		 "batch %d prefetch %d filter %d sleep %d epochs %d stop %ld seed %llu",
+		 "batch %d (par %s) prefetch %d filter %d sleep %d epochs %d stop %ld seed %llu",
 		 c->par, c->unordered ? " unordered" : "", c->shuffle, c->cache,
-		 c->cycle, c->block_len, c->reads, c->batch, c->prefetch, c->filter,
+		 c->cycle, c->block_len, c->reads, c->batch,
+		 c->bpar == 0 ? "auto" : c->bpar == 1 ? "1" : "3", c->prefetch, c->filter,
 		 c->sleep_us, c->epochs, c->stop_at, (unsigned long long)c->seed);
 }
 
@@ -261,6 +265,7 @@ int main(void)
 			c2.par = c.par == 1 ? 8 : 1;
 			c2.reads = c.reads == 1 ? 3 : 1;
 			c2.prefetch = 3 - c.prefetch;
+			c2.bpar = c.bpar == 2 ? 1 : 2;
 			long n2 = 0;
 			rc = run(&c2, seq2, &n2, seen);
 			int same = !rc && n2 == n &&
