@@ -36,6 +36,8 @@ static void *map_feeder(void *arg)
 	pf_op *op = arg;
 	map_cfg *c = op->cfg;
 	map_run *r = op->run;
+	/* its CPU: the serial path's cost (a clock read per PF_CPU_PROBE_NS) */
+	uint64_t cpu0 = pf_thread_cpu_ns(), cpu_t = pf_now_ns();
 	pthread_mutex_lock(&r->lock);
 	for (;;) {
 		if (r->quit)
@@ -81,7 +83,14 @@ static void *map_feeder(void *arg)
 			while (u->n < c->R && !(rc = pf_op_next(op->in, &u->ins[u->n], &e)))
 				u->n++;
 		}
-		pf_stat_add(&op->st.wait_ns, pf_now_ns() - t0);
+		uint64_t t1 = pf_now_ns();
+		pf_stat_add(&op->st.wait_ns, t1 - t0);
+		if (t1 - cpu_t >= PF_CPU_PROBE_NS) {
+			uint64_t cpu1 = pf_thread_cpu_ns();
+			pf_stat_add(&op->st.serial_cpu_ns, cpu1 - cpu0);
+			cpu0 = cpu1;
+			cpu_t = t1;
+		}
 		pthread_mutex_lock(&r->lock);
 		if (rc) {
 			r->ended = 1;
@@ -100,6 +109,7 @@ static void *map_feeder(void *arg)
 		}
 	}
 	pthread_mutex_unlock(&r->lock);
+	pf_stat_add(&op->st.serial_cpu_ns, pf_thread_cpu_ns() - cpu0);
 	return NULL;
 }
 

@@ -89,6 +89,11 @@ typedef struct pf_stage_stats {
 					   * runnable but waited for a core (the
 					   * machine is short of CPUs; 0 where the
 					   * kernel does not say) */
+	_Atomic uint64_t serial_cpu_ns;   /* a map on workers: the CPU time of its
+					   * feeder, the one thread that pulls every
+					   * input (and runs the inline stages before
+					   * it: the serial path); read about once a
+					   * millisecond */
 	_Atomic int64_t occupancy;        /* elements buffered now (prefetch queue,
 					   * shuffle buffer); -1: not measured */
 	_Atomic int parallelism, depth;   /* in use (the autotuner changes them) */

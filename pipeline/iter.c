@@ -182,6 +182,7 @@ int pf_iter_stats(const pf_iter *it, int i, pf_op_stats *o)
 	o->dropped_samples = atomic_load(&s->dropped_samples);
 	o->occupancy = atomic_load(&s->occupancy);
 	o->cpu_ns = atomic_load(&s->cpu_ns);
+	o->serial_cpu_ns = atomic_load(&s->serial_cpu_ns);
 	if (s->self_timed) {
 		o->busy_ns = atomic_load(&s->busy_ns);
 		o->wait_input_ns = atomic_load(&s->wait_ns);

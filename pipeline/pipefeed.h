@@ -355,6 +355,11 @@ typedef struct pf_op_stats {
 				   * clocks; busy_ns less this is time its work
 				   * waited: I/O, sleeps): a map on workers or
 				   * autotuned; 0 where not measured */
+	uint64_t serial_cpu_ns;   /* a map on workers: CPU time of its feeder,
+				   * the one thread that pulls every input and
+				   * runs the stages before it that work inline
+				   * (the shuffle, the source's hand-out): the
+				   * serial path's cost; 0 otherwise */
 } pf_op_stats;
 
 /* Number of stages of the running plan. */

@@ -5,6 +5,7 @@
  * for each plan shape that uses them. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pf_shard.h"
@@ -157,7 +158,7 @@ static int exactly_once(const int64_t *s)
 int main(void)
 {
 	alarm(120);
-	plan(NSHAPES * 3 + NSHAPES + 6);
+	plan(NSHAPES * 3 + NSHAPES + 7);
 	const char *dir = tap_tmpdir("t2005");
 	if (write_shards(dir)) {
 		diag("%s", err.msg);
@@ -219,6 +220,43 @@ int main(void)
 		pf_iter_free(it);
 		pf_pipeline_free(p);
 		ok(good, "par %d: take(5) batches, 3 epochs cut short: intact every time", par);
+	}
+
+	/* the serial path's cost is measured where it runs: the map's feeder
+	 * thread pulls every record through the shards' hand-out and the
+	 * shuffle; its CPU is there, and no more than the process used */
+	{
+		pf_options o = { .seed = 3, .cpu_budget = 2 };
+		pf_pipeline *p;
+		pf_pipeline_new(&p, &o, &err);
+		pf_source_opts so = { .cycle_length = 2, .num_parallel_reads = 1 };
+		pf_map_opts mo = { .num_parallel_calls = 2 };
+		pf_iter *it = NULL;
+		struct timespec c0, c1;
+		clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
+		int rc = pf_shards(p, pathv, NSH, &so, &err) ||
+			pf_map_func(p, "dec", dec_prepare, dec_fn, NULL, "", &mo, &err) ||
+			pf_shuffle(p, 300, NULL, &err) || pf_batch(p, 32, 0, &err) ||
+			pf_iter_new(&it, p, &err);
+		pf_elem e;
+		for (int ep = 0; ep < 20 && !rc; ep++) {
+			while ((rc = pf_iter_next(it, &e, &err)) == 0)
+				pf_elem_release(&e);
+			rc = rc == PF_END ? 0 : rc;
+		}
+		uint64_t serial = 0;
+		for (int i = 0; !rc && i < pf_iter_nstages(it); i++) {
+			pf_op_stats st;
+			pf_iter_stats(it, i, &st);
+			serial += st.serial_cpu_ns;
+		}
+		pf_iter_free(it);
+		pf_pipeline_free(p);
+		clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
+		double proc = (c1.tv_sec - c0.tv_sec) * 1e9 + (c1.tv_nsec - c0.tv_nsec);
+		ok(!rc && serial > 0 && serial <= proc,
+		   "the map's feeder thread: %.1f ms of CPU (serial_cpu_ns), of %.1f ms in all",
+		   serial / 1e6, proc / 1e6);
 	}
 	return done_testing();
 }
