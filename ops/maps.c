@@ -24,6 +24,7 @@
 #include "pf_schema.h"
 #include "pf_types.h"
 #include "pf_maps.h"
+#include "pf_map_fns.h"
 #include "pf_u8_f32.h"
 
 #define MAPS_MAX_CHANNELS 64
@@ -270,7 +271,7 @@ static int decode_prepare(pf_map_ctx *ctx, pf_error *err)
 				    fn);
 	if (!ctx->record || ctx->record->nfields == 0)
 		return pf_error_set(err, PF_EINVAL,
-				    "%s: the source has no record schema (tfrecord?): nothing to decode",
+				    "%s: the source has no record schema (tfrecord?): nothing to decode (tf.train.Example records: map(parse_example(NAME=TYPE, ...)))",
 				    fn);
 	st = calloc(1, sizeof(*st));
 	if (!st)
@@ -507,6 +508,7 @@ static void register_builtins(void)
 		{ "decode", decode_prepare, decode_fn, &scale_none },
 		{ "decode_f32", decode_prepare, decode_fn, &scale_f32 },
 		{ "normalize", norm_prepare, norm_fn, NULL },
+		{ "parse_example", pf_parse_example_prepare, pf_parse_example_fn, NULL },
 	};
 	for (size_t i = 0; i < sizeof(b) / sizeof(b[0]); i++) {
 		const pf_map_def *d = pf_map_lookup(b[i].name);
