@@ -16,7 +16,10 @@ Files (small, committed so that the tests need no TensorFlow):
   *.expect         per record: "R N ok" then "F NAME COUNT VALUES..." per
                    feature of SPEC as TensorFlow parsed it (bytes in hex,
                    floats %.9g), or "R N error MESSAGE"; fmnist.expect has
-                   "P N HEX" rows: the pixels tf.io.decode_png gives.
+                   "P N LABEL HEX" rows: the pixels tf.io.decode_png gives,
+                   "J N HEX" tf.io.decode_jpeg's (its default DCT), "A N HEX"
+                   decode_jpeg(dct_method="INTEGER_ACCURATE")'s, "S N SIZE V..."
+                   tf.image.resize's (bilinear) of the PNG to SIZE x SIZE.
 
 SPEC (the parse_example spec the C tests use, the same features):
   image=bytes, label=i64(default=-1), bbox=f32[?], mask=f32[2,2](default=0),
@@ -211,6 +214,12 @@ def fmnist(n=32):
         djp = tf.io.decode_jpeg(jpg).numpy().reshape(-1)
         rows.append("P %d %d %s" % (k, int(lab[k]), dec.tobytes().hex()))
         rows.append("J %d %s" % (k, djp.tobytes().hex()))
+        dja = tf.io.decode_jpeg(jpg, dct_method="INTEGER_ACCURATE").numpy().reshape(-1)
+        rows.append("A %d %s" % (k, dja.tobytes().hex()))
+        if k < 4:  # tf.image.resize (bilinear, half-pixel centers) to 14x14 and 40x40
+            for s in (14, 40):
+                r = tf.image.resize(tf.io.decode_png(png), [s, s]).numpy().reshape(-1)
+                rows.append("S %d %d %s" % (k, s, " ".join("%.9g" % v for v in r)))
     with tf.io.TFRecordWriter(os.path.join(OUT, "fmnist.tfrecord")) as w:
         for r in recs:
             w.write(r)
