@@ -13,12 +13,25 @@
 #include "pf_file.h"
 #include "pf_tfrecord.h"
 
+/* fd: the read window.  Records of up to TFR_WIN bytes are read through a
+ * window of TFR_WIN bytes (one pread for many small records); larger ones
+ * into buf.  The counting pass (skip) fills the window only while records
+ * are small (up to TFR_SMALL bytes), so that a file of large records is
+ * stepped over with a 12-byte read per frame, as before. */
+#define TFR_WIN (256u << 10)
+#define TFR_SKIP_WIN (64u << 10)
+#define TFR_SMALL 4096u
+
 struct pf_tfrecord {
 	pf_file f;                  /* the bytes: a file or a buffer */
 	uint64_t off;               /* offset of the next frame */
 	uint64_t count;             /* records passed */
-	unsigned char *buf;         /* fd: data + crc of the current record */
+	unsigned char *buf;         /* fd: data + crc of a record over TFR_WIN */
 	size_t cap;
+	unsigned char *win;         /* fd: bytes [win_off, win_off + win_len) */
+	uint64_t win_off;
+	size_t win_len;
+	uint64_t last_len;          /* the last frame's data length */
 	int failed;
 };
 
@@ -59,13 +72,41 @@ static int read_at(pf_tfrecord *r, void *dst, size_t n, uint64_t off,
 	return pf_file_read(&r->f, dst, n, off, err);
 }
 
-/* Read and check the frame header at r->off; *len gets the data length. */
-static int frame_head(pf_tfrecord *r, uint64_t *len, pf_error *err)
+/*
+ * fd: the n bytes at off (n <= TFR_WIN; the caller checked that the file
+ * has them) from the window, refilled from off with `fill` bytes (at least
+ * n, at most TFR_WIN and what the file has) when it does not hold them.
+ * NULL on a read error (err set).
+ */
+static const unsigned char *win_at(pf_tfrecord *r, uint64_t off, size_t n, size_t fill,
+				   pf_error *err)
 {
-	unsigned char hb[PF_TFRECORD_HEADER];
-	const unsigned char *h = hb;
+	if (off >= r->win_off && off + n <= r->win_off + r->win_len)
+		return r->win + (off - r->win_off);
+	if (!r->win && !(r->win = malloc(TFR_WIN))) {
+		pf_error_set(err, PF_ENOMEM, "%s: out of memory", r->f.name);
+		return NULL;
+	}
+	if (fill < n)
+		fill = n;
+	if (fill > TFR_WIN)
+		fill = TFR_WIN;
+	if (fill > r->f.size - off)
+		fill = (size_t)(r->f.size - off);
+	r->win_len = 0;
+	if (read_at(r, r->win, fill, off, err) < 0)
+		return NULL;
+	r->win_off = off;
+	r->win_len = fill;
+	return r->win;
+}
+
+/* Read and check the frame header at r->off; *len gets the data length.
+ * fill: the window refill when the header is not in it (fd). */
+static int frame_head(pf_tfrecord *r, uint64_t *len, size_t fill, pf_error *err)
+{
+	const unsigned char *h;
 	uint64_t left = r->f.size - r->off;
-	int rc;
 
 	if (r->failed)
 		return pf_error_set(err, PF_ESTATE, "%s: reader failed earlier", r->f.name);
@@ -78,8 +119,8 @@ static int frame_head(pf_tfrecord *r, uint64_t *len, pf_error *err)
 				    r->f.name, r->count, r->off, left);
 	if (r->f.fd < 0)
 		h = r->f.mem + r->off;
-	else if ((rc = read_at(r, hb, sizeof(hb), r->off, err)) < 0)
-		return rc;
+	else if (!(h = win_at(r, r->off, PF_TFRECORD_HEADER, fill, err)))
+		return err && err->code ? err->code : PF_EIO;
 	if (pf_crc32c_mask(pf_crc32c(0, h, 8)) != le32(h + 8))
 		return pf_error_set(err, PF_ECORRUPT,
 				    "%s: record %" PRIu64 " at offset %" PRIu64
@@ -107,10 +148,17 @@ int pf_tfrecord_next(pf_tfrecord *r, const void **data, size_t *len,
 	uint64_t n;
 	int rc;
 
-	if ((rc = frame_head(r, &n, err)) != 0)
+	if ((rc = frame_head(r, &n, TFR_WIN, err)) != 0)
 		goto out;
 	if (r->f.fd < 0) {
 		d = r->f.mem + r->off + PF_TFRECORD_HEADER;
+	} else if (n + PF_TFRECORD_FOOTER <= TFR_WIN) {
+		d = win_at(r, r->off + PF_TFRECORD_HEADER, (size_t)n + PF_TFRECORD_FOOTER, TFR_WIN,
+			   err);
+		if (!d) {
+			rc = err && err->code ? err->code : PF_EIO;
+			goto out;
+		}
 	} else {
 		size_t need = (size_t)n + PF_TFRECORD_FOOTER;
 
@@ -145,6 +193,7 @@ int pf_tfrecord_next(pf_tfrecord *r, const void **data, size_t *len,
 	}
 	*data = d;
 	*len = (size_t)n;
+	r->last_len = n;
 	r->off += PF_TFRECORD_HEADER + n + PF_TFRECORD_FOOTER;
 	r->count++;
 out:
@@ -155,12 +204,14 @@ out:
 
 int pf_tfrecord_skip(pf_tfrecord *r, uint64_t *len, pf_error *err)
 {
-	int rc = frame_head(r, len, err);
+	int rc = frame_head(r, len, r->last_len <= TFR_SMALL ? TFR_SKIP_WIN : PF_TFRECORD_HEADER,
+			    err);
 
 	if (rc < 0)
 		r->failed = 1;
 	if (rc != 0)
 		return rc;
+	r->last_len = *len;
 	r->off += PF_TFRECORD_HEADER + *len + PF_TFRECORD_FOOTER;
 	r->count++;
 	return 0;
@@ -240,5 +291,6 @@ void pf_tfrecord_close(pf_tfrecord *r)
 		return;
 	pf_file_close(&r->f);
 	free(r->buf);
+	free(r->win);
 	free(r);
 }

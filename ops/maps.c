@@ -24,27 +24,13 @@
 #include "pf_schema.h"
 #include "pf_types.h"
 #include "pf_maps.h"
+#include "pf_map_fns.h"
 #include "pf_u8_f32.h"
 
-#define MAPS_MAX_CHANNELS 64
 #define MAPS_DEFAULT_MAX_BYTES (1u << 20)
 
 /* ---- the argument text of a map function ------------------------------ */
 
-/*
- * One "name=value" of the argument text.  Values are numbers, words,
- * quoted strings or [lists of numbers], as the spec formatter writes them
- * (and as a C caller of pf_map may write them by hand).
- */
-struct kv {
-	char key[32];
-	int is_num;             /* num[0..n) holds numbers */
-	int n;
-	double num[MAPS_MAX_CHANNELS];
-	char word[128];         /* a word or string value */
-};
-
-#define MAPS_MAX_KV 8
 
 static const char *skip_ws(const char *s)
 {
@@ -67,7 +53,7 @@ static int parse_num(const char *fn, const char *text, const char **s, double *o
 }
 
 /* Parse "k=v, k=[a, b], k=word" into kv[]; *n gets the count. */
-static int parse_kv(const char *fn, const char *text, struct kv *kv, int *n,
+int pf_map_kv_parse(const char *fn, const char *text, struct kv *kv, int *n,
 		    pf_error *err)
 {
 	const char *s = skip_ws(text ? text : "");
@@ -246,7 +232,7 @@ static int decode_prepare(pf_map_ctx *ctx, pf_error *err)
 	size_t max_bytes = MAPS_DEFAULT_MAX_BYTES;
 	struct decode_state *st;
 
-	if ((rc = parse_kv(fn, ctx->args, kv, &nkv, err)))
+	if ((rc = pf_map_kv_parse(fn, ctx->args, kv, &nkv, err)))
 		return rc;
 	if ((bad = check_keys(fn, kv, nkv, known)) >= 0)
 		return unknown_key(fn, kv[bad].key, "scale or max_bytes", err);
@@ -270,7 +256,7 @@ static int decode_prepare(pf_map_ctx *ctx, pf_error *err)
 				    fn);
 	if (!ctx->record || ctx->record->nfields == 0)
 		return pf_error_set(err, PF_EINVAL,
-				    "%s: the source has no record schema (tfrecord?): nothing to decode",
+				    "%s: the source has no record schema (tfrecord?): nothing to decode (tf.train.Example records: map(parse_example(NAME=TYPE, ...)))",
 				    fn);
 	st = calloc(1, sizeof(*st));
 	if (!st)
@@ -391,7 +377,7 @@ static int norm_prepare(pf_map_ctx *ctx, pf_error *err)
 	int nkv, rc, bad, napply = 0, has_var = 0;
 	struct norm_state *st;
 
-	if ((rc = parse_kv(fn, ctx->args, kv, &nkv, err)))
+	if ((rc = pf_map_kv_parse(fn, ctx->args, kv, &nkv, err)))
 		return rc;
 	if ((bad = check_keys(fn, kv, nkv, known)) >= 0)
 		return unknown_key(fn, kv[bad].key, "mean, std, field or max_bytes", err);
@@ -507,6 +493,8 @@ static void register_builtins(void)
 		{ "decode", decode_prepare, decode_fn, &scale_none },
 		{ "decode_f32", decode_prepare, decode_fn, &scale_f32 },
 		{ "normalize", norm_prepare, norm_fn, NULL },
+		{ "parse_example", pf_parse_example_prepare, pf_parse_example_fn, NULL },
+		{ "decode_image", pf_decode_image_prepare, pf_decode_image_fn, NULL },
 	};
 	for (size_t i = 0; i < sizeof(b) / sizeof(b[0]); i++) {
 		const pf_map_def *d = pf_map_lookup(b[i].name);
@@ -667,6 +655,9 @@ int pf_fn_resolve(const char *fn, const char **name, pf_error *err)
 	*name = fn;
 	if ((rc = pf_maps_init(err)))
 		return rc;
+	if (!strcmp(fn, "decode_image") && pf_decode_image_missing())
+		return pf_error_set(err, PF_EINVAL, "decode_image: this pipefeed was built without %s",
+				    pf_decode_image_missing());
 	if (!colon)
 		return 0;
 	if (colon == fn || !colon[1])

@@ -353,6 +353,10 @@ pf_op *pf_op_shards_new(const char *const *paths, size_t n,
 			const pf_source_opts *o, pf_error *err);
 pf_op *pf_op_tfrecord_new(const char *const *paths, size_t n,
 			  const pf_source_opts *o, pf_error *err);
+/* webdataset: paths take WebDataset's brace expansion ({000..099}, {a,b})
+ * before globs; without libarchive it fails saying so. */
+pf_op *pf_op_webdataset_new(const char *const *paths, size_t n,
+			    const pf_source_opts *o, pf_error *err);
 pf_op *pf_op_map_new(const char *name, pf_map_prepare_fn prepare, pf_map_fn fn,
 		     void *user, const char *args, const pf_map_opts *o,
 		     pf_error *err);

@@ -257,6 +257,14 @@ int spec_lex(struct parser *ps)
 			size_t j = i;
 			while (j < ps->len && spec_is_word_char(s[j]))
 				j++;
+			/* a shape glued to a word is part of it: f32[?], u8[28,28] */
+			if (j < ps->len && s[j] == '[') {
+				size_t k = j + 1;
+				while (k < ps->len && (spec_is_digit(s[k]) || s[k] == '?' || s[k] == ',' || s[k] == ' '))
+					k++;
+				if (k < ps->len && s[k] == ']')
+					j = k + 1;
+			}
 			ps->t.k = T_WORD;
 			ps->t.len = j - i;
 			ps->t.s = spec_arena_strndup(ps->a, s + i, j - i);

@@ -12,7 +12,7 @@ static const struct { const char *what, *spec, *msg; } cases[] = {
 	{ "empty spec", "", "column 1: empty spec: expected an op" },
 	{ "blank spec", "   \t ", "column 6: empty spec" },
 	{ "unknown op (close)", "range(0, 9) | shufle(10)", "column 15: unknown op 'shufle' (did you mean 'shuffle'?)" },
-	{ "unknown op (far)", "range(0, 9) | zzzzzzzz", "column 15: unknown op 'zzzzzzzz' (expected one of: shards, tfrecord, range, map," },
+	{ "unknown op (far)", "range(0, 9) | zzzzzzzz", "column 15: unknown op 'zzzzzzzz' (expected one of: shards, tfrecord, webdataset, range, map," },
 	{ "missing ')'", "range(0, 9) | shuffle(10 seed=7)", "column 26: expected ',' or ')' after argument of shuffle, got 'seed'" },
 	{ "missing ')' at end", "range(0, 9) | batch(64", "column 23: expected ',' or ')' after argument of batch, got end of spec" },
 	{ "missing '|'", "range(0, 9) take(3)", "column 13: expected '|' or end of spec after range, got 'take'" },

@@ -24,6 +24,7 @@ enum {
 	OPT_CODEC = 1000, OPT_LEVEL, OPT_CHECKSUM, OPT_BLOCK_SIZE,
 	OPT_RPS, OPT_SHARDS, OPT_BLOCKS, OPT_THREADS,
 	OPT_IMAGES, OPT_LABELS, OPT_ARRAY, OPT_RECORD_SIZE, OPT_FIELD,
+	OPT_EXAMPLE, OPT_MAP, OPT_RECORDS,
 };
 
 /* The options every packing subcommand takes (put them in its table). */
@@ -104,11 +105,23 @@ int pack_out_add(struct pack_out *p, const void *rec, size_t len, pf_error *err)
 int pack_out_end(struct pack_out *p, pf_error *err);
 void pack_out_abort(struct pack_out *p);
 
+/* Pipelines into shards (tools/pack_pipe.c): the elements of spec (a
+ * source and maps) as records of their schema, `total` of them (from a
+ * counting pass; a different number is an error); the count of a spec's
+ * elements; paths as a spec list of quoted strings.  0 or a code. */
+int pack_pipeline(const struct pack_opts *o, const char *spec, uint64_t total, pf_error *err);
+int pack_count(const char *spec, uint64_t *n, pf_error *err);
+int pack_spec_paths(char *buf, size_t cap, char **paths, int n);
+/* pipe-pack info on a TFRecord file (tools/pack_info.c): the features of
+ * its first `nrec` Examples. */
+int pack_info_tfrecord(const char *path, uint64_t nrec);
+
 /* The subcommands. */
 int pack_idx(int argc, char **argv);
 int pack_npy(int argc, char **argv);
 int pack_raw(int argc, char **argv);
 int pack_tfrecord(int argc, char **argv);
+int pack_wds(int argc, char **argv);
 int pack_verify(int argc, char **argv);
 int pack_info(int argc, char **argv);
 

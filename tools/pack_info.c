@@ -1,6 +1,8 @@
 /*
  * pack_info.c - `pipe-pack info`: describe one shard without decoding it:
  * header, schema, counts, sizes and the block table from the footer index.
+ * A TFRecord file instead: the features of its first Examples (names, list
+ * types, value counts) and the --example spec that reads them.
  */
 #include "config.h"
 
@@ -11,6 +13,8 @@
 
 #include "pack_common.h"
 #include "pf_checksum.h"
+#include "pf_example.h"
+#include "pf_tfrecord.h"
 
 #define DEFAULT_BLOCKS 20
 
@@ -18,10 +22,11 @@ int pack_info(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "blocks", required_argument, NULL, OPT_BLOCKS },
+		{ "records", required_argument, NULL, OPT_RECORDS },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	uint64_t limit = DEFAULT_BLOCKS, raw;
+	uint64_t limit = DEFAULT_BLOCKS, raw, nrec = 10;
 	pf_shard *s = NULL;
 	pf_error err = { 0 };
 	char schema[4096];
@@ -38,6 +43,10 @@ int pack_info(int argc, char **argv)
 				return pack_usage("info", "info: --blocks wants N or all, not '%s'",
 						  optarg);
 			break;
+		case OPT_RECORDS:
+			if (pack_parse_u64(optarg, &nrec) < 0 || !nrec)
+				return pack_usage("info", "info: --records wants N >= 1, not '%s'", optarg);
+			break;
 		case 'h':
 			pack_usage_full();
 			return PACK_OK;
@@ -49,6 +58,14 @@ int pack_info(int argc, char **argv)
 		return pack_usage("info", "info: exactly one shard FILE");
 	path = argv[optind];
 	if (pf_shard_open(&s, path, 0, &err) < 0) {
+		pf_tfrecord *t;
+		pf_error e2 = { 0 };
+		uint64_t len;
+		if (pf_tfrecord_open(&t, path, &e2) == 0 && pf_tfrecord_skip(t, &len, &e2) == 0) {
+			pf_tfrecord_close(t); /* a TFRecord file: its Examples */
+			return pack_info_tfrecord(path, nrec);
+		}
+		pf_tfrecord_close(t);
 		pack_report(&err);
 		return PACK_BAD;
 	}
@@ -85,5 +102,131 @@ int pack_info(int argc, char **argv)
 			       nb - limit);
 	}
 	pf_shard_close(s);
+	return PACK_OK;
+}
+
+/* ---- TFRecord files of tf.train.Example ---------------------------------- */
+
+#define INFO_MAX_KEYS 64
+
+struct key_info {
+	char key[128];
+	pf_ex_kind kind;
+	int mixed;               /* its kind differs between records */
+	uint64_t seen;           /* records that have it */
+	uint64_t last;           /* the record it was last seen in, + 1 */
+	int64_t min, max;        /* value counts */
+};
+
+struct info_acc {
+	struct key_info k[INFO_MAX_KEYS];
+	int n, more;
+	uint64_t rec;            /* the record being read */
+	pf_error err;
+};
+
+static int info_entry(void *user, const char *key, size_t len, const pf_ex_feature *f)
+{
+	struct info_acc *a = user;
+	pf_ex_info in;
+	int i;
+	if (pf_ex_feature_info(f, &in, &a->err))
+		return a->err.code;
+	for (i = 0; i < a->n; i++)
+		if (strlen(a->k[i].key) == len && !memcmp(a->k[i].key, key, len))
+			break;
+	if (i == a->n) {
+		if (a->n == INFO_MAX_KEYS || len >= sizeof(a->k[0].key)) {
+			a->more = 1;
+			return 0;
+		}
+		memset(&a->k[i], 0, sizeof(a->k[i]));
+		memcpy(a->k[i].key, key, len);
+		a->k[i].kind = in.kind;
+		a->k[i].min = INT64_MAX;
+		a->n++;
+	}
+	struct key_info *k = &a->k[i];
+	if (in.kind == PF_EX_NONE) /* no list: parse_example's "missing" */
+		return 0;
+	if (k->kind == PF_EX_NONE)
+		k->kind = in.kind;
+	else if (k->kind != in.kind)
+		k->mixed = 1;
+	if (k->last == a->rec + 1) /* a key given twice: the last one counts */
+		return 0;
+	k->last = a->rec + 1;
+	k->seen++;
+	k->min = in.count < k->min ? in.count : k->min;
+	k->max = in.count > k->max ? in.count : k->max;
+	return 0;
+}
+
+/* One --example entry for k: NAME=TYPE[SHAPE](key=...). */
+static void suggest(const struct key_info *k, uint64_t nrec, char *buf, size_t cap)
+{
+	char name[128], shape[32] = "", opt[200] = "";
+	size_t j = 0;
+	for (const char *p = k->key; *p && j + 1 < sizeof(name) && j + 1 < PF_FIELD_NAME_MAX; p++)
+		name[j++] = (char)((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+				   (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' ? *p : '_');
+	name[j] = '\0';
+	if (strcmp(name, k->key))
+		snprintf(opt, sizeof(opt), "key=\"%s\"", k->key);
+	if (k->kind != PF_EX_BYTES && k->min != k->max)
+		snprintf(shape, sizeof(shape), "[?]");
+	else if (k->kind != PF_EX_BYTES && k->max != 1)
+		snprintf(shape, sizeof(shape), "[%lld]", (long long)k->max);
+	if (k->seen < nrec && k->kind != PF_EX_BYTES && strcmp(shape, "[?]"))
+		snprintf(opt + strlen(opt), sizeof(opt) - strlen(opt), "%sdefault=0", opt[0] ? ", " : "");
+	snprintf(buf, cap, "%s=%s%s%s%s%s", name,
+		 k->kind == PF_EX_BYTES ? "bytes" : k->kind == PF_EX_FLOAT ? "f32" : "i64", shape,
+		 opt[0] ? "(" : "", opt, opt[0] ? ")" : "");
+}
+
+int pack_info_tfrecord(const char *path, uint64_t nrec)
+{
+	struct info_acc a = { .n = 0 };
+	pf_tfrecord *t = NULL;
+	pf_error err = { 0 };
+	const void *d;
+	size_t len;
+	uint64_t n = 0;
+	int rc = pf_tfrecord_open(&t, path, &err);
+	while (!rc && n < nrec && (rc = pf_tfrecord_next(t, &d, &len, &err)) == 0) {
+		memset(&a.err, 0, sizeof(a.err));
+		a.rec = n;
+		if (pf_example_walk(d, len, info_entry, &a, &a.err)) {
+			printf("file:      %s\nformat:    TFRecord; record %" PRIu64 " is not a tf.train.Example (%s):\n"
+			       "           read it raw (pipe-pack tfrecord without --example)\n",
+			       path, n, a.err.msg);
+			pf_tfrecord_close(t);
+			return PACK_OK;
+		}
+		n++;
+	}
+	pf_tfrecord_close(t);
+	if (rc < 0 && rc != PF_END) {
+		pack_report(&err);
+		return PACK_BAD;
+	}
+	printf("file:      %s\n", path);
+	printf("format:    TFRecord of tf.train.Example (the first %" PRIu64 " records read)\n", n);
+	printf("%-32s %-10s %8s %8s %8s\n", "feature", "type", "records", "min", "max");
+	char spec[4096] = "", one[300];
+	for (int i = 0; i < a.n; i++) {
+		const struct key_info *k = &a.k[i];
+		printf("%-32s %-10s %8" PRIu64 " %8lld %8lld%s\n", k->key,
+		       k->mixed ? "mixed" : pf_ex_kind_name(k->kind), k->seen,
+		       (long long)(k->seen ? k->min : 0), (long long)k->max, k->mixed ? "  (list type differs between records)" : "");
+		if (k->mixed || k->kind == PF_EX_NONE || (k->kind == PF_EX_BYTES && k->max > 1))
+			continue; /* nothing parse_example reads as one field */
+		suggest(k, n, one, sizeof(one));
+		snprintf(spec + strlen(spec), sizeof(spec) - strlen(spec), "%s%s", spec[0] ? "," : "", one);
+	}
+	if (a.more)
+		printf("... more than %d features: the first %d shown\n", INFO_MAX_KEYS, INFO_MAX_KEYS);
+	if (spec[0])
+		printf("example:   --example '%s'\n", spec);
 	return PACK_OK;
 }

@@ -2,6 +2,10 @@
  * pack_tfrecord.c - `pipe-pack tfrecord`: TFRecord files into shards, each
  * record kept as bytes (schema "record: u8[?]").
  *
+ * With --example SPEC each record is a tf.train.Example parsed by
+ * map(parse_example(SPEC)) (then --map FN, e.g. decode_image(...)) and the
+ * shards get the parsed fields' schema (tools/pack_pipe.c).
+ *
  * Two passes: the first walks the frames (length CRCs, bounds) to count the
  * records, so that they can be split over --shards N and a damaged file is
  * reported before any shard is written; the second reads the data and
@@ -21,8 +25,11 @@ int pack_tfrecord(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		PACK_COMMON_LONGOPTS,
+		{ "example", required_argument, NULL, OPT_EXAMPLE },
+		{ "map", required_argument, NULL, OPT_MAP },
 		{ NULL, 0, NULL, 0 }
 	};
+	const char *example = NULL, *map = NULL;
 	struct pack_opts o = { 0 };
 	struct pack_out out = { 0 };
 	pf_error err = { 0 };
@@ -33,9 +40,16 @@ int pack_tfrecord(int argc, char **argv)
 	uint64_t total = 0;
 	int c, rc = 0, nfiles;
 
-	while ((c = getopt_long(argc, argv, PACK_COMMON_SHORTOPTS, longopts, NULL)) != -1)
+	while ((c = getopt_long(argc, argv, PACK_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+		if (c == OPT_EXAMPLE || c == OPT_MAP) {
+			*(c == OPT_EXAMPLE ? &example : &map) = optarg;
+			continue;
+		}
 		if ((rc = pack_common_opt(&o, c, optarg)) <= 0)
 			return rc < 0 ? PACK_USAGE : pack_usage("tfrecord", NULL);
+	}
+	if (map && !example)
+		return pack_usage("tfrecord", "tfrecord: --map needs --example");
 	nfiles = argc - optind;
 	if (nfiles == 0)
 		return pack_usage("tfrecord", "tfrecord: no input FILE");
@@ -56,6 +70,20 @@ int pack_tfrecord(int argc, char **argv)
 		total += pf_tfrecord_count(tf);
 		pf_tfrecord_close(tf);
 		tf = NULL;
+	}
+	if (example) { /* pass 2: parsed through a pipeline */
+		static char spec[65536];
+		size_t l;
+		if (pack_spec_paths(spec + 9, sizeof(spec) - 9, argv + optind, nfiles))
+			return pack_usage("tfrecord", "tfrecord: too many FILEs");
+		memcpy(spec, "tfrecord(", 9);
+		l = strlen(spec);
+		snprintf(spec + l, sizeof(spec) - l, ", cycle=1) | map(parse_example(%s))%s%s%s", example,
+			 map ? " | map(" : "", map ? map : "", map ? ")" : "");
+		rc = pack_pipeline(&o, spec, total, &err);
+		if (rc < 0)
+			pack_report(&err);
+		return pack_exit(rc);
 	}
 	/* pass 2: copy, as "u32 count, bytes" (the variable field encoding) */
 	if ((rc = pack_out_begin(&out, &o, &schema, total, &err)) < 0)

@@ -32,12 +32,18 @@ static const char usage_text[] =
 "      .npy arrays (C order) paired along their first dimension; one field each\n"
 "  pipe-pack raw --record-size N [--field NAME:DTYPE[SHAPE] ...] -o PREFIX [OPTIONS] FILE...\n"
 "      fixed-size little-endian records (default schema record: u8[N])\n"
-"  pipe-pack tfrecord -o PREFIX [OPTIONS] FILE...\n"
-"      TFRecord files, both CRCs checked; schema record: u8[?]\n"
+"  pipe-pack tfrecord -o PREFIX [--example SPEC [--map FN]] [OPTIONS] FILE...\n"
+"      TFRecord files, both CRCs checked; schema record: u8[?], or with\n"
+"      --example 'image=bytes,label=i64' each tf.train.Example parsed as\n"
+"      map(parse_example(SPEC)) (then map(FN), e.g. --map 'decode_image(size=[28,28],channels=1)')\n"
+"      and the shards get the parsed fields\n"
+"  pipe-pack wds -o PREFIX [--map FN] [OPTIONS] FILE...\n"
+"      WebDataset tar shards (brace patterns allowed): one u8[?] field per extension\n"
 "  pipe-pack verify [-j THREADS] [-q] FILE...\n"
 "      check every block checksum, record and the index of each shard\n"
-"  pipe-pack info [--blocks N|all] FILE\n"
-"      header, schema, counts and the block table of one shard\n"
+"  pipe-pack info [--blocks N|all] [--records N] FILE\n"
+"      header, schema, counts and the block table of one shard; of a TFRecord\n"
+"      file, the features of its first N tf.train.Examples (default 10)\n"
 "\n"
 "Options of the packing commands:\n"
 "  -o, --output PREFIX        output name prefix (required)\n"
@@ -60,7 +66,7 @@ void pack_usage_full(void)
 static const char *short_usage(const char *cmd)
 {
 	if (!cmd)
-		return "pipe-pack idx|npy|raw|tfrecord|verify|info ...";
+		return "pipe-pack idx|npy|raw|tfrecord|wds|verify|info ...";
 	if (!strcmp(cmd, "idx"))
 		return "pipe-pack idx --images FILE [--labels FILE] -o PREFIX [OPTIONS]";
 	if (!strcmp(cmd, "npy"))
@@ -68,11 +74,13 @@ static const char *short_usage(const char *cmd)
 	if (!strcmp(cmd, "raw"))
 		return "pipe-pack raw --record-size N [--field NAME:DTYPE[SHAPE] ...] -o PREFIX [OPTIONS] FILE...";
 	if (!strcmp(cmd, "tfrecord"))
-		return "pipe-pack tfrecord -o PREFIX [OPTIONS] FILE...";
+		return "pipe-pack tfrecord -o PREFIX [--example SPEC [--map FN]] [OPTIONS] FILE...";
+	if (!strcmp(cmd, "wds"))
+		return "pipe-pack wds -o PREFIX [--map FN] [OPTIONS] FILE...";
 	if (!strcmp(cmd, "verify"))
 		return "pipe-pack verify [-j THREADS] [-q] FILE...";
 	if (!strcmp(cmd, "info"))
-		return "pipe-pack info [--blocks N|all] FILE";
+		return "pipe-pack info [--blocks N|all] [--records N] FILE";
 	return "pipe-pack COMMAND ...";
 }
 
@@ -359,6 +367,7 @@ static const struct {
 	{ "npy", pack_npy },
 	{ "raw", pack_raw },
 	{ "tfrecord", pack_tfrecord },
+	{ "wds", pack_wds },
 	{ "verify", pack_verify },
 	{ "info", pack_info },
 };

@@ -1,0 +1,211 @@
+/*
+ * formats_bench - the same images through pipefeed from three containers,
+ * and PNG decoding on one thread against all of them.
+ *
+ *   formats_bench [-r RUNS] [--png FILE.tfrecord] NAME=SPEC...
+ *
+ * Each NAME=SPEC is a whole pipeline (a spec string); every run iterates
+ * one epoch of it and counts the samples (a batch counts its rows).  It
+ * prints, per spec, the median images/s of RUNS runs (default 5, wall
+ * time), its ratio to the first spec's, median of the per-run ratios
+ * (the runs alternate between the specs, so the machine's drift cancels),
+ * and the process's CPU time per image (all threads: what a busy, shared
+ * machine does not change much).
+ *
+ * --png FILE: the "image" bytes feature of FILE's tf.train.Examples, held
+ * in memory and decoded by libpng's simplified API (to gray u8) on one
+ * thread, RUNS times: the single-thread decode rate that `decode_image`
+ * on N workers is measured against (the issue's goal: >= 0.8 x cores).
+ * bench/formats_bench.py makes the files and runs this with tf.data's
+ * figures beside it.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef HAVE_PNG
+#include <png.h>
+#endif
+
+#include "pf_spec.h"
+#include "pipefeed.h"
+
+#define MAXS 16
+#define MAXRUNS 32
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* CPU seconds of the whole process (every thread), user + system. */
+static double cpu(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
+	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(*v), cmp_d);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* One epoch of spec: images/s, or -1 (message printed); *us: CPU
+ * microseconds per image (all threads). */
+static double one_run(const char *spec, uint64_t *count, double *us)
+{
+	pf_pipeline *p = NULL;
+	pf_iter *it = NULL;
+	pf_error err = { 0 };
+	pf_elem e;
+	uint64_t n = 0;
+	double t0 = now(), c0 = cpu();
+	int rc = pf_pipeline_new(&p, NULL, &err);
+	if (!rc)
+		rc = pf_spec_apply(p, spec, &err);
+	if (!rc)
+		rc = pf_iter_new(&it, p, &err);
+	while (!rc && (rc = pf_iter_next(it, &e, &err)) == 0) {
+		n += e.batch ? e.batch : 1;
+		pf_elem_release(&e);
+	}
+	double t = now() - t0;
+	*us = n ? (cpu() - c0) / (double)n * 1e6 : 0;
+	pf_iter_free(it);
+	pf_pipeline_free(p);
+	if (rc != PF_END) {
+		fprintf(stderr, "formats_bench: %s\n", err.msg);
+		return -1;
+	}
+	*count = n;
+	return (double)n / t;
+}
+
+/* The "image" bytes of every Example of path, for the one-thread PNG rate. */
+static int load_pngs(const char *path, unsigned char ***img, size_t **len, size_t *n)
+{
+	char spec[4200];
+	snprintf(spec, sizeof(spec), "tfrecord(\"%s\") | map(parse_example(image=bytes))", path);
+	pf_pipeline *p = NULL;
+	pf_iter *it = NULL;
+	pf_error err = { 0 };
+	pf_elem e;
+	size_t cap = 0;
+	int rc = pf_pipeline_new(&p, NULL, &err);
+	if (!rc)
+		rc = pf_spec_apply(p, spec, &err);
+	if (!rc)
+		rc = pf_iter_new(&it, p, &err);
+	*n = 0;
+	while (!rc && (rc = pf_iter_next(it, &e, &err)) == 0) {
+		if (*n == cap) {
+			cap = cap ? 2 * cap : 1024;
+			*img = realloc(*img, cap * sizeof(**img));
+			*len = realloc(*len, cap * sizeof(**len));
+		}
+		(*len)[*n] = (size_t)e.nitems[0];
+		(*img)[*n] = malloc((size_t)e.nitems[0]);
+		memcpy((*img)[*n], e.data[0], (size_t)e.nitems[0]);
+		(*n)++;
+		pf_elem_release(&e);
+	}
+	pf_iter_free(it);
+	pf_pipeline_free(p);
+	if (rc != PF_END)
+		fprintf(stderr, "formats_bench: %s\n", err.msg);
+	return rc == PF_END ? 0 : -1;
+}
+
+static double png_rate(unsigned char **img, const size_t *len, size_t n, double *us)
+{
+#ifdef HAVE_PNG
+	static unsigned char px[1 << 20];
+	double t0 = now(), c0 = cpu();
+	for (size_t i = 0; i < n; i++) {
+		png_image im;
+		memset(&im, 0, sizeof(im));
+		im.version = PNG_IMAGE_VERSION;
+		if (!png_image_begin_read_from_memory(&im, img[i], len[i]))
+			return -1;
+		im.format = PNG_FORMAT_GRAY;
+		if (PNG_IMAGE_SIZE(im) > sizeof(px) || !png_image_finish_read(&im, NULL, px, 0, NULL))
+			return -1;
+	}
+	*us = (cpu() - c0) / (double)n * 1e6;
+	return (double)n / (now() - t0);
+#else
+	(void)us;
+	(void)img;
+	(void)len;
+	(void)n;
+	return -1;
+#endif
+}
+
+int main(int argc, char **argv)
+{
+	int runs = 5, ns = 0;
+	const char *png = NULL;
+	char *name[MAXS], *spec[MAXS];
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "-r") && i + 1 < argc)
+			runs = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--png") && i + 1 < argc)
+			png = argv[++i];
+		else if (strchr(argv[i], '=') && ns < MAXS) {
+			name[ns] = argv[i];
+			spec[ns] = strchr(argv[i], '=') + 1;
+			spec[ns][-1] = '\0';
+			ns++;
+		} else {
+			fprintf(stderr, "usage: formats_bench [-r RUNS] [--png FILE.tfrecord] NAME=SPEC...\n");
+			return 2;
+		}
+	}
+	if (runs < 1 || runs > MAXRUNS)
+		return 2;
+	double rate[MAXS][MAXRUNS], ratio[MAXS][MAXRUNS], us[MAXS][MAXRUNS];
+	uint64_t count[MAXS] = { 0 };
+	for (int r = 0; r < runs; r++)
+		for (int s = 0; s < ns; s++) {
+			if ((rate[s][r] = one_run(spec[s], &count[s], &us[s][r])) < 0)
+				return 1;
+			ratio[s][r] = rate[s][r] / rate[0][r];
+		}
+	for (int s = 0; s < ns; s++)
+		printf("%-12s %8llu images  %10.0f images/s  x%-5.2f vs %-10s %6.2f us CPU/image   %s\n",
+		       name[s], (unsigned long long)count[s], median(rate[s], runs),
+		       median(ratio[s], runs), name[0], median(us[s], runs), spec[s]);
+	if (png) {
+		unsigned char **img = NULL;
+		size_t *len = NULL, n = 0;
+		double pr[MAXRUNS], pu[MAXRUNS];
+		if (load_pngs(png, &img, &len, &n))
+			return 1;
+		for (int r = 0; r < runs; r++)
+			pr[r] = png_rate(img, len, n, &pu[r]);
+		printf("%-12s %8zu images  %10.0f images/s  %-19s %6.2f us CPU/image   (libpng, one thread, in memory)\n",
+		       "png-1thread", n, median(pr, runs), "", median(pu, runs));
+		for (size_t i = 0; i < n; i++)
+			free(img[i]);
+		free(img);
+		free(len);
+	}
+	return 0;
+}
