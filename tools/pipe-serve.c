@@ -8,7 +8,12 @@
  * DIR is laid out as TF Serving's model base path: DIR/NAME/VERSION/ holds
  * the one file pipe-train --save wrote, whatever its name.  Each NAME is
  * served at its highest VERSION that loads (a version that fails to load
- * is skipped with its reason on stderr).
+ * is skipped with its reason on stderr).  While serving, a thread looks
+ * for newer version directories every --poll-ms: one that loads replaces
+ * the version serving (requests already routed finish on the old one,
+ * whose batcher is drained once none holds it: none is dropped); one that
+ * does not is refused with its reason, logged once, tried again when its
+ * files change, and the old version keeps serving.
  *
  * SIGTERM or SIGINT: stop taking connections, answer every request in
  * flight, exit 0.  Exit status 1 on a runtime error, 2 on a usage error.
@@ -22,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "pf_batcher.h"
 #include "pf_servable.h"
@@ -54,13 +60,14 @@ static void usage(FILE *f)
 		"  --max-body-bytes N       413 beyond (16777216)\n"
 		"  --max-instances N        rows per request, 413 beyond (max batch size)\n"
 		"  --access-log FILE|-|none one line per request (-: stderr, the default)\n"
-		"  --drain-timeout-ms N     on SIGTERM, wait this long for requests (30000)\n");
+		"  --drain-timeout-ms N     on SIGTERM, wait this long for requests (30000)\n"
+		"  --poll-ms N              look for new version directories every N ms (1000; 0 = off)\n");
 }
 
 enum {
 	O_DIR = 256, O_PORT, O_HTTPT, O_DEV, O_MAXB, O_TIMEOUT, O_ALLOWED,
 	O_PREF, O_NBT, O_MAXENQ, O_MAXEXEC, O_ORDER, O_PLEVELS, O_PDEF,
-	O_PPOL, O_REQTO, O_MAXBODY, O_MAXINST, O_ALOG, O_DRAIN
+	O_PPOL, O_REQTO, O_MAXBODY, O_MAXINST, O_ALOG, O_DRAIN, O_POLL
 };
 
 static const struct option longopts[] = {
@@ -76,7 +83,8 @@ static const struct option longopts[] = {
 	{ "priority-queue-policy", 1, 0, O_PPOL },
 	{ "request-timeout-us", 1, 0, O_REQTO }, { "max-body-bytes", 1, 0, O_MAXBODY },
 	{ "max-instances", 1, 0, O_MAXINST }, { "access-log", 1, 0, O_ALOG },
-	{ "drain-timeout-ms", 1, 0, O_DRAIN }, { "help", 0, 0, 'h' },
+	{ "drain-timeout-ms", 1, 0, O_DRAIN }, { "poll-ms", 1, 0, O_POLL },
+	{ "help", 0, 0, 'h' },
 	{ 0, 0, 0, 0 }
 };
 
@@ -84,7 +92,7 @@ typedef struct opts {
 	const char *dir, *device, *alog;
 	pf_batcher_opts b;
 	serve_cfg cfg;
-	long long drain_ms;
+	long long drain_ms, poll_ms;
 } opts;
 
 static int num(const char *name, const char *arg, long long lo, long long hi,
@@ -166,6 +174,7 @@ static int one_opt(int c, const char *a, opts *o)
 	case O_MAXBODY: rc = num("max-body-bytes", a, 1, 1LL << 32, &v); o->cfg.max_body_bytes = (size_t)v; break;
 	case O_MAXINST: rc = num("max-instances", a, 1, 1 << 20, &v); o->cfg.max_instances = (int)v; break;
 	case O_DRAIN: rc = num("drain-timeout-ms", a, 0, 3600000, &v); o->drain_ms = v; break;
+	case O_POLL: rc = num("poll-ms", a, 0, 3600000, &v); o->poll_ms = v; break;
 	default: usage(stderr); return 2;
 	}
 	return rc;
@@ -183,6 +192,7 @@ static int parse(int argc, char **argv, opts *o)
 	o->b.max_batch_size = 32;
 	o->b.batch_timeout_us = 1000;
 	o->drain_ms = 30000;
+	o->poll_ms = 1000;
 	int c;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		if (c == 'h') {
@@ -243,60 +253,190 @@ static int version_file(const char *dir, char *out, size_t cap, char *msg, size_
 	return 0;
 }
 
-/* Load NAME at its highest version that loads. */
-static int load_model(const opts *o, const char *name, serve_model *m)
+/* The version directories of base, highest first, below `below` (< 0:
+ * any): the next candidate, or -1. */
+static long next_version(const char *base, long below)
 {
-	char base[4096];
-	snprintf(base, sizeof(base), "%s/%s", o->dir, name);
-	long tried = -1;
-	for (;;) {
-		long best = -1;
-		DIR *d = opendir(base);
-		struct dirent *e;
-		while (d && (e = readdir(d))) {
-			char *end;
-			long v = strtol(e->d_name, &end, 10);
-			if (end != e->d_name && !*end && v >= 0 && (tried < 0 || v < tried) && v > best)
-				best = v;
-		}
-		if (d)
-			closedir(d);
-		if (best < 0)
-			return -1;
-		tried = best;
-		char vdir[4200], msg[600];
-		snprintf(vdir, sizeof(vdir), "%s/%ld", base, best);
-		memset(m, 0, sizeof(*m));
-		snprintf(m->name, sizeof(m->name), "%.127s", name);
-		snprintf(m->version, sizeof(m->version), "%ld", best);
-		if (version_file(vdir, m->path, sizeof(m->path), msg, sizeof(msg)) < 0) {
-			fprintf(stderr, "pipe-serve: %s: version %ld refused: %s\n", vdir, best, msg);
-			continue;
-		}
-		int cap = o->b.max_execution_batch_size ? o->b.max_execution_batch_size
-							: o->b.max_batch_size;
-		int nt = o->b.num_batch_threads ? o->b.num_batch_threads : 1;
-		pf_error err = { 0 };
-		pf_batcher_opts bo = o->b;
-		if (pf_servable_open(&m->sv, m->path, o->device, nt, cap, &err) < 0) {
-			fprintf(stderr, "pipe-serve: %s: version %ld refused: %s\n", name, best, err.msg);
-			continue;
-		}
-		pf_servable_hook(m->sv, &bo);
-		if (pf_batcher_new(&m->b, &bo, &err) < 0) {
-			fprintf(stderr, "pipe-serve: %s\n", err.msg);
-			pf_servable_free(m->sv);
-			exit(2);
-		}
-		m->in_dim = pf_servable_in_dim(m->sv);
-		m->out_dim = pf_servable_out_dim(m->sv);
-		fprintf(stderr, "pipe-serve: model %s version %s: %s on %s (%s)\n", name, m->version,
-			pf_servable_arch(m->sv), pf_servable_device(m->sv), m->path);
-		return 0;
+	long best = -1;
+	DIR *d = opendir(base);
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		char *end;
+		long v = strtol(e->d_name, &end, 10);
+		if (end != e->d_name && !*end && v >= 0 && (below < 0 || v < below) && v > best)
+			best = v;
 	}
+	if (d)
+		closedir(d);
+	return best;
 }
 
-static int load_models(const opts *o, serve_model *models)
+/* A signature of version ver's directory contents (sizes and mtimes), so
+ * that a refused version is tried again once its file changes. */
+static long long version_sig(const char *base, long ver)
+{
+	char dir[4200], p[4400];
+	snprintf(dir, sizeof(dir), "%s/%ld", base, ver);
+	long long sig = 0;
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		struct stat st;
+		if ((size_t)snprintf(p, sizeof(p), "%s/%s", dir, e->d_name) < sizeof(p) &&
+		    stat(p, &st) == 0 && S_ISREG(st.st_mode))
+			sig += (long long)st.st_size * 1000003 + (long long)st.st_mtime;
+	}
+	if (d)
+		closedir(d);
+	return sig;
+}
+
+/* Load version ver of NAME: a new serve_model, or NULL with the reason on
+ * stderr. */
+static serve_model *load_version(const opts *o, const char *name, long ver)
+{
+	char vdir[4400], msg[600];
+	snprintf(vdir, sizeof(vdir), "%s/%s/%ld", o->dir, name, ver);
+	serve_model *m = calloc(1, sizeof(*m));
+	if (!m)
+		return NULL;
+	snprintf(m->name, sizeof(m->name), "%.127s", name);
+	snprintf(m->version, sizeof(m->version), "%ld", ver);
+	atomic_init(&m->refs, 0);
+	if (version_file(vdir, m->path, sizeof(m->path), msg, sizeof(msg)) < 0) {
+		fprintf(stderr, "pipe-serve: %s: version %ld refused: %s\n", vdir, ver, msg);
+		free(m);
+		return NULL;
+	}
+	int cap = o->b.max_execution_batch_size ? o->b.max_execution_batch_size
+						: o->b.max_batch_size;
+	int nt = o->b.num_batch_threads ? o->b.num_batch_threads : 1;
+	pf_error err = { 0 };
+	pf_batcher_opts bo = o->b;
+	if (pf_servable_open(&m->sv, m->path, o->device, nt, cap, &err) < 0) {
+		fprintf(stderr, "pipe-serve: %s: version %ld refused: %s\n", name, ver, err.msg);
+		free(m);
+		return NULL;
+	}
+	pf_servable_hook(m->sv, &bo);
+	if (pf_batcher_new(&m->b, &bo, &err) < 0) {
+		fprintf(stderr, "pipe-serve: %s\n", err.msg);
+		pf_servable_free(m->sv);
+		exit(2);
+	}
+	m->in_dim = pf_servable_in_dim(m->sv);
+	m->out_dim = pf_servable_out_dim(m->sv);
+	fprintf(stderr, "pipe-serve: model %s version %s: %s on %s (%s)\n", name, m->version,
+		pf_servable_arch(m->sv), pf_servable_device(m->sv), m->path);
+	return m;
+}
+
+static void free_version(serve_model *m)
+{
+	pf_batcher_free(m->b);   /* answers anything still queued */
+	pf_servable_free(m->sv);
+	free(m);
+}
+
+/* Load NAME at its highest version that loads into slot. */
+static int load_model(const opts *o, const char *name, serve_slot *slot)
+{
+	char base[4200];
+	snprintf(base, sizeof(base), "%s/%s", o->dir, name);
+	memset(slot, 0, sizeof(*slot));
+	snprintf(slot->name, sizeof(slot->name), "%.127s", name);
+	slot->refused = -1;
+	pthread_mutex_init(&slot->mu, NULL);
+	for (long v = next_version(base, -1); v >= 0; v = next_version(base, v)) {
+		if ((slot->cur = load_version(o, name, v)))
+			return 0;
+		if (slot->refused < 0) {
+			slot->refused = v;
+			slot->refused_sig = version_sig(base, v);
+		}
+	}
+	return -1;
+}
+
+/* The reloader's pass over one slot: a newer version that loads replaces
+ * cur (a refused one is logged once, tried again when its files change);
+ * retired versions no request holds any more are freed. */
+static void reload_slot(const opts *o, serve_slot *slot)
+{
+	char base[4200];
+	snprintf(base, sizeof(base), "%s/%s", o->dir, slot->name);
+	long cur = strtol(slot->cur->version, NULL, 10);
+	long v = next_version(base, -1);
+	if (v > cur) {
+		long long sig = version_sig(base, v);
+		if (v != slot->refused || sig != slot->refused_sig) {
+			serve_model *m = load_version(o, slot->name, v);
+			if (m) {
+				pthread_mutex_lock(&slot->mu);
+				serve_model *old = slot->cur;
+				slot->cur = m;
+				old->next = slot->retired;
+				slot->retired = old;
+				pthread_mutex_unlock(&slot->mu);
+				fprintf(stderr, "pipe-serve: model %s: version %s serves now (was %s)\n",
+					slot->name, m->version, old->version);
+			} else {
+				slot->refused = v;
+				slot->refused_sig = sig;
+				fprintf(stderr, "pipe-serve: model %s: version %s keeps serving\n",
+					slot->name, slot->cur->version);
+			}
+		}
+	}
+	pthread_mutex_lock(&slot->mu);
+	serve_model **pp = &slot->retired;
+	while (*pp) {
+		serve_model *m = *pp;
+		if (atomic_load(&m->refs) == 0) {
+			*pp = m->next;
+			pthread_mutex_unlock(&slot->mu);
+			free_version(m);
+			pthread_mutex_lock(&slot->mu);
+			pp = &slot->retired;
+		} else {
+			pp = &m->next;
+		}
+	}
+	pthread_mutex_unlock(&slot->mu);
+}
+
+typedef struct reloader {
+	const opts *o;
+	serve_slot *slots;
+	int n;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int stop;
+} reloader;
+
+static void *reload_thread(void *arg)
+{
+	reloader *r = arg;
+	pthread_mutex_lock(&r->mu);
+	while (!r->stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		long long ns = ts.tv_nsec + r->o->poll_ms * 1000000LL;
+		ts.tv_sec += (time_t)(ns / 1000000000LL);
+		ts.tv_nsec = (long)(ns % 1000000000LL);
+		pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+		if (r->stop)
+			break;
+		pthread_mutex_unlock(&r->mu);
+		for (int i = 0; i < r->n; i++)
+			reload_slot(r->o, &r->slots[i]);
+		pthread_mutex_lock(&r->mu);
+	}
+	pthread_mutex_unlock(&r->mu);
+	return NULL;
+}
+
+static int load_models(const opts *o, serve_slot *slots)
 {
 	DIR *d = opendir(o->dir);
 	if (!d) {
@@ -307,10 +447,10 @@ static int load_models(const opts *o, serve_model *models)
 	struct dirent *e;
 	while ((e = readdir(d)) && n < MAX_MODELS) {
 		char p[4096];
-		snprintf(p, sizeof(p), "%s/%s", o->dir, e->d_name);
-		if (e->d_name[0] == '.' || !is_dir(p))
+		if ((size_t)snprintf(p, sizeof(p), "%s/%s", o->dir, e->d_name) >= sizeof(p) ||
+		    e->d_name[0] == '.' || !is_dir(p))
 			continue;
-		if (load_model(o, e->d_name, &models[n]) == 0)
+		if (load_model(o, e->d_name, &slots[n]) == 0)
 			n++;
 		else
 			fprintf(stderr, "pipe-serve: %s: no version loads\n", p);
@@ -341,25 +481,42 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	static serve_model models[MAX_MODELS];
-	int n = load_models(&o, models);
+	static serve_slot slots[MAX_MODELS];
+	int n = load_models(&o, slots);
 	if (n <= 0) {
 		fprintf(stderr, "pipe-serve: no model to serve under %s\n", o.dir);
 		return 1;
 	}
 	int port;
-	serve_server *s = serve_http_start(&o.cfg, models, n, &port);
+	serve_server *s = serve_http_start(&o.cfg, slots, n, &port);
 	if (!s)
 		return 1;
+	reloader rl = { .o = &o, .slots = slots, .n = n, .stop = 0 };
+	pthread_mutex_init(&rl.mu, NULL);
+	pthread_cond_init(&rl.cv, NULL);
+	pthread_t rtid;
+	int reloading = o.poll_ms > 0 && pthread_create(&rtid, NULL, reload_thread, &rl) == 0;
 	printf("pipe-serve: listening on port %d\n", port);
 	fflush(stdout);
 	int sig;
 	sigwait(&set, &sig);
 	fprintf(stderr, "pipe-serve: %s: draining\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	int left = serve_http_drain_stop(s, (int)o.drain_ms);
+	if (reloading) {
+		pthread_mutex_lock(&rl.mu);
+		rl.stop = 1;
+		pthread_cond_signal(&rl.cv);
+		pthread_mutex_unlock(&rl.mu);
+		pthread_join(rtid, NULL);
+	}
 	for (int i = 0; i < n; i++) {
-		pf_batcher_free(models[i].b);
-		pf_servable_free(models[i].sv);
+		while (slots[i].retired) {
+			serve_model *m = slots[i].retired;
+			slots[i].retired = m->next;
+			free_version(m);
+		}
+		free_version(slots[i].cur);
+		pthread_mutex_destroy(&slots[i].mu);
 	}
 	if (o.cfg.access_log && o.cfg.access_log != stderr)
 		fclose(o.cfg.access_log);

@@ -32,8 +32,8 @@
 
 struct serve_server {
 	serve_cfg cfg;
-	serve_model *models;
-	int nmodels;
+	serve_slot *slots;
+	int nslots;
 	struct MHD_Daemon *d;
 	atomic_int inflight;
 	atomic_int draining;           /* new requests get 503 */
@@ -231,23 +231,38 @@ static int parse_model(const char *p, route *r)
 	return 0;
 }
 
+serve_model *serve_acquire(serve_slot *slot)
+{
+	pthread_mutex_lock(&slot->mu);
+	serve_model *m = slot->cur;
+	atomic_fetch_add(&m->refs, 1);
+	pthread_mutex_unlock(&slot->mu);
+	return m;
+}
+
+void serve_release(serve_model *m)
+{
+	if (m)
+		atomic_fetch_sub(&m->refs, 1);
+}
+
+/* The version serving r now, held in k->m until the connection ends. */
 static serve_model *find_model(conn *k, const route *r, int *status)
 {
-	for (int i = 0; i < k->s->nmodels; i++) {
-		serve_model *m = &k->s->models[i];
-		if (strcmp(m->name, r->name))
+	*status = 404;
+	for (int i = 0; i < k->s->nslots; i++) {
+		serve_slot *slot = &k->s->slots[i];
+		if (strcmp(slot->name, r->name))
 			continue;
-		if (r->version[0] && strcmp(r->version, m->version)) {
-			*status = 404;
+		serve_model *m = serve_acquire(slot);
+		if ((r->version[0] && strcmp(r->version, m->version)) ||
+		    (r->label[0] && strcmp(r->label, "latest") && strcmp(r->label, "stable"))) {
+			serve_release(m);
 			return NULL;
 		}
-		if (r->label[0] && strcmp(r->label, "latest") && strcmp(r->label, "stable")) {
-			*status = 404;
-			return NULL;
-		}
+		k->m = m;
 		return m;
 	}
-	*status = 404;
 	return NULL;
 }
 
@@ -278,7 +293,7 @@ static enum MHD_Result answer_infer(conn *k)
 }
 
 static enum MHD_Result submit(conn *k, serve_model *m, int api)
-{
+{	/* m is k->m, held */
 	char msg[512];
 	int status;
 	const serve_cfg *cfg = &k->s->cfg;
@@ -301,7 +316,6 @@ static enum MHD_Result submit(conn *k, serve_model *m, int api)
 	}
 	if (status != 200)
 		return reply_error(k, status, "%s", msg);
-	k->m = m;
 	k->out = malloc((size_t)k->in.rows * m->out_dim * sizeof(float));
 	if (!k->out)
 		return reply_error(k, 503, "out of memory");
@@ -425,11 +439,14 @@ static void put(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
 static void metrics_models(serve_server *s, char **b, size_t *n, size_t *c)
 {
 	pf_batcher_stats st[64];
-	int nm = s->nmodels < 64 ? s->nmodels : 64;
-	for (int i = 0; i < nm; i++)
-		pf_batcher_get_stats(s->models[i].b, &st[i]);
+	int nm = s->nslots < 64 ? s->nslots : 64;
+	for (int i = 0; i < nm; i++) {
+		serve_model *m = serve_acquire(&s->slots[i]);
+		pf_batcher_get_stats(m->b, &st[i]);   /* this version's counts */
+		serve_release(m);
+	}
 #define EACH for (int i = 0; i < nm; i++)
-#define MN s->models[i].name
+#define MN s->slots[i].name
 	put(b, n, c, "# TYPE pf_serve_batches_total counter\n");
 	EACH put(b, n, c, "pf_serve_batches_total{model=\"%s\"} %" PRIu64 "\n", MN, st[i].batches);
 	put(b, n, c, "# TYPE pf_serve_queue_seconds_total counter\n");
@@ -629,6 +646,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 			usleep(200);
 		}
 	}
+	serve_release(k->m);
 	serve_input_free(&k->in);
 	free(k->out);
 	free(k->body);
@@ -637,15 +655,15 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	atomic_fetch_sub(&s->inflight, 1);
 }
 
-serve_server *serve_http_start(const serve_cfg *cfg, serve_model *models,
+serve_server *serve_http_start(const serve_cfg *cfg, serve_slot *slots,
 			       int n, int *port)
 {
 	serve_server *s = calloc(1, sizeof(*s));
 	if (!s)
 		return NULL;
 	s->cfg = *cfg;
-	s->models = models;
-	s->nmodels = n;
+	s->slots = slots;
+	s->nslots = n;
 	pthread_mutex_init(&s->mu, NULL);
 	atomic_init(&s->inflight, 0);
 	atomic_init(&s->draining, 0);
