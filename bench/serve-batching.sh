@@ -7,7 +7,8 @@
 # (batching off) and once with the batcher (--max-batch-size 64
 # --batch-timeout-us TIMEOUT), each REPEAT times alternately; prints each
 # run and the medians' ratio of requests/s and of p99.
-#   usage: bench/serve-batching.sh [BUILDDIR]   (env: CONCURRENCY DURATION REPEAT TIMEOUT)
+# With SLO=MS, a third arm: --slo-p99-ms MS (adaptive mode).
+#   usage: bench/serve-batching.sh [BUILDDIR]   (env: CONCURRENCY DURATION REPEAT TIMEOUT FORMAT SLO)
 set -e
 b=${1:-.}
 c=${CONCURRENCY:-64}
@@ -53,7 +54,8 @@ serve() {
 run() { # NAME ARGS...: one server, one pipe-load level; appends "rps p99" to $tmp/NAME
 	n=$1; shift
 	serve "$@"
-	line=$("$b/pipe-load" --concurrency "$c" --duration "$d" --warmup 1 --json $lopt "$(url_of $port)")
+	[ -n "$port" ] || { echo "$n: pipe-serve did not start: $(tail -1 "$tmp/err")"; exit 1; }
+	line=$("$b/pipe-load" --concurrency "$c" --duration "$d" --warmup 1 --json $lopt "$(url_of $port)" || true)
 	kill -TERM $pid; wait $pid || true
 	echo "$n: $line"
 	echo "$line" | sed 's/.*"rps":\([0-9.]*\).*"p99_ms":\([0-9.]*\).*/\1 \2/' >>"$tmp/$n"
@@ -62,9 +64,17 @@ echo "pipe-serve, mlp:784-128-10 on cpu, $fmt bodies, concurrency $c, ${d}s wind
 for r in $(seq "$rep"); do
 	run off --max-batch-size 1 --batch-timeout-us 0
 	run batching --max-batch-size 64 --batch-timeout-us "$to" --num-batch-threads 1
+	[ -z "${SLO:-}" ] || run adaptive --max-batch-size 64 --slo-p99-ms "$SLO"
 done
 med() { sort -n -k"$2" "$tmp/$1" | awk -v k="$2" '{ v[NR] = $k } END { print v[int((NR + 1) / 2)] }'; }
 r0=$(med off 1); r1=$(med batching 1); p0=$(med off 2); p1=$(med batching 2)
 awk -v r0="$r0" -v r1="$r1" -v p0="$p0" -v p1="$p1" 'BEGIN {
 	printf "median req/s: off %.0f, batching %.0f: %.2fx\n", r0, r1, r1 / r0
 	printf "median p99 ms: off %.2f, batching %.2f: %.2fx\n", p0, p1, p1 / p0 }'
+if [ -n "${SLO:-}" ]; then
+	ra=$(med adaptive 1); pa=$(med adaptive 2)
+	awk -v r0="$r0" -v r1="$r1" -v ra="$ra" -v pa="$pa" -v slo="$SLO" 'BEGIN {
+		printf "adaptive (--slo-p99-ms %s): median %.0f req/s (%.2fx off, %.2fx the fixed setting), p99 %.2f ms\n",
+			slo, ra, ra / r0, ra / r1, pa }'
+fi
+exit 0

@@ -15,6 +15,7 @@
 #include "config.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -32,6 +33,7 @@ typedef struct bthread {
 	pthread_t tid;
 	void *in, *out;
 	piece *pieces;
+	int backlog;       /* rows queued when its batch was taken */
 } bthread;
 
 struct pf_batcher {
@@ -49,6 +51,9 @@ struct pf_batcher {
 	int stopping;
 	int to_deliver;          /* finished requests not yet collected */
 	uint64_t est_ns;         /* smoothed batch compute time */
+	double row_ns;           /* smoothed compute time per padded row */
+	int eff_cap;             /* adaptive: the batch size limit now */
+	uint64_t slo_ns, last_log_ns;
 	pf_batcher_stats st;
 	int nthreads;
 	bthread *th;
@@ -96,6 +101,9 @@ static int check_opts(pf_batcher_opts *o, int *cap, pf_error *err)
 	if (o->num_batch_threads < 1 || o->num_batch_threads > 256)
 		return pf_error_set(err, PF_EINVAL, "batcher: num_batch_threads %d (1..256)",
 				    o->num_batch_threads);
+	if (!(o->slo_p99_ms >= 0 && o->slo_p99_ms < 3600e3))
+		return pf_error_set(err, PF_EINVAL, "batcher: slo_p99_ms %g (0 = off, else > 0)",
+				    o->slo_p99_ms);
 	if (o->max_enqueued < 1)
 		return pf_error_set(err, PF_EINVAL, "batcher: max_enqueued %d (>= 1)",
 				    o->max_enqueued);
@@ -220,6 +228,54 @@ static pf_batch_req *oldest(pf_batcher *b)
 	return o;
 }
 
+/* Adaptive mode's batch_target: full at the limit, else dispatch the
+ * oldest request when half its SLO is left but the compute of what is
+ * queued -- Clipper's deadline-driven batching, with half the SLO kept for
+ * the tail (queueing behind a batch, the host's noise). */
+static int adaptive_target(pf_batcher *b, uint64_t now, int avail, uint64_t *wake)
+{
+	int lim = b->eff_cap;
+	int n = avail < lim ? avail : lim;
+	if (avail >= lim || b->stopping)
+		return n;
+	pf_batch_req *o = oldest(b);
+	uint64_t need = (uint64_t)(b->row_ns * n), half = b->slo_ns / 2;
+	uint64_t due = o->priv.enq_ns + (half > need ? half - need : 0);
+	b->st.adaptive_wait_us = due > o->priv.enq_ns ? (due - o->priv.enq_ns) / 1000 : 0;
+	if (now >= due)
+		return n;
+	*wake = due;
+	return 0;
+}
+
+/* Adaptive mode, after a batch of rows whose oldest request waited since
+ * first_enq, taken when backlog rows were queued: multiplicative decrease
+ * when it missed the SLO; one row down when it ran on its deadline well
+ * short of the limit (fewer arrive in one wait); additive increase when
+ * more than the limit was queued.
+ * Holds b->mu; the log line (if any) goes to line. */
+static void adapt(pf_batcher *b, int rows, int backlog, uint64_t first_enq,
+		  uint64_t end, char *line, size_t cap)
+{
+	int old = b->eff_cap;
+	uint64_t lat = end - first_enq;
+	if (lat > b->slo_ns && b->eff_cap > 1)
+		b->eff_cap = b->eff_cap * 3 / 4 > 0 ? b->eff_cap * 3 / 4 : 1;
+	else if (rows < b->eff_cap - 1 && !b->stopping)
+		b->eff_cap--;   /* ran on its deadline: fewer arrive than that */
+	else if (backlog > b->eff_cap && b->eff_cap < b->cap)
+		b->eff_cap++;
+	if (b->eff_cap == old)
+		return;
+	b->st.adaptive_changes++;
+	if (b->o.log && end - b->last_log_ns >= 50000000u) {
+		b->last_log_ns = end;
+		snprintf(line, cap, "adaptive: batch limit %d -> %d (oldest waited %.3f ms, slo %.3f ms, %.1f us/row, wait %.3f ms)",
+			 old, b->eff_cap, lat / 1e6, b->slo_ns / 1e6, b->row_ns / 1e3,
+			 b->st.adaptive_wait_us / 1e3);
+	}
+}
+
 /* Rows the next batch should have now (0: wait), and when to look again
  * (*wake, 0 = no timer). */
 static int batch_target(pf_batcher *b, uint64_t now, uint64_t *wake)
@@ -228,6 +284,8 @@ static int batch_target(pf_batcher *b, uint64_t now, uint64_t *wake)
 	int avail = b->queued_rows;
 	if (!avail)
 		return 0;
+	if (b->slo_ns)
+		return adaptive_target(b, now, avail, wake);
 	if (avail >= b->cap || b->stopping || !b->o.batch_timeout_us)
 		return avail < b->cap ? avail : b->cap;
 	for (int i = b->o.n_preferred - 1; i >= 0; i--)
@@ -387,8 +445,16 @@ static void run_batch(pf_batcher *b, bthread *t, int rows, int n)
 			off += p->rows;
 		}
 	}
+	uint64_t end = t0 + dt, first_enq = end;
+	for (int i = 0; i < n; i++)
+		if (t->pieces[i].r->priv.enq_ns < first_enq)
+			first_enq = t->pieces[i].r->priv.enq_ns;
+	char line[256] = "";
 	pthread_mutex_lock(&b->mu);
 	b->est_ns = b->est_ns ? (b->est_ns * 7 + dt) / 8 : dt;
+	b->row_ns = b->row_ns > 0 ? (b->row_ns * 7 + (double)dt / pr) / 8 : (double)dt / pr;
+	if (b->slo_ns)
+		adapt(b, rows, t->backlog, first_enq, end, line, sizeof(line));
 	b->st.batches++;
 	b->st.rows += rows;
 	b->st.padded_rows += pr;
@@ -413,6 +479,8 @@ static void run_batch(pf_batcher *b, bthread *t, int rows, int n)
 		}
 	}
 	pthread_mutex_unlock(&b->mu);
+	if (line[0])
+		b->o.log(b->o.ctx, line);
 }
 
 static void *batch_thread(void *arg)
@@ -446,6 +514,7 @@ static void *batch_thread(void *arg)
 			continue;
 		}
 		int n;
+		t->backlog = b->queued_rows;
 		int rows = take(b, t, target, now, &n);
 		if (b->queued_rows)   /* more for another thread */
 			pthread_cond_signal(&b->cv);
@@ -491,6 +560,10 @@ int pf_batcher_new(pf_batcher **bp, const pf_batcher_opts *opts, pf_error *err)
 		return rc;
 	}
 	b->nlevels = b->o.npriorities;
+	if (b->o.slo_p99_ms > 0) {
+		b->slo_ns = (uint64_t)(b->o.slo_p99_ms * 1e6);
+		b->eff_cap = 1;   /* Clipper's start: grow while a backlog builds */
+	}
 	pthread_mutex_init(&b->mu, NULL);
 	pthread_mutex_init(&b->deliver_mu, NULL);
 	pthread_condattr_t ca;
@@ -653,6 +726,7 @@ void pf_batcher_get_stats(pf_batcher *b, pf_batcher_stats *s)
 	pthread_mutex_lock(&b->mu);
 	*s = b->st;
 	s->queued = b->queued;
+	s->adaptive_batch = b->eff_cap;
 	pthread_mutex_unlock(&b->mu);
 }
 

@@ -22,6 +22,9 @@
  *                         at once with PF_ELIMIT (fail fast, never an
  *                         unbounded queue)
  *   preserve_ordering     done callbacks run in submit order
+ *   slo_p99_ms            adaptive mode (> 0): the batch size limit and
+ *                         the wait are chosen online instead of
+ *                         batch_timeout_us (below)
  *   priorities            levels 0 (highest) .. npriorities-1, each with
  *                         its own queue policy: max queue size, default
  *                         timeout, and on that timeout REJECT or DELAY
@@ -31,6 +34,17 @@
  * PF_ETIMEDOUT when it has not started computing by then, or when the
  * batch it would join cannot finish by then (from the measured batch
  * time); a rejected request is never computed.
+ *
+ * Adaptive mode (slo_p99_ms > 0), deadline-driven as in Clipper: a batch
+ * runs when the batch size limit is queued, or at the latest when half
+ * the oldest request's SLO is left but what a batch of the rows queued
+ * takes to compute (the measured compute time per row; the other half is
+ * kept for the tail).  The limit starts at 1 and grows by one row
+ * (additive increase) when more than the limit was queued; it shrinks to
+ * 3/4 (multiplicative decrease) when a batch's oldest request finished
+ * past the SLO, and by one row when a batch ran on its deadline well short
+ * of the limit.  Each change of the limit is
+ * reported through opts.log (at most 20 lines a second), like AUTOTUNE's.
  *
  * Flow: pf_batcher_submit queues r and returns; later, on a batch thread,
  * r->done(r) runs exactly once with r->status (0 or a negative PF_E*) and
@@ -101,6 +115,9 @@ typedef struct pf_batcher_opts {
 	int max_enqueued;            /* 0 = 1024 */
 	int max_execution_batch_size;/* 0 = no splitting */
 	int preserve_ordering;
+	double slo_p99_ms;           /* > 0: adaptive mode */
+	void (*log)(void *ctx, const char *line);  /* adaptive decisions (ctx is
+						    * opts.ctx); NULL = none */
 	int npriorities;             /* 0 = 1 level */
 	pf_batch_queue_policy prio[PF_BATCH_MAX_PRIORITIES];
 } pf_batcher_opts;
@@ -152,6 +169,9 @@ typedef struct pf_batcher_stats {
 	uint64_t queue_ns, compute_ns;    /* sums over requests / batches */
 	uint64_t batch_hist[PF_BATCH_HIST];
 	int queued;                       /* requests queued now */
+	int adaptive_batch;               /* adaptive mode: the size limit now */
+	uint64_t adaptive_wait_us;        /* ... and the last wait it chose */
+	uint64_t adaptive_changes;        /* ... and how often the limit moved */
 } pf_batcher_stats;
 void pf_batcher_get_stats(pf_batcher *b, pf_batcher_stats *s);
 const pf_batcher_opts *pf_batcher_options(const pf_batcher *b);

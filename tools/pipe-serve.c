@@ -52,6 +52,8 @@ static void usage(FILE *f)
 		"  --max-enqueued N         requests queued at most; beyond: 429 at once (1024)\n"
 		"  --max-execution-batch-size N  split large requests into batches of N\n"
 		"  --preserve-ordering      answer in arrival order\n"
+		"  --slo-p99-ms MS          adaptive: batch size limit and wait chosen online\n"
+		"                           to hold the p99 (replaces --batch-timeout-us)\n"
 		"  --priority-levels N      priority queues (1); v2 parameters.priority 1..N\n"
 		"  --default-priority-level N  level of requests without one (1)\n"
 		"  --priority-queue-policy LEVEL:MAX_QUEUE:TIMEOUT_US:reject|delay\n"
@@ -67,7 +69,7 @@ static void usage(FILE *f)
 enum {
 	O_DIR = 256, O_PORT, O_HTTPT, O_DEV, O_MAXB, O_TIMEOUT, O_ALLOWED,
 	O_PREF, O_NBT, O_MAXENQ, O_MAXEXEC, O_ORDER, O_PLEVELS, O_PDEF,
-	O_PPOL, O_REQTO, O_MAXBODY, O_MAXINST, O_ALOG, O_DRAIN, O_POLL
+	O_PPOL, O_REQTO, O_MAXBODY, O_MAXINST, O_ALOG, O_DRAIN, O_POLL, O_SLO
 };
 
 static const struct option longopts[] = {
@@ -84,6 +86,7 @@ static const struct option longopts[] = {
 	{ "request-timeout-us", 1, 0, O_REQTO }, { "max-body-bytes", 1, 0, O_MAXBODY },
 	{ "max-instances", 1, 0, O_MAXINST }, { "access-log", 1, 0, O_ALOG },
 	{ "drain-timeout-ms", 1, 0, O_DRAIN }, { "poll-ms", 1, 0, O_POLL },
+	{ "slo-p99-ms", 1, 0, O_SLO },
 	{ "help", 0, 0, 'h' },
 	{ 0, 0, 0, 0 }
 };
@@ -175,6 +178,15 @@ static int one_opt(int c, const char *a, opts *o)
 	case O_MAXINST: rc = num("max-instances", a, 1, 1 << 20, &v); o->cfg.max_instances = (int)v; break;
 	case O_DRAIN: rc = num("drain-timeout-ms", a, 0, 3600000, &v); o->drain_ms = v; break;
 	case O_POLL: rc = num("poll-ms", a, 0, 3600000, &v); o->poll_ms = v; break;
+	case O_SLO: {
+		char *end;
+		o->b.slo_p99_ms = strtod(a, &end);
+		if (end == a || *end || !(o->b.slo_p99_ms > 0 && o->b.slo_p99_ms < 3600e3)) {
+			fprintf(stderr, "pipe-serve: --slo-p99-ms: expected milliseconds > 0, got '%s'\n", a);
+			return 2;
+		}
+		return 0;
+	}
 	default: usage(stderr); return 2;
 	}
 	return rc;
@@ -291,6 +303,12 @@ static long long version_sig(const char *base, long ver)
 	return sig;
 }
 
+/* The batcher's adaptive decisions, one line each on stderr. */
+static void log_adaptive(void *ctx, const char *line)
+{
+	fprintf(stderr, "pipe-serve: %s\n", line);
+}
+
 /* Load version ver of NAME: a new serve_model, or NULL with the reason on
  * stderr. */
 static serve_model *load_version(const opts *o, const char *name, long ver)
@@ -319,6 +337,7 @@ static serve_model *load_version(const opts *o, const char *name, long ver)
 		return NULL;
 	}
 	pf_servable_hook(m->sv, &bo);
+	bo.log = log_adaptive;
 	if (pf_batcher_new(&m->b, &bo, &err) < 0) {
 		fprintf(stderr, "pipe-serve: %s\n", err.msg);
 		pf_servable_free(m->sv);

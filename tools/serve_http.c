@@ -460,6 +460,8 @@ static void metrics_models(serve_server *s, char **b, size_t *n, size_t *c)
 	}
 	put(b, n, c, "# TYPE pf_serve_queued gauge\n");
 	EACH put(b, n, c, "pf_serve_queued{model=\"%s\"} %d\n", MN, st[i].queued);
+	put(b, n, c, "# TYPE pf_serve_adaptive_batch_limit gauge\n");
+	EACH put(b, n, c, "pf_serve_adaptive_batch_limit{model=\"%s\"} %d\n", MN, st[i].adaptive_batch);
 	put(b, n, c, "# TYPE pf_serve_batch_size histogram\n");
 	EACH {
 		uint64_t cum = 0;
