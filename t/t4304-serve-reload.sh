@@ -52,8 +52,9 @@ esac
 ok $? "... whose logits differ from version 1's"
 
 # a broken version 3: refused once, version 2 keeps serving
-mkdir -p "$tmp/models/syn/3"
-echo "half a file" >"$tmp/models/syn/3/model.ckpt"
+mkdir -p "$tmp/v3"
+echo "half a file" >"$tmp/v3/model.ckpt"
+mv "$tmp/v3" "$tmp/models/syn/3"
 sleep 0.5
 n=$(grep -c "version 3 refused" "$tmp/err")
 now=$(curl -s -d "$body" "$v2")
