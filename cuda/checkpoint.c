@@ -280,6 +280,29 @@ int pf_ckpt_read_run(const char *path, char **run, size_t *run_len, pf_error *er
 	return 0;
 }
 
+int pf_ckpt_read_arch(const char *path, pf_model_cfg *c, pf_error *err)
+{
+	unsigned char *buf;
+	size_t len, roff, rlen;
+	int rc = read_checked(path, &buf, &len, &roff, &rlen, err);
+	if (rc < 0)
+		return rc;
+	int ns = (int)get32(buf + 12);
+	for (int i = 0; i < ns; i++) {
+		uint32_t v = get32(buf + 16 + 4 * i);
+		if (v < 1 || v > 65536) {
+			free(buf);
+			return pf_error_set(err, PF_ECORRUPT,
+					    "%s: offset %d: layer size %u (1..65536)",
+					    path, 16 + 4 * i, v);
+		}
+		c->sizes[i] = (int)v;
+	}
+	c->nsizes = ns;
+	free(buf);
+	return 0;
+}
+
 int pf_model_set_acc(pf_model *m, pf_stream *s, int which, const double in[4],
 		     pf_error *err)
 {

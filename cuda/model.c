@@ -213,9 +213,9 @@ static int check_input(const pf_model *m, const pf_model_input *in,
 			return rc_;                                            \
 	} while (0)
 
-/* Enqueue the forward pass and the loss (with its gradient when grad). */
-static int forward(pf_model *m, pf_stream *s, const pf_model_input *in,
-		   int grad, double *acc, pf_error *err)
+/* Enqueue the layers of the forward pass: logits in act[nlayers - 1]. */
+static int forward_layers(pf_model *m, pf_stream *s, const pf_model_input *in,
+			  pf_error *err)
 {
 	pf_device *d = m->dev;
 	int B = in->rows;
@@ -234,6 +234,16 @@ static int forward(pf_model *m, pf_stream *s, const pf_model_input *in,
 		TRY(pf_k_bias_act(d, s, m->act[l], m->params + m->boff[l], B, n,
 				  l + 1 < m->nlayers, err));
 	}
+	return 0;
+}
+
+/* Enqueue the forward pass and the loss (with its gradient when grad). */
+static int forward(pf_model *m, pf_stream *s, const pf_model_input *in,
+		   int grad, double *acc, pf_error *err)
+{
+	TRY(forward_layers(m, s, in, err));
+	pf_device *d = m->dev;
+	int B = in->rows;
 	int L = m->nlayers - 1;
 	return pf_k_softmax_xent(d, s, m->act[L], in->labels, in->label_type, B,
 				 m->cfg.sizes[L + 1], grad ? m->dact[L] : NULL,
@@ -345,6 +355,21 @@ int pf_model_eval(pf_model *m, pf_stream *s, const pf_model_input *in,
 	TRY(forward(m, s, in, 0, m->acc + 3, err));
 	m->rows[PF_ACC_EVAL] += in->rows;
 	return 0;
+}
+
+int pf_model_predict(pf_model *m, pf_stream *s, const pf_model_input *in,
+		     float *logits, pf_error *err)
+{
+	if (!in->x || !logits || in->rows < 1 || in->rows > m->cfg.max_batch ||
+	    (in->x_type != PF_U8 && in->x_type != PF_F32))
+		return pf_error_set(err, PF_EINVAL,
+				    "model: bad predict input (%d rows, max %d)",
+				    in->rows, m->cfg.max_batch);
+	TRY(forward_layers(m, s, in, err));
+	int L = m->nlayers - 1;
+	return pf_memcpy_async(m->dev, s, logits, m->act[L],
+			       (size_t)in->rows * m->cfg.sizes[L + 1] * sizeof(float),
+			       PF_D2H, err);
 }
 
 int pf_model_read_acc(pf_model *m, pf_stream *s, int which, double out[4],

@@ -88,6 +88,14 @@ int pf_model_grad(pf_model *m, pf_stream *s, const pf_model_input *in,
 int pf_model_eval(pf_model *m, pf_stream *s, const pf_model_input *in,
 		  pf_error *err);
 
+/* Enqueue forward only (the same layers as training; in->labels unused,
+ * may be NULL) and a copy of the logits [rows, classes] into host memory
+ * `logits` (pf_host_alloc memory for an asynchronous copy); the logits are
+ * there once s has been synced.  No accumulator changes.  Inference
+ * (pipe-serve) runs through this. */
+int pf_model_predict(pf_model *m, pf_stream *s, const pf_model_input *in,
+		     float *logits, pf_error *err);
+
 enum pf_model_acc { PF_ACC_TRAIN = 0, PF_ACC_EVAL = 1 };
 /* Sync s and read accumulator set `which`: out[0] loss sum, out[1] correct,
  * out[2] bad labels, out[3] rows.  reset: zero them afterwards. */
@@ -135,6 +143,11 @@ int pf_model_save_run(pf_model *m, pf_stream *s, const char *path,
  * the caller frees it; "" for a file without one) and its length. */
 int pf_ckpt_read_run(const char *path, char **run, size_t *run_len,
 		     pf_error *err);
+
+/* Check the whole checkpoint file at path (as load does) and set
+ * c->nsizes / c->sizes to its architecture (other fields kept): what a
+ * model must be created with to load it (pipe-serve). */
+int pf_ckpt_read_arch(const char *path, pf_model_cfg *c, pf_error *err);
 
 /* Set accumulator set `which` to in[0..3] (as pf_model_read_acc gives
  * them: loss sum, correct, bad labels, rows), e.g. to continue an epoch's

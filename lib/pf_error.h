@@ -37,7 +37,8 @@ extern "C" {
 	X(ENOSPC,  14, "no space left on device")                              \
 	X(ENODEV,  15, "no such device")                                       \
 	X(EINTR,   16, "interrupted")                                          \
-	X(EOF_,    17, "end of sequence")
+	X(EOF_,    17, "end of sequence")                                     \
+	X(ETIMEDOUT, 18, "deadline passed or cannot be met")
 
 enum pf_errno {
 	PF_OK = 0,

@@ -2,7 +2,7 @@
 # t0011-layer-calls: no call goes up a layer.  The include paths already
 # stop an upward #include (t0010 checks the sources too); this checks the
 # objects: every pf_* symbol a layer's code uses is defined in that layer
-# or one below it (lib <- ops <- pipeline <- cuda).
+# or one below it (lib <- ops <- pipeline <- cuda <- serve).
 b=${top_builddir:-.}
 n=0 failed=0
 if ! command -v nm >/dev/null; then echo "1..0 # SKIP no nm"; exit 0; fi
@@ -37,5 +37,6 @@ layer lib "$b/lib/.libs/libpflib.a"
 layer ops "$b/ops/.libs/libpfops.a"
 layer pipeline "$b/pipeline/.libs/libpfpipeline.a"
 layer cuda "$b/cuda/.libs/libpipefeed-device.so" "$b/cuda/.libs/libpfmodel.a"
+layer serve "$b/serve/.libs/libpfserve.a"
 echo "1..$n"
 exit $failed

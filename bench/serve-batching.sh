@@ -1,0 +1,80 @@
+#!/bin/sh
+# bench/serve-batching.sh - dynamic batching against batching off, in one
+# invocation: the demo MLP (mlp:784-128-10, one epoch of Fashion-MNIST by
+# pipe-train --save, or of synthetic 784-pixel data when the dataset is
+# missing) served by pipe-serve on the cpu backend, loaded by pipe-load in a
+# closed loop at CONCURRENCY clients (64): once with --max-batch-size 1
+# (batching off) and once with the batcher (--max-batch-size 64
+# --batch-timeout-us TIMEOUT), each REPEAT times alternately; prints each
+# run and the medians' ratio of requests/s and of p99.
+# With SLO=MS, a third arm: --slo-p99-ms MS (adaptive mode).
+#   usage: bench/serve-batching.sh [BUILDDIR]   (env: CONCURRENCY DURATION REPEAT TIMEOUT FORMAT SLO)
+set -e
+b=${1:-.}
+c=${CONCURRENCY:-64}
+d=${DURATION:-5}
+rep=${REPEAT:-3}
+to=${TIMEOUT:-2000}
+tmp=$(mktemp -d)
+trap 'kill $pid 2>/dev/null; rm -rf "$tmp"' EXIT
+fm=/usr/share/datasets/fashion-mnist
+mkdir -p "$tmp/models/fmnist/1"
+if [ -r "$fm/train-images-idx3-ubyte.gz" ]; then
+	"$b/pipe-pack" idx --images "$fm/train-images-idx3-ubyte.gz" \
+		--labels "$fm/train-labels-idx1-ubyte.gz" -o "$tmp/fm" --shards 1 >/dev/null
+else
+	echo "(no Fashion-MNIST: synthetic data)"
+	head -c $((10000 * 785)) /dev/urandom >"$tmp/raw"
+	"$b/pipe-pack" raw --record-size 785 --field image:u8[784] --field label:u8 \
+		-o "$tmp/fm" --shards 1 "$tmp/raw" >/dev/null
+fi
+"$b/pipe-train" --device cpu --epochs 1 --save "$tmp/models/fmnist/1/model.ckpt" \
+	"$tmp/fm-*.pfs" >/dev/null 2>&1
+# FORMAT=json: TF Serving instances; binary (default): KServe v2 with
+# binary tensors (what perf_analyzer sends), so that JSON number parsing
+# does not hide the batcher
+fmt=${FORMAT:-binary}
+if [ "$fmt" = json ]; then
+	url_of() { echo "http://127.0.0.1:$1/v1/models/fmnist:predict"; }
+	lopt=
+else
+	url_of() { echo "http://127.0.0.1:$1/v2/models/fmnist/infer"; }
+	lopt=--binary
+fi
+serve() {
+	"$b/pipe-serve" --model-dir "$tmp/models" --port 0 --access-log none "$@" >"$tmp/out" 2>"$tmp/err" &
+	pid=$!
+	port=
+	for i in $(seq 100); do
+		port=$(awk '/listening/ { print $NF }' "$tmp/out" 2>/dev/null || true)
+		[ -n "$port" ] && break
+		sleep 0.1
+	done
+}
+run() { # NAME ARGS...: one server, one pipe-load level; appends "rps p99" to $tmp/NAME
+	n=$1; shift
+	serve "$@"
+	[ -n "$port" ] || { echo "$n: pipe-serve did not start: $(tail -1 "$tmp/err")"; exit 1; }
+	line=$("$b/pipe-load" --concurrency "$c" --duration "$d" --warmup 1 --json $lopt "$(url_of $port)" || true)
+	kill -TERM $pid; wait $pid || true
+	echo "$n: $line"
+	echo "$line" | sed 's/.*"rps":\([0-9.]*\).*"p99_ms":\([0-9.]*\).*/\1 \2/' >>"$tmp/$n"
+}
+echo "pipe-serve, mlp:784-128-10 on cpu, $fmt bodies, concurrency $c, ${d}s windows, $rep runs each"
+for r in $(seq "$rep"); do
+	run off --max-batch-size 1 --batch-timeout-us 0
+	run batching --max-batch-size 64 --batch-timeout-us "$to" --num-batch-threads 1
+	[ -z "${SLO:-}" ] || run adaptive --max-batch-size 64 --slo-p99-ms "$SLO"
+done
+med() { sort -n -k"$2" "$tmp/$1" | awk -v k="$2" '{ v[NR] = $k } END { print v[int((NR + 1) / 2)] }'; }
+r0=$(med off 1); r1=$(med batching 1); p0=$(med off 2); p1=$(med batching 2)
+awk -v r0="$r0" -v r1="$r1" -v p0="$p0" -v p1="$p1" 'BEGIN {
+	printf "median req/s: off %.0f, batching %.0f: %.2fx\n", r0, r1, r1 / r0
+	printf "median p99 ms: off %.2f, batching %.2f: %.2fx\n", p0, p1, p1 / p0 }'
+if [ -n "${SLO:-}" ]; then
+	ra=$(med adaptive 1); pa=$(med adaptive 2)
+	awk -v r0="$r0" -v r1="$r1" -v ra="$ra" -v pa="$pa" -v slo="$SLO" 'BEGIN {
+		printf "adaptive (--slo-p99-ms %s): median %.0f req/s (%.2fx off, %.2fx the fixed setting), p99 %.2f ms\n",
+			slo, ra, ra / r0, ra / r1, pa }'
+fi
+exit 0

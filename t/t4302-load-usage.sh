@@ -1,0 +1,42 @@
+#!/bin/sh
+# t4302-load-usage: pipe-load against pipe-serve: a short closed-loop run at
+# concurrency 1:4 prints one line per level with requests/s, the
+# percentiles and the server's batch figures from /metrics, with no error;
+# --json and --binary (KServe v2) work; bad flags are usage errors (exit 2);
+# a server that refuses gives exit 1.
+. "$srcdir/t/tap.sh"
+b=$top_builddir
+[ -x "$b/pipe-load" ] || skip_all "pipe-load not built (no libcurl)"
+[ -x "$b/pipe-serve" ] || skip_all "pipe-serve not built"
+plan 6
+tmp=`tap_tmp t4302`
+syn_shards "$tmp/syn" 1000 1 1 &&
+mkdir -p "$tmp/models/syn/1" &&
+timeout 120 "$b/pipe-train" --device cpu --model mlp:16-32-4 --batch 32 --epochs 1 \
+	--save "$tmp/models/syn/1/model.ckpt" "$tmp/syn-*.pfs" >/dev/null 2>&1
+ok $? "a model to serve"
+"$b/pipe-serve" --model-dir "$tmp/models" --port 0 --access-log none \
+	--max-batch-size 8 --batch-timeout-us 500 >"$tmp/out" 2>"$tmp/err" &
+pid=$!
+for i in $(seq 100); do
+	port=$(awk '/listening/ { print $NF }' "$tmp/out" 2>/dev/null)
+	[ -n "$port" ] && break
+	sleep 0.1
+done
+url=http://127.0.0.1:$port/v1/models/syn:predict
+timeout 60 "$b/pipe-load" --concurrency 1:4 --duration 0.5 --warmup 0.2 --dim 16 "$url" >"$tmp/table"
+rc=$?
+n=$(awk 'NR > 1 && $2 > 0 && $7 == 0 && /batch [0-9.]+ rows/' "$tmp/table" | wc -l)
+ok $([ $rc = 0 ] && [ "$n" = 3 ]; echo $?) "--concurrency 1:4: levels 1, 2, 4 with req/s, no error, the server's batch size ($n lines, exit $rc)"
+cat "$tmp/table" | sed 's/^/# /'
+timeout 60 "$b/pipe-load" --concurrency 2 --duration 0.5 --warmup 0.1 --dim 16 --json --binary \
+	"http://127.0.0.1:$port/v2/models/syn/infer" >"$tmp/json"
+ok $? "--binary --json (KServe v2 binary tensors): exit 0"
+grep -q '"concurrency":2,"requests":[1-9][0-9]*,"errors":0,"rps":' "$tmp/json"
+ok $? "... one JSON object with requests and rps"
+timeout 60 "$b/pipe-load" --concurrency 1 --duration 0.3 --warmup 0 --dim 3 "$url" >/dev/null
+is $? 1 "requests the server refuses (wrong width): exit 1"
+kill -TERM $pid
+wait $pid
+"$b/pipe-load" --concurrency 0 "$url" 2>/dev/null
+is $? 2 "--concurrency 0: usage error, exit 2"
