@@ -338,6 +338,15 @@ int pf_model_grad(pf_model *m, pf_stream *s, const pf_model_input *in,
 	return 0;
 }
 
+int pf_model_apply(pf_model *m, pf_stream *s, pf_error *err)
+{
+	TRY(pf_k_counter_add(m->dev, s, m->t_dev, 1, err));
+	TRY(pf_k_adam(m->dev, s, m->params, m->grads, m->m, m->v, m->nparams,
+		      m->cfg.lr, m->cfg.b1, m->cfg.b2, m->cfg.eps, m->t_dev, err));
+	m->t_host++;
+	return 0;
+}
+
 int pf_model_eval(pf_model *m, pf_stream *s, const pf_model_input *in,
 		  pf_error *err)
 {

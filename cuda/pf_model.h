@@ -84,6 +84,10 @@ int pf_model_train_step(pf_model *m, pf_stream *s, const pf_model_input *in,
  * loss over the rows), adding to the train accumulators. */
 int pf_model_grad(pf_model *m, pf_stream *s, const pf_model_input *in,
 		  pf_error *err);
+/* Enqueue the Adam update from the grads buffer as it stands (after
+ * pf_model_grad, or pf_model_upload of PF_BUF_GRADS: gradients reduced
+ * over ranks); counts a step, as pf_model_train_step does. */
+int pf_model_apply(pf_model *m, pf_stream *s, pf_error *err);
 /* Enqueue forward only, adding to the eval accumulators. */
 int pf_model_eval(pf_model *m, pf_stream *s, const pf_model_input *in,
 		  pf_error *err);

@@ -1,0 +1,124 @@
+/*
+ * train_ranks.c - pipe-train's data-parallel step over ranks (ranks.h).
+ *
+ * Every rank runs the same pipeline with the same seed, so every rank sees
+ * the same global batches in the same order whatever the world size; rank
+ * r trains on rows [r*b/W, (r+1)*b/W) of each batch of b rows (the global
+ * batch is --batch; the shares differ by one row at most, and a rank whose
+ * share is empty, at a last batch smaller than the world, computes
+ * nothing).  Each rank's gradient is the mean over its rows; the ranks sum
+ * gradient x rows and rows, and every rank divides by the total: the mean
+ * over the global batch, each sample once.  The same sum carries "stop"
+ * (a signal on any rank), so all ranks stop after the same step.
+ *
+ * The model's step is then: forward + backward (pf_model_grad), gradients
+ * to the host, the sum over ranks (in doubles), back to the device, Adam
+ * (pf_model_apply).  With one rank this gives exactly pf_model_train_step's
+ * bits (g * rows / rows is exact in doubles); over W ranks the sum's order
+ * is fixed with --deterministic (the same model bits for the same world
+ * size and seed), else it is MPI_Allreduce's.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ranks.h"
+#include "train.h"
+
+void dist_init(dist *d, ranks *r, int deterministic, size_t nparams)
+{
+	memset(d, 0, sizeof(*d));
+	d->r = r;
+	d->world = r ? ranks_world(r) : 1;
+	d->rank = r ? ranks_rank(r) : 0;
+	d->deterministic = deterministic;
+	d->n = nparams;
+	if (d->world > 1 && nparams) {
+		d->g = malloc(nparams * sizeof(*d->g));
+		d->buf = malloc((nparams + 2) * sizeof(*d->buf));
+		if (!d->g || !d->buf) {
+			fprintf(stderr, "pipe-train: rank %d: out of memory\n", d->rank);
+			exit(1);
+		}
+	}
+}
+
+void dist_free(dist *d)
+{
+	free(d->g);
+	free(d->buf);
+	d->g = NULL;
+	d->buf = NULL;
+}
+
+void dist_fail(dist *d, const char *msg)
+{
+	fprintf(stderr, "pipe-train: %s\n", msg);
+	fflush(stderr);
+	ranks_abort(d->r, 1);
+	exit(1);
+}
+
+void dist_share(const dist *d, uint32_t rows, uint32_t *lo, uint32_t *hi)
+{
+	*lo = (uint32_t)((uint64_t)rows * (uint64_t)d->rank / (uint64_t)d->world);
+	*hi = (uint32_t)((uint64_t)rows * (uint64_t)(d->rank + 1) / (uint64_t)d->world);
+}
+
+/* Bytes of one row of x (nin values) and of one label. */
+static size_t x_row_bytes(const pf_model_input *in, int nin)
+{
+	return (size_t)nin * (in->x_type == PF_U8 ? 1 : 4);
+}
+
+static size_t label_bytes(const pf_model_input *in)
+{
+	return in->label_type == PF_LABEL_U8 ? 1 : in->label_type == PF_LABEL_I32 ? 4 : 8;
+}
+
+void dist_slice(pf_model_input *in, uint32_t lo, uint32_t hi, int nin)
+{
+	in->x = (const unsigned char *)in->x + (size_t)lo * x_row_bytes(in, nin);
+	in->labels = (const unsigned char *)in->labels + (size_t)lo * label_bytes(in);
+	in->rows = (int)(hi - lo);
+}
+
+void dist_sum(dist *d, double *v, size_t n, const char *what)
+{
+	char msg[512];
+	if (ranks_sum(d->r, v, n, 1, what, msg, sizeof(msg)) < 0)
+		dist_fail(d, msg);
+}
+
+uint64_t dist_step(dist *d, pf_model *m, pf_stream *s, const pf_model_input *in,
+		   int want_stop, int *stop, uint64_t step)
+{
+	pf_error err = { 0 };
+	char what[64], msg[512];
+	int rows = in ? in->rows : 0;
+	snprintf(what, sizeof(what), "all-reduce of step %" PRIu64, step);
+	if (rows > 0) {
+		if (pf_model_grad(m, s, in, &err) < 0 ||
+		    pf_model_download(m, s, PF_BUF_GRADS, d->g, &err) < 0)
+			die("train step", &err);
+		for (size_t i = 0; i < d->n; i++)
+			d->buf[i] = (double)d->g[i] * rows;
+	} else {
+		memset(d->buf, 0, d->n * sizeof(*d->buf));
+	}
+	d->buf[d->n] = rows;
+	d->buf[d->n + 1] = want_stop ? 1 : 0;
+	if (ranks_sum(d->r, d->buf, d->n + 2, d->deterministic, what, msg, sizeof(msg)) < 0)
+		dist_fail(d, msg);
+	double total = d->buf[d->n];
+	*stop = d->buf[d->n + 1] > 0;
+	if (total <= 0)
+		return 0;
+	for (size_t i = 0; i < d->n; i++)
+		d->g[i] = (float)(d->buf[i] / total);
+	if (pf_model_upload(m, s, PF_BUF_GRADS, d->g, &err) < 0 ||
+	    pf_model_apply(m, s, &err) < 0)
+		die("train step", &err);
+	return (uint64_t)total;
+}
