@@ -21,6 +21,8 @@
 
 #define TAG_ARRIVE 17
 #define TAG_DATA 18
+#define TAG_PING 19
+#define TAG_PONG 20
 
 struct ranks {
 	int world, rank, mpi;
@@ -31,6 +33,11 @@ struct ranks {
 	MPI_Request *req;     /* 2 x world */
 	int *peer;
 	uint64_t *seen;       /* arrival: each rank's call count */
+	/* liveness: a receive of pings always posted, answered while a
+	 * rank waits (so that a rank stuck in a collective with the others
+	 * can tell the live ones from the one that holds all back) */
+	MPI_Request ping_req;
+	int ping_buf, pong_buf;
 };
 
 static double mono_s(void)
@@ -72,6 +79,8 @@ int ranks_open(ranks **rp, double timeout_s, char *msg, size_t cap)
 		MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
 		MPI_Comm_size(MPI_COMM_WORLD, &r->world);
 		MPI_Comm_rank(MPI_COMM_WORLD, &r->rank);
+		MPI_Irecv(&r->ping_buf, 1, MPI_INT, MPI_ANY_SOURCE, TAG_PING, MPI_COMM_WORLD,
+			  &r->ping_req);
 	}
 	r->req = calloc(2 * (size_t)r->world, sizeof(*r->req));
 	r->peer = calloc(2 * (size_t)r->world, sizeof(*r->peer));
@@ -89,8 +98,11 @@ void ranks_close(ranks *r)
 {
 	if (!r)
 		return;
-	if (r->mpi)
+	if (r->mpi) {
+		MPI_Cancel(&r->ping_req);
+		MPI_Wait(&r->ping_req, MPI_STATUS_IGNORE);
 		MPI_Finalize();
+	}
 	free(r->parts);
 	free(r->req);
 	free(r->peer);
@@ -106,6 +118,69 @@ void ranks_abort(ranks *r, int code)
 {
 	if (r && r->mpi)
 		MPI_Abort(MPI_COMM_WORLD, code);
+}
+
+/* Answer a ping that came in (from a rank that wonders who is alive). */
+static void serve_ping(ranks *r)
+{
+	int f = 0;
+	MPI_Status st;
+	if (!r->mpi || MPI_Test(&r->ping_req, &f, &st) != MPI_SUCCESS || !f)
+		return;
+	MPI_Request q;
+	if (MPI_Isend(&r->pong_buf, 1, MPI_INT, st.MPI_SOURCE, TAG_PONG, MPI_COMM_WORLD, &q) ==
+	    MPI_SUCCESS)
+		MPI_Request_free(&q);
+	MPI_Irecv(&r->ping_buf, 1, MPI_INT, MPI_ANY_SOURCE, TAG_PING, MPI_COMM_WORLD, &r->ping_req);
+}
+
+/*
+ * A collective did not complete: ping every other rank and wait up to 2 s
+ * (answering pings meanwhile); write the ranks that did not answer into
+ * msg at `at`.  Returns how many were named.
+ */
+static int name_silent(ranks *r, char *msg, size_t cap, int at)
+{
+	int n = 0, named = 0, one = 1;
+	int *pong = calloc((size_t)r->world, sizeof(int));
+	MPI_Request *q = calloc(2 * (size_t)r->world, sizeof(*q));
+	if (!pong || !q) {
+		free(pong);
+		free(q);
+		return 0;
+	}
+	for (int k = 0; k < r->world; k++) {
+		if (k == r->rank)
+			continue;
+		MPI_Irecv(&pong[k], 1, MPI_INT, k, TAG_PONG, MPI_COMM_WORLD, &q[2 * n]);
+		MPI_Isend(&one, 1, MPI_INT, k, TAG_PING, MPI_COMM_WORLD, &q[2 * n + 1]);
+		n++;
+	}
+	double end = mono_s() + 2;
+	int left = n;
+	while (left && mono_s() < end) {
+		serve_ping(r);
+		left = 0;
+		for (int i = 0; i < n; i++) {
+			int f = 1;
+			if (q[2 * i] != MPI_REQUEST_NULL)
+				MPI_Test(&q[2 * i], &f, MPI_STATUS_IGNORE);
+			left += !f;
+		}
+		struct timespec ts = { 0, 1000000 };
+		nanosleep(&ts, NULL);
+	}
+	for (int k = 0, i = 0; k < r->world; k++) {
+		if (k == r->rank)
+			continue;
+		if (q[2 * i] != MPI_REQUEST_NULL && at > 0 && (size_t)at < cap)
+			at += snprintf(msg + at, cap - (size_t)at, "%s %d", named++ ? "," : "", k);
+		i++;
+	}
+	/* the requests of silent ranks stay posted: the job ends next */
+	free(pong);
+	free(q);
+	return named;
 }
 
 /*
@@ -133,6 +208,7 @@ static int wait_reqs(ranks *r, int n, const char *what, char *msg, size_t cap)
 		}
 		if (done)
 			break;
+		serve_ping(r);
 		if (mono_s() > deadline) {
 			int at = snprintf(msg, cap, "rank %d: %s: no answer within %.0f s from rank(s)",
 					  r->rank, what, r->timeout_s);
@@ -147,8 +223,9 @@ static int wait_reqs(ranks *r, int n, const char *what, char *msg, size_t cap)
 						       named++ ? "," : "", r->peer[i]);
 				}
 			}
-			if (!named && at > 0 && (size_t)at < cap)
-				snprintf(msg + at, cap - (size_t)at, " (unknown: the collective)");
+			if (!named && at > 0 && (size_t)at < cap &&
+			    !name_silent(r, msg, cap, at))
+				snprintf(msg + at, cap - (size_t)at, " (none silent: the collective)");
 			if (at > 0 && (size_t)at < cap)
 				snprintf(msg + strlen(msg), cap - strlen(msg),
 					 ": a rank died or hangs");
