@@ -11,7 +11,7 @@
 # images.  Skips without OpenMPI.
 . "$srcdir/t/tap.sh"
 . "$srcdir/t/ranks.sh"
-plan 34
+plan 36
 tmp=`tap_tmp t5110`
 b=$top_builddir
 syn_shards "$tmp/syn" 1000 1 3
@@ -93,6 +93,13 @@ flags=--deterministic
 train 30 "$tmp/d1" mpirun_n 1
 cmp -s "$tmp/d1.model" "$tmp/alone.model"
 ok $? "  one rank under mpirun: the model of the run alone, bit for bit"
+
+# the synthetic consumer over ranks: each waits its share of the step
+mpirun_n 2 "$b/pipe-train" --device cpu --model synthetic:200 --batch 30 --epochs 2 --json \
+	--quiet "$tmp/syn-*.pfs" </dev/null >"$tmp/synth.json" 2>"$tmp/synth.log"
+ok $? "--model synthetic:200 over 2 ranks"
+is "`field world_size "$tmp/synth.json"`/`field images "$tmp/synth.json"`" "2/2000" \
+	"  world_size 2, images of both ranks"
 
 # what does not run over ranks says so
 flags=

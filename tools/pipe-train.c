@@ -545,7 +545,7 @@ static int open_ranks(opts *o, int with_model, const run_state *rs)
 	}
 	o->ranks = r;
 	int rank = ranks_rank(r);
-	if (!with_model || o->nsweep || o->preloaded) {
+	if ((!with_model && !o->synth_us) || o->nsweep || o->preloaded) {
 		if (rank == 0)
 			fprintf(stderr, "pipe-train: over %d ranks: only a model trains (not --model %s, --sweep or --preloaded)\n",
 				ranks_world(r), o->model);

@@ -45,6 +45,9 @@ int ranks_available(void);
  */
 int ranks_sum(ranks *r, double *buf, size_t n, int deterministic, const char *what,
 	      char *msg, size_t cap);
+/* ranks_sum over floats (gradients: half the bytes of doubles). */
+int ranks_sum_f32(ranks *r, float *buf, size_t n, int deterministic, const char *what,
+		  char *msg, size_t cap);
 /* Gather: every rank's `n` bytes into all[rank * n] on rank 0 (all unused
  * elsewhere).  Same failures as ranks_sum. */
 int ranks_gather(ranks *r, const void *mine, void *all, size_t n, const char *what,

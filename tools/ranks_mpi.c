@@ -28,7 +28,7 @@ struct ranks {
 	int world, rank, mpi;
 	double timeout_s, wait_s;
 	uint64_t calls;
-	double *parts;        /* deterministic sums: world x n */
+	unsigned char *parts; /* deterministic sums: world x n values */
 	size_t parts_cap;
 	MPI_Request *req;     /* 2 x world */
 	int *peer;
@@ -266,13 +266,14 @@ static int arrive(ranks *r, const char *what, char *msg, size_t cap)
 	return 0;
 }
 
-/* Every rank's buffer to every rank, summed in rank order. */
-static int sum_ordered(ranks *r, double *buf, size_t n, const char *what, char *msg,
-		       size_t cap)
+/* Every rank's buffer (n values of `size` bytes: float or double) to
+ * every rank, summed in rank order. */
+static int sum_ordered(ranks *r, void *buf, size_t n, size_t size, const char *what,
+		       char *msg, size_t cap)
 {
-	size_t need = (size_t)r->world * n;
+	size_t need = (size_t)r->world * n * size;
 	if (need > r->parts_cap) {
-		double *p = realloc(r->parts, need * sizeof(*p));
+		unsigned char *p = realloc(r->parts, need);
 		if (!p) {
 			snprintf(msg, cap, "rank %d: %s: out of memory", r->rank, what);
 			return -1;
@@ -280,30 +281,44 @@ static int sum_ordered(ranks *r, double *buf, size_t n, const char *what, char *
 		r->parts = p;
 		r->parts_cap = need;
 	}
-	memcpy(r->parts + (size_t)r->rank * n, buf, n * sizeof(*buf));
+	MPI_Datatype t = size == 4 ? MPI_FLOAT : MPI_DOUBLE;
+	memcpy(r->parts + (size_t)r->rank * n * size, buf, n * size);
 	int q = 0;
 	for (int k = 0; k < r->world; k++) {
 		if (k == r->rank)
 			continue;
 		r->peer[q] = k;
-		MPI_Irecv(r->parts + (size_t)k * n, (int)n, MPI_DOUBLE, k, TAG_DATA,
+		MPI_Irecv(r->parts + (size_t)k * n * size, (int)n, t, k, TAG_DATA,
 			  MPI_COMM_WORLD, &r->req[q++]);
 		r->peer[q] = k;
-		MPI_Isend(buf, (int)n, MPI_DOUBLE, k, TAG_DATA, MPI_COMM_WORLD, &r->req[q++]);
+		MPI_Isend(buf, (int)n, t, k, TAG_DATA, MPI_COMM_WORLD, &r->req[q++]);
 	}
 	if (wait_reqs(r, q, what, msg, cap))
 		return -1;
-	for (size_t i = 0; i < n; i++) {
-		double s = r->parts[i];
-		for (int k = 1; k < r->world; k++)
-			s += r->parts[(size_t)k * n + i];
-		buf[i] = s;
+	if (size == 4) {
+		const float *p = (const float *)r->parts;
+		float *o = buf;
+		for (size_t i = 0; i < n; i++) {
+			float s = p[i];
+			for (int k = 1; k < r->world; k++)
+				s += p[(size_t)k * n + i];
+			o[i] = s;
+		}
+	} else {
+		const double *p = (const double *)r->parts;
+		double *o = buf;
+		for (size_t i = 0; i < n; i++) {
+			double s = p[i];
+			for (int k = 1; k < r->world; k++)
+				s += p[(size_t)k * n + i];
+			o[i] = s;
+		}
 	}
 	return 0;
 }
 
-int ranks_sum(ranks *r, double *buf, size_t n, int deterministic, const char *what,
-	      char *msg, size_t cap)
+static int sum_any(ranks *r, void *buf, size_t n, size_t size, int deterministic,
+		   const char *what, char *msg, size_t cap)
 {
 	if (r->world == 1)
 		return 0;
@@ -314,14 +329,26 @@ int ranks_sum(ranks *r, double *buf, size_t n, int deterministic, const char *wh
 	if (arrive(r, what, msg, cap))
 		return -1;
 	if (deterministic)
-		return sum_ordered(r, buf, n, what, msg, cap);
+		return sum_ordered(r, buf, n, size, what, msg, cap);
 	r->peer[0] = -1;
-	if (MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD,
-			   &r->req[0]) != MPI_SUCCESS) {
+	if (MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, size == 4 ? MPI_FLOAT : MPI_DOUBLE,
+			   MPI_SUM, MPI_COMM_WORLD, &r->req[0]) != MPI_SUCCESS) {
 		snprintf(msg, cap, "rank %d: %s: MPI_Iallreduce failed", r->rank, what);
 		return -1;
 	}
 	return wait_reqs(r, 1, what, msg, cap);
+}
+
+int ranks_sum(ranks *r, double *buf, size_t n, int deterministic, const char *what,
+	      char *msg, size_t cap)
+{
+	return sum_any(r, buf, n, sizeof(*buf), deterministic, what, msg, cap);
+}
+
+int ranks_sum_f32(ranks *r, float *buf, size_t n, int deterministic, const char *what,
+		  char *msg, size_t cap)
+{
+	return sum_any(r, buf, n, sizeof(*buf), deterministic, what, msg, cap);
 }
 
 int ranks_gather(ranks *r, const void *mine, void *all, size_t n, const char *what,

@@ -136,8 +136,7 @@ typedef struct dist {
 	struct ranks *r;
 	int world, rank, deterministic;
 	size_t n;                      /* model parameters */
-	float *g;                      /* host gradients */
-	double *buf;                   /* n + 2: gradients x rows, rows, stop */
+	float *buf;                    /* n + 2: gradients x rows, rows, stop */
 } dist;
 /* Set up d for ranks r (NULL: alone) and a model of nparams. */
 void dist_init(dist *d, struct ranks *r, int deterministic, size_t nparams);

@@ -305,7 +305,7 @@ static void trainer_open(trainer *t, const opts *o, pf_model_cfg mc, const run_s
 	else if (pf_model_new(&t->m, t->dev, &t->mc, &err) < 0)
 		die("model", &err);
 	dist_init(&t->d, o->ranks, o->deterministic, t->m ? pf_model_nparams(t->m) : 0);
-	t->dist_on = t->d.world > 1 && t->m;
+	t->dist_on = t->d.world > 1;
 	if (rs) {
 		/* the epoch's sums so far are all ranks': rank 0 carries them */
 		double zero[4] = { 0 };
@@ -411,6 +411,26 @@ static void dist_train_on(trainer *t, const epoch_run *er, const pf_devbatch *b,
 	t->stop_now |= stop;
 }
 
+/* --model synthetic over several ranks: a step of STEP_US x this rank's
+ * share of the batch, waited for (as a real step waits for its gradients),
+ * then the sum that agrees on the rows and a stop. */
+static void dist_synth_on(trainer *t, const pf_devbatch *b)
+{
+	pf_error err = { 0 };
+	uint32_t lo, hi;
+	dist_share(&t->d, b->batch, &lo, &hi);
+	uint64_t us = b->batch ? (uint64_t)t->o->synth_us * (hi - lo) / b->batch : 0;
+	if (us) {
+		t->sy.us = (uint32_t)us;
+		synth_step(&t->sy);
+		if (pf_stream_sync(t->dev, t->cs, &err) < 0)
+			die("device", &err);
+	}
+	int stop = 0;
+	dist_step(&t->d, NULL, t->cs, NULL, stop_signal != 0, &stop, t->step_total + 1);
+	t->stop_now |= stop;
+}
+
 /* One training step on batch b of the epoch er: the step, the counters,
  * the stats file's step record, the progress line. */
 static void train_on(trainer *t, epoch_run *er, pf_devbatch *b)
@@ -418,9 +438,11 @@ static void train_on(trainer *t, epoch_run *er, pf_devbatch *b)
 	const opts *o = t->o;
 	pf_error err = { 0 };
 	int ei = (int)er->e;
-	if (o->synth_us || o->preloaded)
+	if ((o->synth_us || o->preloaded) && !t->dist_on)
 		preload_keep(&t->pre, t->dev, t->cs, b);
-	if (o->synth_us) {
+	if (o->synth_us && t->dist_on) {
+		dist_synth_on(t, b);
+	} else if (o->synth_us) {
 		synth_step(&t->sy);
 	} else {
 		bind_input(&t->tin, b, t->mc.sizes[0]);
@@ -721,7 +743,7 @@ static void preloaded_baseline(trainer *t)
 {
 	const opts *o = t->o;
 	uint64_t steps = t->step_total - (t->rs ? t->rs->steps : 0);
-	if ((!o->synth_us && !o->preloaded) || !steps)
+	if ((!o->synth_us && !o->preloaded) || !steps || t->dist_on)
 		return;
 	pf_stats_detach(t->stats);
 	t->step_pipe = t->train_wall / (double)steps;
