@@ -79,7 +79,7 @@ done <"$tmp/cases"
 
 # SIGINT on the launcher: every rank stops after the same step, rank 0
 # writes the checkpoint, a resume over another world size goes on
-timeout --foreground 120 mpirun --oversubscribe -np 2 "$b/pipe-train" $base --epochs 100000 --quiet \
+ASAN_OPTIONS=$MPI_ASAN timeout --foreground 120 mpirun --oversubscribe -np 2 "$b/pipe-train" $base --epochs 100000 --quiet \
 	--checkpoint "$tmp/sig.ckpt" "$tmp/syn-*.pfs" >/dev/null 2>"$tmp/sig.log" &
 pid=$!
 i=0

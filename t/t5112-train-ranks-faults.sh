@@ -14,7 +14,7 @@ ok $? "1000 synthetic samples in 3 shards"
 
 # start 3 ranks training for long; $job: mpirun's pid, $victim: rank 1's
 start() {
-	timeout --foreground 120 mpirun --oversubscribe -np 3 "$b/pipe-train" --device cpu \
+	ASAN_OPTIONS=$MPI_ASAN timeout --foreground 120 mpirun --oversubscribe -np 3 "$b/pipe-train" --device cpu \
 		--model mlp:16-32-4 --batch 30 --epochs 100000 --quiet --rank-timeout 3 \
 		"$tmp/syn-*.pfs" </dev/null >/dev/null 2>"$1" &
 	job=$!
