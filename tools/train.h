@@ -129,33 +129,6 @@ int run_decode(char *text, opts *r, run_state *st, char *msg, size_t cap);
 /* Both NULL or equal strings. */
 int same_str(const char *a, const char *b);
 
-/* ---- train_ranks.c: the data-parallel step over ranks ---- */
-
-struct ranks;
-typedef struct dist {
-	struct ranks *r;
-	int world, rank, deterministic;
-	size_t n;                      /* model parameters */
-	float *buf;                    /* n + 2: gradients x rows, rows, stop */
-} dist;
-/* Set up d for ranks r (NULL: alone) and a model of nparams. */
-void dist_init(dist *d, struct ranks *r, int deterministic, size_t nparams);
-void dist_free(dist *d);
-/* This rank's rows [lo, hi) of a global batch of `rows`. */
-void dist_share(const dist *d, uint32_t rows, uint32_t *lo, uint32_t *hi);
-/* Point in at rows [lo, hi) of the batch it describes (nin values a row). */
-void dist_slice(pf_model_input *in, uint32_t lo, uint32_t hi, int nin);
-/* One step: gradients of in (NULL or 0 rows: none), their sum over the
- * ranks weighted by rows, Adam.  Returns the rows of all ranks (0: no
- * rank had any: nothing was applied); *stop: some rank asked to stop.
- * Exits (ending the job) when the sum fails, naming the rank. */
-uint64_t dist_step(dist *d, pf_model *m, pf_stream *s, const pf_model_input *in,
-		   int want_stop, int *stop, uint64_t step);
-/* Sum v[0..n) over the ranks in rank order; exits on failure. */
-void dist_sum(dist *d, double *v, size_t n, const char *what);
-/* Print msg, end the job. */
-void dist_fail(dist *d, const char *msg);
-
 /* ---- train_sweep.c: --sweep ---- */
 
 /* Parse "B1,B2,..." into o->sweep; -1 when malformed. */
@@ -211,5 +184,44 @@ void preload_keep(preload *p, pf_device *dev, pf_stream *s, const pf_devbatch *b
 double preload_run(const preload *p, synth *sy, uint64_t steps);
 /* Free p's device memory (s synced first by the caller). */
 void preload_free(preload *p, pf_device *dev);
+
+/* ---- train_ranks.c: the data-parallel step over ranks ---- */
+
+struct ranks;
+typedef struct dist {
+	struct ranks *r;
+	int world, rank, deterministic;
+	size_t n;                      /* model parameters */
+	float *buf;                    /* n + 2: gradients x rows, rows, stop */
+} dist;
+/* Set up d for ranks r (NULL: alone) and a model of nparams. */
+void dist_init(dist *d, struct ranks *r, int deterministic, size_t nparams);
+void dist_free(dist *d);
+/* This rank's rows [lo, hi) of a global batch of `rows`. */
+void dist_share(const dist *d, uint32_t rows, uint32_t *lo, uint32_t *hi);
+/* Point in at rows [lo, hi) of the batch it describes (nin values a row). */
+void dist_slice(pf_model_input *in, uint32_t lo, uint32_t hi, int nin);
+/* One step: gradients of in (NULL or 0 rows: none), their sum over the
+ * ranks weighted by rows, Adam.  Returns the rows of all ranks (0: no
+ * rank had any: nothing was applied); *stop: some rank asked to stop.
+ * Exits (ending the job) when the sum fails, naming the rank. */
+uint64_t dist_step(dist *d, pf_model *m, pf_stream *s, const pf_model_input *in,
+		   int want_stop, int *stop, uint64_t step);
+/* The step of a model over ranks on this rank's rows of a global batch of
+ * `rows` that `full` describes (nin values a row): dist_step on the slice;
+ * with fpr (--fingerprint's rank file) its line "epoch step hash lo hi".
+ * Returns the stop the ranks agreed on. */
+int dist_train(dist *d, pf_model *m, pf_stream *s, const pf_model_input *full, int nin,
+	       uint32_t rows, int want_stop, uint64_t step_total, FILE *fpr, uint64_t epoch,
+	       uint64_t step, uint64_t hash);
+/* --model synthetic over ranks: a step of step_us x this rank's share
+ * of `rows` (waited for, as a real step waits for its gradients), then the
+ * sum that agrees on a stop (returned). */
+int dist_synth(dist *d, pf_device *dev, pf_stream *s, synth *sy, uint32_t step_us,
+	       uint32_t rows, int want_stop, uint64_t step_total);
+/* Sum v[0..n) over the ranks in rank order; exits on failure. */
+void dist_sum(dist *d, double *v, size_t n, const char *what);
+/* Print msg, end the job. */
+void dist_fail(dist *d, const char *msg);
 
 #endif

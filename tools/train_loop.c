@@ -392,45 +392,6 @@ static int next_train_batch(trainer *t, pf_devbatch *b, pf_error *err)
 	return pf_devfeed_next(t->tf, b, err);
 }
 
-/* Over several ranks: this rank's rows of global batch b, the step with
- * the sum over the ranks (which also agrees on a stop); with
- * --fingerprint, the rank's line "epoch step hash lo hi" (h: the global
- * batch's hash). */
-static void dist_train_on(trainer *t, const epoch_run *er, const pf_devbatch *b, uint64_t h)
-{
-	uint32_t lo, hi;
-	dist_share(&t->d, b->batch, &lo, &hi);
-	pf_model_input in = t->tin.in;
-	dist_slice(&in, lo, hi, t->mc.sizes[0]);
-	if (t->fpr)
-		fprintf(t->fpr, "%" PRIu64 " %" PRIu64 " %016" PRIx64 " %u %u\n", er->e + 1,
-			er->step + 1, h, lo, hi);
-	int stop = 0;
-	dist_step(&t->d, t->m, t->cs, hi > lo ? &in : NULL, stop_signal != 0, &stop,
-		  t->step_total + 1);
-	t->stop_now |= stop;
-}
-
-/* --model synthetic over several ranks: a step of STEP_US x this rank's
- * share of the batch, waited for (as a real step waits for its gradients),
- * then the sum that agrees on the rows and a stop. */
-static void dist_synth_on(trainer *t, const pf_devbatch *b)
-{
-	pf_error err = { 0 };
-	uint32_t lo, hi;
-	dist_share(&t->d, b->batch, &lo, &hi);
-	uint64_t us = b->batch ? (uint64_t)t->o->synth_us * (hi - lo) / b->batch : 0;
-	if (us) {
-		t->sy.us = (uint32_t)us;
-		synth_step(&t->sy);
-		if (pf_stream_sync(t->dev, t->cs, &err) < 0)
-			die("device", &err);
-	}
-	int stop = 0;
-	dist_step(&t->d, NULL, t->cs, NULL, stop_signal != 0, &stop, t->step_total + 1);
-	t->stop_now |= stop;
-}
-
 /* One training step on batch b of the epoch er: the step, the counters,
  * the stats file's step record, the progress line. */
 static void train_on(trainer *t, epoch_run *er, pf_devbatch *b)
@@ -441,7 +402,8 @@ static void train_on(trainer *t, epoch_run *er, pf_devbatch *b)
 	if ((o->synth_us || o->preloaded) && !t->dist_on)
 		preload_keep(&t->pre, t->dev, t->cs, b);
 	if (o->synth_us && t->dist_on) {
-		dist_synth_on(t, b);
+		t->stop_now |= dist_synth(&t->d, t->dev, t->cs, &t->sy, o->synth_us, b->batch,
+					  stop_signal != 0, t->step_total + 1);
 	} else if (o->synth_us) {
 		synth_step(&t->sy);
 	} else {
@@ -451,7 +413,9 @@ static void train_on(trainer *t, epoch_run *er, pf_devbatch *b)
 			fprintf(t->fpf, "%" PRIu64 " %" PRIu64 " %016" PRIx64 "\n", er->e + 1,
 				er->step + 1, h);
 		if (t->dist_on)
-			dist_train_on(t, er, b, h);
+			t->stop_now |= dist_train(&t->d, t->m, t->cs, &t->tin.in, t->mc.sizes[0],
+						  b->batch, stop_signal != 0, t->step_total + 1,
+						  t->fpr, er->e, er->step, h);
 		else if (pf_model_train_step(t->m, t->cs, &t->tin.in, &err) < 0)
 			die("train step", &err);
 	}
@@ -779,6 +743,10 @@ static int train_epochs(trainer *t)
 			return 130;
 	}
 	preloaded_baseline(t);
+	if (t->dist_on && t->stats) /* for pipe-stat over the ranks' files */
+		pf_stats_event(t->stats, 0, -1, "allreduce_wait", t->d.rank,
+			       (int64_t)(ranks_wait_s(t->o->ranks) * 1e9),
+			       "rank (old), seconds x 1e9 it waited in all-reduces (new)");
 	report(t);
 	return 0;
 }

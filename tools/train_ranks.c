@@ -128,3 +128,37 @@ uint64_t dist_step(dist *d, pf_model *m, pf_stream *s, const pf_model_input *in,
 		die("train step", &err);
 	return (uint64_t)total;
 }
+
+int dist_train(dist *d, pf_model *m, pf_stream *s, const pf_model_input *full, int nin,
+	       uint32_t rows, int want_stop, uint64_t step_total, FILE *fpr, uint64_t epoch,
+	       uint64_t step, uint64_t hash)
+{
+	uint32_t lo, hi;
+	dist_share(d, rows, &lo, &hi);
+	pf_model_input in = *full;
+	dist_slice(&in, lo, hi, nin);
+	if (fpr)
+		fprintf(fpr, "%" PRIu64 " %" PRIu64 " %016" PRIx64 " %u %u\n", epoch + 1,
+			step + 1, hash, lo, hi);
+	int stop = 0;
+	dist_step(d, m, s, hi > lo ? &in : NULL, want_stop, &stop, step_total);
+	return stop;
+}
+
+int dist_synth(dist *d, pf_device *dev, pf_stream *s, synth *sy, uint32_t step_us,
+	       uint32_t rows, int want_stop, uint64_t step_total)
+{
+	pf_error err = { 0 };
+	uint32_t lo, hi;
+	dist_share(d, rows, &lo, &hi);
+	uint64_t us = rows ? (uint64_t)step_us * (hi - lo) / rows : 0;
+	if (us) {
+		sy->us = (uint32_t)us;
+		synth_step(sy);
+		if (pf_stream_sync(dev, s, &err) < 0)
+			die("device", &err);
+	}
+	int stop = 0;
+	dist_step(d, NULL, s, NULL, want_stop, &stop, step_total);
+	return stop;
+}
