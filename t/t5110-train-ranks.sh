@@ -11,7 +11,7 @@
 # images.  Skips without OpenMPI.
 . "$srcdir/t/tap.sh"
 . "$srcdir/t/ranks.sh"
-plan 36
+plan 37
 tmp=`tap_tmp t5110`
 b=$top_builddir
 syn_shards "$tmp/syn" 1000 1 3
@@ -59,6 +59,9 @@ for n in 1 2 3 4; do
 		exit 0 }'
 	ok $? "  loss curve $got = alone's $alone_loss within 1e-4"
 done
+ov=`field allreduce_overlap "$tmp/w2.json"`
+awk -v o="$ov" -v s="\`field allreduce_buckets_s "$tmp/w2.json"\`" 'BEGIN { exit !(o >= 0 && o <= 1 && s > 0) }'
+ok $? "2 ranks: gradients summed in buckets (one a layer) while backward ran: overlap share $ov"
 # every sample once: each step's rows over the ranks tile its batch
 for n in 2 3 4; do
 	is "`tiles "$tmp/w$n.fp" $n`" 2000 "$n ranks: the ranks' rows add up to every sample of 2 epochs once"
@@ -85,7 +88,8 @@ train 30 "$tmp/d2a" mpirun_n 2 && train 30 "$tmp/d2b" mpirun_n 2
 ok $? "--deterministic over 2 ranks, twice"
 cmp -s "$tmp/d2a.model" "$tmp/d2b.model"
 ok $? "  the two models are bit for bit the same"
-is "`field deterministic "$tmp/d2a.json"`" true "  --json says deterministic"
+is "`field deterministic "$tmp/d2a.json"`/`field allreduce_buckets_s "$tmp/d2a.json"`" true/0.000 \
+	"  --json says deterministic, and no buckets (one sum in rank order after backward)"
 train 30 "$tmp/d3a" mpirun_n 3 && train 30 "$tmp/d3b" mpirun_n 3
 cmp -s "$tmp/d3a.model" "$tmp/d3b.model"
 ok $? "  over 3 ranks too"

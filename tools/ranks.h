@@ -48,6 +48,19 @@ int ranks_sum(ranks *r, double *buf, size_t n, int deterministic, const char *wh
 /* ranks_sum over floats (gradients: half the bytes of doubles). */
 int ranks_sum_f32(ranks *r, float *buf, size_t n, int deterministic, const char *what,
 		  char *msg, size_t cap);
+/*
+ * Bucketed sums (gradients reduced while backward still runs): begin a
+ * step (the arrival handshake: ranks_sum's failures), start float sums of
+ * buckets in place as they are ready (at most 64 a step; MPI_Iallreduce),
+ * drive them while waiting for the next bucket (ranks_progress: the sums
+ * left; done_at[i], when given, gets the second sum i completed on the
+ * monotonic clock), and wait for them all (ranks_finish, bounded by the
+ * timeout, naming a silent rank).  Not with the deterministic order.
+ */
+int ranks_begin(ranks *r, const char *what, char *msg, size_t cap);
+int ranks_isum_f32(ranks *r, float *buf, size_t n, const char *what, char *msg, size_t cap);
+int ranks_progress(ranks *r, double *done_at);
+int ranks_finish(ranks *r, double *done_at, const char *what, char *msg, size_t cap);
 /* Gather: every rank's `n` bytes into all[rank * n] on rank 0 (all unused
  * elsewhere).  Same failures as ranks_sum. */
 int ranks_gather(ranks *r, const void *mine, void *all, size_t n, const char *what,

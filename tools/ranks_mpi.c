@@ -22,6 +22,7 @@
 #define TAG_ARRIVE 17
 #define TAG_DATA 18
 #define TAG_PING 19
+#define RANKS_MAX_PENDING 64
 #define TAG_PONG 20
 
 struct ranks {
@@ -38,6 +39,9 @@ struct ranks {
 	 * can tell the live ones from the one that holds all back) */
 	MPI_Request ping_req;
 	int ping_buf, pong_buf;
+	/* bucketed sums in flight (ranks_isum_f32) */
+	MPI_Request pend[RANKS_MAX_PENDING];
+	int npend;
 };
 
 static double mono_s(void)
@@ -82,7 +86,7 @@ int ranks_open(ranks **rp, double timeout_s, char *msg, size_t cap)
 		MPI_Irecv(&r->ping_buf, 1, MPI_INT, MPI_ANY_SOURCE, TAG_PING, MPI_COMM_WORLD,
 			  &r->ping_req);
 	}
-	r->req = calloc(2 * (size_t)r->world, sizeof(*r->req));
+	r->req = calloc(2 * (size_t)r->world + 1, sizeof(*r->req));
 	r->peer = calloc(2 * (size_t)r->world, sizeof(*r->peer));
 	r->seen = calloc((size_t)r->world, sizeof(*r->seen));
 	if (!r->req || !r->peer || !r->seen) {
@@ -381,4 +385,63 @@ int ranks_bcast(ranks *r, void *buf, size_t n, const char *what, char *msg, size
 		return -1;
 	}
 	return wait_reqs(r, 1, what, msg, cap);
+}
+
+int ranks_begin(ranks *r, const char *what, char *msg, size_t cap)
+{
+	r->npend = 0;
+	return r->world == 1 ? 0 : arrive(r, what, msg, cap);
+}
+
+int ranks_isum_f32(ranks *r, float *buf, size_t n, const char *what, char *msg, size_t cap)
+{
+	if (r->world == 1)
+		return 0;
+	if (r->npend == RANKS_MAX_PENDING || n > (size_t)1 << 30) {
+		snprintf(msg, cap, "rank %d: %s: too many sums at once", r->rank, what);
+		return -1;
+	}
+	if (MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
+			   &r->pend[r->npend]) != MPI_SUCCESS) {
+		snprintf(msg, cap, "rank %d: %s: MPI_Iallreduce failed", r->rank, what);
+		return -1;
+	}
+	r->npend++;
+	return 0;
+}
+
+int ranks_progress(ranks *r, double *done_at)
+{
+	int left = 0;
+	serve_ping(r);
+	for (int i = 0; i < r->npend; i++) {
+		int f = 1;
+		if (r->pend[i] != MPI_REQUEST_NULL) {
+			MPI_Test(&r->pend[i], &f, MPI_STATUS_IGNORE);
+			if (f && done_at)
+				done_at[i] = mono_s();
+		}
+		left += !f;
+	}
+	return left;
+}
+
+int ranks_finish(ranks *r, double *done_at, const char *what, char *msg, size_t cap)
+{
+	double t0 = mono_s(), deadline = t0 + r->timeout_s;
+	while (r->world > 1 && ranks_progress(r, done_at)) {
+		if (mono_s() > deadline) {
+			int at = snprintf(msg, cap, "rank %d: %s: no answer within %.0f s from rank(s)",
+					  r->rank, what, r->timeout_s);
+			if (!name_silent(r, msg, cap, at))
+				snprintf(msg + at, cap - (size_t)at, " (none silent)");
+			snprintf(msg + strlen(msg), cap - strlen(msg), ": a rank died or hangs");
+			return -1;
+		}
+		struct timespec ts = { 0, 20000 };
+		nanosleep(&ts, NULL);
+	}
+	r->wait_s += mono_s() - t0;
+	r->npend = 0;
+	return 0;
 }

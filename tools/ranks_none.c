@@ -53,6 +53,30 @@ int ranks_sum_f32(ranks *r, float *buf, size_t n, int deterministic, const char 
 	return 0;
 }
 
+int ranks_begin(ranks *r, const char *what, char *msg, size_t cap)
+{
+	(void)r; (void)what; (void)msg; (void)cap;
+	return 0;
+}
+
+int ranks_isum_f32(ranks *r, float *buf, size_t n, const char *what, char *msg, size_t cap)
+{
+	(void)r; (void)buf; (void)n; (void)what; (void)msg; (void)cap;
+	return 0;
+}
+
+int ranks_progress(ranks *r, double *done_at)
+{
+	(void)r; (void)done_at;
+	return 0;
+}
+
+int ranks_finish(ranks *r, double *done_at, const char *what, char *msg, size_t cap)
+{
+	(void)r; (void)done_at; (void)what; (void)msg; (void)cap;
+	return 0;
+}
+
 int ranks_gather(ranks *r, const void *mine, void *all, size_t n, const char *what,
 		 char *msg, size_t cap)
 {

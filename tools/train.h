@@ -193,7 +193,20 @@ typedef struct dist {
 	int world, rank, deterministic;
 	size_t n;                      /* model parameters */
 	float *buf;                    /* n + 2: gradients x rows, rows, stop */
+	/* buckets (not --deterministic): each layer's gradients summed as
+	 * backward finishes it (dist_buckets); nbuckets 0: one sum after */
+	pf_device *dev;
+	pf_stream *copy;               /* gradients to the host, beside backward */
+	pf_event *ev[64];
+	int nbuckets;
+	double reduce_s, overlap_s;    /* the buckets' sums: their time, and the
+					* part of it while backward still ran */
+	uint64_t steps;                /* dist_step calls */
+	double wait_first;             /* ranks_wait_s after the first (start-up) */
 } dist;
+/* Reduce m's gradients in buckets overlapping backward (not with
+ * --deterministic, nor over one rank).  Exits on errors. */
+void dist_buckets(dist *d, pf_device *dev, pf_model *m);
 /* Set up d for ranks r (NULL: alone) and a model of nparams. */
 void dist_init(dist *d, struct ranks *r, int deterministic, size_t nparams);
 void dist_free(dist *d);

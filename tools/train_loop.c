@@ -306,6 +306,8 @@ static void trainer_open(trainer *t, const opts *o, pf_model_cfg mc, const run_s
 		die("model", &err);
 	dist_init(&t->d, o->ranks, o->deterministic, t->m ? pf_model_nparams(t->m) : 0);
 	t->dist_on = t->d.world > 1;
+	if (t->dist_on && t->m)
+		dist_buckets(&t->d, t->dev, t->m);
 	if (rs) {
 		/* the epoch's sums so far are all ranks': rank 0 carries them */
 		double zero[4] = { 0 };
@@ -623,7 +625,8 @@ static void report(trainer *t)
 		die("--save", &err);
 	if (o->json) {
 		printf("{\"device\":\"%s\",\"model\":\"%s\",\"world_size\":%d,"
-		       "\"deterministic\":%s,\"allreduce_wait_s\":%.3f,\"epochs\":%d,\"batch\":%d,"
+		       "\"deterministic\":%s,\"allreduce_wait_s\":%.3f,\"allreduce_buckets_s\":%.3f,"
+		       "\"allreduce_overlap\":%.4f,\"epochs\":%d,\"batch\":%d,"
 		       "\"steps\":%" PRIu64 ",\"images\":%" PRIu64 ",\"wall_s\":%.3f,"
 		       "\"images_per_sec\":%.1f,\"stall_share\":%.4f,"
 		       "\"stall_host_s\":%.3f,\"stall_device_s\":%.3f,"
@@ -632,7 +635,8 @@ static void report(trainer *t)
 		       ",\"dropped_samples\":%" PRIu64 ",\"resumed\":%s,",
 		       pf_device_kind(t->dev), o->model, t->d.world,
 		       o->deterministic && t->d.world > 1 ? "true" : "false",
-		       o->ranks ? ranks_wait_s(o->ranks) : 0.0, o->epochs, o->batch,
+		       o->ranks ? ranks_wait_s(o->ranks) : 0.0, t->d.reduce_s,
+		       t->d.reduce_s > 0 ? t->d.overlap_s / t->d.reduce_s : 0.0, o->epochs, o->batch,
 		       t->step_total, t->images_total,
 		       wall, wall > 0 ? t->images / wall : 0, stall_share,
 		       st.stall_host_ns * 1e-9, st.stall_device_ns * 1e-9,
@@ -745,8 +749,8 @@ static int train_epochs(trainer *t)
 	preloaded_baseline(t);
 	if (t->dist_on && t->stats) /* for pipe-stat over the ranks' files */
 		pf_stats_event(t->stats, 0, -1, "allreduce_wait", t->d.rank,
-			       (int64_t)(ranks_wait_s(t->o->ranks) * 1e9),
-			       "rank (old), seconds x 1e9 it waited in all-reduces (new)");
+			       (int64_t)((ranks_wait_s(t->o->ranks) - t->d.wait_first) * 1e9),
+			       "rank (old), ns it waited in all-reduces after the first step (new)");
 	report(t);
 	return 0;
 }

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ranks.h"
 #include "train.h"
@@ -44,8 +45,29 @@ void dist_init(dist *d, ranks *r, int deterministic, size_t nparams)
 	}
 }
 
+void dist_buckets(dist *d, pf_device *dev, pf_model *m)
+{
+	pf_error err = { 0 };
+	int L = pf_model_nlayers(m);
+	if (d->world == 1 || d->deterministic || L > 63)
+		return;
+	d->dev = dev;
+	if (pf_stream_new(dev, &d->copy, &err) < 0)
+		die("stream", &err);
+	for (int j = 0; j < L; j++)
+		if (pf_event_new(dev, &d->ev[j], &err) < 0)
+			die("event", &err);
+	d->nbuckets = L;
+}
+
 void dist_free(dist *d)
 {
+	for (int j = 0; j < d->nbuckets; j++)
+		pf_event_free(d->dev, d->ev[j]);
+	if (d->copy)
+		pf_stream_free(d->dev, d->copy);
+	d->nbuckets = 0;
+	d->copy = NULL;
 	free(d->buf);
 	d->buf = NULL;
 }
@@ -89,6 +111,68 @@ void dist_sum(dist *d, double *v, size_t n, const char *what)
 		dist_fail(d, msg);
 }
 
+/* Bucket j's gradients, once backward has made them, to d->buf (scaled
+ * by rows), driving the sums already started meanwhile. */
+static void bucket_ready(dist *d, pf_model *m, int j, int rows, double *done)
+{
+	pf_error err = { 0 };
+	size_t off, len;
+	pf_model_layer_grads(m, j, &off, &len);
+	if (rows <= 0) {
+		memset(d->buf + off, 0, len * sizeof(*d->buf));
+		return;
+	}
+	int q;
+	while ((q = pf_event_query(d->dev, d->ev[j])) == 0) {
+		ranks_progress(d->r, done);
+		struct timespec ts = { 0, 200000 };
+		nanosleep(&ts, NULL);
+	}
+	if (q < 0 || pf_model_download_range(m, d->copy, PF_BUF_GRADS, d->buf, off, len,
+					     &err) < 0 ||
+	    pf_stream_sync(d->dev, d->copy, &err) < 0)
+		die("train step", &err);
+	for (size_t i = off; i < off + len; i++)
+		d->buf[i] *= (float)rows;
+}
+
+/* dist_step with buckets: the rows and the stop, then each layer's
+ * gradients summed as soon as backward has them. */
+static void step_buckets(dist *d, pf_model *m, pf_stream *s, const pf_model_input *in,
+			 int want_stop, const char *what)
+{
+	pf_error err = { 0 };
+	char msg[512];
+	int rows = in ? in->rows : 0;
+	double start[65], done[65] = { 0 }, bwd_end;
+	if (ranks_begin(d->r, what, msg, sizeof(msg)) < 0)
+		dist_fail(d, msg);
+	d->buf[d->n] = (float)rows;
+	d->buf[d->n + 1] = want_stop ? 1 : 0;
+	start[0] = now_s();
+	if (ranks_isum_f32(d->r, d->buf + d->n, 2, what, msg, sizeof(msg)) < 0)
+		dist_fail(d, msg);
+	if (rows > 0 && pf_model_grad_layers(m, s, in, d->ev, &err) < 0)
+		die("train step", &err);
+	for (int j = 0; j < d->nbuckets; j++) {
+		size_t off, len;
+		bucket_ready(d, m, j, rows, done);
+		pf_model_layer_grads(m, j, &off, &len);
+		start[j + 1] = now_s();
+		if (ranks_isum_f32(d->r, d->buf + off, len, what, msg, sizeof(msg)) < 0)
+			dist_fail(d, msg);
+	}
+	bwd_end = now_s();
+	if (ranks_finish(d->r, done, what, msg, sizeof(msg)) < 0)
+		dist_fail(d, msg);
+	for (int j = 1; j <= d->nbuckets && rows > 0; j++) {
+		double end = done[j] > start[j] ? done[j] : start[j];
+		d->reduce_s += end - start[j];
+		double ov = (end < bwd_end ? end : bwd_end) - start[j];
+		d->overlap_s += ov > 0 ? ov : 0;
+	}
+}
+
 uint64_t dist_step(dist *d, pf_model *m, pf_stream *s, const pf_model_input *in,
 		   int want_stop, int *stop, uint64_t step)
 {
@@ -101,21 +185,30 @@ uint64_t dist_step(dist *d, pf_model *m, pf_stream *s, const pf_model_input *in,
 		if (ranks_sum_f32(d->r, v, 2, d->deterministic, what, msg, sizeof(msg)) < 0)
 			dist_fail(d, msg);
 		*stop = v[1] > 0;
+		if (!d->steps++)
+			d->wait_first = ranks_wait_s(d->r);
 		return (uint64_t)v[0];
 	}
-	if (rows > 0) {
-		if (pf_model_grad(m, s, in, &err) < 0 ||
-		    pf_model_download(m, s, PF_BUF_GRADS, d->buf, &err) < 0)
-			die("train step", &err);
-		for (size_t i = 0; i < d->n; i++)
-			d->buf[i] *= (float)rows;
+	if (d->nbuckets) {
+		step_buckets(d, m, s, in, want_stop, what);
 	} else {
-		memset(d->buf, 0, d->n * sizeof(*d->buf));
+		if (rows > 0) {
+			if (pf_model_grad(m, s, in, &err) < 0 ||
+			    pf_model_download(m, s, PF_BUF_GRADS, d->buf, &err) < 0)
+				die("train step", &err);
+			for (size_t i = 0; i < d->n; i++)
+				d->buf[i] *= (float)rows;
+		} else {
+			memset(d->buf, 0, d->n * sizeof(*d->buf));
+		}
+		d->buf[d->n] = (float)rows;
+		d->buf[d->n + 1] = want_stop ? 1 : 0;
+		if (ranks_sum_f32(d->r, d->buf, d->n + 2, d->deterministic, what, msg,
+				  sizeof(msg)) < 0)
+			dist_fail(d, msg);
 	}
-	d->buf[d->n] = (float)rows;
-	d->buf[d->n + 1] = want_stop ? 1 : 0;
-	if (ranks_sum_f32(d->r, d->buf, d->n + 2, d->deterministic, what, msg, sizeof(msg)) < 0)
-		dist_fail(d, msg);
+	if (!d->steps++)
+		d->wait_first = ranks_wait_s(d->r);
 	float total = d->buf[d->n];
 	*stop = d->buf[d->n + 1] > 0;
 	if (total <= 0)
