@@ -250,9 +250,10 @@ static int forward(pf_model *m, pf_stream *s, const pf_model_input *in,
 				 1.0f / B, acc, err);
 }
 
-/* Enqueue the backward pass (after forward with grad). */
-static int backward(pf_model *m, pf_stream *s, const pf_model_input *in,
-		    pf_error *err)
+/* Enqueue the backward pass (after forward with grad); with ev, record
+ * ev[j] once the gradients of layer nlayers - 1 - j are complete. */
+static int backward_ev(pf_model *m, pf_stream *s, const pf_model_input *in,
+		       pf_event *const *ev, pf_error *err)
 {
 	pf_device *d = m->dev;
 	int B = in->rows;
@@ -264,6 +265,8 @@ static int backward(pf_model *m, pf_stream *s, const pf_model_input *in,
 			    m->grads + m->woff[l], n, err));
 		TRY(pf_k_bias_grad(d, s, m->grads + m->boff[l], m->dact[l], B, n,
 				   err));
+		if (ev)
+			TRY(pf_event_record(d, ev[m->nlayers - 1 - l], s, err));
 		if (l > 0) {
 			TRY(pf_gemm(d, s, 0, 1, B, k, n, 1.0f, m->dact[l], n,
 				    m->params + m->woff[l], n, 0.0f,
@@ -274,6 +277,14 @@ static int backward(pf_model *m, pf_stream *s, const pf_model_input *in,
 	}
 	return 0;
 }
+
+static int backward(pf_model *m, pf_stream *s, const pf_model_input *in,
+		    pf_error *err)
+{
+	return backward_ev(m, s, in, NULL, err);
+}
+
+static float *buf_of(pf_model *m, int which);
 
 /* The whole training step, enqueued directly. */
 static int enqueue_step(pf_model *m, pf_stream *s, const pf_model_input *in,
@@ -345,6 +356,48 @@ int pf_model_grad(pf_model *m, pf_stream *s, const pf_model_input *in,
 	TRY(forward(m, s, in, 1, m->acc, err));
 	TRY(backward(m, s, in, err));
 	m->rows[PF_ACC_TRAIN] += in->rows;
+	return 0;
+}
+
+int pf_model_grad_layers(pf_model *m, pf_stream *s, const pf_model_input *in,
+			 pf_event *const *ev, pf_error *err)
+{
+	TRY(check_input(m, in, err));
+	TRY(forward(m, s, in, 1, m->acc, err));
+	TRY(backward_ev(m, s, in, ev, err));
+	m->rows[PF_ACC_TRAIN] += in->rows;
+	return 0;
+}
+
+int pf_model_nlayers(const pf_model *m)
+{
+	return m->nlayers;
+}
+
+void pf_model_layer_grads(const pf_model *m, int j, size_t *off, size_t *len)
+{
+	int l = m->nlayers - 1 - j;
+	*off = m->woff[l];
+	*len = (l + 1 < m->nlayers ? m->woff[l + 1] : m->nparams) - m->woff[l];
+}
+
+int pf_model_download_range(pf_model *m, pf_stream *s, int which, float *host,
+			    size_t off, size_t len, pf_error *err)
+{
+	float *b = buf_of(m, which);
+	if (!b || off > m->nparams || len > m->nparams - off)
+		return pf_error_set(err, PF_EINVAL, "model: no buffer %d range %zu+%zu", which,
+				    off, len);
+	return pf_memcpy_async(m->dev, s, host + off, b + off, len * sizeof(float), PF_D2H,
+			       err);
+}
+
+int pf_model_apply(pf_model *m, pf_stream *s, pf_error *err)
+{
+	TRY(pf_k_counter_add(m->dev, s, m->t_dev, 1, err));
+	TRY(pf_k_adam(m->dev, s, m->params, m->grads, m->m, m->v, m->nparams,
+		      m->cfg.lr, m->cfg.b1, m->cfg.b2, m->cfg.eps, m->t_dev, err));
+	m->t_host++;
 	return 0;
 }
 

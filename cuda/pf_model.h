@@ -84,6 +84,23 @@ int pf_model_train_step(pf_model *m, pf_stream *s, const pf_model_input *in,
  * loss over the rows), adding to the train accumulators. */
 int pf_model_grad(pf_model *m, pf_stream *s, const pf_model_input *in,
 		  pf_error *err);
+/* pf_model_grad recording ev[j] (pf_model_nlayers events) on s once the
+ * gradients of bucket j are complete: the last layer's first (j = 0), as
+ * backward computes them, so they can be reduced while it goes on. */
+int pf_model_grad_layers(pf_model *m, pf_stream *s, const pf_model_input *in,
+			 pf_event *const *ev, pf_error *err);
+int pf_model_nlayers(const pf_model *m);
+/* Bucket j's gradients: floats [off, off + len) of the grads buffer (one
+ * layer's weights and biases; j = 0 is the last layer). */
+void pf_model_layer_grads(const pf_model *m, int j, size_t *off, size_t *len);
+/* Enqueue on s the copy of floats [off, off + len) of buffer `which` to
+ * host + off (no sync: sync s, or an event after it). */
+int pf_model_download_range(pf_model *m, pf_stream *s, int which, float *host,
+			    size_t off, size_t len, pf_error *err);
+/* Enqueue the Adam update from the grads buffer as it stands (after
+ * pf_model_grad, or pf_model_upload of PF_BUF_GRADS: gradients reduced
+ * over ranks); counts a step, as pf_model_train_step does. */
+int pf_model_apply(pf_model *m, pf_stream *s, pf_error *err);
 /* Enqueue forward only, adding to the eval accumulators. */
 int pf_model_eval(pf_model *m, pf_stream *s, const pf_model_input *in,
 		  pf_error *err);

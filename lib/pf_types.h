@@ -43,7 +43,29 @@ typedef struct pf_options {
 	void *(*batch_alloc)(void *user, size_t bytes);
 	void (*batch_free)(void *user, void *p, size_t bytes);
 	void *alloc_user;
+	/* Data-parallel ranks (several processes training one model, e.g.
+	 * under MPI; the library itself needs no MPI).  world 0 or 1: this
+	 * pipeline reads everything.  world > 1: this pipeline (rank `rank`,
+	 * 0 <= rank < world) reads its part of every epoch, and the parts of
+	 * all ranks together hold every record of the epoch exactly once
+	 * (uneven parts: no record is repeated to even them out).  How the
+	 * source is split is `split` (enum pf_split).  Every rank must use
+	 * the same pipeline, seed and world. */
+	int world, rank;
+	int split;
 } pf_options;
+
+/* pf_options.split: how a pipeline over world > 1 ranks splits its source. */
+enum pf_split {
+	PF_SPLIT_AUTO = 0,    /* whole files per rank (file i to rank i % world)
+			       * when the source is `shards` over at least
+			       * `world` files, else PF_SPLIT_RECORDS */
+	PF_SPLIT_FILES = 1,   /* whole files; fewer files than ranks (or a
+			       * source without files) fails at start */
+	PF_SPLIT_RECORDS = 2, /* every rank reads the whole source and keeps
+			       * records rank, rank + world, ... of each epoch
+			       * (the `shard` op right after the source) */
+};
 
 /*
  * An element (batch == 0) or a batch (batch == B > 0).

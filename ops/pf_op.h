@@ -142,7 +142,11 @@ struct pf_op {
 			       * pf_op_mark_epochs) */
 	int removed;          /* dropped or fused away by the optimizer */
 	int at_end;           /* returned PF_END this epoch: keeps returning it */
-	int noop;             /* set by the builder: the stage changes nothing */
+	int noop;             /* set by the builder: the stage changes nothing
+			       * (or by prepare: the optimizer then drops it) */
+	int split_files;      /* a source over world > 1 ranks (pf_options):
+			       * prepare set it when it reads only this rank's
+			       * files (the rank split after it then passes) */
 	int batched;          /* its elements are batches (pf_elem.batch > 0):
 			       * the optimizer sets the input's before prepare,
 			       * which a batching op sets to 1 (and an op that
@@ -366,6 +370,11 @@ pf_op *pf_op_take_new(int64_t n, pf_error *err);
 pf_op *pf_op_skip_new(int64_t n, pf_error *err);
 pf_op *pf_op_repeat_new(int64_t count, pf_error *err);
 pf_op *pf_op_shard_new(int num, int index, pf_error *err);
+/* The rank split of pf_options (world > 1) that the optimizer puts right
+ * after the source: a shard(world, rank) that passes everything when the
+ * source split by files (its split_files), and with PF_SPLIT_FILES fails
+ * at prepare when it did not. */
+pf_op *pf_op_rank_split_new(int world, int rank, int split, pf_error *err);
 pf_op *pf_op_sleep_new(int64_t us, pf_error *err);
 pf_op *pf_op_cache_new(const char *path, uint64_t max_bytes, pf_error *err);
 pf_op *pf_op_shuffle_new(int64_t size, const pf_shuffle_opts *o, pf_error *err);

@@ -62,6 +62,10 @@ typedef struct shards_cfg {
 	/* resolved by prepare */
 	char **paths;
 	size_t npaths;
+	size_t nmine;         /* files this rank reads: npaths, or with a split
+			       * by files (pf_options.world) those f with
+			       * f % world == rank */
+	int world, rank;      /* the split by files; world 1: none */
 	pf_shard **sh;
 	int K, P, W;
 	int slack;            /* of the W: beyond K + 2P (slack_entries), shed

@@ -1,10 +1,12 @@
 /* shard.c - rank split: keep positions index, index + num, ... of each epoch. */
 #include <inttypes.h>
+#include <stdio.h>
 
 #include "pf_op.h"
 
 typedef struct shard_cfg {
 	int num, index;
+	int split;            /* the rank split of pf_options: its pf_split; -1: an op of the user's */
 	int64_t pos;
 } shard_cfg;
 
@@ -12,6 +14,16 @@ static int shard_prepare(pf_op *op, pf_error *err)
 {
 	shard_cfg *c = op->cfg;
 	pf_op *in = op->in;
+	if (c->split >= 0) {
+		/* the rank split: nothing left to do after a source that
+		 * read this rank's files only */
+		op->noop = in->split_files;
+		if (!in->split_files && c->split == PF_SPLIT_FILES)
+			return pf_error_set(err, PF_EINVAL,
+					    "%s: split by files over %d ranks: the source "
+					    "has no files to split, or fewer than ranks",
+					    in->label, c->num);
+	}
 	op->schema = in->schema;
 	op->elem_bytes = in->elem_bytes;
 	op->buffer_bytes = 0;
@@ -62,7 +74,18 @@ pf_op *pf_op_shard_new(int num, int index, pf_error *err)
 		shard_cfg *c = op->cfg;
 		c->num = num;
 		c->index = index;
+		c->split = -1;
 		op->noop = num == 1;
+	}
+	return op;
+}
+
+pf_op *pf_op_rank_split_new(int world, int rank, int split, pf_error *err)
+{
+	pf_op *op = pf_op_shard_new(world, rank, err);
+	if (op) {
+		((shard_cfg *)op->cfg)->split = split;
+		snprintf(op->label, sizeof(op->label), "shard(rank %d of %d)", rank, world);
 	}
 	return op;
 }

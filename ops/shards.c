@@ -195,6 +195,35 @@ static int open_shards(pf_op *op, shard_sizes *z, pf_error *err)
 	return 0;
 }
 
+/*
+ * Over world > 1 ranks (pf_options), unless records are asked for: whole
+ * files per rank, file f to rank f % world, when there are at least as
+ * many files as ranks (the rank split after the source then passes).
+ * Sample ids keep the global file index.  Returns the records this rank
+ * reads of the nrec of all files.
+ */
+static uint64_t split_by_files(pf_op *op, uint64_t nrec)
+{
+	shards_cfg *c = op->cfg;
+	const pf_options *o = &op->rt->opts;
+	c->world = 1;
+	c->rank = 0;
+	c->nmine = c->npaths;
+	op->split_files = 0;
+	if (o->world <= 1 || o->split == PF_SPLIT_RECORDS || c->npaths < (size_t)o->world)
+		return nrec;
+	c->world = o->world;
+	c->rank = o->rank;
+	c->nmine = 0;
+	nrec = 0;
+	for (size_t f = (size_t)c->rank; f < c->npaths; f += (size_t)c->world) {
+		c->nmine++;
+		nrec += c->fnrec[f];
+	}
+	op->split_files = 1;
+	return nrec;
+}
+
 static int shards_prepare(pf_op *op, pf_error *err)
 {
 	shards_cfg *c = op->cfg;
@@ -209,7 +238,7 @@ static int shards_prepare(pf_op *op, pf_error *err)
 	shard_sizes z;
 	if ((rc = open_shards(op, &z, err)))
 		return rc;
-	uint64_t nrec = z.nrec;
+	uint64_t nrec = split_by_files(op, z.nrec);
 	size_t max_raw = z.max_raw, max_nrec = z.max_nrec, nblocks = z.nblocks;
 	op->schema = *pf_record_schema();
 	int64_t rb = pf_schema_record_bytes(&op->record);
@@ -217,8 +246,8 @@ static int shards_prepare(pf_op *op, pf_error *err)
 	int K = c->o.cycle_length == PF_AUTOTUNE ? 16 : (c->o.cycle_length > 0 ? c->o.cycle_length : 4);
 	if (K > PF_SHARDS_MAX_CYCLE)
 		K = PF_SHARDS_MAX_CYCLE;
-	if ((size_t)K > c->npaths)
-		K = (int)c->npaths;
+	if ((size_t)K > c->nmine)
+		K = (int)c->nmine;
 	c->K = K;
 	/* workers: P threads, P0 of them working at first; an autotuned
 	 * count starts low and the controller raises it (shards_set_active, the descriptor's set_parallelism) */
@@ -293,7 +322,8 @@ static void begin_epoch(pf_op *op)
 	pf_ilv_begin(&c->cons, c->pl.order, c->fnrec);
 	c->skipped_records = 0;
 	for (size_t f = 0; f < c->npaths; f++)
-		if (c->salvaged[f]) /* its lost tail: one damaged block */
+		if (c->salvaged[f] && f % (size_t)c->world == (size_t)c->rank)
+			/* its lost tail (a file this rank reads): one damaged block */
 			pf_damage_count_add(op, &c->dmg, c->pl.epoch, 1, 0);
 	pf_damage_settle(op, &c->dmg);
 }
@@ -316,8 +346,8 @@ static int shards_start(pf_op *op, pf_error *err)
 	}
 	int prc = pf_shards_plan_alloc(c, &c->pl, nb) | pf_shards_plan_alloc(c, &c->nx, nb);
 	int block = c->o.block_length > 0 ? c->o.block_length : 1;
-	if (pf_ilv_init(&c->cons, c->K, block, c->npaths, err) ||
-	    pf_ilv_init(&c->pw, c->K, block, c->npaths, err))
+	if (pf_ilv_init(&c->cons, c->K, block, c->nmine, err) ||
+	    pf_ilv_init(&c->pw, c->K, block, c->nmine, err))
 		return pf_op_error(op, err, PF_ENOMEM, "out of memory");
 	c->nx_ok = 0;
 	c->npre = 0;

@@ -23,6 +23,13 @@ void pf_shards_make_plan(pf_op *op, uint64_t epoch, shard_plan *pl)
 	shards_cfg *c = op->cfg;
 	pf_ilv_order(pl->order, c->npaths, c->o.shuffle_files, op->rt->opts.seed, op->index,
 		     epoch);
+	if (c->world > 1) {
+		/* this rank's files, in the order of all (pf_options.world) */
+		size_t n = 0;
+		for (size_t i = 0; i < c->npaths; i++)
+			if (pl->order[i] % (uint32_t)c->world == (uint32_t)c->rank)
+				pl->order[n++] = pl->order[i];
+	}
 	pf_ilv *v = &c->pw;
 	pf_ilv_begin(v, pl->order, c->fnrec);
 	pl->ntasks = 0;

@@ -21,6 +21,10 @@ struct pf_pipeline {
 	pf_pool *batch_pool;  /* opts.batch_alloc's pool, or NULL */
 	pf_rt rt;
 	pf_iter *iter;        /* the live iterator, if any */
+	pf_op *split_op;      /* opts.world > 1: the rank split the optimizer
+			       * puts after the source (made by the first
+			       * plan, owned here; not one of ops, so formats
+			       * and positions are those of a single rank) */
 };
 
 struct pf_iter {

@@ -26,6 +26,15 @@ int pf_pipeline_new(pf_pipeline **pp, const pf_options *opts, pf_error *err)
 		return pf_error_set(err, PF_EINVAL,
 				    "pipeline: batch_alloc and batch_free go together");
 	}
+	if (p->opts.world < 0 || p->opts.world > (1 << 20) || p->opts.rank < 0 ||
+	    p->opts.rank >= (p->opts.world > 1 ? p->opts.world : 1) ||
+	    p->opts.split < PF_SPLIT_AUTO || p->opts.split > PF_SPLIT_RECORDS) {
+		int w = p->opts.world, r = p->opts.rank, sp = p->opts.split;
+		free(p);
+		return pf_error_set(err, PF_EINVAL,
+				    "pipeline: options: need 0 <= rank < world <= 2^20 and a "
+				    "pf_split (got rank %d, world %d, split %d)", r, w, sp);
+	}
 	p->pool = pf_pool_new(0);
 	if (p->pool && p->opts.batch_alloc)
 		p->batch_pool = pf_pool_new_custom(0, p->opts.batch_alloc,
@@ -50,6 +59,7 @@ void pf_pipeline_free(pf_pipeline *p)
 		pf_iter_free(p->iter);
 	for (int i = 0; i < p->nops; i++)
 		pf_op_free(p->ops[i]);
+	pf_op_free(p->split_op);
 	free(p->ops);
 	pf_pool_free(p->pool);
 	pf_pool_free(p->batch_pool);

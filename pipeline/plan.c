@@ -104,16 +104,48 @@ static void name_stage(pf_op *op)
 		snprintf(op->stage, sizeof(op->stage), "%s", op->desc->kind);
 }
 
+/*
+ * The ops to plan: p's, and with world > 1 ranks the rank split right
+ * after the source (made once, kept by p).  A malloc'd array of *n.
+ */
+static pf_op **plan_ops(pf_pipeline *p, int *n, int *rc, pf_error *err)
+{
+	*rc = PF_ENOMEM;
+	const pf_options *o = &p->opts;
+	int split = o->world > 1;
+	if (split && !p->split_op) {
+		pf_error e = { 0 };
+		p->split_op = pf_op_rank_split_new(o->world, o->rank, o->split, &e);
+		if (!p->split_op) {
+			*rc = pf_error_set(err, e.code, "%s", e.msg);
+			return NULL;
+		}
+		p->split_op->rt = &p->rt;
+		p->split_op->index = p->nops;
+	}
+	pf_op **ops = malloc((size_t)(p->nops + split) * sizeof(*ops));
+	if (!ops) {
+		pf_error_set(err, PF_ENOMEM, "pipeline: out of memory");
+		return NULL;
+	}
+	ops[0] = p->ops[0];
+	if (split)
+		ops[1] = p->split_op;
+	memcpy(ops + 1 + split, p->ops + 1, (size_t)(p->nops - 1) * sizeof(*ops));
+	*n = p->nops + split;
+	*rc = 0;
+	return ops;
+}
+
 int pf_plan(pf_iter *it, pf_error *err)
 {
 	pf_pipeline *p = it->p;
-	pf_op **ops = malloc((size_t)p->nops * sizeof(*ops));
+	int nops = 0, rc = 0;
+	pf_op **ops = plan_ops(p, &nops, &rc, err);
 	if (!ops)
-		return pf_error_set(err, PF_ENOMEM, "pipeline: out of memory");
-	memcpy(ops, p->ops, (size_t)p->nops * sizeof(*ops));
+		return rc;
 	pf_op *last = NULL;
-	int rc = 0;
-	for (int i = 0; i < p->nops && !rc; i++) {
+	for (int i = 0; i < nops && !rc; i++) {
 		pf_op *op = ops[i];
 		op_clear(op);
 		if (op->noop && last) {
@@ -128,7 +160,11 @@ int pf_plan(pf_iter *it, pf_error *err)
 		rc = op->vt->prepare(op, err);
 		if (rc)
 			break;
-		int j = should_swap(ops, p->nops, i, last);
+		if (op->noop && last) { /* found a no-op by preparing */
+			op->removed = 1;
+			continue;
+		}
+		int j = should_swap(ops, nops, i, last);
 		if (j > 0) {
 			ops[i] = ops[j];
 			ops[j] = op;
@@ -141,7 +177,7 @@ int pf_plan(pf_iter *it, pf_error *err)
 		 * without copies per element); else map+batch is better */
 		if ((pf_op_traits(op) & PF_OP_MAP) && (pf_op_traits(last) & PF_OP_TAKES_MAP) &&
 		    !last->fused_map &&
-		    !op->fused_batch && (!next_is_batch(ops, p->nops, i, op) || op->canon_bytes)) {
+		    !op->fused_batch && (!next_is_batch(ops, nops, i, op) || op->canon_bytes)) {
 			op->removed = 1;
 			last->fused_map = op;
 			rc = last->vt->prepare(last, err);

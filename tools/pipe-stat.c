@@ -28,6 +28,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: pipe-stat [options] STATSFILE\n"
+		"       pipe-stat [--json] FILE FILE.rank1 ...   the ranks of one run:\n"
+		"                      per-rank stall, all-reduce wait and compute, the straggler\n"
 		"  --json              the report as one JSON object (with --watch: one per refresh)\n"
 		"  --trace OUT.json    Chrome trace events (chrome://tracing, Perfetto)\n"
 		"  --svg OUT.svg       stall share and per-stage throughput over time\n"
@@ -115,8 +117,11 @@ int main(int argc, char **argv)
 		default: usage(stderr); return 2;
 		}
 	}
+	if (argc - optind > 1 && !watch && !trace && !svg)
+		return stat_ranks(argc - optind, argv + optind, json);
 	if (optind != argc - 1) {
-		fprintf(stderr, "pipe-stat: expected one stats file\n");
+		fprintf(stderr, "pipe-stat: expected one stats file (several: the ranks of one run, "
+			"without --watch, --trace or --svg)\n");
 		usage(stderr);
 		return 2;
 	}

@@ -43,6 +43,7 @@
 #include "pf_paths.h"
 #include "pf_spec.h"
 #include "pipefeed.h"
+#include "ranks.h"
 #include "train.h"
 
 static void usage(FILE *f)
@@ -91,6 +92,11 @@ static void usage(FILE *f)
 		"  --preloaded         after training, the same steps on a fresh model over\n"
 		"                      batches preloaded in device memory: the never-starves\n"
 		"                      ratio (always done with --model synthetic)\n"
+		"  --deterministic     over several ranks (mpirun -np N pipe-train ...): sum\n"
+		"                      gradients in rank order, the same model bits for the\n"
+		"                      same world size and seed (else MPI_Allreduce's order)\n"
+		"  --rank-timeout S    over several ranks: fail, naming the rank, when one\n"
+		"                      has not answered for S seconds (60)\n"
 		"  --json              one JSON object on stdout at the end\n"
 		"  --quiet             no progress bar, no epoch lines\n"
 		"  --stats FILE        record run statistics in FILE while training (pipe-stat FILE)\n"
@@ -105,7 +111,7 @@ enum { O_PIPE = 256, O_BATCH, O_SHUF, O_CACHE, O_MAPT, O_PREF, O_DEPTH,
        O_MODEL, O_EPOCHS, O_LR, O_SEED, O_DEV, O_GRAPH, O_EVAL, O_SAVE,
        O_JSON, O_QUIET, O_STATS, O_SWEEP, O_STEPS, O_SLO, O_SVG, O_EPIPE,
        O_READT, O_CKPT, O_RESUME, O_FPRINT, O_STOPAFTER, O_ONCORR, O_MAXCORR,
-       O_ISOLATE, O_PRELOAD, O_LAST = O_PRELOAD };
+       O_ISOLATE, O_PRELOAD, O_DETERM, O_RTIMEOUT, O_LAST = O_RTIMEOUT };
 
 /*
  * --resume FILE: read its run section; the options that define the run
@@ -234,6 +240,7 @@ static const struct option long_opts[] = {
 	{ "fingerprint", 1, 0, O_FPRINT }, { "stop-after-steps", 1, 0, O_STOPAFTER },
 	{ "on-corrupt", 1, 0, O_ONCORR }, { "max-corrupt", 1, 0, O_MAXCORR },
 	{ "isolate-map", 0, 0, O_ISOLATE }, { "preloaded", 0, 0, O_PRELOAD },
+	{ "deterministic", 0, 0, O_DETERM }, { "rank-timeout", 1, 0, O_RTIMEOUT },
 	{ "help", 0, 0, 'h' }, { 0, 0, 0, 0 }
 };
 
@@ -367,6 +374,17 @@ static int set_option(opts *o, int c, const char *arg, const unsigned char *give
 	case O_MAXCORR: return corrupt_arg(o, c, arg, given);
 	case O_ISOLATE: o->isolate = 1; return 0;
 	case O_PRELOAD: o->preloaded = 1; return 0;
+	case O_DETERM: o->deterministic = 1; return 0;
+	case O_RTIMEOUT: {
+		char *tail;
+		o->rank_timeout = strtod(arg, &tail);
+		if (*tail || !(o->rank_timeout >= 0.1 && o->rank_timeout <= 86400)) {
+			fprintf(stderr, "pipe-train: --rank-timeout: expected seconds (0.1-86400), got '%s'\n",
+				arg);
+			return 2;
+		}
+		return 0;
+	}
 	}
 	return 2;
 }
@@ -507,6 +525,48 @@ static int check_flags(const opts *o)
 	return 0;
 }
 
+/*
+ * Started by mpirun as one of several ranks: o->ranks, and what each rank
+ * says (rank 0 alone prints; --stats FILE is FILE.rankR on the others).
+ * Alone: o->ranks stays NULL.  0 or an exit status.
+ */
+static int open_ranks(opts *o, int with_model, const run_state *rs)
+{
+	static char stats_name[4096];
+	char msg[512];
+	ranks *r;
+	if (ranks_open(&r, o->rank_timeout, msg, sizeof(msg)) < 0) {
+		fprintf(stderr, "pipe-train: ranks: %s\n", msg);
+		return 1;
+	}
+	if (ranks_world(r) == 1) {
+		ranks_close(r);
+		return 0;
+	}
+	o->ranks = r;
+	int rank = ranks_rank(r);
+	if ((!with_model && !o->synth_us) || o->nsweep || o->preloaded) {
+		if (rank == 0)
+			fprintf(stderr, "pipe-train: over %d ranks: only a model trains (not --model %s, --sweep or --preloaded)\n",
+				ranks_world(r), o->model);
+		ranks_close(r);
+		return 2;
+	}
+	if (rank > 0) {
+		o->quiet = 1;
+		o->json = 0;
+		if (o->stats) {
+			snprintf(stats_name, sizeof(stats_name), "%s.rank%d", o->stats, rank);
+			o->stats = stats_name;
+		}
+	} else if (rs && rs->world != ranks_world(r) && !o->quiet) {
+		fprintf(stderr, "pipe-train: %s was written by %d rank(s), this run has %d: "
+			"the same global batches go on, shared out anew\n",
+			o->resume, rs->world > 0 ? rs->world : 1, ranks_world(r));
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	opts o = { .model = "mlp:784-128-10", .device = "auto", .batch = 64,
@@ -564,6 +624,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "pipe-train: --model: %s\n", err.msg);
 		return 2;
 	}
+	if ((rc = open_ranks(&o, with_model, o.resume ? &rs : NULL)) != 0)
+		return rc;
 	if (o.nsweep)
 		return run_sweep(&o);
 	if ((rc = check_eval(&o, with_model)) != 0)
@@ -579,5 +641,6 @@ int main(int argc, char **argv)
 	if (o.resume)
 		free(o.shards);
 	free(run_text);
+	ranks_close(o.ranks);
 	return status;
 }

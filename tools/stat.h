@@ -77,6 +77,11 @@ int stat_json(FILE *f, const pf_stats_snap *s, const stat_analysis *a);
 int stat_trace(FILE *f, const pf_stats_snap *s);
 int stat_svg(FILE *f, const pf_stats_snap *s);
 
+/* pipe-stat FILE FILE.rank1 ...: the ranks' table, the straggler, what
+ * holds it back and what waiting for it costs (stat_ranks.c); text or
+ * JSON on stdout.  Returns the exit status. */
+int stat_ranks(int n, char **paths, int json);
+
 /* A JSON string literal of at most max bytes of str (bytes >= 0x80 and
  * control characters escaped as \u00XX, so the output is always valid). */
 void stat_json_str(FILE *f, const char *str, size_t max);

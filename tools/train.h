@@ -52,6 +52,11 @@ typedef struct opts {
 	/* --model synthetic:STEP_US: the step's microseconds; 0: not synthetic */
 	uint32_t synth_us;
 	int preloaded;                 /* --preloaded: the baseline with a model too */
+	/* ranks (train_ranks.c): this process among the launcher's */
+	struct ranks *ranks;           /* NULL: alone */
+	int deterministic;             /* --deterministic: sums in rank order */
+	double rank_timeout;           /* --rank-timeout SECONDS */
+	int world_saved;               /* --resume: the checkpoint's world size */
 } opts;
 
 /* Where a run stands (a checkpoint's state).  A finished run (done) keeps
@@ -59,6 +64,7 @@ typedef struct opts {
  * resume with a larger --epochs can train on. */
 typedef struct run_state {
 	int done, has_pos;
+	int world;                     /* ranks that wrote it (1: alone) */
 	uint64_t epoch, step, steps, images;
 	double acc[4];
 	pf_iter_pos pos;
@@ -87,6 +93,11 @@ typedef struct feed_input {
 } feed_input;
 /* Point fi's model input at device batch b (nin values per sample). */
 void bind_input(feed_input *fi, const pf_devbatch *b, int nin);
+
+/* --fingerprint's hash of device batch b (its image bytes, then its label
+ * bytes; syncs cs).  Exits on errors. */
+uint64_t batch_hash(pf_device *dev, pf_stream *cs, const feed_input *fi,
+		    const pf_devbatch *b);
 
 /* Damage counters summed over an iterator's stages (NULL: zeros). */
 typedef struct damage {
@@ -173,5 +184,57 @@ void preload_keep(preload *p, pf_device *dev, pf_stream *s, const pf_devbatch *b
 double preload_run(const preload *p, synth *sy, uint64_t steps);
 /* Free p's device memory (s synced first by the caller). */
 void preload_free(preload *p, pf_device *dev);
+
+/* ---- train_ranks.c: the data-parallel step over ranks ---- */
+
+struct ranks;
+typedef struct dist {
+	struct ranks *r;
+	int world, rank, deterministic;
+	size_t n;                      /* model parameters */
+	float *buf;                    /* n + 2: gradients x rows, rows, stop */
+	/* buckets (not --deterministic): each layer's gradients summed as
+	 * backward finishes it (dist_buckets); nbuckets 0: one sum after */
+	pf_device *dev;
+	pf_stream *copy;               /* gradients to the host, beside backward */
+	pf_event *ev[64];
+	int nbuckets;
+	double reduce_s, overlap_s;    /* the buckets' sums: their time, and the
+					* part of it while backward still ran */
+	uint64_t steps;                /* dist_step calls */
+	double wait_first;             /* ranks_wait_s after the first (start-up) */
+} dist;
+/* Reduce m's gradients in buckets overlapping backward (not with
+ * --deterministic, nor over one rank).  Exits on errors. */
+void dist_buckets(dist *d, pf_device *dev, pf_model *m);
+/* Set up d for ranks r (NULL: alone) and a model of nparams. */
+void dist_init(dist *d, struct ranks *r, int deterministic, size_t nparams);
+void dist_free(dist *d);
+/* This rank's rows [lo, hi) of a global batch of `rows`. */
+void dist_share(const dist *d, uint32_t rows, uint32_t *lo, uint32_t *hi);
+/* Point in at rows [lo, hi) of the batch it describes (nin values a row). */
+void dist_slice(pf_model_input *in, uint32_t lo, uint32_t hi, int nin);
+/* One step: gradients of in (NULL or 0 rows: none), their sum over the
+ * ranks weighted by rows, Adam.  Returns the rows of all ranks (0: no
+ * rank had any: nothing was applied); *stop: some rank asked to stop.
+ * Exits (ending the job) when the sum fails, naming the rank. */
+uint64_t dist_step(dist *d, pf_model *m, pf_stream *s, const pf_model_input *in,
+		   int want_stop, int *stop, uint64_t step);
+/* The step of a model over ranks on this rank's rows of a global batch of
+ * `rows` that `full` describes (nin values a row): dist_step on the slice;
+ * with fpr (--fingerprint's rank file) its line "epoch step hash lo hi".
+ * Returns the stop the ranks agreed on. */
+int dist_train(dist *d, pf_model *m, pf_stream *s, const pf_model_input *full, int nin,
+	       uint32_t rows, int want_stop, uint64_t step_total, FILE *fpr, uint64_t epoch,
+	       uint64_t step, uint64_t hash);
+/* --model synthetic over ranks: a step of step_us x this rank's share
+ * of `rows` (waited for, as a real step waits for its gradients), then the
+ * sum that agrees on a stop (returned). */
+int dist_synth(dist *d, pf_device *dev, pf_stream *s, synth *sy, uint32_t step_us,
+	       uint32_t rows, int want_stop, uint64_t step_total);
+/* Sum v[0..n) over the ranks in rank order; exits on failure. */
+void dist_sum(dist *d, double *v, size_t n, const char *what);
+/* Print msg, end the job. */
+void dist_fail(dist *d, const char *msg);
 
 #endif

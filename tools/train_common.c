@@ -6,6 +6,7 @@
  */
 #include "config.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,4 +146,42 @@ damage damage_sum(const pf_iter *it)
 		d.dropped_samples += s.dropped_samples;
 	}
 	return d;
+}
+
+static uint64_t fnv1a(uint64_t h, const unsigned char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 1099511628211ull;
+	return h;
+}
+
+/* --fingerprint's hash of batch b: FNV-1a 64 of its image bytes then its
+ * label bytes, copied back from the device (a testing aid: it syncs the
+ * stream). */
+uint64_t batch_hash(pf_device *dev, pf_stream *cs, const feed_input *fi,
+		   const pf_devbatch *b)
+{
+	static unsigned char *host;
+	static size_t cap;
+	pf_error err = { 0 };
+	uint64_t h = 1469598103934665603ull;
+	int fields[2] = { fi->img, fi->lab };
+	for (int k = 0; k < 2; k++) {
+		int i = fields[k];
+		size_t n = (size_t)b->nitems[i] * pf_dtype_size(b->schema->fields[i].dtype);
+		if (n > cap) {
+			unsigned char *q = realloc(host, n);
+			if (!q) {
+				fprintf(stderr, "pipe-train: --fingerprint: out of memory\n");
+				exit(1);
+			}
+			host = q;
+			cap = n;
+		}
+		if (pf_memcpy_async(dev, cs, host, b->data[i], n, PF_D2H, &err) < 0 ||
+		    pf_stream_sync(dev, cs, &err) < 0)
+			die("--fingerprint", &err);
+		h = fnv1a(h, host, n);
+	}
+	return h;
 }

@@ -19,6 +19,7 @@
 #include "pf_model.h"
 #include "pf_stats.h"
 #include "pipefeed.h"
+#include "ranks.h"
 #include "train.h"
 
 /* ==== progress ============================================================ */
@@ -81,46 +82,6 @@ static void catch_stop_signals(void)
 	sa.sa_flags = SA_RESTART;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-}
-
-/* ==== --fingerprint ======================================================= */
-
-static uint64_t fnv1a(uint64_t h, const unsigned char *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ p[i]) * 1099511628211ull;
-	return h;
-}
-
-/* One line "epoch step hash" (epoch and step from 1) for batch b: FNV-1a
- * 64 of its image bytes then its label bytes, copied back from the device
- * (a testing aid: it syncs the stream). */
-static void fingerprint(FILE *f, pf_device *dev, pf_stream *cs, const feed_input *fi,
-			const pf_devbatch *b, uint64_t epoch, uint64_t step)
-{
-	static unsigned char *host;
-	static size_t cap;
-	pf_error err = { 0 };
-	uint64_t h = 1469598103934665603ull;
-	int fields[2] = { fi->img, fi->lab };
-	for (int k = 0; k < 2; k++) {
-		int i = fields[k];
-		size_t n = (size_t)b->nitems[i] * pf_dtype_size(b->schema->fields[i].dtype);
-		if (n > cap) {
-			unsigned char *q = realloc(host, n);
-			if (!q) {
-				fprintf(stderr, "pipe-train: --fingerprint: out of memory\n");
-				exit(1);
-			}
-			host = q;
-			cap = n;
-		}
-		if (pf_memcpy_async(dev, cs, host, b->data[i], n, PF_D2H, &err) < 0 ||
-		    pf_stream_sync(dev, cs, &err) < 0)
-			die("--fingerprint", &err);
-		h = fnv1a(h, host, n);
-	}
-	fprintf(f, "%" PRIu64 " %" PRIu64 " %016" PRIx64 "\n", epoch + 1, step + 1, h);
 }
 
 /* ==== --stats ============================================================= */
@@ -248,7 +209,20 @@ typedef struct trainer {
 	preload pre;
 	synth sy;
 	double step_pipe, step_pre;
+	/* over several ranks (train_ranks.c): the sums between them, each
+	 * rank's own --fingerprint lines, and the stop all ranks agreed on */
+	dist d;
+	int dist_on;
+	FILE *fpr;
+	int stop_now;
 } trainer;
+
+/* Was a stop asked?  Over several ranks only the one they all agreed on
+ * (in the last step's or epoch end's sum) counts, so all stop together. */
+static int stop_asked(const trainer *t)
+{
+	return t->dist_on ? t->stop_now : stop_signal != 0;
+}
 
 /* Where the current epoch stands (train_epoch). */
 typedef struct epoch_run {
@@ -260,9 +234,13 @@ typedef struct epoch_run {
 
 /* Write the checkpoint: model, optimizer, o and st (atomically: a signal
  * or a crash meanwhile leaves the previous file whole). */
-static void save_checkpoint(const trainer *t, const run_state *st)
+static void save_checkpoint(const trainer *t, const run_state *st0)
 {
 	size_t len;
+	run_state st1 = *st0, *st = &st1;
+	st->world = t->d.world;
+	if (t->d.rank != 0)
+		return; /* the ranks agree (the last sum): rank 0 writes */
 	char *text = run_encode(t->o, st, &len);
 	if (!text) {
 		fprintf(stderr, "pipe-train: --checkpoint: out of memory\n");
@@ -277,6 +255,8 @@ static void save_checkpoint(const trainer *t, const run_state *st)
 /* The message of an interrupted run (stderr). */
 static void say_interrupted(const trainer *t, uint64_t epoch, uint64_t step)
 {
+	if (t->d.rank != 0)
+		return;
 	if (t->ckpt)
 		fprintf(stderr, "pipe-train: interrupted at epoch %" PRIu64 " step %" PRIu64
 			"; checkpoint written to %s; resume with: pipe-train --resume %s\n",
@@ -324,16 +304,31 @@ static void trainer_open(trainer *t, const opts *o, pf_model_cfg mc, const run_s
 		synth_init(&t->sy, t->dev, t->cs, o->synth_us);
 	else if (pf_model_new(&t->m, t->dev, &t->mc, &err) < 0)
 		die("model", &err);
+	dist_init(&t->d, o->ranks, o->deterministic, t->m ? pf_model_nparams(t->m) : 0);
+	t->dist_on = t->d.world > 1;
+	if (t->dist_on && t->m)
+		dist_buckets(&t->d, t->dev, t->m);
 	if (rs) {
+		/* the epoch's sums so far are all ranks': rank 0 carries them */
+		double zero[4] = { 0 };
 		if (pf_model_load(t->m, t->cs, o->resume, &err) < 0 ||
-		    pf_model_set_acc(t->m, t->cs, PF_ACC_TRAIN, rs->acc, &err) < 0)
+		    pf_model_set_acc(t->m, t->cs, PF_ACC_TRAIN, t->d.rank ? zero : rs->acc,
+				     &err) < 0)
 			die("--resume", &err);
 		t->e0 = rs->epoch;
 		t->k0 = rs->step;
 		t->step_total = rs->steps;
 		t->images_total = rs->images;
 	}
-	if (o->fingerprint && !(t->fpf = fopen(o->fingerprint, "w"))) {
+	if (o->fingerprint && t->dist_on) {
+		char fn[4096];
+		snprintf(fn, sizeof(fn), "%s.rank%d", o->fingerprint, t->d.rank);
+		if (!(t->fpr = fopen(fn, "w"))) {
+			fprintf(stderr, "pipe-train: --fingerprint: %s: %s\n", fn, strerror(errno));
+			exit(1);
+		}
+	}
+	if (o->fingerprint && t->d.rank == 0 && !(t->fpf = fopen(o->fingerprint, "w"))) {
 		fprintf(stderr, "pipe-train: --fingerprint: %s: %s\n", o->fingerprint,
 			strerror(errno));
 		exit(1);
@@ -367,10 +362,11 @@ static int trainer_close(trainer *t, int status)
 	pf_error err = { 0 };
 	if (t->have_pending)
 		pf_devfeed_release(t->tf, &t->pending, &err);
-	if (t->fpf && fclose(t->fpf) != 0) {
+	if ((t->fpf && fclose(t->fpf) != 0) || (t->fpr && fclose(t->fpr) != 0)) {
 		fprintf(stderr, "pipe-train: --fingerprint: %s: write failed\n", t->o->fingerprint);
 		status = 1;
 	}
+	dist_free(&t->d);
 	pf_devfeed_free(t->tf);
 	pf_devfeed_free(t->ef);
 	stats_close(t->stats);
@@ -405,15 +401,24 @@ static void train_on(trainer *t, epoch_run *er, pf_devbatch *b)
 	const opts *o = t->o;
 	pf_error err = { 0 };
 	int ei = (int)er->e;
-	if (o->synth_us || o->preloaded)
+	if ((o->synth_us || o->preloaded) && !t->dist_on)
 		preload_keep(&t->pre, t->dev, t->cs, b);
-	if (o->synth_us) {
+	if (o->synth_us && t->dist_on) {
+		t->stop_now |= dist_synth(&t->d, t->dev, t->cs, &t->sy, o->synth_us, b->batch,
+					  stop_signal != 0, t->step_total + 1);
+	} else if (o->synth_us) {
 		synth_step(&t->sy);
 	} else {
 		bind_input(&t->tin, b, t->mc.sizes[0]);
+		uint64_t h = t->fpf || t->fpr ? batch_hash(t->dev, t->cs, &t->tin, b) : 0;
 		if (t->fpf)
-			fingerprint(t->fpf, t->dev, t->cs, &t->tin, b, er->e, er->step);
-		if (pf_model_train_step(t->m, t->cs, &t->tin.in, &err) < 0)
+			fprintf(t->fpf, "%" PRIu64 " %" PRIu64 " %016" PRIx64 "\n", er->e + 1,
+				er->step + 1, h);
+		if (t->dist_on)
+			t->stop_now |= dist_train(&t->d, t->m, t->cs, &t->tin.in, t->mc.sizes[0],
+						  b->batch, stop_signal != 0, t->step_total + 1,
+						  t->fpr, er->e, er->step, h);
+		else if (pf_model_train_step(t->m, t->cs, &t->tin.in, &err) < 0)
 			die("train step", &err);
 	}
 	pf_devfeed_release(t->tf, b, &err);
@@ -467,6 +472,8 @@ static int stop_mid_epoch(trainer *t, const epoch_run *er)
 	if (t->ckpt) {
 		if (pf_model_read_acc(t->m, t->cs, PF_ACC_TRAIN, st.acc, 0, &err) < 0)
 			die("device", &err);
+		if (t->dist_on) /* the epoch's sums of all ranks */
+			dist_sum(&t->d, st.acc, 4, "the checkpoint's sums");
 		if (pf_iter_epoch_start(t->tit, er->e, er->step, &st.pos, &err) < 0)
 			die("--checkpoint: position", &err);
 		save_checkpoint(t, &st);
@@ -488,9 +495,13 @@ static int train_epoch(trainer *t, epoch_run *er)
 		if (rc != 0)
 			return 0;
 		train_on(t, er, &b);
-		if (t->o->stop_after && t->step_total >= t->o->stop_after && !stop_signal)
-			stop_signal = SIGINT; /* --stop-after-steps: the same path */
-		if (stop_signal)
+		if (t->o->stop_after && t->step_total >= t->o->stop_after && !stop_asked(t)) {
+			/* --stop-after-steps: the same path (on every rank at
+			 * the same step) */
+			stop_signal = SIGINT;
+			t->stop_now = 1;
+		}
+		if (stop_asked(t))
 			return stop_mid_epoch(t, er) == PF_END ? 0 : 130;
 	}
 }
@@ -529,6 +540,14 @@ static void epoch_end(trainer *t, const epoch_run *er)
 	if (o->synth_us ? pf_stream_sync(t->dev, t->cs, &err) < 0
 			: pf_model_read_acc(t->m, t->cs, PF_ACC_TRAIN, acc, 1, &err) < 0)
 		die("device", &err);
+	if (t->dist_on) {
+		/* the loss of all ranks' rows, and a stop any rank was asked
+		 * for: all go on, or all stop, after this epoch */
+		double v[5] = { acc[0], acc[1], acc[2], acc[3], stop_signal != 0 };
+		dist_sum(&t->d, v, 5, "the epoch's end");
+		memcpy(acc, v, sizeof(acc));
+		t->stop_now |= v[4] > 0;
+	}
 	double el = now_s() - er->t0;
 	t->train_wall += el;
 	pf_devfeed_stats s1;
@@ -585,7 +604,7 @@ static int epoch_checkpoint(trainer *t, uint64_t e, uint64_t step)
 	}
 	if (t->ckpt)
 		save_checkpoint(t, &st);
-	if (stop_signal && !st.done) {
+	if (stop_asked(t) && !st.done) {
 		say_interrupted(t, e, step);
 		return 130;
 	}
@@ -602,17 +621,22 @@ static void report(trainer *t)
 	double wall = t->train_wall;
 	double stall_share = wall > 0 ? (st.stall_host_ns + st.stall_device_ns) * 1e-9 / wall : 0;
 	damage dm = damage_sum(t->tit);
-	if (o->save && pf_model_save(t->m, t->cs, o->save, &err) < 0)
+	if (o->save && t->d.rank == 0 && pf_model_save(t->m, t->cs, o->save, &err) < 0)
 		die("--save", &err);
 	if (o->json) {
-		printf("{\"device\":\"%s\",\"model\":\"%s\",\"epochs\":%d,\"batch\":%d,"
+		printf("{\"device\":\"%s\",\"model\":\"%s\",\"world_size\":%d,"
+		       "\"deterministic\":%s,\"allreduce_wait_s\":%.3f,\"allreduce_buckets_s\":%.3f,"
+		       "\"allreduce_overlap\":%.4f,\"epochs\":%d,\"batch\":%d,"
 		       "\"steps\":%" PRIu64 ",\"images\":%" PRIu64 ",\"wall_s\":%.3f,"
 		       "\"images_per_sec\":%.1f,\"stall_share\":%.4f,"
 		       "\"stall_host_s\":%.3f,\"stall_device_s\":%.3f,"
 		       "\"feeder_input_s\":%.3f,\"feeder_slot_s\":%.3f,\"h2d_copy_s\":%.3f,"
 		       "\"skipped_records\":%" PRIu64 ",\"corrupt_blocks\":%" PRIu64
 		       ",\"dropped_samples\":%" PRIu64 ",\"resumed\":%s,",
-		       pf_device_kind(t->dev), o->model, o->epochs, o->batch,
+		       pf_device_kind(t->dev), o->model, t->d.world,
+		       o->deterministic && t->d.world > 1 ? "true" : "false",
+		       o->ranks ? ranks_wait_s(o->ranks) : 0.0, t->d.reduce_s,
+		       t->d.reduce_s > 0 ? t->d.overlap_s / t->d.reduce_s : 0.0, o->epochs, o->batch,
 		       t->step_total, t->images_total,
 		       wall, wall > 0 ? t->images / wall : 0, stall_share,
 		       st.stall_host_ns * 1e-9, st.stall_device_ns * 1e-9,
@@ -687,7 +711,7 @@ static void preloaded_baseline(trainer *t)
 {
 	const opts *o = t->o;
 	uint64_t steps = t->step_total - (t->rs ? t->rs->steps : 0);
-	if ((!o->synth_us && !o->preloaded) || !steps)
+	if ((!o->synth_us && !o->preloaded) || !steps || t->dist_on)
 		return;
 	pf_stats_detach(t->stats);
 	t->step_pipe = t->train_wall / (double)steps;
@@ -717,12 +741,16 @@ static int train_epochs(trainer *t)
 		if (train_epoch(t, &er) == 130)
 			return 130;
 		epoch_end(t, &er);
-		if (!t->ckpt && !stop_signal)
+		if (!t->ckpt && !stop_asked(t))
 			continue;
 		if (epoch_checkpoint(t, e, er.step) == 130)
 			return 130;
 	}
 	preloaded_baseline(t);
+	if (t->dist_on && t->stats) /* for pipe-stat over the ranks' files */
+		pf_stats_event(t->stats, 0, -1, "allreduce_wait", t->d.rank,
+			       (int64_t)((ranks_wait_s(t->o->ranks) - t->d.wait_first) * 1e9),
+			       "rank (old), ns it waited in all-reduces after the first step (new)");
 	report(t);
 	return 0;
 }

@@ -21,7 +21,10 @@
  *     shuffle, epochs, lr, seed, skip_corrupt, max_corrupt, isolate, shard
  *     (once per SHARDS argument, in order); defaults a resume may override:
  *     map_threads, read_threads, prefetch, depth, device, graph
- *   state: done (1: all epochs ran), epoch (0-based) and step (batches of
+ *   state: world (the ranks that trained: every rank saw the same global
+ *     batches, so the one position below is every rank's, and a resume
+ *     over another world size goes on with the same global batches),
+ *     done (1: all epochs ran), epoch (0-based) and step (batches of
  *     it trained on), steps and images (totals), acc (the epoch's train
  *     loss sum, correct, bad labels, rows), pos_epoch, pos_delivered,
  *     pos_at_end, pos_nops, pos_op_epochs (comma-separated), pos_order
@@ -100,6 +103,7 @@ static void run_encode_into(sbuf *b, const opts *o, const run_state *st)
 	sb_add(b, "map_threads %d\nread_threads %d\nprefetch %d\ndepth %d\ngraph %d\n",
 	       o->map_threads, o->read_threads, o->prefetch, o->depth, o->graph);
 	sb_str(b, "device", o->device);
+	sb_add(b, "world %d\n", st->world > 0 ? st->world : 1);
 	sb_add(b, "done %d\nepoch %" PRIu64 "\nstep %" PRIu64 "\nsteps %" PRIu64
 	       "\nimages %" PRIu64 "\nacc %a %a %a %a\n",
 	       st->done, st->epoch, st->step, st->steps, st->images,
@@ -208,6 +212,7 @@ int run_decode(char *text, opts *r, run_state *st, char *msg, size_t cap)
 		else if (!strcmp(k, "depth")) bad = parse_int(v, &r->depth);
 		else if (!strcmp(k, "graph")) bad = parse_int(v, &r->graph);
 		else if (!strcmp(k, "done")) bad = parse_int(v, &st->done);
+		else if (!strcmp(k, "world")) bad = parse_int(v, &st->world);
 		else if (!strcmp(k, "seed")) bad = parse_u64(v, &r->seed);
 		else if (!strcmp(k, "epoch")) bad = parse_u64(v, &st->epoch);
 		else if (!strcmp(k, "step")) bad = parse_u64(v, &st->step);
