@@ -18,6 +18,7 @@
  */
 #include "config.h"
 
+#include <stdio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -161,11 +162,27 @@ static void overlap(int depth)
 	ok(n == NB && waited < 0.08 * steps,
 	   "depth %d: copies overlap the steps: the compute stream waited %.1f ms for copies in %.0f ms of steps (%d batches)",
 	   depth, waited * 1e3, steps * 1e3, n);
-	/* loose: the host's scheduling shows here; the wait above is the
-	 * measure of overlap */
-	ok(wall >= steps && wall < 1.2 * steps + 0.01,
-	   "depth %d: %d steps of %d us took %.0f ms (steps alone: %.0f ms)", depth, n, STEP_US,
-	   wall * 1e3, steps * 1e3);
+	/* loose: the host's scheduling shows here (the wait above is the
+	 * measure of overlap), so not judged on a host whose run queue is
+	 * far longer than its CPUs: there the sleeping steps wake late */
+	double load = 0;
+	FILE *lf = fopen("/proc/loadavg", "r");
+	if (lf) {
+		if (fscanf(lf, "%lf", &load) != 1)
+			load = 0;
+		fclose(lf);
+	}
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	if (load > 2.0 * (double)(cpus > 0 ? cpus : 1)) {
+		char why[96];
+		snprintf(why, sizeof(why), "host overloaded (load %.1f on %ld CPUs): wall %.0f ms not judged",
+			 load, cpus, wall * 1e3);
+		skip(1, why);
+	} else {
+		ok(wall >= steps && wall < 1.2 * steps + 0.01,
+		   "depth %d: %d steps of %d us took %.0f ms (steps alone: %.0f ms)", depth, n,
+		   STEP_US, wall * 1e3, steps * 1e3);
+	}
 	feed_close(&x);
 	pf_device_close(dev);
 }
