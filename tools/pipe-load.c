@@ -27,13 +27,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 typedef struct opts {
 	const char *url, *body_file;
 	int c_lo, c_hi, rows, dim, json, binary;
 	double duration, warmup;
+	const char *sweep, *serve;    /* --sweep LISTS --serve CMD */
+	double slo_ms, usd_per_hour;
+	char url_buf[2048];
 } opts;
+
+/* One level's figures. */
+typedef struct level {
+	double rps, p50, p90, p95, p99, mean_batch;
+	uint64_t errors;
+} level;
 
 typedef struct client {
 	const opts *o;
@@ -224,7 +236,8 @@ static int cmp_d(const void *a, const void *b)
 }
 
 /* One measured run at concurrency n; prints a line.  Returns the errors. */
-static uint64_t run_level(const opts *o, int n, const char *fixed_body, size_t fixed_len)
+static uint64_t run_level(const opts *o, int n, const char *fixed_body, size_t fixed_len,
+			  level *lv)
 {
 	client *cl = calloc((size_t)n, sizeof(*cl));
 	char **bodies = calloc((size_t)n, sizeof(char *));
@@ -279,6 +292,14 @@ static uint64_t run_level(const opts *o, int n, const char *fixed_body, size_t f
 #define PCT(q) (total ? all[(size_t)((q) * (double)(total - 1))] : 0.0)
 	double rps = total / o->duration;
 	double nb = s1.batches - s0.batches, nr = s1.rows - s0.rows;
+	if (lv) {
+		*lv = (level){ rps, PCT(0.5), PCT(0.9), PCT(0.95), PCT(0.99),
+			       nb > 0 ? nr / nb : 0.0, errors };
+		free(all);
+		free(cl);
+		free(bodies);
+		return errors;
+	}
 	if (o->json)
 		printf("{\"concurrency\":%d,\"requests\":%zu,\"errors\":%" PRIu64 ",\"rps\":%.1f,"
 		       "\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p95_ms\":%.3f,\"p99_ms\":%.3f,"
@@ -305,6 +326,115 @@ static uint64_t run_level(const opts *o, int n, const char *fixed_body, size_t f
 	return errors;
 }
 
+/* "1,8,32" into v (at most 16): the count, or -1. */
+static int int_list(const char *p, long *v)
+{
+	int n = 0;
+	while (*p && n < 16) {
+		char *e;
+		v[n] = strtol(p, &e, 10);
+		if (e == p || v[n] < 0 || (*e && *e != ','))
+			return -1;
+		n++;
+		p = *e ? e + 1 : e;
+	}
+	return *p ? -1 : n;
+}
+
+/* Start `serve` with the setting on a free port; its pid and port. */
+static int start_server(const opts *o, long mbs, long to, pid_t *pid, int *port)
+{
+	char cmd[4096];
+	snprintf(cmd, sizeof(cmd), "exec %s --port 0 --access-log none --max-batch-size %ld --batch-timeout-us %ld",
+		 o->serve, mbs, to);
+	int fd[2];
+	if (pipe(fd) < 0)
+		return -1;
+	*pid = fork();
+	if (*pid < 0)
+		return -1;
+	if (*pid == 0) {
+		dup2(fd[1], 1);
+		close(fd[0]);
+		close(fd[1]);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	close(fd[1]);
+	FILE *f = fdopen(fd[0], "r");
+	char line[256];
+	*port = 0;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "pipe-serve: listening on port %d", port) == 1)
+			break;
+	if (f)
+		fclose(f);   /* the server's later stdout lines go nowhere */
+	return *port ? 0 : -1;
+}
+
+/* --sweep: the server once per (max_batch_size, batch_timeout_us), one
+ * level at the top concurrency each; the table, the best under the SLO
+ * marked.  Returns the exit status. */
+static int sweep(opts *o, const char *body, size_t blen)
+{
+	long mbs[16], to[16];
+	int nm = -1, nt = -1;
+	char spec[512];
+	snprintf(spec, sizeof(spec), "%s", o->sweep);
+	for (char *t = strtok(spec, " "); t; t = strtok(NULL, " ")) {
+		if (!strncmp(t, "max_batch_size=", 15))
+			nm = int_list(t + 15, mbs);
+		else if (!strncmp(t, "batch_timeout_us=", 17))
+			nt = int_list(t + 17, to);
+		else if (!strncmp(t, "timeout_us=", 11))
+			nt = int_list(t + 11, to);
+		else
+			nm = nt = -2;
+	}
+	if (nm < 1 || nt < 1) {
+		fprintf(stderr, "pipe-load: --sweep: expected 'max_batch_size=A,B,... batch_timeout_us=X,Y,...'\n");
+		return 2;
+	}
+	const char *path = o->url;
+	level lv[256];
+	int n = 0, best = -1, rc = 0;
+	printf("pipe-load sweep at concurrency %d, %.1f s windows%s\n", o->c_hi, o->duration,
+	       o->slo_ms > 0 ? "" : " (no --slo-p99-ms: best = most req/s)");
+	printf("max_batch_size timeout_us      req/s   p50 ms   p99 ms  batch  $/M req\n");
+	for (int i = 0; i < nm; i++)
+		for (int j = 0; j < nt; j++, n++) {
+			pid_t pid;
+			int port;
+			if (start_server(o, mbs[i], to[j], &pid, &port) < 0) {
+				fprintf(stderr, "pipe-load: the server did not start: %s\n", o->serve);
+				return 1;
+			}
+			snprintf(o->url_buf, sizeof(o->url_buf), "http://127.0.0.1:%d%s", port, path);
+			o->url = o->url_buf;
+			run_level(o, o->c_hi, body, blen, &lv[n]);
+			kill(pid, SIGTERM);
+			waitpid(pid, NULL, 0);
+			double cost = lv[n].rps > 0 ? o->usd_per_hour / (lv[n].rps * 3600) * 1e6 : 0;
+			printf("%14ld %10ld %10.1f %8.3f %8.3f %6.1f %8.4f%s\n", mbs[i], to[j], lv[n].rps,
+			       lv[n].p50, lv[n].p99, lv[n].mean_batch, cost,
+			       lv[n].errors ? "  (errors)" : "");
+			fflush(stdout);
+			if (lv[n].errors)
+				rc = 1;
+			else if ((o->slo_ms <= 0 || lv[n].p99 <= o->slo_ms) &&
+				 (best < 0 || lv[n].rps > lv[best].rps))
+				best = n;
+		}
+	if (best >= 0)
+		printf("best%s: max_batch_size %ld, batch_timeout_us %ld: %.1f req/s, p99 %.3f ms\n",
+		       o->slo_ms > 0 ? " under the SLO" : "", mbs[best / nt], to[best % nt],
+		       lv[best].rps, lv[best].p99);
+	else
+		printf("no setting holds the SLO of %.3f ms\n", o->slo_ms);
+	o->url = path;
+	return rc;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -316,7 +446,13 @@ static void usage(FILE *f)
 		"  --dim N               numbers per row (784)\n"
 		"  --body FILE           send FILE as the body instead\n"
 		"  --binary              KServe v2 body with binary tensors (URL .../infer)\n"
-		"  --json                one JSON object per level\n");
+		"  --json                one JSON object per level\n"
+		"sweep: run the server once per setting (URL is then the path, e.g.\n"
+		"/v2/models/m/infer), at the top of --concurrency:\n"
+		"  --sweep 'max_batch_size=1,8,32,64 batch_timeout_us=0,500,2000'\n"
+		"  --serve 'pipe-serve --model-dir DIR'  the server command (--port 0 added)\n"
+		"  --slo-p99-ms MS       mark the best setting whose p99 holds MS\n"
+		"  --usd-per-hour X      cost per million requests at X $/hour (1)\n");
 }
 
 static int parse(int argc, char **argv, opts *o)
@@ -324,10 +460,13 @@ static int parse(int argc, char **argv, opts *o)
 	static const struct option lo[] = {
 		{ "concurrency", 1, 0, 'c' }, { "duration", 1, 0, 'd' },
 		{ "warmup", 1, 0, 'w' }, { "rows", 1, 0, 'r' }, { "dim", 1, 0, 'D' },
-		{ "body", 1, 0, 'b' }, { "json", 0, 0, 'j' }, { "binary", 0, 0, 'B' }, { "help", 0, 0, 'h' },
+		{ "body", 1, 0, 'b' }, { "json", 0, 0, 'j' }, { "binary", 0, 0, 'B' },
+		{ "sweep", 1, 0, 'S' }, { "serve", 1, 0, 's' }, { "slo-p99-ms", 1, 0, 'L' },
+		{ "usd-per-hour", 1, 0, 'U' }, { "help", 0, 0, 'h' },
 		{ 0, 0, 0, 0 }
 	};
-	*o = (opts){ .c_lo = 1, .c_hi = 64, .rows = 1, .dim = 784, .duration = 5, .warmup = 1 };
+	*o = (opts){ .c_lo = 1, .c_hi = 64, .rows = 1, .dim = 784, .duration = 5, .warmup = 1,
+		     .usd_per_hour = 1 };
 	int c;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		char *e = NULL;
@@ -345,6 +484,10 @@ static int parse(int argc, char **argv, opts *o)
 		case 'b': o->body_file = optarg; break;
 		case 'j': o->json = 1; break;
 		case 'B': o->binary = 1; break;
+		case 'S': o->sweep = optarg; break;
+		case 's': o->serve = optarg; break;
+		case 'L': o->slo_ms = strtod(optarg, &e); if (*e || o->slo_ms <= 0) return fprintf(stderr, "pipe-load: --slo-p99-ms: expected milliseconds > 0\n"), 2; break;
+		case 'U': o->usd_per_hour = strtod(optarg, &e); if (*e || o->usd_per_hour <= 0) return fprintf(stderr, "pipe-load: --usd-per-hour: expected dollars > 0\n"), 2; break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return 2;
 		}
@@ -354,6 +497,10 @@ static int parse(int argc, char **argv, opts *o)
 		return 2;
 	}
 	o->url = argv[optind];
+	if (!o->sweep != !o->serve)
+		return fprintf(stderr, "pipe-load: --sweep and --serve go together\n"), 2;
+	if (o->sweep && o->url[0] != '/')
+		return fprintf(stderr, "pipe-load: with --sweep, URL is the path (e.g. /v2/models/m/infer)\n"), 2;
 	return 0;
 }
 
@@ -375,11 +522,17 @@ int main(int argc, char **argv)
 		}
 		fclose(f);
 	}
+	if (o.sweep) {
+		int r = sweep(&o, body, blen);
+		free(body);
+		curl_global_cleanup();
+		return r;
+	}
 	if (!o.json)
 		printf("concurrency      req/s   p50 ms   p90 ms   p95 ms   p99 ms  errors\n");
 	uint64_t errors = 0;
 	for (int n = o.c_lo; n <= o.c_hi; n = n * 2 > o.c_hi && n < o.c_hi ? o.c_hi : n * 2)
-		errors += run_level(&o, n, body, blen);
+		errors += run_level(&o, n, body, blen, NULL);
 	free(body);
 	curl_global_cleanup();
 	return errors ? 1 : 0;
