@@ -194,6 +194,33 @@ int pf_k_adam(pf_device *d, pf_stream *s, float *w, const float *g, float *m,
 int pf_k_counter_add(pf_device *d, pf_stream *s, int32_t *c, int v,
 		     pf_error *err);
 
+/*
+ * The slot canary: a device-side check that a buffer the host filled
+ * through a stream protocol (device prefetch slots, say) is complete when
+ * read and is not overwritten while in use.  slot holds rows int64
+ * sequence numbers that should read first, first + 1, ...  Enqueued on s,
+ * it runs as one kernel:
+ *   1. each row equal to PF_CANARY_POISON counts as poisoned (read before
+ *      the copy that fills it), any other row != first + i as torn; the
+ *      rows' values are summed (as uint64, wrapping);
+ *   2. it waits wait_us microseconds (cpu: sleeps; cuda: spins on the
+ *      global timer), so that a copy wrongly landing in the slot meanwhile
+ *      is caught by
+ *   3. a second pass: each row != first + i counts as torn again;
+ *   4. every byte of the rows is set to PF_CANARY_POISON_BYTE (a later
+ *      reader that gets the slot before its next copy sees poison);
+ *   5. counters[0] += torn rows, counters[1] += poisoned rows,
+ *      counters[2] += 1 (checks run), counters[3] += the sum.
+ * counters is 4 int64 of device memory, zeroed by the caller and read
+ * back with a PF_D2H copy.  PF_EINVAL on NULL pointers or rows == 0.
+ * (t/t3004-devfeed runs the device feed under it on both backends.)
+ */
+#define PF_CANARY_POISON_BYTE 0xDB
+#define PF_CANARY_POISON ((int64_t)0xDBDBDBDBDBDBDBDBull)
+int pf_k_seq_canary(pf_device *d, pf_stream *s, int64_t *slot, uint32_t rows,
+		    int64_t first, uint32_t wait_us, int64_t *counters,
+		    pf_error *err);
+
 /* ---- graphs (cuda only) ------------------------------------------------- */
 
 /* 1 when the backend can capture and replay graphs. */
