@@ -27,7 +27,10 @@
  *
  * Errors: calls return 0 or a negative PF_E* code and fill pf_error.  An
  * enqueued operation that fails later (a CUDA fault) is reported by the next
- * sync on that stream or event.
+ * sync on that stream or event, or by the next call at all: the message then
+ * says "asynchronous fault", names the call where it surfaced and the last
+ * operation enqueued on that stream.  cuda calls make the device current
+ * for their duration and restore the caller's current device.
  *
  * Threads: a pf_device may be used from several threads; one stream should
  * be fed by one thread at a time (as with CUDA, ordering between threads
@@ -65,8 +68,9 @@ typedef struct pf_device_opts {
 /*
  * Open a device.  kind is "cpu", "cuda" or "auto" (cuda when the module
  * loads and a device answers, else cpu).  opts may be NULL.
- * "cuda" fails with PF_ENODEV when the module cannot be loaded or no device
- * answers (cudaGetDeviceCount failing for any reason counts as none);
+ * "cuda" fails with PF_ENODEV when the module cannot be loaded, no device
+ * answers (cudaGetDeviceCount failing for any reason counts as none) or a
+ * probe kernel launched at open fails (a GPU without code in the module);
  * "auto" then opens cpu and pf_device_note() says why in one line.
  * The cuda module is looked up in $PF_CUDA_MODULE, then beside the program
  * in the build tree (cuda/.libs/pf_cuda.so), then beside the
@@ -95,7 +99,8 @@ const char *pf_device_note(const pf_device *d);
 int pf_dev_alloc(pf_device *d, void **p, size_t n, pf_error *err);
 void pf_dev_free(pf_device *d, void *p);                   /* NULL ok */
 /* Page-locked host memory (cudaMallocHost; the cpu backend: aligned malloc),
- * the source of asynchronous host-to-device copies. */
+ * the source of asynchronous host-to-device copies.  cuda: when pinning is
+ * refused, pageable memory with one warning on stderr giving the reason. */
 int pf_host_alloc(pf_device *d, void **p, size_t n, pf_error *err);
 void pf_host_free(pf_device *d, void *p);                  /* NULL ok */
 

@@ -413,8 +413,12 @@ static void train_on(trainer *t, epoch_run *er, pf_devbatch *b)
 		bind_input(&t->tin, b, t->mc.sizes[0]);
 		if (t->fpf)
 			fingerprint(t->fpf, t->dev, t->cs, &t->tin, b, er->e, er->step);
-		if (pf_model_train_step(t->m, t->cs, &t->tin.in, &err) < 0)
-			die("train step", &err);
+		if (pf_model_train_step(t->m, t->cs, &t->tin.in, &err) < 0) {
+			char what[64];   /* an asynchronous fault names where it surfaced */
+			snprintf(what, sizeof(what), "train step (epoch %d, step %llu)", ei,
+				 (unsigned long long)er->step);
+			die(what, &err);
+		}
 	}
 	pf_devfeed_release(t->tf, b, &err);
 	er->step++;
@@ -527,8 +531,12 @@ static void epoch_end(trainer *t, const epoch_run *er)
 	/* the epoch ends when its steps have run (a real loop reads its
 	 * loss; the synthetic one has none: it waits for the stream) */
 	if (o->synth_us ? pf_stream_sync(t->dev, t->cs, &err) < 0
-			: pf_model_read_acc(t->m, t->cs, PF_ACC_TRAIN, acc, 1, &err) < 0)
-		die("device", &err);
+			: pf_model_read_acc(t->m, t->cs, PF_ACC_TRAIN, acc, 1, &err) < 0) {
+		char what[80];   /* device work of the epoch faults here at the latest */
+		snprintf(what, sizeof(what), "device, end of epoch %llu (after step %llu)",
+			 (unsigned long long)er->e, (unsigned long long)er->step);
+		die(what, &err);
+	}
 	double el = now_s() - er->t0;
 	t->train_wall += el;
 	pf_devfeed_stats s1;
