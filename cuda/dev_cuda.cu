@@ -7,7 +7,9 @@
  * the cudaStreamWaitEvent (outside graph capture) so that the time the
  * stream spent blocked on the event can be summed later without a host
  * sync: pairs whose second event has completed are harvested by
- * stream_wait_ns.  GEMMs: row-major C = op(A) op(B) is column-major
+ * stream_wait_ns (H2D copies likewise, for stream_copy_ns); one operation
+ * in TIME_EVERY of each kind is timed and its time scaled, so the sums are
+ * estimates.  GEMMs: row-major C = op(A) op(B) is column-major
  * C^T = op(B)^T op(A)^T, so the operands go to cublasSgemm swapped.
  *
  * The module does not link libpipefeed: it fills pf_error itself.
@@ -43,6 +45,10 @@
 #include "pf_device_backend.h"
 
 #define WAIT_RING 64
+/* One wait (and one H2D copy) in TIME_EVERY is bracketed by timing events,
+ * its time counted TIME_EVERY times: two event records per step instead of
+ * four on the feed's path, for sums that are estimates. */
+#define TIME_EVERY 4
 
 struct cu_dev {
 	int index;
@@ -58,6 +64,7 @@ struct pf_stream {
 	cudaEvent_t pre[WAIT_RING], post[WAIT_RING];
 	unsigned char copy[WAIT_RING]; /* the pair times a copy (else a wait) */
 	unsigned head, tail;      /* timing pairs recorded / harvested */
+	unsigned nops[2];         /* waits / copies seen (the sampling) */
 	uint64_t wait_ns, copy_ns;
 	const char *last_op;      /* named in asynchronous-fault messages */
 };
@@ -376,7 +383,8 @@ static void harvest(pf_stream *s)
 		float ms = 0;
 		if (cudaEventElapsedTime(&ms, s->pre[i], s->post[i]) == cudaSuccess &&
 		    ms > 0)
-			*(s->copy[i] ? &s->copy_ns : &s->wait_ns) += (uint64_t)(ms * 1e6);
+			*(s->copy[i] ? &s->copy_ns : &s->wait_ns) +=
+				(uint64_t)(ms * 1e6) * TIME_EVERY;
 		s->tail++;
 	}
 }
@@ -413,11 +421,14 @@ static int cu_event_record(void *ctx, pf_event *e, pf_stream *s, pf_error *err)
 	return 0;
 }
 
-/* Bracket one stream operation with a timing pair (outside graph capture,
- * while the ring has room): timed_begin records `pre`, timed_end `post`;
- * harvest() adds the elapsed time to wait_ns or copy_ns. */
-static int timed_begin(pf_stream *s, unsigned *slot)
+/* Bracket one stream operation of its kind in TIME_EVERY (the first one
+ * too) with a timing pair (outside graph capture, while the ring has room):
+ * timed_begin records `pre`, timed_end `post`; harvest() adds the elapsed
+ * time, times TIME_EVERY, to wait_ns or copy_ns. */
+static int timed_begin(pf_stream *s, unsigned *slot, int is_copy)
 {
+	if (s->nops[is_copy]++ % TIME_EVERY)
+		return 0;         /* one thread feeds a stream: no lock needed */
 	cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
 	cudaStreamIsCapturing(s->s, &cs);
 	int timed = 0;
@@ -449,7 +460,7 @@ static int cu_stream_wait_event(void *ctx, pf_stream *s, pf_event *e,
 {
 	dev_scope g(ctx);
 	unsigned i = 0;
-	int timed = timed_begin(s, &i);
+	int timed = timed_begin(s, &i, 0);
 	CU_CHECK_S(cudaStreamWaitEvent(s->s, (cudaEvent_t)e, 0), err,
 		   "cudaStreamWaitEvent", s);
 	timed_end(s, timed, i, 0);
@@ -491,7 +502,7 @@ static int cu_memcpy(void *ctx, pf_stream *s, void *dst, const void *src,
 					  : cudaMemcpyDeviceToDevice;
 	dev_scope g(ctx);
 	unsigned i = 0;
-	int timed = k == cudaMemcpyHostToDevice ? timed_begin(s, &i) : 0;
+	int timed = k == cudaMemcpyHostToDevice ? timed_begin(s, &i, 1) : 0;
 	const char *what = kind == PF_H2D ? "copy H2D" : kind == PF_D2H ? "copy D2H"
 								    : "copy D2D";
 	note_op(s, what);

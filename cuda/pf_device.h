@@ -112,11 +112,13 @@ void pf_stream_free(pf_device *d, pf_stream *s);
 /* Block the host until everything enqueued on s has run. */
 int pf_stream_sync(pf_device *d, pf_stream *s, pf_error *err);
 /* Nanoseconds s has spent blocked in pf_stream_wait_event waits so far
- * (as far as known: the cuda backend counts the waits that have finished). */
+ * (as far as known: the cuda backend counts the waits that have finished,
+ * and times one wait in 4, counting its time 4 times: an estimate). */
 uint64_t pf_stream_wait_ns(pf_device *d, pf_stream *s);
 
 /* Device time this stream has spent in copies that have completed (ns):
- * the host-to-device copy time pipe-stat reports.  Never blocks. */
+ * the host-to-device copy time pipe-stat reports (cuda: one copy in 4
+ * timed and counted 4 times, an estimate).  Never blocks. */
 uint64_t pf_stream_copy_ns(pf_device *d, pf_stream *s);
 
 int pf_event_new(pf_device *d, pf_event **e, pf_error *err);
