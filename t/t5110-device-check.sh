@@ -38,7 +38,7 @@ python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$tmp/out1/summary.js
 ok $? "summary.json is JSON"
 j=`cat "$tmp/out1/summary.json"`
 like "$j" '"name":"test-t3003-checkpoint","status":"pass"' "the device test passed on cpu"
-like "$j" '"name":"memcheck-t3003-checkpoint","status":"refused","seconds":0,"detail":"========= Error: Device not supported"' \
+like "$j" '"name":"memcheck-t3003-checkpoint","status":"refused","seconds":*,"detail":"========= Error: Device not supported"' \
 	"a sanitizer that cannot attach is reported as refused, with its words"
 like "$j" '"name":"graph-memcheck","status":"refused"' "so is pipe-train --graph under memcheck"
 n=`grep -o '"status":"pass"' "$tmp/out1/summary.json" | wc -l`
