@@ -1,104 +1,386 @@
 #!/bin/sh
-# bench/device-check.sh - the checks and figures that need a CUDA GPU, in one
-# run, for a machine that has the driver and CUDA 13 (cuBLAS) but not the
-# project's other libraries.
+# bench/device-check.sh - every check and figure that needs a CUDA GPU, in
+# ONE call of the device tool, under a total deadline it sets itself, with
+# a summary (summary.json + summary.txt) and one log under $OUT.  Exit 0
+# when no check failed, 1 when one did (or did not finish in time), 2 on a
+# usage or set-up error.
 #
-#   bench/device-check.sh DIR
+#   bench/device-check.sh --prepare DIR   here: a static build into DIR
+#   bench/device-check.sh DIR             on the GPU machine: the checks
+#   bench/device-check.sh --dry-run DIR   anywhere: the same steps on the
+#                                         cpu device (t/t5105 runs it)
 #
-# DIR holds what a build here made (see "Preparing DIR" below): bin/ (the
-# tools, t/t300[1-5] and the benches), lib/ (pf_cuda.so, liburing, libzstd,
-# libgfortran, libquadmath, libopenblas.so.0.xz) and data/ (the four
-# Fashion-MNIST .gz files).  Prints TAP of the device tests, then the
-# figures; writes logs to $OUT (or DIR/out) when set.
+# What it runs on: carried static builds, not a build there (the GPU
+# machine's image has nvcc but not liburing, zstd, OpenBLAS or autotools,
+# and nothing can be installed there).  --prepare, run here, copies the
+# tracked files as they are in the work tree into DIR/build (a source tree
+# configured in place refuses VPATH builds), runs autoreconf and configure
+# --disable-shared --with-cuda there, builds the tools, the device tests, t/train-gen and bench/copy_bench, links the
+# cuda module by hand (libtool will not make a -module .so with
+# --disable-shared), and collects DIR/bin (programs), DIR/lib (pf_cuda.so,
+# liburing, libzstd, libgfortran, libquadmath, and OpenBLAS xz-compressed);
+# about 15 MiB.  The programs need glibc 2.36 (this Debian 12 machine's)
+# or newer there, and CUDA 13 (libcublas.so.13) on the GPU machine.  DIR
+# may also be a configured build tree (what the dry run uses): programs
+# are then taken from their places in it.
 #
-# Preparing DIR (a static build: libtool wrappers would point at this tree):
-#   mkdir build-gpu && cd build-gpu && ../configure --disable-shared --with-cuda
-#   make all check TESTS= bench   # pf_cuda.la fails with --disable-shared:
-#   gcc -shared -o cuda/.libs/pf_cuda.so cuda/.libs/*.o -L$CUDA/lib64 \
-#       -lcublas -lcudart -lstdc++
-# then copy the programs, that module and the libraries into DIR.
+# One call, from the repository root, with DIR in the repository and
+# ignored (echo /.devcheck/ >> "$(git rev-parse --git-common-dir)/info/exclude"):
+#   bench/device-check.sh --prepare .devcheck
+#   device run: carry [".devcheck"], timeout_s 560,
+#     command: sh bench/device-check.sh .devcheck
+#
+# Deadline: DC_BUDGET seconds (default 450, at most 480) from the start;
+# each step runs under `timeout` with the smaller of its own limit and
+# what is left; a step that cannot start in time is "not-run" and fails
+# the run.  Statuses: pass, fail, timeout, not-run, refused (the sanitizer
+# could not attach to the device: reported, not a failure of the code),
+# skipped (a test that skips as a whole: a failure on cuda, expected for
+# t3005 in the dry run).
+#
+# Steps, in order (the most wanted first, so a slow machine loses the
+# least):
+#   test-*       t3001-t3005 and t3008 with PF_TEST_DEVICE=cuda
+#   memcheck-*   the same under compute-sanitizer --tool memcheck
+#   graph-memcheck  a short pipe-train --graph under memcheck
+#   starve-*     never-starves ratio at batch 64/256/1024: --model mlp
+#                --preloaded and --model synthetic:DC_SYNTH_US (1000),
+#                over DC_SAMPLES (20000) synthetic 28x28 images
+#   copy         bench/copy_bench: H2D pinned vs pageable
+#   same-seed    two runs with one seed: the saved models compared (cmp)
+#   resume       interrupted (--stop-after-steps) and resumed without
+#                --fingerprint: the final model compared with an
+#                uninterrupted run's
+#   initcheck-*  the device tests under compute-sanitizer --tool initcheck
+# Environment: OUT (default DIR/out), DC_BUDGET, DC_SAMPLES, DC_SYNTH_US,
+# DC_TESTS (test names to run instead of the six), DC_COPY_RUNS (5),
+# COMPUTE_SANITIZER (the sanitizer's path).
 set -u
-G=$(cd "${1:?usage: device-check.sh DIR}" && pwd)
-O=${OUT:-$G/out}
-mkdir -p "$O"
-W=$(mktemp -d)
-cd "$W" || exit 1
+LC_ALL=C
+export LC_ALL
 
-if [ ! -e "$G/lib/libopenblas.so.0" ]; then
-	xz -dc "$G/lib/libopenblas.so.0.xz" > "$G/lib/libopenblas.so.0" 2>/dev/null ||
-	python3 -c 'import lzma,sys; sys.stdout.buffer.write(lzma.open(sys.argv[1]).read())' \
-		"$G/lib/libopenblas.so.0.xz" > "$G/lib/libopenblas.so.0"
-fi
-CUBLAS=$(ls /usr/local/cuda/lib64/libcublas.so.13 2>/dev/null ||
-	 find / -name 'libcublas.so.13' -not -path '/proc/*' 2>/dev/null | head -1)
-export LD_LIBRARY_PATH="$G/lib:${CUBLAS%/*}:${LD_LIBRARY_PATH:-}"
-export PF_CUDA_MODULE="$G/lib/pf_cuda.so"
-export PF_PIPE_TRAIN="$G/bin/pipe-train"
-B=$G/bin
-T() { timeout "$@"; }
+die2() { echo "device-check: $*" >&2; exit 2; }
 
-echo "== machine"
-nvidia-smi --query-gpu=name,driver_version,memory.total,pcie.link.gen.current,pcie.link.width.current --format=csv,noheader
-nproc
-echo "cublas: $CUBLAS"
-
-echo "== device tests"
-for t in "$B"/t300*; do
-	echo "# ${t##*/}"
-	T 120 "$t" > "$O/${t##*/}.tap" 2>&1
-	echo "rc=$? $(grep -c '^ok' "$O/${t##*/}.tap") ok, $(grep -c '^not ok' "$O/${t##*/}.tap") not ok $(grep -m1 SKIP "$O/${t##*/}.tap")"
-	grep '^not ok' "$O/${t##*/}.tap" | head -5
-done
-if command -v compute-sanitizer >/dev/null; then
-	echo "# compute-sanitizer memcheck t3005"
-	T 120 compute-sanitizer --tool memcheck "$B/t3005-cuda-vs-cpu" 2>&1 | grep -E 'ERROR SUMMARY|^not ok' | head -5
-fi
-
-echo "== Fashion-MNIST"
-D=/usr/share/datasets/fashion-mnist
-[ -r $D/train-images-idx3-ubyte.gz ] || D=$G/data
-"$B/pipe-pack" idx --images $D/train-images-idx3-ubyte.gz --labels $D/train-labels-idx1-ubyte.gz \
-	-o "$W/fmnist-train" --shards 4 > /dev/null &&
-"$B/pipe-pack" idx --images $D/t10k-images-idx3-ubyte.gz --labels $D/t10k-labels-idx1-ubyte.gz \
-	-o "$W/fmnist-test" --shards 1 > /dev/null || exit 1
-TR="$W/fmnist-train-*.pfs"
-TE="$W/fmnist-test-*.pfs"
-echo "# pipe-train --device cuda, 5 epochs, batch 64 (the demo)"
-T 120 "$B/pipe-train" --device cuda --epochs 5 --batch 64 --eval "$TE" --stats "$O/cuda64.pfstat" "$TR" 2>&1 | tail -4
-T 60 "$B/pipe-stat" "$O/cuda64.pfstat" > "$O/cuda64.stat.txt" 2>&1
-grep -iE 'verdict|bottleneck|stall' "$O/cuda64.stat.txt" | head -6
-for bs in 64 256 1024; do
-	for dev in cuda cpu; do
-		printf 'json %s batch %s: ' $dev $bs
-		T 120 "$B/pipe-train" --device $dev --epochs 5 --batch $bs --seed 1 --json --quiet --eval "$TE" "$TR"
+# ---- --prepare: the static build, here --------------------------------------
+prepare() {
+	D=$1
+	src=$(cd "$(dirname "$0")/.." && pwd)
+	mkdir -p "$D/build" "$D/bin" "$D/lib" || die2 "cannot create $D"
+	D=$(cd "$D" && pwd)
+	cuda=$(dirname "$(dirname "$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)")")
+	# the tracked files as they are in the work tree (a source tree that is
+	# configured in place refuses VPATH builds), regenerated and configured
+	(cd "$src" && git ls-files -z | xargs -0 tar cf -) | (cd "$D/build" && tar xf -) &&
+	(cd "$D/build" && autoreconf -fi >autoreconf.log 2>&1) || die2 "copy/autoreconf failed"
+	(cd "$D/build" &&
+	 { [ -f Makefile ] || ./configure --disable-shared --with-cuda="$cuda" >configure.log; } &&
+	 { make -j2 -k >make.log 2>&1; true; } &&   # all but pf_cuda.la (below)
+	 make -j2 cuda/dev_cuda.lo cuda/kernels.lo pipe-train pipe-pack t/t3001-device-cpu t/t3002-model-grad t/t3003-checkpoint \
+		t/t3004-devfeed t/t3005-cuda-vs-cpu t/t3008-devfeed-fifo t/train-gen \
+		bench/copy_bench >>make.log 2>&1 &&
+	 gcc -shared -o cuda/.libs/pf_cuda.so cuda/.libs/dev_cuda.o cuda/.libs/kernels.o \
+		-L"$cuda/lib64" -lcublas -lcudart -lstdc++) || die2 "build failed (see $D/build/make.log)"
+	for p in pipe-train pipe-pack t/t3001-device-cpu t/t3002-model-grad t/t3003-checkpoint \
+		 t/t3004-devfeed t/t3005-cuda-vs-cpu t/t3008-devfeed-fifo t/train-gen \
+		 bench/copy_bench; do
+		cp "$D/build/$p" "$D/bin/" || die2 "no $p"
 	done
-done
-echo "# batch 1024 on cuda: where the time goes"
-T 120 "$B/pipe-train" --device cuda --epochs 5 --batch 1024 --quiet --stats "$O/cuda1024.pfstat" "$TR" | tail -1
-T 60 "$B/pipe-stat" "$O/cuda1024.pfstat" > "$O/cuda1024.stat.txt" 2>&1
-grep -E '^(stall|bottleneck|knobs):' "$O/cuda1024.stat.txt"
-echo "# same seed, same model on cuda: two runs' test accuracy"
-for i in 1 2; do T 60 "$B/pipe-train" --device cuda --epochs 2 --batch 64 --seed 3 --json --quiet --eval "$TE" "$TR" | sed 's/.*"train_loss"/"train_loss"/'; done
+	cp "$D/build/cuda/.libs/pf_cuda.so" "$D/lib/"
+	ldd "$D/bin/pipe-train" "$D/bin/t3005-cuda-vs-cpu" |
+	awk '/=> \// && /uring|zstd|openblas|blas|lapack|gfortran|quadmath/ { print $1, $3 }' |
+	sort -u | while read -r so path; do
+		case $so in
+		libopenblas*|libblas*) xz -c "$path" > "$D/lib/$so.xz" ;;
+		*) cp -L "$path" "$D/lib/$so" ;;
+		esac
+	done
+	du -sh "$D/bin" "$D/lib"
+	echo "device-check: prepared $D (carry it; run: sh bench/device-check.sh $D)"
+}
 
-echo "# interrupted at step 1000 and resumed on cuda: the same batches, the same model"
-T 60 "$B/pipe-train" --device cuda --epochs 2 --seed 5 --quiet --fingerprint "$W/fp.all" --save "$W/all.ckpt" "$TR" > /dev/null
-T 60 "$B/pipe-train" --device cuda --epochs 2 --seed 5 --quiet --fingerprint "$W/fp.a" --checkpoint "$W/run.ckpt" --stop-after-steps 1000 "$TR" > /dev/null 2>&1
-echo "stopped: rc=$? (130 expected)"
-T 60 "$B/pipe-train" --resume "$W/run.ckpt" --quiet --read-threads 3 --fingerprint "$W/fp.b" --save "$W/res.ckpt" > /dev/null
-cat "$W/fp.a" "$W/fp.b" | cmp -s - "$W/fp.all" && echo "fingerprints: equal ($(wc -l < "$W/fp.all") batches)" || echo "fingerprints: DIFFER"
-cmp -s "$W/all.ckpt" "$W/res.ckpt" && echo "final model: bit for bit equal" || echo "final model: differs (cmp: $(cmp "$W/all.ckpt" "$W/res.ckpt" 2>&1 | head -1))"
-echo "# which OpenBLAS kernel the cpu backend got"
-OPENBLAS_VERBOSE=2 T 30 "$B/pipe-train" --device cpu --epochs 1 --model mlp:784-128-10 --quiet "$TE" 2>&1 | grep -i core | head -2
-lscpu | grep -i "model name"
+# ---- the run -----------------------------------------------------------------
+DRY=0
+case ${1:-} in
+--prepare) [ $# = 2 ] || die2 "usage: --prepare DIR"; prepare "$2"; exit 0 ;;
+--dry-run) DRY=1; shift ;;
+esac
+[ $# = 1 ] || die2 "usage: device-check.sh [--dry-run] DIR | --prepare DIR"
+G=$(cd "$1" 2>/dev/null && pwd) || die2 "no directory $1"
+O=${OUT:-$G/out}
+mkdir -p "$O" || die2 "cannot create $O"
+BUDGET=${DC_BUDGET:-450}
+[ "$BUDGET" -le 480 ] 2>/dev/null || BUDGET=480
+START=$(date +%s)
+DEADLINE=$((START + BUDGET))
+W=$(mktemp -d "${TMPDIR:-/tmp}/devcheck.XXXXXX") || die2 "mktemp"
+trap 'rm -rf "$W"' EXIT
+LOG=$O/log.txt
+RES=$W/results
+FIG=$W/figures
+: > "$LOG"
+: > "$RES"
+: > "$FIG"
+if [ $DRY = 1 ]; then DEV=cpu; MODE=dry-run-cpu; else DEV=cuda; MODE=cuda; fi
+SAMPLES=${DC_SAMPLES:-20000}
+SYNTH_US=${DC_SYNTH_US:-1000}
 
-echo "== copy rate (pinned vs pageable)"
-T 120 "$B/copy_bench" cuda 7
+# Libraries and the module of a prepared DIR.
+if [ -d "$G/bin" ] && [ -f "$G/lib/pf_cuda.so" ]; then
+	for z in "$G"/lib/*.xz; do
+		[ -e "$z" ] || continue
+		[ -e "${z%.xz}" ] || xz -dc "$z" > "${z%.xz}" 2>/dev/null ||
+		python3 -c 'import lzma,sys; sys.stdout.buffer.write(lzma.open(sys.argv[1]).read())' \
+			"$z" > "${z%.xz}"
+	done
+	CUBLAS=$(ls /usr/local/cuda/lib64/libcublas.so.13 2>/dev/null ||
+		 find / -name 'libcublas.so.13' -not -path '/proc/*' 2>/dev/null | head -1)
+	LD_LIBRARY_PATH="$G/lib:${CUBLAS%/*}:${LD_LIBRARY_PATH:-}"
+	PF_CUDA_MODULE=$G/lib/pf_cuda.so
+	export LD_LIBRARY_PATH PF_CUDA_MODULE
+fi
 
-echo "== naive loop vs pipe-train on cuda (median of 3, 5 epochs)"
-for bs in 64 1024; do
-	T 200 "$B/train_bench" "$TR" "$TE" 3 5 cuda $bs | tail -4
-done
+# prog NAME: the program's path in a prepared DIR or a build tree
+prog() {
+	for p in "$G/bin/$1" "$G/$1" "$G/t/$1" "$G/bench/$1"; do
+		[ -f "$p" ] && [ -x "$p" ] && { echo "$p"; return 0; }
+	done
+	echo "$G/bin/$1"
+	return 1
+}
 
-echo "== pipeline_bench on $(nproc) cores (issue 3)"
-T 150 "$B/pipeline_bench" $D 5 2>&1 | tail -11
-echo "== done"
+now() { date +%s; }
+# record NAME STATUS SECONDS DETAIL
+record() {
+	d=$(printf '%s' "$4" | tr -d '"\\' | tr '\t\n\r' '   ' | cut -c1-300)
+	printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$d" >> "$RES"
+	printf '%-24s %-8s %4ss  %s\n' "$1" "$2" "$3" "$d"
+}
+figure() { printf '%s\t%s\n' "$1" "$2" >> "$FIG"; }
+
+# run NAME LIMIT CMD...: CMD under the deadline, its output appended to the
+# log and kept in $W/NAME.out; sets rc (124 = timed out, 125 = not run).
+run() {
+	name=$1 lim=$2
+	shift 2
+	left=$((DEADLINE - $(now) - 3))
+	t0=$(now)
+	: > "$W/$name.out"
+	if [ $left -lt 5 ]; then
+		rc=125
+		el=0
+		return
+	fi
+	[ $lim -gt $left ] && lim=$left
+	printf '\n==== %s (limit %ss): %s\n' "$name" "$lim" "$*" >> "$LOG"
+	timeout -k 5 "$lim" "$@" > "$W/$name.out" 2>&1
+	rc=$?
+	el=$(($(now) - t0))
+	cat "$W/$name.out" >> "$LOG"
+	printf '==== %s: exit %s after %ss\n' "$name" "$rc" "$el" >> "$LOG"
+}
+
+# A TAP test's verdict from $W/NAME.out and rc.
+tap_verdict() {
+	f=$W/$1.out
+	nok=$(grep -c '^ok' "$f")
+	nnot=$(grep -c '^not ok' "$f")
+	plan=$(sed -n 's/^1\.\.\([0-9]*\).*/\1/p' "$f" | head -1)
+	if [ $rc = 125 ]; then st=not-run det="deadline"
+	elif [ $rc = 124 ] || [ $rc = 137 ]; then st=timeout det="$nok ok before the limit"
+	elif [ "$plan" = 0 ]; then
+		st=skipped det=$(grep -m1 '^1\.\.0' "$f")
+	elif [ $rc = 0 ] && [ $nnot = 0 ] && [ "$nok" = "$plan" ]; then
+		st=pass det="$nok/$plan ok"
+	else
+		st=fail det="exit $rc, $nok ok, $nnot not ok of ${plan:-?}: $(grep -m1 '^not ok' "$f")"
+	fi
+}
+
+TESTS=${DC_TESTS:-"t3001-device-cpu t3002-model-grad t3003-checkpoint t3004-devfeed t3005-cuda-vs-cpu t3008-devfeed-fifo"}
+export PF_TEST_DEVICE=$DEV
+
+step_tests() {
+	for t in $TESTS; do
+		p=$(prog "$t")
+		run "test-$t" 120 "$p"
+		tap_verdict "test-$t"
+		# on cuda a whole-test skip means no device: a failure; the dry
+		# run expects it of t3005 only
+		[ $st = skipped ] && { [ $DRY = 0 ] || [ "$t" != t3005-cuda-vs-cpu ]; } && st=fail
+		record "test-$t" $st $el "$det"
+	done
+}
+
+SAN=${COMPUTE_SANITIZER:-$(command -v compute-sanitizer ||
+	ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)}
+
+# sanitize TOOL NAME CMD...: CMD under compute-sanitizer --tool TOOL
+sanitize() {
+	tool=$1 name=$2
+	shift 2
+	if [ -z "$SAN" ] || [ ! -x "$SAN" ]; then
+		record "$name" refused 0 "compute-sanitizer not found"
+		return
+	fi
+	run "$name" 150 "$SAN" --tool "$tool" --error-exitcode 86 --print-limit 20 "$@"
+	f=$W/$name.out
+	sum=$(sed -n 's/.*ERROR SUMMARY: \([0-9]*\) error.*/\1/p' "$f" | tail -1)
+	if [ $rc = 125 ]; then st=not-run det=deadline
+	elif [ $rc = 124 ] || [ $rc = 137 ]; then st=timeout det="did not finish"
+	elif [ -n "$sum" ] && [ "$sum" -gt 0 ]; then
+		st=fail det="$sum errors: $(grep -m1 '^========= [A-Z]' "$f")"
+	elif [ -n "$sum" ] && [ $rc = 0 ]; then st=pass det="0 errors"
+	elif [ -n "$sum" ]; then st=fail det="0 sanitizer errors, but the program exited $rc"
+	elif grep -qiE '^=+ .*(error|not supported|unable|failed)' "$f"; then
+		st=refused det=$(grep -m1 -iE '^=+ .*(error|not supported|unable|failed)' "$f")
+	else
+		st=fail det="no ERROR SUMMARY, exit $rc"
+	fi
+	record "$name" $st $el "$det"
+}
+
+step_sanitize_tests() {
+	for t in $TESTS; do
+		sanitize "$1" "$1-$t" "$(prog "$t")"
+	done
+}
+
+# The data: SAMPLES synthetic 28x28 u8 images with a learnable label (the
+# argmax of the first ten pixels), packed into 4 shards.
+make_data() {
+	python3 - "$W/img.raw" "$SAMPLES" <<'EOF' &&
+import random, sys
+r = random.Random(7)
+with open(sys.argv[1], "wb") as f:
+    for _ in range(int(sys.argv[2])):
+        px = r.randbytes(784)
+        f.write(px + bytes([max(range(10), key=lambda i: px[i])]))
+EOF
+	"$(prog pipe-pack)" raw --record-size 785 --field image:u8[784] --field label:u8 \
+		-o "$W/img" --shards 4 "$W/img.raw" > /dev/null
+}
+
+# field NAME FILE: a number field of pipe-train's one-line JSON
+field() { sed -n "s/.*\"$1\":\([-0-9.e+]*\).*/\1/p" "$2" | head -1; }
+
+step_graph() {
+	sanitize memcheck graph-memcheck "$(prog pipe-train)" --device $DEV --graph \
+		--model mlp:784-128-10 --epochs 1 --batch 64 --quiet $SHARDS
+}
+
+step_starve() {
+	for b in 64 256 1024; do
+		for m in mlp synthetic; do
+			name=starve-$m-$b
+			if [ $m = mlp ]; then spec="mlp:784-128-10 --preloaded"; else spec=synthetic:$SYNTH_US; fi
+			# shellcheck disable=SC2086
+			run $name 90 "$(prog pipe-train)" --device $DEV --model $spec --epochs 1 \
+				--batch $b --json --quiet $SHARDS
+			r=$(field never_starves_ratio "$W/$name.out")
+			if [ $rc = 125 ]; then st=not-run det=deadline
+			elif [ $rc = 124 ]; then st=timeout det="did not finish"
+			elif [ $rc = 0 ] && [ -n "$r" ]; then
+				st=pass
+				det="never_starves_ratio $r, step $(field step_s "$W/$name.out") s, preloaded $(field preloaded_step_s "$W/$name.out") s, $(field images_per_sec "$W/$name.out") images/s"
+				figure "never_starves_ratio_${m}_$b" "$r"
+			else st=fail det="exit $rc, no ratio: $(tail -1 "$W/$name.out")"
+			fi
+			record $name $st $el "$det"
+		done
+	done
+}
+
+step_copy() {
+	run copy 90 "$(prog copy_bench)" $DEV "${DC_COPY_RUNS:-5}"
+	if [ $rc = 0 ]; then
+		# the 64 MiB row: bytes pinned pageable pinned-x2
+		row=$(awk '$1 == 67108864' "$W/copy.out")
+		set -- $row
+		figure h2d_pinned_GBps_64MiB "${2:-null}"
+		figure h2d_pageable_GBps_64MiB "${3:-null}"
+		record copy pass $el "64 MiB: pinned ${2:-?} GB/s, pageable ${3:-?} GB/s, pinned on 2 streams ${4:-?}"
+	else
+		record copy "$([ $rc = 125 ] && echo not-run || echo fail)" $el "exit $rc: $(tail -1 "$W/copy.out")"
+	fi
+}
+
+# verdict_cmp NAME A B WHAT: pass when the two files are equal
+verdict_cmp() {
+	if [ $rc = 125 ]; then record "$1" not-run 0 deadline
+	elif [ -s "$2" ] && cmp -s "$2" "$3"; then record "$1" pass $el "$4: bit for bit equal"
+	else record "$1" fail $el "$4: differ or missing ($(cmp "$2" "$3" 2>&1 | head -1))"
+	fi
+}
+
+step_same_seed() {
+	T=$(prog pipe-train)
+	run same-seed-1 60 "$T" --device $DEV --epochs 1 --seed 3 --quiet --save "$W/s1.ckpt" $SHARDS
+	r1=$rc
+	run same-seed-2 60 "$T" --device $DEV --epochs 1 --seed 3 --quiet --save "$W/s2.ckpt" $SHARDS
+	[ $r1 = 125 ] && rc=125
+	verdict_cmp same-seed "$W/s1.ckpt" "$W/s2.ckpt" "two runs of seed 3, saved models"
+}
+
+step_resume() {
+	T=$(prog pipe-train)
+	half=$((SAMPLES / 64 / 2))
+	run resume-all 60 "$T" --device $DEV --epochs 2 --seed 5 --quiet --save "$W/all.ckpt" $SHARDS
+	run resume-stop 60 "$T" --device $DEV --epochs 2 --seed 5 --quiet \
+		--checkpoint "$W/run.ckpt" --stop-after-steps $((half * 3)) $SHARDS
+	stop=$rc
+	run resume-go 60 "$T" --resume "$W/run.ckpt" --quiet --read-threads 3 --save "$W/res.ckpt"
+	if [ $stop != 130 ] && [ $rc != 125 ]; then
+		record resume fail $el "the interrupted run exited $stop, not 130"
+	else
+		verdict_cmp resume "$W/all.ckpt" "$W/res.ckpt" "stopped at step $((half * 3)), resumed, final model vs uninterrupted"
+	fi
+}
+
+echo "device-check: $MODE, budget ${BUDGET}s, output in $O"
+if [ $DRY = 0 ]; then
+	run machine 20 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+	MACHINE=$(head -1 "$W/machine.out" 2>/dev/null)
+else
+	MACHINE="dry run on $(uname -n), cpu device"
+fi
+step_tests
+step_sanitize_tests memcheck
+if make_data >> "$LOG" 2>&1; then
+	SHARDS="$W/img-*.pfs"
+	step_graph
+	step_starve
+	step_copy
+	step_same_seed
+	step_resume
+else
+	record data fail 0 "could not make the synthetic shards (python3, pipe-pack)"
+fi
+step_sanitize_tests initcheck
+
+# ---- the summary ---------------------------------------------------------------
+ELAPSED=$(($(now) - START))
+count() { awk -F'\t' -v s="$1" '$2 == s' "$RES" | wc -l | tr -d ' '; }
+NP=$(count pass); NF=$(count fail); NT=$(count timeout); NN=$(count not-run)
+NR=$(count refused); NS=$(count skipped)
+BAD=$((NF + NT + NN))
+EXIT=0
+[ $BAD -gt 0 ] && EXIT=1
+{
+	printf '{"mode":"%s","machine":"%s","budget_s":%s,"elapsed_s":%s,' \
+		"$MODE" "$(printf '%s' "$MACHINE" | tr -d '"\\')" "$BUDGET" "$ELAPSED"
+	printf '"pass":%s,"fail":%s,"timeout":%s,"not_run":%s,"refused":%s,"skipped":%s,"exit":%s,' \
+		"$NP" "$NF" "$NT" "$NN" "$NR" "$NS" "$EXIT"
+	printf '"figures":{'
+	awk -F'\t' '{ printf "%s\"%s\":%s", (NR > 1 ? "," : ""), $1, ($2 ~ /^[-0-9.e+]+$/ ? $2 : "null") }' "$FIG"
+	printf '},"checks":['
+	awk -F'\t' '{ printf "%s{\"name\":\"%s\",\"status\":\"%s\",\"seconds\":%s,\"detail\":\"%s\"}", (NR > 1 ? "," : ""), $1, $2, $3, $4 }' "$RES"
+	printf ']}\n'
+} > "$O/summary.json"
+{
+	echo "device-check: $MODE; $MACHINE"
+	echo "elapsed ${ELAPSED}s of a ${BUDGET}s budget; $NP pass, $NF fail, $NT timeout, $NN not run, $NR refused, $NS skipped; exit $EXIT"
+	awk -F'\t' '{ printf "%-26s %-8s %4ss  %s\n", $1, $2, $3, $4 }' "$RES"
+} > "$O/summary.txt"
+echo
+cat "$O/summary.txt"
+exit $EXIT

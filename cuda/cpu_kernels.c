@@ -8,6 +8,7 @@
 
 #include <math.h>
 #include <string.h>
+#include <time.h>
 
 #include "pf_cpu_kernels.h"
 #include "pf_device.h"
@@ -118,6 +119,35 @@ static void adam(const pf_kernel *k)
 	}
 }
 
+/* pf_k_seq_canary: check, wait, check again, poison, count.  The slot is
+ * read through a volatile pointer: a copy racing the check must be seen. */
+static void seq_canary(const pf_kernel *k)
+{
+	volatile int64_t *slot = k->out;
+	int64_t torn = 0, poisoned = 0;
+	uint64_t sum = 0;
+	for (size_t i = 0; i < k->n; i++) {
+		int64_t v = slot[i];
+		if (v == PF_CANARY_POISON)
+			poisoned++;
+		else if (v != k->i64 + (int64_t)i)
+			torn++;
+		sum += (uint64_t)v;
+	}
+	if (k->flag > 0) {
+		struct timespec ts = { k->flag / 1000000, (long)(k->flag % 1000000) * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	for (size_t i = 0; i < k->n; i++)
+		if (slot[i] != k->i64 + (int64_t)i)
+			torn++;
+	memset((void *)k->out, PF_CANARY_POISON_BYTE, k->n * sizeof(int64_t));
+	k->cnt[0] += torn;
+	k->cnt[1] += poisoned;
+	k->cnt[2] += 1;
+	k->cnt[3] = (int64_t)((uint64_t)k->cnt[3] + sum);
+}
+
 void pf_cpu_kernel(const pf_kernel *k)
 {
 	switch (k->kind) {
@@ -166,6 +196,9 @@ void pf_cpu_kernel(const pf_kernel *k)
 		break;
 	case PF_K_COUNTER_ADD:
 		*(int32_t *)k->out += k->flag;
+		break;
+	case PF_K_SEQ_CANARY:
+		seq_canary(k);
 		break;
 	}
 }

@@ -19,6 +19,8 @@
 #include "config.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -189,10 +191,22 @@ fail:
 	return rc;
 }
 
+/* The batch_alloc hook can only return NULL: the reason goes to stderr
+ * (once per process; the pipeline then reports the failed batch).  The
+ * cuda backend already falls back to pageable memory when pinned memory is
+ * refused, so this is a host out of memory. */
 void *pf_devfeed_pinned_alloc(void *dev, size_t bytes)
 {
+	static atomic_int warned;
 	void *p = NULL;
-	return pf_host_alloc(dev, &p, bytes, NULL) < 0 ? NULL : p;
+	pf_error err = { 0 };
+	if (pf_host_alloc(dev, &p, bytes, &err) < 0) {
+		if (!atomic_exchange(&warned, 1))
+			fprintf(stderr, "pipefeed: devfeed: batch of %zu bytes in pinned memory: %s\n",
+				bytes, err.msg);
+		return NULL;
+	}
+	return p;
 }
 
 void pf_devfeed_pinned_free(void *dev, void *p, size_t bytes)

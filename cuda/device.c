@@ -396,6 +396,17 @@ int pf_k_counter_add(pf_device *d, pf_stream *s, int32_t *c, int v,
 	return launch(d, s, &k, c != NULL, "counter_add", err);
 }
 
+int pf_k_seq_canary(pf_device *d, pf_stream *s, int64_t *slot, uint32_t rows,
+		    int64_t first, uint32_t wait_us, int64_t *counters,
+		    pf_error *err)
+{
+	pf_kernel k = { .kind = PF_K_SEQ_CANARY, .out = slot, .n = rows,
+			.flag = (int)(wait_us > INT_MAX ? INT_MAX : wait_us),
+			.cnt = counters, .i64 = first };
+	return launch(d, s, &k, slot && counters && rows > 0, "seq_canary",
+		      err);
+}
+
 int pf_graph_supported(const pf_device *d)
 {
 	return d->ops->graph_begin != NULL;

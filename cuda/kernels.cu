@@ -123,6 +123,62 @@ __global__ void k_counter_add(int32_t *c, int v)
 	*c += v;
 }
 
+__device__ static unsigned long long global_ns(void)
+{
+	unsigned long long t;
+	asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+	return t;
+}
+
+/* pf_k_seq_canary, one block: pass 1, thread 0 spins wait_us on the global
+ * timer (clock64 bounds the spin should the timer not move), pass 2, then
+ * poison once every thread's reads are done, and one thread adds the
+ * block's counts.  The slot is read through volatile: pass 2 must see a
+ * copy landing during the spin. */
+__global__ void k_seq_canary(int64_t *slot_, size_t rows, long long first,
+			     unsigned wait_us, unsigned long long *cnt)
+{
+	volatile long long *slot = (volatile long long *)slot_;
+	const long long poison = (long long)0xDBDBDBDBDBDBDBDBull;
+	__shared__ unsigned long long torn_s, pois_s, sum_s;
+	if (threadIdx.x == 0)
+		torn_s = pois_s = sum_s = 0;
+	__syncthreads();
+	unsigned long long torn = 0, pois = 0, sum = 0;
+	for (size_t i = threadIdx.x; i < rows; i += blockDim.x) {
+		long long v = slot[i];
+		if (v == poison)
+			pois++;
+		else if (v != first + (long long)i)
+			torn++;
+		sum += (unsigned long long)v;
+	}
+	__syncthreads();
+	if (threadIdx.x == 0 && wait_us) {
+		unsigned long long t0 = global_ns(), c0 = clock64();
+		while (global_ns() - t0 < wait_us * 1000ull &&
+		       (unsigned long long)clock64() - c0 < wait_us * 5000000ull)
+			;
+	}
+	__syncthreads();
+	for (size_t i = threadIdx.x; i < rows; i += blockDim.x)
+		if (slot[i] != first + (long long)i)
+			torn++;
+	__syncthreads();
+	for (size_t i = threadIdx.x; i < rows; i += blockDim.x)
+		slot[i] = poison;
+	atomicAdd(&torn_s, torn);
+	atomicAdd(&pois_s, pois);
+	atomicAdd(&sum_s, sum);
+	__syncthreads();
+	if (threadIdx.x == 0) {
+		atomicAdd(&cnt[0], torn_s);
+		atomicAdd(&cnt[1], pois_s);
+		atomicAdd(&cnt[2], 1ull);
+		atomicAdd(&cnt[3], sum_s);
+	}
+}
+
 extern "C" int pf_cuda_kernel_launch(const pf_kernel *k, cudaStream_t s)
 {
 	switch (k->kind) {
@@ -155,6 +211,12 @@ extern "C" int pf_cuda_kernel_launch(const pf_kernel *k, cudaStream_t s)
 		break;
 	case PF_K_COUNTER_ADD:
 		k_counter_add<<<1, 1, 0, s>>>((int32_t *)k->out, k->flag);
+		break;
+	case PF_K_SEQ_CANARY:
+		k_seq_canary<<<1, 1024, 0, s>>>((int64_t *)k->out, k->n,
+						(long long)k->i64,
+						(unsigned)k->flag,
+						(unsigned long long *)k->cnt);
 		break;
 	default:
 		return (int)cudaErrorInvalidValue;

@@ -155,6 +155,7 @@ void pf_model_free(pf_model *m)
 	pf_device *d = m->dev;
 	for (int i = 0; i < m->ngraphs; i++)
 		pf_graph_free(d, m->graphs[i].g);
+	pf_dev_free(d, m->lab0);
 	pf_dev_free(d, m->params);
 	pf_dev_free(d, m->grads);
 	pf_dev_free(d, m->m);
@@ -298,8 +299,9 @@ static int enqueue_step(pf_model *m, pf_stream *s, const pf_model_input *in,
 			 err);
 }
 
-/* The captured graph for this input, capturing it on first use; NULL when
- * the cache is full (the caller enqueues directly). */
+/* The captured graph for this (staged) input, capturing it on first use;
+ * NULL when the cache is full (the caller enqueues directly).  Staged
+ * inputs share x0 and lab0, so the key is the batch shape. */
 static int step_graph(pf_model *m, pf_stream *s, const pf_model_input *in,
 		      pf_graph **gp, pf_error *err)
 {
@@ -333,13 +335,45 @@ static int step_graph(pf_model *m, pf_stream *s, const pf_model_input *in,
 	return 0;
 }
 
+/*
+ * A graph's input: the batch staged, outside the graph, into the model's
+ * fixed buffers (u8 converted into x0, f32 copied there, the labels copied
+ * into lab0), so that one graph per batch shape serves every device slot
+ * instead of one per slot pointer.  *out describes the staged batch.
+ */
+static int stage_input(pf_model *m, pf_stream *s, const pf_model_input *in,
+		       pf_model_input *out, pf_error *err)
+{
+	static const size_t label_bytes[] = { 0, 1, 4, 8 };
+	size_t n = (size_t)in->rows * m->cfg.sizes[0];
+	if (!m->lab0)
+		TRY(pf_dev_alloc(m->dev, &m->lab0, (size_t)m->cfg.max_batch * 8, err));
+	if (in->x_type == PF_U8)
+		TRY(pf_k_u8_to_f32(m->dev, s, m->x0, in->x, n,
+				   in->x_scale ? in->x_scale : 1.0f / 255.0f, err));
+	else
+		TRY(pf_memcpy_async(m->dev, s, m->x0, in->x, n * sizeof(float), PF_D2D,
+				    err));
+	TRY(pf_memcpy_async(m->dev, s, m->lab0, in->labels,
+			    (size_t)in->rows * label_bytes[in->label_type], PF_D2D, err));
+	*out = *in;
+	out->x = m->x0;
+	out->x_type = PF_F32;
+	out->labels = m->lab0;
+	return 0;
+}
+
 int pf_model_train_step(pf_model *m, pf_stream *s, const pf_model_input *in,
 			pf_error *err)
 {
 	TRY(check_input(m, in, err));
 	pf_graph *g = NULL;
-	if (m->cfg.use_graph && pf_graph_supported(m->dev))
+	pf_model_input staged;
+	if (m->cfg.use_graph && pf_graph_supported(m->dev)) {
+		TRY(stage_input(m, s, in, &staged, err));
+		in = &staged;
 		TRY(step_graph(m, s, in, &g, err));
+	}
 	if (g)
 		TRY(pf_graph_launch(m->dev, g, s, err));
 	else

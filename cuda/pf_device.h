@@ -27,7 +27,10 @@
  *
  * Errors: calls return 0 or a negative PF_E* code and fill pf_error.  An
  * enqueued operation that fails later (a CUDA fault) is reported by the next
- * sync on that stream or event.
+ * sync on that stream or event, or by the next call at all: the message then
+ * says "asynchronous fault", names the call where it surfaced and the last
+ * operation enqueued on that stream.  cuda calls make the device current
+ * for their duration and restore the caller's current device.
  *
  * Threads: a pf_device may be used from several threads; one stream should
  * be fed by one thread at a time (as with CUDA, ordering between threads
@@ -65,8 +68,9 @@ typedef struct pf_device_opts {
 /*
  * Open a device.  kind is "cpu", "cuda" or "auto" (cuda when the module
  * loads and a device answers, else cpu).  opts may be NULL.
- * "cuda" fails with PF_ENODEV when the module cannot be loaded or no device
- * answers (cudaGetDeviceCount failing for any reason counts as none);
+ * "cuda" fails with PF_ENODEV when the module cannot be loaded, no device
+ * answers (cudaGetDeviceCount failing for any reason counts as none) or a
+ * probe kernel launched at open fails (a GPU without code in the module);
  * "auto" then opens cpu and pf_device_note() says why in one line.
  * The cuda module is looked up in $PF_CUDA_MODULE, then beside the program
  * in the build tree (cuda/.libs/pf_cuda.so), then beside the
@@ -95,7 +99,8 @@ const char *pf_device_note(const pf_device *d);
 int pf_dev_alloc(pf_device *d, void **p, size_t n, pf_error *err);
 void pf_dev_free(pf_device *d, void *p);                   /* NULL ok */
 /* Page-locked host memory (cudaMallocHost; the cpu backend: aligned malloc),
- * the source of asynchronous host-to-device copies. */
+ * the source of asynchronous host-to-device copies.  cuda: when pinning is
+ * refused, pageable memory with one warning on stderr giving the reason. */
 int pf_host_alloc(pf_device *d, void **p, size_t n, pf_error *err);
 void pf_host_free(pf_device *d, void *p);                  /* NULL ok */
 
@@ -107,11 +112,13 @@ void pf_stream_free(pf_device *d, pf_stream *s);
 /* Block the host until everything enqueued on s has run. */
 int pf_stream_sync(pf_device *d, pf_stream *s, pf_error *err);
 /* Nanoseconds s has spent blocked in pf_stream_wait_event waits so far
- * (as far as known: the cuda backend counts the waits that have finished). */
+ * (as far as known: the cuda backend counts the waits that have finished,
+ * and times one wait in 4, counting its time 4 times: an estimate). */
 uint64_t pf_stream_wait_ns(pf_device *d, pf_stream *s);
 
 /* Device time this stream has spent in copies that have completed (ns):
- * the host-to-device copy time pipe-stat reports.  Never blocks. */
+ * the host-to-device copy time pipe-stat reports (cuda: one copy in 4
+ * timed and counted 4 times, an estimate).  Never blocks. */
 uint64_t pf_stream_copy_ns(pf_device *d, pf_stream *s);
 
 int pf_event_new(pf_device *d, pf_event **e, pf_error *err);
@@ -193,6 +200,33 @@ int pf_k_adam(pf_device *d, pf_stream *s, float *w, const float *g, float *m,
 /* *c += v (device int32). */
 int pf_k_counter_add(pf_device *d, pf_stream *s, int32_t *c, int v,
 		     pf_error *err);
+
+/*
+ * The slot canary: a device-side check that a buffer the host filled
+ * through a stream protocol (device prefetch slots, say) is complete when
+ * read and is not overwritten while in use.  slot holds rows int64
+ * sequence numbers that should read first, first + 1, ...  Enqueued on s,
+ * it runs as one kernel:
+ *   1. each row equal to PF_CANARY_POISON counts as poisoned (read before
+ *      the copy that fills it), any other row != first + i as torn; the
+ *      rows' values are summed (as uint64, wrapping);
+ *   2. it waits wait_us microseconds (cpu: sleeps; cuda: spins on the
+ *      global timer), so that a copy wrongly landing in the slot meanwhile
+ *      is caught by
+ *   3. a second pass: each row != first + i counts as torn again;
+ *   4. every byte of the rows is set to PF_CANARY_POISON_BYTE (a later
+ *      reader that gets the slot before its next copy sees poison);
+ *   5. counters[0] += torn rows, counters[1] += poisoned rows,
+ *      counters[2] += 1 (checks run), counters[3] += the sum.
+ * counters is 4 int64 of device memory, zeroed by the caller and read
+ * back with a PF_D2H copy.  PF_EINVAL on NULL pointers or rows == 0.
+ * (t/t3004-devfeed runs the device feed under it on both backends.)
+ */
+#define PF_CANARY_POISON_BYTE 0xDB
+#define PF_CANARY_POISON ((int64_t)0xDBDBDBDBDBDBDBDBull)
+int pf_k_seq_canary(pf_device *d, pf_stream *s, int64_t *slot, uint32_t rows,
+		    int64_t first, uint32_t wait_us, int64_t *counters,
+		    pf_error *err);
 
 /* ---- graphs (cuda only) ------------------------------------------------- */
 

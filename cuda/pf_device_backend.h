@@ -18,12 +18,13 @@
 extern "C" {
 #endif
 
-#define PF_DEV_ABI 2
+#define PF_DEV_ABI 3
 #define PF_CUDA_ENTRY_SYMBOL "pf_cuda_backend"
 
 enum pf_kernel_kind {
 	PF_K_U8_TO_F32 = 1, PF_K_BIAS_ACT, PF_K_RELU_GRAD, PF_K_SOFTMAX_XENT,
 	PF_K_BIAS_GRAD, PF_K_ADAM, PF_K_COUNTER_ADD,
+	PF_K_SEQ_CANARY,      /* ABI 3 */
 };
 
 /* One kernel launch: which kernel and its arguments (unused ones 0). */
@@ -36,8 +37,11 @@ typedef struct pf_kernel {
 	double *acc;          /* softmax_xent accumulators */
 	const int32_t *t;     /* adam step */
 	size_t n;             /* elements */
-	int rows, cols, flag; /* flag: relu / label type / counter increment */
+	int rows, cols, flag; /* flag: relu / label type / counter increment /
+			       * seq_canary's wait in us */
 	float f[4];           /* scale | lr, b1, b2, eps | grad_scale */
+	int64_t *cnt;         /* ABI 3: seq_canary's 4 counters */
+	int64_t i64;          /* ABI 3: seq_canary's first sequence number */
 } pf_kernel;
 
 typedef struct pf_dev_ops {

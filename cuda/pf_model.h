@@ -41,8 +41,10 @@ typedef struct pf_model_cfg {
 	int max_batch;                       /* rows per call at most */
 	float lr, b1, b2, eps;               /* Adam; 0 = 1e-3, .9, .999, 1e-8 */
 	uint64_t seed;                       /* parameter init */
-	int use_graph;                       /* capture the step as a graph
-					      * (cuda; ignored elsewhere) */
+	int use_graph;                       /* capture the step as a graph,
+					      * one per batch shape (the batch
+					      * is staged into fixed buffers
+					      * outside it); cuda only */
 } pf_model_cfg;
 
 /* Parse "mlp:784-128-10" into c->nsizes / c->sizes (other fields kept).

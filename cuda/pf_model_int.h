@@ -23,6 +23,8 @@ struct pf_model {
 	int32_t *t_dev;                    /* device: Adam step */
 	int32_t t_host;
 	double rows[2];                    /* host: rows accumulated per set */
+	void *lab0;                        /* device [max_batch] int64: a graph's
+					    * labels (allocated on first capture) */
 	struct {                           /* captured steps (cuda graphs) */
 		const void *x, *labels;
 		int rows, x_type, label_type;

@@ -1,5 +1,6 @@
 /*
- * t3002-model-grad: the MLP on the cpu backend: spec parsing, deterministic
+ * t3002-model-grad: the MLP on the device named by PF_TEST_DEVICE (cpu by
+ * default; t/devtest.h): spec parsing, deterministic
  * init, backward against central finite differences of the loss, u8 input
  * equal to the f32 input it scales to, Adam steps that lower the loss.
  */
@@ -11,6 +12,7 @@
 #include "pf_model.h"
 #include "pf_schema.h"
 #include "tap.h"
+#include "devtest.h"
 
 static pf_device *dev;
 static pf_stream *s;
@@ -48,10 +50,11 @@ static void test_parse(void)
 int main(void)
 {
 	alarm(120);
-	plan(15);
 	pf_error err = { 0 };
-	if (pf_device_open(&dev, "cpu", NULL, &err) < 0 ||
-	    pf_stream_new(dev, &s, &err) < 0) {
+	dev = dt_open(NULL);
+	plan(15);
+	diag("device: %s", pf_device_info(dev));
+	if (pf_stream_new(dev, &s, &err) < 0) {
 		diag("%s", err.msg);
 		return 1;
 	}
@@ -77,19 +80,22 @@ int main(void)
 
 	/* a batch: f32 inputs that are exact u8/255 values, i32 labels */
 	enum { B = 5 };
-	float *x;
-	uint8_t *xu;
-	int32_t *lab;
+	float *x, hx[B * 6];
+	uint8_t *xu, hxu[B * 6];
+	int32_t *lab, hlab[B];
 	pf_dev_alloc(dev, (void **)&x, sizeof(float) * B * 6, &err);
 	pf_dev_alloc(dev, (void **)&xu, B * 6, &err);
 	pf_dev_alloc(dev, (void **)&lab, sizeof(int32_t) * B, &err);
 	unsigned st = 9;
 	for (int i = 0; i < B * 6; i++) {
-		xu[i] = (uint8_t)((frand(&st) + 1) * 127);
-		x[i] = xu[i] * (1.0f / 255.0f);
+		hxu[i] = (uint8_t)((frand(&st) + 1) * 127);
+		hx[i] = hxu[i] * (1.0f / 255.0f);
 	}
 	for (int r = 0; r < B; r++)
-		lab[r] = r % 3;
+		hlab[r] = r % 3;
+	dt_put(x, hx, sizeof(hx));
+	dt_put(xu, hxu, sizeof(hxu));
+	dt_put(lab, hlab, sizeof(hlab));
 	pf_model_input in = { .x = x, .x_type = PF_F32, .labels = lab,
 			      .label_type = PF_LABEL_I32, .rows = B };
 	pf_model_input inu = in;
@@ -169,6 +175,7 @@ int main(void)
 	pf_model_free(m2);
 	pf_model_free(m3);
 	pf_stream_free(dev, s);
+	dt_close();
 	pf_device_close(dev);
 	return done_testing();
 }

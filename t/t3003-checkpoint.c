@@ -2,7 +2,8 @@
  * t3003-checkpoint: model + optimizer checkpoints round-trip exactly, are
  * replaced atomically (no temp file left), and a damaged, truncated,
  * foreign or other-architecture file is refused with a message naming the
- * file and offset, leaving the model unchanged.
+ * file and offset, leaving the model unchanged.  On the device named by
+ * PF_TEST_DEVICE (cpu by default; t/devtest.h).
  */
 #include "config.h"
 
@@ -11,6 +12,7 @@
 #include "pf_model.h"
 #include "pf_schema.h"
 #include "tap.h"
+#include "devtest.h"
 
 static pf_device *dev;
 static pf_stream *s;
@@ -37,11 +39,12 @@ static void copy_file(const char *from, const char *to, long len)
 int main(void)
 {
 	alarm(60);
-	plan(13);
 	pf_error err = { 0 };
+	dev = dt_open(NULL);
+	plan(13);
+	diag("device: %s", pf_device_info(dev));
 	const char *dir = tap_tmpdir("t3003");
-	if (!dir || pf_device_open(&dev, "cpu", NULL, &err) < 0 ||
-	    pf_stream_new(dev, &s, &err) < 0) {
+	if (!dir || pf_stream_new(dev, &s, &err) < 0) {
 		diag("setup: %s", err.msg);
 		return 1;
 	}
@@ -58,10 +61,14 @@ int main(void)
 	uint8_t *lab;
 	pf_dev_alloc(dev, (void **)&x, 4 * 8 * sizeof(float), &err);
 	pf_dev_alloc(dev, (void **)&lab, 4, &err);
+	float hx[32];
+	uint8_t hlab[4];
 	for (int i = 0; i < 32; i++)
-		x[i] = (float)((i * 37) % 11) / 11.0f;
+		hx[i] = (float)((i * 37) % 11) / 11.0f;
 	for (int r = 0; r < 4; r++)
-		lab[r] = (uint8_t)(r % 3);
+		hlab[r] = (uint8_t)(r % 3);
+	dt_put(x, hx, sizeof(hx));
+	dt_put(lab, hlab, sizeof(hlab));
 	pf_model_input in = { .x = x, .x_type = PF_F32, .labels = lab,
 			      .label_type = PF_LABEL_U8, .rows = 4 };
 	for (int k = 0; k < 5; k++)
@@ -133,6 +140,7 @@ int main(void)
 	pf_model_free(m2);
 	pf_model_free(m3);
 	pf_stream_free(dev, s);
+	dt_close();
 	pf_device_close(dev);
 	return done_testing();
 }

@@ -1,11 +1,17 @@
 /*
- * t3004-devfeed: device prefetch on the cpu backend with random delays in
- * copies and compute.  A compute-stream check reads each slot, sleeps, reads
- * it again (a copy landing in a slot still in use shows as a changed value)
- * and poisons it (a batch handed out before its copy finished shows as
- * poison).  Batches arrive in order, every epoch is complete, the epoch
- * limit and an early stop end cleanly, a pipeline error reaches the
- * consumer, and the stall counters add up.  Every case runs under alarm().
+ * t3004-devfeed: device prefetch on the device named by PF_TEST_DEVICE (cpu
+ * by default, with random delays in copies and compute; `make check-gpu`:
+ * cuda; t/devtest.h).  Each batch is checked on the compute stream by the
+ * slot canary (pf_k_seq_canary, a kernel on either backend): it reads the
+ * slot's sequence numbers, waits a random time, reads them again (a copy
+ * landing in a slot still in use shows as a changed value) and poisons the
+ * slot (a batch handed out before its copy finished shows as poison); its
+ * counters live in device memory and are read back at the end.  Depths 1-4,
+ * batches built in pageable and in pinned memory, small batches and large
+ * (512 KiB) copies: batches arrive in order (FIFO), every epoch is
+ * complete, the epoch limit and an early stop end cleanly, a pipeline error
+ * reaches the consumer, and the stall counters add up.  Every case runs
+ * under alarm().
  */
 #include "config.h"
 
@@ -16,48 +22,9 @@
 
 #include "pf_devfeed.h"
 #include "tap.h"
-
-#define POISON 0xDB
+#include "devtest.h"
 
 static pf_device *dev;
-
-typedef struct check {
-	const int64_t *slot;
-	size_t nbytes;
-	int64_t first;
-	uint32_t rows;
-	unsigned seed;
-} check;
-
-static atomic_int torn, poisoned, checks_run;
-static _Atomic int64_t value_sum;
-
-static void sleep_us(unsigned us)
-{
-	struct timespec ts = { 0, (long)us * 1000 };
-	nanosleep(&ts, NULL);
-}
-
-/* Runs on the compute stream: the batch must be there, and stay there. */
-static void check_fn(void *arg)
-{
-	check *c = arg;
-	int64_t s = 0;
-	for (uint32_t i = 0; i < c->rows; i++) {
-		if (c->slot[i] == (int64_t)0xDBDBDBDBDBDBDBDBull)
-			atomic_fetch_add(&poisoned, 1);
-		else if (c->slot[i] != c->first + i)
-			atomic_fetch_add(&torn, 1);
-		s += c->slot[i];
-	}
-	sleep_us(c->seed % 1500);
-	for (uint32_t i = 0; i < c->rows; i++)
-		if (c->slot[i] != c->first + i)
-			atomic_fetch_add(&torn, 1);
-	atomic_fetch_add(&value_sum, s);
-	memset((void *)c->slot, POISON, c->nbytes);
-	atomic_fetch_add(&checks_run, 1);
-}
 
 /* Pinned batches: count the blocks the pipeline takes and gives back. */
 static atomic_long pinned_out, pinned_allocs;
@@ -101,84 +68,82 @@ static pf_pipeline *range_pipeline(int64_t n, int batch, int64_t sleep_us_,
 }
 
 /*
- * depth slots, random copy/compute delays; pinned: the batches are built in
- * pinned memory and copied from directly, so a batch given back to the
- * pipeline before its copy is over would be refilled under the copy and
- * show up as torn values.
+ * depth slots, random copy/compute delays (cpu); pinned: the batches are
+ * built in pinned memory and copied from directly, so a batch given back to
+ * the pipeline before its copy is over would be refilled under the copy and
+ * show up as torn values.  n values in batches of b, two epochs.
  */
-static void run_depth(int depth, int pinned)
+static void run_depth(int depth, int pinned, int64_t n, int b)
 {
-	enum { N = 203, B = 8, EPOCHS = 2, NB = (N + B - 1) / B };
+	enum { EPOCHS = 2 };
+	int64_t nb = (n + b - 1) / b;
 	pf_error err = { 0 };
 	atomic_store(&pinned_allocs, 0);
-	pf_pipeline *p = range_pipeline_opts(N, B, 0, pinned, &err);
+	pf_pipeline *p = range_pipeline_opts(n, b, 0, pinned, &err);
 	pf_iter *it;
 	pf_stream *cs;
+	int64_t *cnt, c[4] = { 0 };
 	pf_iter_new(&it, p, &err);
 	pf_stream_new(dev, &cs, &err);
+	pf_dev_alloc(dev, (void **)&cnt, sizeof(c), &err);
+	dt_put(cnt, c, sizeof(c));
 	pf_devfeed *f;
 	pf_devfeed_opts o = { .depth = depth, .epochs = EPOCHS, .pinned_batches = pinned };
-	ok(pf_devfeed_new(&f, dev, it, cs, &o, &err) == 0, "depth %d%s: feed started (%s)",
-	   depth, pinned ? " pinned" : "", err.msg);
-	static check checks[EPOCHS * NB];
+	char what[64];
+	snprintf(what, sizeof(what), "depth %d%s, batch %d", depth, pinned ? " pinned" : "", b);
+	ok(pf_devfeed_new(&f, dev, it, cs, &o, &err) == 0, "%s: feed started (%s)", what,
+	   err.msg);
 	int nchk = 0, inorder = 1, ends = 0, batches[EPOCHS] = { 0 };
-	atomic_store(&torn, 0);
-	atomic_store(&poisoned, 0);
-	atomic_store(&checks_run, 0);
-	atomic_store(&value_sum, 0);
 	int64_t expect = 0;
-	pf_devbatch b;
+	pf_devbatch db;
 	int rc;
-	while (ends < EPOCHS && (rc = pf_devfeed_next(f, &b, &err)) >= 0) {
+	while (ends < EPOCHS && (rc = pf_devfeed_next(f, &db, &err)) >= 0) {
 		if (rc == PF_END) {
-			inorder &= expect == N;
+			inorder &= expect == n;
 			expect = 0;
 			ends++;
 			continue;
 		}
-		uint32_t rows = (uint32_t)b.nitems[0];
-		inorder &= rows == b.batch && b.epoch == (uint64_t)ends;
-		check *c = &checks[nchk];
-		c->slot = b.data[0];
-		c->nbytes = rows * sizeof(int64_t);
-		c->first = expect;
-		c->rows = rows;
-		c->seed = (unsigned)(nchk * 2654435761u >> 7);
+		uint32_t rows = (uint32_t)db.nitems[0];
+		inorder &= rows == db.batch && db.epoch == (uint64_t)ends;
+		unsigned wait = (unsigned)(nchk * 2654435761u >> 7) % 1500;
+		pf_k_seq_canary(dev, cs, db.data[0], rows, expect, wait, cnt, &err);
 		nchk++;
 		batches[ends]++;
 		expect += rows;
-		pf_host_func(dev, cs, check_fn, c, &err);
-		pf_devfeed_release(f, &b, &err);
+		pf_devfeed_release(f, &db, &err);
 	}
-	is_int(ends, EPOCHS, "depth %d: both epochs ended with PF_END", depth);
-	is_int(pf_devfeed_next(f, &b, &err), PF_END, "depth %d: after the last epoch, PF_END again (no hang)",
-	       depth);
+	is_int(ends, EPOCHS, "%s: both epochs ended with PF_END", what);
+	is_int(pf_devfeed_next(f, &db, &err), PF_END,
+	       "%s: after the last epoch, PF_END again (no hang)", what);
 	pf_stream_sync(dev, cs, &err);
-	ok(inorder && batches[0] == NB && batches[1] == NB,
-	   "depth %d: %d + %d batches, each epoch in order and complete", depth,
-	   batches[0], batches[1]);
-	is_int(atomic_load(&checks_run), EPOCHS * NB, "depth %d: every batch checked on the compute stream",
-	       depth);
-	is_int(atomic_load(&value_sum), (int64_t)EPOCHS * N * (N - 1) / 2,
-	       "depth %d: the device saw every value once per epoch", depth);
-	ok(atomic_load(&torn) == 0 && atomic_load(&poisoned) == 0,
-	   "depth %d: no slot overwritten in use (%d), none read before its copy (%d)",
-	   depth, atomic_load(&torn), atomic_load(&poisoned));
+	dt_get(c, cnt, sizeof(c));
+	ok(inorder && batches[0] == nb && batches[1] == nb,
+	   "%s: %d + %d batches, each epoch in order and complete", what, batches[0],
+	   batches[1]);
+	is_int(c[2], EPOCHS * nb, "%s: every batch checked on the compute stream", what);
+	is_int(c[3], (int64_t)EPOCHS * n * (n - 1) / 2,
+	       "%s: the device saw every value once per epoch", what);
+	ok(c[0] == 0 && c[1] == 0,
+	   "%s: no slot overwritten in use (%lld torn rows), none read before its copy (%lld poisoned)",
+	   what, (long long)c[0], (long long)c[1]);
 	pf_devfeed_stats st;
 	pf_devfeed_get_stats(f, &st);
-	ok(st.batches == 2 * NB && st.stall_host_ns <= st.host_wait_ns && st.copy_ns > 0,
-	   "depth %d: stats: %llu batches, stall %llu <= host wait %llu ns, copies %llu ns", depth,
+	ok(st.batches == (uint64_t)(2 * nb) && st.stall_host_ns <= st.host_wait_ns &&
+	   st.copy_ns > 0,
+	   "%s: stats: %llu batches, stall %llu <= host wait %llu ns, copies %llu ns", what,
 	   (unsigned long long)st.batches, (unsigned long long)st.stall_host_ns,
 	   (unsigned long long)st.host_wait_ns, (unsigned long long)st.copy_ns);
-	ok(err.code == 0, "depth %d: no error (%s)", depth, err.msg);
+	ok(err.code == 0, "%s: no error (%s)", what, err.msg);
 	pf_devfeed_free(f);
 	pf_iter_free(it);
+	pf_dev_free(dev, cnt);
 	pf_stream_free(dev, cs);
 	pf_pipeline_free(p);
 	if (pinned)
 		ok(atomic_load(&pinned_allocs) > 0 && atomic_load(&pinned_out) == 0,
-		   "depth %d pinned: batches built in pinned memory (%ld blocks), all given back",
-		   depth, atomic_load(&pinned_allocs));
+		   "%s: batches built in pinned memory (%ld blocks), all given back", what,
+		   atomic_load(&pinned_allocs));
 }
 
 static void early_stop(void)
@@ -271,23 +236,23 @@ static void stall_counts(void)
 
 int main(void)
 {
-	alarm(120);
-	plan(3 * 9 + 2 * 10 + 5);
+	alarm(240);
 	pf_device_opts o = { .test_copy_delay_us = 2000,
 			     .test_compute_delay_us = 500, .test_seed = 11 };
-	pf_error err = { 0 };
-	if (pf_device_open(&dev, "cpu", &o, &err) < 0) {
-		diag("%s", err.msg);
-		return 1;
-	}
-	run_depth(1, 0);
-	run_depth(2, 0);
-	run_depth(3, 0);
-	run_depth(1, 1);
-	run_depth(2, 1);
+	dev = dt_open(&o);
+	plan(4 * 9 + 4 * 10 + 2 * 10 + 5);
+	diag("device: %s", pf_device_info(dev));
+	for (int d = 1; d <= 4; d++)
+		run_depth(d, 0, 203, 8);
+	for (int d = 1; d <= 4; d++)
+		run_depth(d, 1, 203, 8);
+	/* large copies: 64Ki rows of 8 bytes (512 KiB) per batch */
+	run_depth(2, 1, 5 * 65536 + 77, 65536);
+	run_depth(4, 1, 5 * 65536 + 77, 65536);
 	early_stop();
 	error_path();
 	stall_counts();
+	dt_close();
 	pf_device_close(dev);
 	return done_testing();
 }

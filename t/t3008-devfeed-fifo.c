@@ -1,6 +1,8 @@
 /*
  * t3008-devfeed-fifo: the device feed refills its free slots
- * first-in-first-out, on the cpu backend.
+ * first-in-first-out, on the device named by PF_TEST_DEVICE (cpu by
+ * default; t/devtest.h; the copy delays are the cpu backend's, a GPU's
+ * copies are simply fast).
  *
  *  - rotation: whatever the number of batches the consumer holds before it
  *    releases them (in the order taken), batch k arrives in slot
@@ -24,6 +26,7 @@
 
 #include "pf_devfeed.h"
 #include "tap.h"
+#include "devtest.h"
 
 static double now_s(void)
 {
@@ -134,7 +137,10 @@ static void overlap(int depth)
 	pf_device *dev;
 	pf_error err = { 0 };
 	pf_device_opts dopt = { .test_copy_delay_us = COPY_US, .test_seed = 5 };
-	pf_device_open(&dev, "cpu", &dopt, &err);
+	if (pf_device_open(&dev, dt_kind(), &dopt, &err) < 0) {
+		printf("Bail out! %s: %s\n", dt_kind(), err.msg);
+		exit(1);
+	}
 	struct feed x;
 	feed_open(&x, dev, range_pipeline(dev, NB * 4, 4, 0, &err), depth, &err);
 	pf_devfeed *f = x.f;
@@ -190,15 +196,12 @@ static void overlap(int depth)
 int main(void)
 {
 	alarm(120);
+	pf_device *dev = dt_open(NULL);
 	plan(3 + 3 * 2);
-	pf_device *dev;
-	pf_error err = { 0 };
-	if (pf_device_open(&dev, "cpu", NULL, &err) < 0) {
-		diag("%s", err.msg);
-		return 1;
-	}
+	diag("device: %s", pf_device_info(dev));
 	for (int d = 2; d <= 4; d++)
 		rotation(dev, d);
+	dt_close();
 	pf_device_close(dev);
 	for (int d = 2; d <= 4; d++)
 		overlap(d);

@@ -7,7 +7,7 @@
 # that does not parse or build, no shards.  An --eval glob that matches
 # nothing is an error naming it (exit 1, like SHARDS that match nothing).
 . "$srcdir/t/tap.sh"
-plan 35
+plan 37
 tmp=`tap_tmp t4106`
 b=$top_builddir
 syn_shards "$tmp/syn" 400 1
@@ -38,6 +38,7 @@ is "$st" 0 "sanity: --model none runs"
 
 usage "--model none --device tpu" "'tpu'" --model none --device tpu --epochs 1 --quiet "$shards"
 usage "--device tpu with a model" "'tpu'" --device tpu --model mlp:16-4 --epochs 1 --quiet "$shards"
+usage "--graph=maybe" "--graph: expected on or off" --graph=maybe --model mlp:16-4 --epochs 1 --quiet "$shards"
 
 usage "--model none --eval GLOB" "$tmp/nomatch-*.pfs" --model none --eval "$tmp/nomatch-*.pfs" \
 	--epochs 1 --quiet "$shards"

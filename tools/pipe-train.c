@@ -69,7 +69,8 @@ static void usage(FILE *f)
 		"  --lr X              Adam learning rate (0.001)\n"
 		"  --seed N            seed of shuffling and init (1)\n"
 		"  --device KIND       auto (default), cpu or cuda\n"
-		"  --graph             capture the training step as a CUDA graph\n"
+		"  --graph[=on|off]    capture the training step as a CUDA graph, one per\n"
+		"                      batch shape (on; cuda only)\n"
 		"  --eval SHARDS       test shards (a glob), evaluated after each epoch\n"
 		"  --eval-pipeline SPEC  pipeline of the test shards (default: decode, batch,\n"
 		"                      prefetch); give it when --pipeline preprocesses\n"
@@ -230,7 +231,7 @@ static const struct option long_opts[] = {
 	{ "depth", 1, 0, O_DEPTH }, { "model", 1, 0, O_MODEL },
 	{ "epochs", 1, 0, O_EPOCHS }, { "lr", 1, 0, O_LR },
 	{ "seed", 1, 0, O_SEED }, { "device", 1, 0, O_DEV },
-	{ "graph", 0, 0, O_GRAPH }, { "eval", 1, 0, O_EVAL },
+	{ "graph", 2, 0, O_GRAPH }, { "eval", 1, 0, O_EVAL },
 	{ "save", 1, 0, O_SAVE }, { "json", 0, 0, O_JSON },
 	{ "quiet", 0, 0, O_QUIET }, { "stats", 1, 0, O_STATS },
 	{ "sweep", 1, 0, O_SWEEP }, { "steps", 1, 0, O_STEPS },
@@ -343,7 +344,13 @@ static int set_option(opts *o, int c, const char *arg, const unsigned char *give
 		}
 		o->device = arg;
 		return 0;
-	case O_GRAPH: o->graph = 1; return 0;
+	case O_GRAPH:
+		if (arg && strcmp(arg, "on") && strcmp(arg, "off")) {
+			fprintf(stderr, "pipe-train: --graph: expected on or off, got '%s'\n", arg);
+			return 2;
+		}
+		o->graph = !arg || !strcmp(arg, "on");
+		return 0;
 	case O_EVAL: o->eval = arg; return 0;
 	case O_SAVE: o->save = arg; return 0;
 	case O_JSON: o->json = 1; return 0;
@@ -572,7 +579,7 @@ int main(int argc, char **argv)
 	opts o = { .model = "mlp:784-128-10", .device = "auto", .batch = 64,
 		   .shuffle = 10000, .map_threads = PF_AUTOTUNE, .read_threads = PF_AUTOTUNE,
 		   .prefetch = PF_AUTOTUNE, .depth = PF_AUTOTUNE, .epochs = 5, .lr = 1e-3,
-		   .seed = 1, .sweep_steps = 50 };
+		   .seed = 1, .sweep_steps = 50, .graph = 1 };
 	unsigned char given[O_LAST - O_PIPE + 1] = { 0 };
 	int rc = parse_flags(argc, argv, &o, given);
 	if (rc >= 0)

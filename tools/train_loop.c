@@ -414,12 +414,16 @@ static void train_on(trainer *t, epoch_run *er, pf_devbatch *b)
 		if (t->fpf)
 			fprintf(t->fpf, "%" PRIu64 " %" PRIu64 " %016" PRIx64 "\n", er->e + 1,
 				er->step + 1, h);
-		if (t->dist_on)
+		if (t->dist_on) {
 			t->stop_now |= dist_train(&t->d, t->m, t->cs, &t->tin.in, t->mc.sizes[0],
 						  b->batch, stop_signal != 0, t->step_total + 1,
 						  t->fpr, er->e, er->step, h);
-		else if (pf_model_train_step(t->m, t->cs, &t->tin.in, &err) < 0)
-			die("train step", &err);
+		} else if (pf_model_train_step(t->m, t->cs, &t->tin.in, &err) < 0) {
+			char what[64];   /* an asynchronous fault names where it surfaced */
+			snprintf(what, sizeof(what), "train step (epoch %d, step %llu)", ei,
+				 (unsigned long long)er->step);
+			die(what, &err);
+		}
 	}
 	pf_devfeed_release(t->tf, b, &err);
 	er->step++;
@@ -538,8 +542,12 @@ static void epoch_end(trainer *t, const epoch_run *er)
 	/* the epoch ends when its steps have run (a real loop reads its
 	 * loss; the synthetic one has none: it waits for the stream) */
 	if (o->synth_us ? pf_stream_sync(t->dev, t->cs, &err) < 0
-			: pf_model_read_acc(t->m, t->cs, PF_ACC_TRAIN, acc, 1, &err) < 0)
-		die("device", &err);
+			: pf_model_read_acc(t->m, t->cs, PF_ACC_TRAIN, acc, 1, &err) < 0) {
+		char what[80];   /* device work of the epoch faults here at the latest */
+		snprintf(what, sizeof(what), "device, end of epoch %llu (after step %llu)",
+			 (unsigned long long)er->e, (unsigned long long)er->step);
+		die(what, &err);
+	}
 	if (t->dist_on) {
 		/* the loss of all ranks' rows, and a stop any rank was asked
 		 * for: all go on, or all stop, after this epoch */
