@@ -16,10 +16,11 @@ py_setup() {
 	export PIPEFEED_LIB PYTHONPATH PYTHONDONTWRITEBYTECODE
 	# An ASan/TSan library needs its runtime first in an uninstrumented python.
 	san=$(ldd "$PIPEFEED_LIB" 2>/dev/null | awk '/lib(a|t)san\.so/ { print $3; exit }')
+	# (Preloaded in the python process only: py_run; the tests' own
+	# pipe-stat runs go without, a sanitized tool has its runtime linked.)
 	if [ -n "$san" ]; then
-		LD_PRELOAD=$san
 		ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:allocator_may_return_null=1"
-		export LD_PRELOAD ASAN_OPTIONS
+		export ASAN_OPTIONS
 	fi
 	PF_TEST_TMP=$(cd "$(tap_tmp "$1")" && pwd)
 	syn_shards "$PF_TEST_TMP/syn" 1000 7 4 || { echo "1..1"; echo "not ok 1 - make shards"; exit 1; }
@@ -31,5 +32,6 @@ py_setup() {
 }
 py_run() {
 	trap - EXIT
+	[ -z "$san" ] || { LD_PRELOAD=$san; PF_SAN_PRELOAD=$san; export LD_PRELOAD PF_SAN_PRELOAD; }
 	exec "$PY" "$top_srcdir/python/tests/tap_run.py" "$@"
 }

@@ -14,7 +14,8 @@ else the build tree around this package, else the installed one.
 from ._core import (Pipeline, Batch, Field, PipefeedError, SpecError,
                     CorruptError)
 from ._lib import path as library_path
+from ._pymap import register_map
 
 __all__ = ["Pipeline", "Batch", "Field", "PipefeedError", "SpecError",
-           "CorruptError", "library_path"]
+           "CorruptError", "library_path", "register_map"]
 __version__ = "0.1.0"

@@ -9,12 +9,14 @@ Field, numpy array or DLPack tensor made from it.
 """
 import atexit
 import ctypes
+import sys
 import time
 import weakref
 
 from . import _lib
 from ._lib import lib
 from . import _dlpack
+from . import _pymap
 
 
 class PipefeedError(RuntimeError):
@@ -53,8 +55,11 @@ class _Handle:
         self.ptr = ptr
         self.fields = {}   # schema address -> parsed fields
 
-    def __del__(self):
-        if self.ptr is not None and lib is not None:
+    def __del__(self, _finalizing=sys.is_finalizing):
+        # At interpreter exit objects die in any order (a batch after its
+        # pipeline): free nothing then; the C threads were stopped by the
+        # atexit hook and the process is ending.
+        if self.ptr is not None and not _finalizing():
             lib.pf_pipeline_free(self.ptr)
             self.ptr = None
 
@@ -206,7 +211,9 @@ class Batch:
     def __exit__(self, *exc):
         self.release()
 
-    def __del__(self):
+    def __del__(self, _finalizing=sys.is_finalizing):
+        if _finalizing():
+            return      # its pipeline may be gone already (see _Handle)
         try:
             self.release()
         except Exception:
@@ -261,6 +268,7 @@ class Pipeline:
         if rc < 0:
             _raise(rc, err, spec=True)
         self._it = None
+        self._warned = False       # Python maps: warned once
         self._pending = None       # pf_iter_pos for the next start
         self._ended = False        # the last call returned PF_END
         self._stats_path = stats
@@ -299,6 +307,9 @@ class Pipeline:
             if rc < 0:
                 self.close()
                 _raise(rc, err)
+        if not self._warned:
+            self._warned = True
+            _pymap.warn(self.spec, self._stats)
 
     def next(self):
         """The next Batch, or None at the end of the epoch (the call after

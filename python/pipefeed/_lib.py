@@ -176,6 +176,8 @@ _SIGS = {
     "pf_stats_step": (None, [c_vp, ctypes.c_uint64, ctypes.c_uint64,
                              ctypes.c_uint64, ctypes.c_uint32]),
     "pf_stats_close": (c_int, [c_vp, ERR]),
+    "pf_stats_event": (None, [c_vp, ctypes.c_uint64, c_int, ctypes.c_char_p,
+                              ctypes.c_int64, ctypes.c_int64, ctypes.c_char_p]),
 }
 
 path = _find()

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from common import env, syn_spec
+from common import env, syn_spec, tool_env
 
 REQUIRES = ["numpy"]
 
@@ -30,7 +30,7 @@ def test_abi_matches_c():
         if want.get(sname) != ctypes.sizeof(cls):
             bad.append("%s: size %s in C, %d in ctypes" % (sname, want.get(sname), ctypes.sizeof(cls)))
         for fname, _ in cls._fields_:
-            k = "%s.%s" % (sname, fname)
+            k = "%s.%s" % (sname, {"in_": "in"}.get(fname, fname))
             if want.get(k) != getattr(cls, fname).offset:
                 bad.append("%s: offset %s in C, %d in ctypes" % (k, want.get(k), getattr(cls, fname).offset))
     from pipefeed import _core
@@ -281,6 +281,62 @@ def test_stats_file_for_pipe_stat():
                 b.release()
                 time.sleep(0.002)
     r = subprocess.run([env("PF_PIPE_STAT"), path], stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT)
+                       stderr=subprocess.STDOUT, env=tool_env())
     out = r.stdout.decode()
     assert r.returncode == 0 and "shards" in out and "python" in out, out[-1500:]
+
+
+def test_python_map():
+    """A map written in Python: same results for any par, its exception
+    as the sample's error, a warning that it runs under the GIL (stderr and
+    the stats file)."""
+    import contextlib
+    import io
+    import pipefeed
+    np = _np()
+
+    def scale(f):
+        if f["label"] == 255:
+            raise ZeroDivisionError("label 255")
+        return {"image": f["image"] / 255.0 * 2 - 1, "label": int(f["label"]) * 10}
+
+    pipefeed.register_map("py_scale", scale, "image: f32[16], label: i64")
+    try:
+        pipefeed.register_map("py_scale", scale, "image: f32[16]")
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("a name registered twice")
+    path = os.path.join(env("PF_TEST_TMP"), "pymap.pfstat")
+    ref = []
+    with pipefeed.Pipeline(syn_spec("batch(50)"), seed=1) as p:
+        for b in p:
+            ref.append((np.asarray(b["image"]).astype(np.float32) / 255.0 * 2 - 1,
+                        np.asarray(b["label"]).astype(np.int64) * 10))
+    for par in (1, 3):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            with pipefeed.Pipeline(syn_spec("map(py_scale, par=%d) | batch(50)" % par), seed=1,
+                                   stats=path) as p:
+                got = [(np.asarray(b["image"]).copy(), np.asarray(b["label"]).copy()) for b in p]
+        assert "py_scale runs under the GIL" in err.getvalue(), err.getvalue()
+        assert len(got) == len(ref) == 20
+        for (a, l), (ra, rl) in zip(got, ref):
+            assert a.dtype == np.float32 and l.dtype == np.int64
+            assert np.allclose(a, ra, atol=1e-6) and (l == rl).all()
+    r = subprocess.run([env("PF_PIPE_STAT"), path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       env=tool_env())
+    assert "under the GIL" in r.stdout.decode(), r.stdout.decode()[-2000:]
+
+    def bad(f):
+        raise KeyError("no way")
+    pipefeed.register_map("py_bad", bad, "label: u8")
+    with contextlib.redirect_stderr(io.StringIO()):
+        with pipefeed.Pipeline(syn_spec("map(py_bad) | batch(5)")) as p:
+            try:
+                p.next()
+            except pipefeed.PipefeedError as e:
+                assert e.name == "PF_EMAP" and "python: KeyError: 'no way'" in str(e), e
+                assert "py_bad" in str(e) and "syn-0000" in str(e), e
+            else:
+                raise AssertionError("no error from the Python map")
