@@ -1,0 +1,25 @@
+"""What the tests share: where their data is (set by the t/t60xx wrappers,
+or by hand for pytest: PF_TEST_TMP, PF_SYN, PF_FMNIST_DIR, PF_ABI)."""
+import os
+import unittest
+
+
+def env(name):
+    v = os.environ.get(name)
+    if not v:
+        raise unittest.SkipTest("$%s not set (run through make check)" % name)
+    return v
+
+
+def syn_spec(tail="batch(32)", files=None):
+    return 'shards("%s", cycle=4) | map(decode) | %s' % (files or env("PF_SYN"), tail)
+
+
+def tool_env():
+    """The environment for running a C tool of the build: without the
+    sanitizer runtime t/python.sh preloads into python (a sanitized tool
+    links its own, and a second copy crashes it)."""
+    e = dict(os.environ)
+    if e.get("PF_SAN_PRELOAD") and e.get("LD_PRELOAD") == e["PF_SAN_PRELOAD"]:
+        del e["LD_PRELOAD"]
+    return e
