@@ -20,6 +20,7 @@ int main(void)
 	S(pf_options); F(pf_options, memory_budget); F(pf_options, cpu_budget);
 	F(pf_options, seed); F(pf_options, nondeterministic);
 	F(pf_options, batch_alloc); F(pf_options, batch_free); F(pf_options, alloc_user);
+	F(pf_options, world); F(pf_options, rank); F(pf_options, split);
 	S(pf_field); F(pf_field, name); F(pf_field, dtype); F(pf_field, ndim); F(pf_field, dims);
 	S(pf_schema); F(pf_schema, nfields); F(pf_schema, fields);
 	S(pf_elem); F(pf_elem, schema); F(pf_elem, batch); F(pf_elem, id); F(pf_elem, data);
@@ -33,6 +34,7 @@ int main(void)
 	F(pf_op_stats, buffer_bytes); F(pf_op_stats, parallelism); F(pf_op_stats, depth);
 	F(pf_op_stats, autotuned); F(pf_op_stats, corrupt_blocks); F(pf_op_stats, skipped_records);
 	F(pf_op_stats, dropped_samples); F(pf_op_stats, occupancy); F(pf_op_stats, cpu_ns);
+	F(pf_op_stats, serial_cpu_ns);
 	S(pf_map_ctx); F(pf_map_ctx, in); F(pf_map_ctx, record); F(pf_map_ctx, args);
 	F(pf_map_ctx, user); F(pf_map_ctx, out); F(pf_map_ctx, max_out_bytes);
 	F(pf_map_ctx, state); F(pf_map_ctx, free_state);

@@ -242,22 +242,35 @@ class Pipeline:
     doc/PIPELINE.md), with the options of pf_options:
 
         seed, cpu_budget (worker threads; 0 = online CPUs), memory_budget
-        (bytes; 0 = 1 GiB), nondeterministic; stats (a path: the stats file
-        pipe-stat reads, with this loop's wait and compute per step).
+        (bytes; 0 = 1 GiB), nondeterministic; rank and world (this process's
+        part of every epoch when world > 1, e.g. torch.distributed's
+        get_rank() and get_world_size(): all ranks' parts hold every record
+        once) and split ("auto": whole files per rank when there are at
+        least `world` files, else records; "files"; "records"); stats (a
+        path: the stats file pipe-stat reads, with this loop's wait and
+        compute per step).
 
     Iterating gives the batches of one epoch (the rest of it, after a
     `break`); the next loop runs the next epoch.  close() (or `with`, or
     garbage collection) stops the C threads; batches stay valid.
     """
 
+    _SPLITS = {"auto": 0, "files": 1, "records": 2}
+
     def __init__(self, spec, *, seed=0, cpu_budget=0, memory_budget=0,
-                 nondeterministic=False, stats=None):
+                 nondeterministic=False, rank=0, world=1, split="auto", stats=None):
         self.spec = spec
+        if split not in self._SPLITS:
+            raise ValueError("pipefeed: split must be auto, files or records, not %r" % (split,))
+        if world < 1 or not 0 <= rank < world:
+            raise ValueError("pipefeed: need 0 <= rank < world (rank %d, world %d)" % (rank, world))
         self.options = dict(seed=seed, cpu_budget=cpu_budget,
                             memory_budget=memory_budget,
-                            nondeterministic=nondeterministic)
+                            nondeterministic=nondeterministic,
+                            rank=rank, world=world, split=split)
         opts = _lib.pf_options(memory_budget=memory_budget, cpu_budget=cpu_budget,
-                               seed=seed, nondeterministic=1 if nondeterministic else 0)
+                               seed=seed, nondeterministic=1 if nondeterministic else 0,
+                               world=world, rank=rank, split=self._SPLITS[split])
         err = _lib.pf_error()
         p = ctypes.c_void_p()
         rc = lib.pf_pipeline_new(ctypes.byref(p), ctypes.byref(opts), ctypes.byref(err))

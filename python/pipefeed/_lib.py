@@ -59,7 +59,10 @@ class pf_options(ctypes.Structure):
                 ("nondeterministic", ctypes.c_int),
                 ("batch_alloc", ctypes.c_void_p),
                 ("batch_free", ctypes.c_void_p),
-                ("alloc_user", ctypes.c_void_p)]
+                ("alloc_user", ctypes.c_void_p),
+                ("world", ctypes.c_int),
+                ("rank", ctypes.c_int),
+                ("split", ctypes.c_int)]
 
 
 class pf_field(ctypes.Structure):
@@ -111,7 +114,8 @@ class pf_op_stats(ctypes.Structure):
                 ("skipped_records", ctypes.c_uint64),
                 ("dropped_samples", ctypes.c_uint64),
                 ("occupancy", ctypes.c_int64),
-                ("cpu_ns", ctypes.c_uint64)]
+                ("cpu_ns", ctypes.c_uint64),
+                ("serial_cpu_ns", ctypes.c_uint64)]
 
 
 class pf_stats_opts(ctypes.Structure):

@@ -24,7 +24,9 @@ class Loader:
     """Batches of a pipefeed spec as tuples of tensors in schema order (a
     lone tensor when the batch has one field; `fields` picks and orders
     fields by name).  Options are Pipeline's: seed, cpu_budget,
-    memory_budget, nondeterministic, stats (a stats file for pipe-stat)."""
+    memory_budget, nondeterministic, rank and world (the rank's part of
+    every epoch, as torch.distributed gives them), split, stats (a stats
+    file for pipe-stat)."""
 
     def __init__(self, spec, *, fields=None, **options):
         self.pipeline = Pipeline(spec, **options)

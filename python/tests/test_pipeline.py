@@ -144,6 +144,28 @@ def test_exactly_once_over_epochs():
     assert key(plain) == key(shuf) and not (plain == shuf).all()
 
 
+def test_ranks_split_every_epoch_once():
+    """rank/world: the ranks' parts of an epoch hold every element once
+    (records split: range has no files), whatever the world size."""
+    import pipefeed
+    np = _np()
+    for world in (2, 3):
+        parts = []
+        for rank in range(world):
+            with pipefeed.Pipeline("range(0, 1001) | shuffle(100) | batch(64)", seed=3,
+                                   rank=rank, world=world) as p:
+                parts.append(np.concatenate([np.asarray(b["value"]).copy() for b in p]))
+        allv = np.concatenate(parts)
+        assert len(allv) == 1001 and (np.sort(allv) == np.arange(1001)).all(), world
+        assert all(abs(len(x) - 1001 / world) <= 1 for x in parts), [len(x) for x in parts]
+    try:
+        pipefeed.Pipeline("range(0, 10)", rank=2, world=2)
+    except ValueError as e:
+        assert "rank" in str(e)
+    else:
+        raise AssertionError("rank 2 of world 2 was accepted")
+
+
 def test_same_seed_same_batches_any_threads():
     import pipefeed
     np = _np()
