@@ -123,6 +123,8 @@ static pf_op **plan_ops(pf_pipeline *p, int *n, int *rc, pf_error *err)
 		p->split_op->rt = &p->rt;
 		p->split_op->index = p->nops;
 	}
+	if (split) /* its prepare decides again (the source's files may differ) */
+		p->split_op->noop = 0;
 	pf_op **ops = malloc((size_t)(p->nops + split) * sizeof(*ops));
 	if (!ops) {
 		pf_error_set(err, PF_ENOMEM, "pipeline: out of memory");

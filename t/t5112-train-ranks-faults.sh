@@ -12,15 +12,18 @@ b=$top_builddir
 syn_shards "$tmp/syn" 1000 1 3
 ok $? "1000 synthetic samples in 3 shards"
 
-# start 3 ranks training for long; $job: mpirun's pid, $victim: rank 1's
+# start 3 ranks training for long; $job: mpirun's pid, $victim: rank 1's,
+# once it trains (its stats file exists: MPI_Init is behind it, which has
+# no timeout of ours)
 start() {
+	rm -f "$tmp/st"*
 	ASAN_OPTIONS=$MPI_ASAN timeout --foreground 120 mpirun --oversubscribe -np 3 "$b/pipe-train" --device cpu \
 		--model mlp:16-32-4 --batch 30 --epochs 100000 --quiet --rank-timeout 3 \
-		"$tmp/syn-*.pfs" </dev/null >/dev/null 2>"$1" &
+		--stats "$tmp/st" "$tmp/syn-*.pfs" </dev/null >/dev/null 2>"$1" &
 	job=$!
 	victim=
 	i=0
-	while [ -z "$victim" ] && [ $i -lt 100 ]; do
+	while { [ -z "$victim" ] || [ ! -s "$tmp/st.rank1" ]; } && [ $i -lt 300 ]; do
 		sleep 0.1
 		i=$((i + 1))
 		for p in `ps -o pid= --ppid \`ps -o pid= --ppid $job\` 2>/dev/null`; do
