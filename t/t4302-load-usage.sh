@@ -7,23 +7,14 @@
 # and marks the best under the SLO.
 . "$srcdir/t/tap.sh"
 b=$top_builddir
+. "$srcdir/t/serve-lib.sh"
 [ -x "$b/pipe-load" ] || skip_all "pipe-load not built (no libcurl)"
 [ -x "$b/pipe-serve" ] || skip_all "pipe-serve not built"
 plan 8
 tmp=`tap_tmp t4302`
-syn_shards "$tmp/syn" 1000 1 1 &&
-mkdir -p "$tmp/models/syn/1" &&
-timeout 120 "$b/pipe-train" --device cpu --model mlp:16-32-4 --batch 32 --epochs 1 \
-	--save "$tmp/models/syn/1/model.ckpt" "$tmp/syn-*.pfs" >/dev/null 2>&1
+syn_shards "$tmp/syn" 1000 1 1 && serve_model "$tmp"
 ok $? "a model to serve"
-"$b/pipe-serve" --model-dir "$tmp/models" --port 0 --access-log none \
-	--max-batch-size 8 --batch-timeout-us 500 >"$tmp/out" 2>"$tmp/err" &
-pid=$!
-for i in $(seq 100); do
-	port=$(awk '/listening/ { print $NF }' "$tmp/out" 2>/dev/null)
-	[ -n "$port" ] && break
-	sleep 0.1
-done
+serve_start "$tmp" --max-batch-size 8 --batch-timeout-us 500
 url=http://127.0.0.1:$port/v1/models/syn:predict
 timeout 60 "$b/pipe-load" --concurrency 1:4 --duration 0.5 --warmup 0.2 --dim 16 "$url" >"$tmp/table"
 rc=$?

@@ -8,6 +8,7 @@
 # once; the test skips when python3 or the package index is unavailable.
 . "$srcdir/t/tap.sh"
 b=$top_builddir
+. "$srcdir/t/serve-lib.sh"
 [ -x "$b/pipe-serve" ] || skip_all "pipe-serve not built"
 command -v python3 >/dev/null || skip_all "no python3"
 venv=${PF_SERVE_VENV:-${TMPDIR:-/tmp}/pipefeed-serve-venv-$(id -u)}
@@ -20,19 +21,9 @@ if ! "$venv/bin/python" -c 'import tritonclient.http' 2>/dev/null; then
 fi
 plan 8
 tmp=`tap_tmp t4303`
-syn_shards "$tmp/syn" 1000 1 1 &&
-mkdir -p "$tmp/models/syn/1" &&
-timeout 120 "$b/pipe-train" --device cpu --model mlp:16-32-4 --batch 32 --epochs 1 \
-	--save "$tmp/models/syn/1/model.ckpt" "$tmp/syn-*.pfs" >/dev/null 2>&1
+syn_shards "$tmp/syn" 1000 1 1 && serve_model "$tmp"
 ok $? "a model to serve"
-"$b/pipe-serve" --model-dir "$tmp/models" --port 0 --access-log none \
-	--max-batch-size 4 --allowed-batch-sizes 4 >"$tmp/out" 2>"$tmp/err" &
-pid=$!
-for i in $(seq 100); do
-	port=$(awk '/listening/ { print $NF }' "$tmp/out" 2>/dev/null)
-	[ -n "$port" ] && break
-	sleep 0.1
-done
+serve_start "$tmp" --max-batch-size 4 --allowed-batch-sizes 4
 timeout 120 "$venv/bin/python" "$srcdir/t/t4303-tritonclient.py" "127.0.0.1:$port" syn |
 	while read -r line; do
 		case $line in

@@ -10,25 +10,14 @@ b=$top_builddir
 [ -x "$b/pipe-serve" ] || skip_all "pipe-serve not built"
 [ -x "$b/pipe-load" ] || skip_all "pipe-load not built (no libcurl)"
 command -v curl >/dev/null || skip_all "no curl"
+. "$srcdir/t/serve-lib.sh"
 plan 8
 tmp=`tap_tmp t4304`
 syn_shards "$tmp/syn" 1000 1 1
-train() { # SEED OUT
-	timeout 120 "$b/pipe-train" --device cpu --model mlp:16-32-4 --batch 32 --epochs 1 \
-		--seed "$1" --save "$2" "$tmp/syn-*.pfs" >/dev/null 2>&1
-}
-mkdir -p "$tmp/models/syn/1" "$tmp/next" &&
-train 1 "$tmp/models/syn/1/model.ckpt" && train 2 "$tmp/next/model.ckpt" &&
-train 3 "$tmp/third.ckpt"
+serve_model "$tmp" 1 && serve_model "$tmp" 2 "$tmp/next/model.ckpt" &&
+serve_model "$tmp" 3 "$tmp/third.ckpt"
 ok $? "three models trained (seeds 1, 2, 3)"
-"$b/pipe-serve" --model-dir "$tmp/models" --port 0 --poll-ms 50 --access-log none \
-	--max-batch-size 8 --batch-timeout-us 500 >"$tmp/out" 2>"$tmp/err" &
-pid=$!
-for i in $(seq 100); do
-	port=$(awk '/listening/ { print $NF }' "$tmp/out" 2>/dev/null)
-	[ -n "$port" ] && break
-	sleep 0.1
-done
+serve_start "$tmp" --poll-ms 50 --max-batch-size 8 --batch-timeout-us 500
 v2=http://127.0.0.1:$port/v2/models/syn/infer
 body='{"inputs":[{"name":"input","shape":[1,16],"datatype":"FP32","data":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16]}]}'
 before=$(curl -s -d "$body" "$v2")
