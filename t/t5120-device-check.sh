@@ -1,5 +1,5 @@
 #!/bin/sh
-# t5110-device-check: bench/device-check.sh --dry-run runs its steps on the
+# t5120-device-check: bench/device-check.sh --dry-run runs its steps on the
 # cpu device over this build tree: the summary (JSON and text) is written
 # under $OUT with every step's status and the figures, the exit status is
 # 0 when nothing failed; a sanitizer that cannot attach is "refused" (a
@@ -11,7 +11,7 @@
 . "$srcdir/t/tap.sh"
 command -v python3 >/dev/null || skip_all "no python3 (the script makes its data with it)"
 plan 14
-tmp=`tap_tmp t5110`
+tmp=`tap_tmp t5120`
 dc="$srcdir/bench/device-check.sh"
 export DC_SAMPLES=2048 DC_SYNTH_US=300 DC_COPY_RUNS=1 DC_TESTS=t3003-checkpoint
 
