@@ -33,6 +33,7 @@
 #include "pf_example.h"
 #include "pf_tfrecord.h"
 #include "proto/example.pb-c.h"
+#include "bench_median.h"
 
 #define MAXF 8
 #define MAXRUNS 64
@@ -241,18 +242,6 @@ static rec make(int wide, unsigned s)
 	return pack(pe, n);
 }
 
-static int cmp_d(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(*v), cmp_d);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 /* Both readers agree on every record?  Returns the disagreements. */
 static int differ(const rec *rs, int n, const char **keys, void *scratch)
 {
@@ -291,7 +280,7 @@ static void bench(const char *name, const rec *rs, int n, const char **keys, int
 		tc[k] = t2 - t1;
 		ratio[k] = tc[k] / tp[k];
 	}
-	double mp = median(tp, runs), mc = median(tc, runs), mr = median(ratio, runs);
+	double mp = bench_median(tp, runs), mc = bench_median(tc, runs), mr = bench_median(ratio, runs);
 	printf("%-7s %6d rec %5.0f B/rec | pf %7.0f ns/rec %7.0f MB/s | protobuf-c %7.0f ns/rec %7.0f MB/s | protobuf-c/pf %.2fx\n",
 	       name, n, (double)bytes / n, mp / n * 1e9, bytes / mp / 1e6, mc / n * 1e9,
 	       bytes / mc / 1e6, mr);

@@ -54,6 +54,7 @@
 #include "pf_idx.h"
 #include "pf_schema.h"
 #include "pf_shard.h"
+#include "bench_median.h"
 
 #define MAXCFG 64
 #define MAXRUNS 64
@@ -96,18 +97,11 @@ static double now(void)
 	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static int cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
 static double median(const double *v, int n)
 {
 	double s[MAXRUNS];
 	memcpy(s, v, sizeof(*v) * (size_t)n);
-	qsort(s, (size_t)n, sizeof(*s), cmp);
-	return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+	return bench_median(s, n);
 }
 
 static void die(const char *what, const char *why)

@@ -34,6 +34,7 @@
 
 #include "pf_spec.h"
 #include "pipefeed.h"
+#include "bench_median.h"
 
 #define MAXS 16
 #define MAXRUNS 32
@@ -52,18 +53,6 @@ static double cpu(void)
 	getrusage(RUSAGE_SELF, &ru);
 	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
 	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(*v), cmp_d);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 /* One epoch of spec: images/s, or -1 (message printed); *us: CPU
@@ -190,8 +179,8 @@ int main(int argc, char **argv)
 		}
 	for (int s = 0; s < ns; s++)
 		printf("%-12s %8llu images  %10.0f images/s  x%-5.2f vs %-10s %6.2f us CPU/image   %s\n",
-		       name[s], (unsigned long long)count[s], median(rate[s], runs),
-		       median(ratio[s], runs), name[0], median(us[s], runs), spec[s]);
+		       name[s], (unsigned long long)count[s], bench_median(rate[s], runs),
+		       bench_median(ratio[s], runs), name[0], bench_median(us[s], runs), spec[s]);
 	if (png) {
 		unsigned char **img = NULL;
 		size_t *len = NULL, n = 0;
@@ -201,7 +190,7 @@ int main(int argc, char **argv)
 		for (int r = 0; r < runs; r++)
 			pr[r] = png_rate(img, len, n, &pu[r]);
 		printf("%-12s %8zu images  %10.0f images/s  %-19s %6.2f us CPU/image   (libpng, one thread, in memory)\n",
-		       "png-1thread", n, median(pr, runs), "", median(pu, runs));
+		       "png-1thread", n, bench_median(pr, runs), "", bench_median(pu, runs));
 		for (size_t i = 0; i < n; i++)
 			free(img[i]);
 		free(img);

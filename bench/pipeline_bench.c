@@ -42,6 +42,7 @@
 #include "pf_shard.h"
 #include "pf_u8_f32.h"
 #include "pipefeed.h"
+#include "bench_median.h"
 
 #define NSH 4
 static char paths[NSH][512];
@@ -61,18 +62,6 @@ static double cpu_s(void)
 	getrusage(RUSAGE_SELF, &ru);
 	return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
 		(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
-}
-
-static int cmpd(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(*v), cmpd);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 static int die(const char *what, const pf_error *e)
@@ -302,7 +291,7 @@ static double serial_us(const pf_options *o, const pf_source_opts *so, int shuff
 		us[r] = (thread_cpu_s() - c0) * 1e6 / (n ? n : 1);
 		ips[r] = n / (now() - t0);
 	}
-	double m = median(us, runs);
+	double m = bench_median(us, runs);
 	free(us);
 	pf_iter_free(it);
 	pf_pipeline_free(p);
@@ -351,7 +340,7 @@ static double feeder_us(const pf_options *o, const pf_source_opts *so, int runs,
 		c0 = c1;
 		n0 = n1;
 	}
-	double m = median(us, runs);
+	double m = bench_median(us, runs);
 	free(us);
 	pf_iter_free(it);
 	pf_pipeline_free(p);
@@ -428,7 +417,7 @@ int main(int argc, char **argv)
 	for (int sh = only_serial; sh < 2 && !getenv("PIPELINE_BENCH_PIPELINE"); sh++) {
 		if ((ser_us[sh] = serial_us(&o, &so, sh, runs, ips, &err)) < 0)
 			return die("serial path", &err);
-		ser_ips[sh] = median(ips, runs);
+		ser_ips[sh] = bench_median(ips, runs);
 		printf("serial    %-60s %10.0f images/s, %.3f CPU-us/image in the consumer\n",
 		       sh ? "shards -> shuffle -> map(label)+batch, all in 1 thread" :
 		       "shards -> map(label)+batch, all in 1 thread", ser_ips[sh], ser_us[sh]);
@@ -509,10 +498,10 @@ int main(int argc, char **argv)
 		pair_lo = pair[r] < pair_lo ? pair[r] : pair_lo;
 		pair_hi = pair[r] > pair_hi ? pair[r] : pair_hi;
 	}
-	double pipe_pair = median(pair, runs);
+	double pipe_pair = bench_median(pair, runs);
 	free(pair);
-	double pipe_ips = median(ips, runs), pipe_mbs = median(mbs, runs);
-	double first_ms = median(firsts, runs);
+	double pipe_ips = bench_median(ips, runs), pipe_mbs = bench_median(mbs, runs);
+	double first_ms = bench_median(firsts, runs);
 	free(firsts);
 	printf("pipeline  %-60s %10.0f images/s %8.1f MB/s (f32 batches), %.2f CPU-us/image\n",
 	       plan, pipe_ips, pipe_mbs, pipe_cpu_us);
@@ -572,7 +561,7 @@ int main(int argc, char **argv)
 			}
 			ips[r] = n / (now() - t0);
 		}
-		printf("  only %-55s %10.0f images/s\n", names[variant], median(ips, runs));
+		printf("  only %-55s %10.0f images/s\n", names[variant], bench_median(ips, runs));
 		pf_iter_free(it);
 		pf_pipeline_free(p);
 	}
@@ -617,7 +606,7 @@ int main(int argc, char **argv)
 		ntotal += n;
 	}
 	double naive_cpu_us = (cpu_s() - ncpu0) * 1e6 / ntotal;
-	double naive_ips = median(ips, runs);
+	double naive_ips = bench_median(ips, runs);
 	printf("naive     %-60s %10.0f images/s, %.2f CPU-us/image\n",
 	       "read+decompress+decode+batch, 1 thread", naive_ips, naive_cpu_us);
 
@@ -631,8 +620,8 @@ int main(int argc, char **argv)
 			ips[r] = zb.recs / dt;
 			mbs[r] = zb.raw_total / dt / 1e6;
 		}
-		z_ips = median(ips, runs);
-		double z_mbs = median(mbs, runs);
+		z_ips = bench_median(ips, runs);
+		double z_mbs = bench_median(mbs, runs);
 		printf("zstd      %-60s %10.0f images/s %8.1f MB/s raw; x %ld cores = %.0f images/s\n",
 		       "ZSTD_decompressDCtx, same blocks, 1 thread", z_ips, z_mbs, cores, z_ips * cores);
 		/* every core at once */
@@ -651,7 +640,7 @@ int main(int argc, char **argv)
 				pthread_join(jobs[q].th, NULL);
 			ips[r] = 2.0 * zb.recs * started / (now() - t0);
 		}
-		zall_ips = jobs ? median(ips, runs) : 0;
+		zall_ips = jobs ? bench_median(ips, runs) : 0;
 		free(jobs);
 		printf("zstd      %-60s %10.0f images/s (%.2f x one core)\n",
 		       "the same on every core at once", zall_ips, zall_ips / z_ips);
@@ -689,9 +678,9 @@ int main(int argc, char **argv)
 		mbs[r] = imgs * 785.0 / dt / 1e6;
 	}
 	pf_iter_describe(it, plan, sizeof(plan));
-	double cache_ips = median(ips, runs);
+	double cache_ips = bench_median(ips, runs);
 	printf("cache     %-60s %10.0f images/s %8.1f MB/s (u8)   (goal >= 5M)\n", plan,
-	       cache_ips, median(mbs, runs));
+	       cache_ips, bench_median(mbs, runs));
 
 	/* the summary */
 	double lim = z_ips * cores;

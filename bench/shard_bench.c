@@ -27,6 +27,7 @@
 
 #include "pf_checksum.h"
 #include "pf_shard.h"
+#include "bench_median.h"
 
 static int nfiles;
 static pf_shard **shards;
@@ -49,18 +50,6 @@ static void drop_cache(void)
 			close(fd);
 		}
 	}
-}
-
-static int cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(*v), cmp);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 static double run_seq_read(void)
@@ -217,7 +206,7 @@ int main(int argc, char **argv)
 				drop_cache();                                               \
 			v[r_] = (expr);                                                     \
 		}                                                                           \
-		double m_ = median(v, runs);                                                \
+		double m_ = bench_median(v, runs);                                                \
 		printf("  %-22s %9.1f MB/s  %9.2f Mrec/s  %s\n", label, (bytes) / m_ / 1e6,  \
 		       records / m_ / 1e6, note);                                           \
 	} while (0)

@@ -28,6 +28,7 @@
 #include "pf_spec.h"
 #include "pf_stats.h"
 #include "pipefeed.h"
+#include "bench_median.h"
 
 static double now_s(void)
 {
@@ -40,18 +41,6 @@ static void die(const char *what, const pf_error *e)
 {
 	fprintf(stderr, "stats_bench: %s: %s\n", what, e->msg);
 	exit(1);
-}
-
-static int cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(*v), cmp);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 static double cpu_s(void)
@@ -154,8 +143,8 @@ int main(int argc, char **argv)
 			with[r] = epoch(spec, path, 1, &cw[r]);
 		}
 	}
-	double mw = median(with, rounds), mo = median(without, rounds);
-	double mcw = median(cw, rounds), mco = median(co, rounds);
+	double mw = bench_median(with, rounds), mo = bench_median(without, rounds);
+	double mcw = bench_median(cw, rounds), mco = bench_median(co, rounds);
 	printf("pipeline: %s\n", spec);
 	printf("  without stats: %.0f samples/s, %.4f CPU s per million samples (medians of %d)\n",
 	       mo, mco, rounds);

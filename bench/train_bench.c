@@ -26,6 +26,7 @@
 #include "pf_device.h"
 #include "pf_model.h"
 #include "pf_shard.h"
+#include "bench_median.h"
 
 static int B = 64;                 /* batch size */
 static const char *dev_kind = "cpu";
@@ -178,18 +179,6 @@ static result piped(const char *train, const char *test, int epochs)
 	return r;
 }
 
-static int cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, n, sizeof(double), cmp);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
@@ -225,7 +214,7 @@ int main(int argc, char **argv)
 	double m[2][4];
 	for (int k = 0; k < 2; k++)
 		for (int j = 0; j < 4; j++)
-			m[k][j] = median(v[k][j], runs);
+			m[k][j] = bench_median(v[k][j], runs);
 	printf("median of %d runs, %d epochs, %s backend, mlp:784-128-10, batch %d:\n",
 	       runs, epochs, dev_kind, B);
 	printf("  naive     wall %6.2fs  %7.0f images/s  stall %5.1f%%  test acc %.4f\n",
