@@ -17,11 +17,12 @@
  * from the slot).  perm[] lists the slots in buffer positions; ring[]
  * the slots handed out, oldest first, and the next input goes into the
  * oldest, so a slot handed out stays valid through nring - 1 more calls
- * (op->lend_window: a parallel map reads its inputs in place).  A slot
- * holds its element's id and length after the bytes.  While the input
- * lasts, draws are made SHUF_AHEAD calls ahead and their slots fetched
- * into the cache then (the serial path of a parallel pipeline waits on
- * those misses otherwise).  Same order as the element mode (t1002).
+ * (op->lend_window: a parallel map reads its inputs in place).  The slots'
+ * ids and lengths are kept apart, in a dense array, so a hand-out reads no
+ * line of the record itself.  While the input lasts, draws are made
+ * SHUF_AHEAD calls ahead and what their hand-out reads fetched into the
+ * cache then: the id and length, and the bytes only when this thread's
+ * consumer reads them at once (a map's workers read them on their cores).  Same order as the element mode (t1002).
  * When the input's lent bytes stay put (PF_LEND_STABLE: the in-memory
  * cache), a slot holds a pointer to them instead of a copy (reference
  * mode): the shuffle then moves 32-byte slots, never the records' bytes,
@@ -53,7 +54,7 @@
 
 /* slot mode: draws made this many calls ahead (a power of two) */
 #ifndef SHUF_AHEAD
-#define SHUF_AHEAD 8
+#define SHUF_AHEAD 16
 #endif
 /* slot mode: the most slots kept after they were handed out (the lend
  * window): at most half the buffer size, 4095 slots and 16 MiB */
@@ -74,6 +75,14 @@ typedef struct shuf_slot {
 	size_t nb;
 } shuf_slot;
 
+/* slot mode: a slot's element id and length, in an array of their own
+ * (dense: 16 bytes a slot, in the feeder's L2), so a draw reads no line of
+ * the slot's bytes */
+typedef struct shuf_meta {
+	uint64_t id;
+	uint32_t len;
+} shuf_meta;
+
 typedef struct shuffle_cfg {
 	int64_t size;
 	pf_shuffle_opts o;
@@ -90,7 +99,10 @@ typedef struct shuffle_cfg {
 			       * them, not a copy */
 	size_t stride;        /* bytes per slot; 0 = element mode */
 	unsigned char *store; /* size + nring slots */
-	size_t meta;          /* offset in a slot of its id (u64) and bytes (u32) */
+	shuf_meta *smeta;     /* size + nring: each slot's id and length */
+	int touch;            /* the consumer reads the bytes lent in this
+			       * thread at once: fetch them ahead (else a
+			       * worker reads them later: leave them be) */
 	uint32_t *perm;       /* buffer position -> slot */
 	uint32_t *ring;       /* slots handed out, oldest first: the next input
 			       * goes into ring[rhead], the oldest */
@@ -123,12 +135,10 @@ static int shuffle_prepare(pf_op *op, pf_error *err)
 	op->buffer_bytes = (uint64_t)c->size * (in->elem_bytes + 2 * sizeof(shuf_slot) + 64);
 	op->can_borrow = in->can_borrow && in->canon_bytes > 0;
 	op->canon_bytes = op->can_borrow ? in->canon_bytes : 0;
-	/* a slot: the bytes, then the id and length (in the slot's last
-	 * cache line, which the hand-out fetches anyway: no other array to
-	 * miss in) */
+	/* a slot: the bytes (or, by reference, a pointer to them); ids and
+	 * lengths are in smeta */
 	c->ref = op->can_borrow && in->lend_window == PF_LEND_STABLE;
-	c->meta = c->ref ? sizeof(void *) : pf_align_up(in->canon_bytes, 4);
-	c->stride = !op->can_borrow ? 0 : c->ref ? 32 : pf_align_up(c->meta + 12, 64);
+	c->stride = !op->can_borrow ? 0 : c->ref ? sizeof(void *) : pf_align_up(in->canon_bytes, 64);
 	/* a slot handed out is refilled only nring calls later: what it lent
 	 * stays valid through nring - 1 more calls (a parallel map reads it
 	 * in place instead of copying it) */
@@ -138,7 +148,8 @@ static int shuffle_prepare(pf_op *op, pf_error *err)
 	op->lend_window = c->ref ? PF_LEND_STABLE : c->stride ? (int)lend : 0;
 	op->lend_want = 0; /* the consumer's prepare (after this) may ask */
 	if (c->stride)
-		op->buffer_bytes = (uint64_t)(c->size + (c->ref ? 0 : lend) + 1) * (c->stride + 12);
+		op->buffer_bytes = (uint64_t)(c->size + (c->ref ? 0 : lend) + 1) *
+				   (c->stride + sizeof(shuf_meta));
 	op->cardinality = in->cardinality;
 	op->st.depth = (int)(c->size > 1 << 30 ? 1 << 30 : c->size);
 	return 0;
@@ -187,12 +198,14 @@ static int shuffle_start(pf_op *op, pf_error *err)
 		 * refilled right after it was handed out is still in the cache */
 		int w = op->lend_want < op->lend_window ? op->lend_want : op->lend_window;
 		c->nring = (uint32_t)(w > 0 && !c->ref ? w : 0) + 1;
+		c->touch = op->lend_want == 0;
 		size_t n = (size_t)c->size + c->nring;
 		c->store = store_alloc(n * c->stride);
+		c->smeta = calloc(n, sizeof(*c->smeta));
 		c->perm = calloc((size_t)c->size, sizeof(*c->perm));
 		c->nperm = calloc((size_t)c->size, sizeof(*c->nperm));
 		c->ring = calloc(c->nring, sizeof(*c->ring));
-		if (!c->store || !c->perm || !c->nperm || !c->ring)
+		if (!c->store || !c->smeta || !c->perm || !c->nperm || !c->ring)
 			return pf_op_error(op, err, PF_ENOMEM, "out of memory (%lld slots)",
 					   (long long)c->size);
 		shuffle_seed(op);
@@ -346,10 +359,8 @@ static int pull_slot_rc(pf_op *op, uint32_t k, pf_error *err)
 		memcpy(c->store + (size_t)k * c->stride, &d, sizeof(d));
 	else
 		slot_copy(c->store + (size_t)k * c->stride, d, len);
-	uint32_t l32 = (uint32_t)len;
-	unsigned char *m = c->store + (size_t)k * c->stride + c->meta;
-	memcpy(m, &id, 8);
-	memcpy(m + 8, &l32, 4);
+	c->smeta[k].id = id;
+	c->smeta[k].len = (uint32_t)len;
 	return 0;
 }
 
@@ -483,10 +494,17 @@ static inline void fetch_lines_w(void *p, size_t bytes)
 	}
 }
 
-/* Slot mode: fetch the slot at buffer position i into the cache. */
+/* Slot mode: fetch what the hand-out of buffer position i reads into the
+ * cache: its id and length, and its bytes when this thread's consumer reads
+ * them at once (a batch filled here); a map's workers read them on their
+ * own cores later, where fetching them here would only move the lines. */
 static inline void prefetch_slot(const pf_op *op, const shuffle_cfg *c, int64_t i)
 {
-	pf_fetch_lines(c->store + (size_t)c->perm[i] * c->stride, c->meta + 12);
+	(void)op;
+	uint32_t k = c->perm[i];
+	pf_fetch_lines(&c->smeta[k], sizeof(c->smeta[k]));
+	if (c->touch || c->ref)
+		pf_fetch_lines(c->store + (size_t)k * c->stride, c->stride);
 }
 
 /* Slot mode, steady state (full buffer, input not over): keep SHUF_AHEAD
@@ -500,8 +518,13 @@ static int64_t draw_ahead(pf_op *op, shuffle_cfg *c)
 		unsigned k = (c->ah_head + c->ah_n++) & (SHUF_AHEAD - 1);
 		c->ahead[k] = (int64_t)pf_rng_below(&c->rng, (uint64_t)c->count);
 		c->ah_rng[k] = c->rng;
-		prefetch_slot(op, c, c->ahead[k]);
+		/* first its position's slot number (perm: 4 bytes a
+		 * position, and as large as the buffer) */
+		pf_fetch_lines(&c->perm[c->ahead[k]], sizeof(*c->perm));
 	}
+	/* then, half way, what its hand-out reads: its slot number is in
+	 * the cache by now, so this fetch does not wait for it */
+	prefetch_slot(op, c, c->ahead[(c->ah_head + SHUF_AHEAD / 2) & (SHUF_AHEAD - 1)]);
 	int64_t i = c->ahead[c->ah_head];
 	c->ah_head = (c->ah_head + 1) & (SHUF_AHEAD - 1);
 	c->ah_n--;
@@ -547,13 +570,10 @@ static int shuffle_borrow(pf_op *op, const unsigned char **data, size_t *len,
 	}
 	uint32_t k = c->perm[i];
 	*data = c->store + (size_t)k * c->stride;
-	const unsigned char *m = *data + c->meta;
 	if (c->ref)
 		memcpy(data, *data, sizeof(*data));
-	uint32_t l32;
-	memcpy(id, m, 8);
-	memcpy(&l32, m + 8, 4);
-	*len = l32;
+	*id = c->smeta[k].id;
+	*len = c->smeta[k].len;
 	if (!c->in_done) {
 		uint32_t s = c->ring[c->rhead];
 		if ((rc = pull_slot(op, s, err)))
@@ -569,7 +589,7 @@ static int shuffle_borrow(pf_op *op, const unsigned char **data, size_t *len,
 				uint32_t a = c->rhead + SHUF_AHEAD;
 				if (a >= c->nring)
 					a -= c->nring;
-				fetch_lines_w(c->store + (size_t)c->ring[a] * c->stride, c->meta + 12);
+				fetch_lines_w(c->store + (size_t)c->ring[a] * c->stride, c->stride);
 			}
 			return set_occ(op, c, 0);
 		}
@@ -676,6 +696,8 @@ static void shuffle_stop(pf_op *op)
 	c->buf = NULL;
 	c->nbuf = NULL;
 	free(c->store);
+	free(c->smeta);
+	c->smeta = NULL;
 	free(c->perm);
 	free(c->nperm);
 	c->nperm = NULL;
