@@ -29,6 +29,10 @@
 #include "serve_http.h"
 
 #define RING 8192
+/* the refusal histogram's bounds, seconds: "refused within 1 ms" is a goal */
+static const double ref_le[] = { 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+				 0.01, 0.025, 0.1, 1.0 };
+#define NREF (int)(sizeof(ref_le) / sizeof(ref_le[0]))
 
 struct serve_server {
 	serve_cfg cfg;
@@ -43,6 +47,8 @@ struct serve_server {
 	uint64_t codes[600];
 	uint64_t lat_us[RING];
 	uint64_t nlat;
+	uint64_t refusal_hist[NREF + 1];  /* 429 / 503 answers by time taken */
+	double refusal_s;
 };
 
 enum { ST_NEW, ST_WAITING, ST_DONE };
@@ -132,6 +138,13 @@ static void count(serve_server *s, int status, int rows, uint64_t lat_us)
 	}
 	if (status == 200 && rows)
 		s->lat_us[s->nlat++ % RING] = lat_us;
+	if (status == 429 || status == 503) {
+		int i = 0;
+		while (i < NREF && lat_us > ref_le[i] * 1e6)
+			i++;
+		s->refusal_hist[i]++;
+		s->refusal_s += lat_us / 1e6;
+	}
 	pthread_mutex_unlock(&s->mu);
 }
 
@@ -497,6 +510,18 @@ static enum MHD_Result metrics(conn *k)
 			put(&b, &n, &c, "pf_serve_responses_total{code=\"%d\"} %" PRIu64 "\n", i, s->codes[i]);
 	put(&b, &n, &c, "# TYPE pf_serve_errors_total counter\npf_serve_errors_total %" PRIu64 "\n",
 	    s->by_code[4] + s->by_code[5]);
+	/* refusals (429, 503) from the request's headers to its answer sent */
+	put(&b, &n, &c, "# TYPE pf_serve_refusal_seconds histogram\n");
+	uint64_t cum = 0;
+	for (int i = 0; i <= NREF; i++) {
+		cum += s->refusal_hist[i];
+		if (i < NREF)
+			put(&b, &n, &c, "pf_serve_refusal_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
+			    ref_le[i], cum);
+	}
+	put(&b, &n, &c, "pf_serve_refusal_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n"
+	    "pf_serve_refusal_seconds_sum %.6f\npf_serve_refusal_seconds_count %" PRIu64 "\n",
+	    cum, s->refusal_s, cum);
 	pthread_mutex_unlock(&s->mu);
 	qsort(lat, nl, sizeof(uint64_t), cmp_u64);
 	put(&b, &n, &c, "# TYPE pf_serve_latency_seconds summary\n");
@@ -508,6 +533,15 @@ static enum MHD_Result metrics(conn *k)
 	metrics_models(s, &b, &n, &c);
 	put(&b, &n, &c, "# TYPE pf_serve_inflight gauge\npf_serve_inflight %d\n",
 	    atomic_load(&s->inflight));
+	/* the standard process metric: the overload test watches it stay flat */
+	long pages = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+	if (f && fscanf(f, "%*s %ld", &pages) != 1)
+		pages = 0;
+	if (f)
+		fclose(f);
+	put(&b, &n, &c, "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %lld\n",
+	    (long long)pages * sysconf(_SC_PAGESIZE));
 	return reply(k, 200, b, n, "text/plain; version=0.0.4", 0);
 }
 
