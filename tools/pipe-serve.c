@@ -33,6 +33,7 @@
 
 #include "pf_batcher.h"
 #include "pf_servable.h"
+#include "serve_stats.h"
 #include "serve_versions.h"
 
 #define MAX_MODELS 64
@@ -66,6 +67,8 @@ static void usage(FILE *f)
 		"  --access-log FILE|-|none one line per request (-: stderr, the default)\n"
 		"  --drain-timeout-ms N     on SIGTERM, wait this long for requests (30000)\n"
 		"  --poll-ms N              look for new version directories every N ms (1000; 0 = off)\n"
+		"  --stats FILE             a stats file for pipe-stat: each batch a step (queue\n"
+		"                           wait as stall, compute, rows), adaptive decisions as events\n"
 		"versions (TF Serving's model_version_policy and version_labels):\n"
 		"  --model-version-policy [NAME=]latest[:N]|all|specific:V[,V...]\n"
 		"                           which versions serve (latest = latest:1); NAME= for\n"
@@ -77,7 +80,7 @@ enum {
 	O_DIR = 256, O_PORT, O_HTTPT, O_DEV, O_MAXB, O_TIMEOUT, O_ALLOWED,
 	O_PREF, O_NBT, O_MAXENQ, O_MAXEXEC, O_ORDER, O_PLEVELS, O_PDEF,
 	O_PPOL, O_REQTO, O_MAXBODY, O_MAXINST, O_ALOG, O_DRAIN, O_POLL, O_SLO,
-	O_VPOL, O_VLABEL
+	O_VPOL, O_VLABEL, O_STATS
 };
 
 static const struct option longopts[] = {
@@ -96,12 +99,13 @@ static const struct option longopts[] = {
 	{ "drain-timeout-ms", 1, 0, O_DRAIN }, { "poll-ms", 1, 0, O_POLL },
 	{ "slo-p99-ms", 1, 0, O_SLO },
 	{ "model-version-policy", 1, 0, O_VPOL }, { "version-label", 1, 0, O_VLABEL },
+	{ "stats", 1, 0, O_STATS },
 	{ "help", 0, 0, 'h' },
 	{ 0, 0, 0, 0 }
 };
 
 typedef struct opts {
-	const char *dir, *device, *alog;
+	const char *dir, *device, *alog, *stats;
 	pf_batcher_opts b;
 	serve_cfg cfg;
 	long long drain_ms, poll_ms;
@@ -171,6 +175,7 @@ static int one_opt(int c, const char *a, opts *o)
 	case O_DIR: o->dir = a; return 0;
 	case O_DEV: o->device = a; return 0;
 	case O_ALOG: o->alog = a; return 0;
+	case O_STATS: o->stats = a; return 0;
 	case O_ORDER: o->b.preserve_ordering = 1; return 0;
 	case O_PPOL: return policy(a, o);
 	case O_VPOL: {
@@ -394,7 +399,10 @@ int main(int argc, char **argv)
 		}
 	}
 	static serve_slot slots[MAX_MODELS];
-	serve_load_cfg lc = { o.dir, o.device, o.b };
+	serve_load_cfg lc = { o.dir, o.device, o.b, NULL };
+	if (o.stats && !(lc.stats = serve_stats_open(o.stats, argc, argv, o.b.max_batch_size,
+						     o.b.slo_p99_ms > 0 ? -1 : (long long)o.b.batch_timeout_us)))
+		return 1;
 	int n = load_models(&o, &lc, slots);
 	if (n <= 0) {
 		fprintf(stderr, "pipe-serve: no model to serve under %s\n", o.dir);
@@ -428,6 +436,8 @@ int main(int argc, char **argv)
 		serve_versions_free(&slots[i]);
 		pthread_mutex_destroy(&slots[i].mu);
 	}
+	if (lc.stats && serve_stats_close(lc.stats) < 0)
+		left = left ? left : 1;
 	if (o.cfg.access_log && o.cfg.access_log != stderr)
 		fclose(o.cfg.access_log);
 	fprintf(stderr, "pipe-serve: stopped (%d requests unanswered)\n", left);

@@ -13,6 +13,8 @@
 #include "pf_batcher.h"
 #include "pf_servable.h"
 
+struct pf_stats;
+
 /* One loaded version of a model: its batcher in front of its servable.
  * Requests hold a reference (refs) from routing to their connection's
  * end; a version the policy no longer serves is retired and freed (its
@@ -26,6 +28,15 @@ typedef struct serve_model {
 	int in_dim, out_dim;
 	atomic_int refs;
 	struct serve_model *next;   /* the slot's retired list */
+	/* with a stats file: the servable's batcher hooks, wrapped so that
+	 * each batch is a step of the file (serve_versions.c) */
+	struct {
+		int (*compute)(void *ctx, pf_batch *b, pf_error *err);
+		void *(*alloc)(void *ctx, int thread, size_t n);
+		void (*free)(void *ctx, int thread, void *p);
+		void *ctx;
+		struct pf_stats *st;
+	} hook;
 } serve_model;
 
 #define SERVE_MAX_VERSIONS 16   /* served at once per model */

@@ -11,7 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
+#include "serve_stats.h"
 #include "serve_versions.h"
 
 /* ---- flags ------------------------------------------------------------------ */
@@ -173,6 +175,68 @@ static void log_adaptive(void *ctx, const char *line)
 	fprintf(stderr, "pipe-serve: %s\n", line);
 }
 
+/* ---- the stats file: a batch is a step ------------------------------------------ */
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The servable's compute, timed: one step of the stats file with the
+ * batch's oldest request's queue wait as its stall, the compute as its
+ * compute, its rows from requests as its samples. */
+static int stat_compute(void *ctx, pf_batch *b, pf_error *err)
+{
+	serve_model *m = ctx;
+	uint64_t t0 = mono_ns();
+	int rc = m->hook.compute(m->hook.ctx, b, err);
+	serve_stats_batch(m->hook.st, b->wait_ns, mono_ns() - t0, (uint32_t)b->rows);
+	return rc;
+}
+
+static void *stat_alloc(void *ctx, int thread, size_t n)
+{
+	serve_model *m = ctx;
+	return m->hook.alloc ? m->hook.alloc(m->hook.ctx, thread, n) : malloc(n);
+}
+
+static void stat_free(void *ctx, int thread, void *p)
+{
+	serve_model *m = ctx;
+	if (m->hook.free)
+		m->hook.free(m->hook.ctx, thread, p);
+	else
+		free(p);
+}
+
+/* The adaptive decisions on stderr, and as consumer events (knob
+ * batch_limit) of the stats file. */
+static void stat_log(void *ctx, const char *line)
+{
+	serve_model *m = ctx;
+	int from, to;
+	fprintf(stderr, "pipe-serve: %s\n", line);
+	if (sscanf(line, "adaptive: batch limit %d -> %d", &from, &to) == 2)
+		serve_stats_limit(m->hook.st, from, to, line + 10);
+}
+
+/* Put m between its batcher and its servable (bo has the servable's hooks). */
+static void stat_wrap(serve_model *m, struct pf_stats *st, pf_batcher_opts *bo)
+{
+	m->hook.compute = bo->compute;
+	m->hook.alloc = bo->alloc;
+	m->hook.free = bo->free;
+	m->hook.ctx = bo->ctx;
+	m->hook.st = st;
+	bo->compute = stat_compute;
+	bo->alloc = stat_alloc;
+	bo->free = stat_free;
+	bo->log = stat_log;
+	bo->ctx = m;
+}
+
 /* Load version ver of NAME: a new serve_model, or NULL with the reason on
  * stderr. */
 static serve_model *load_version(const serve_load_cfg *o, const char *name, long ver)
@@ -203,6 +267,8 @@ static serve_model *load_version(const serve_load_cfg *o, const char *name, long
 	}
 	pf_servable_hook(m->sv, &bo);
 	bo.log = log_adaptive;
+	if (o->stats)
+		stat_wrap(m, o->stats, &bo);
 	if (pf_batcher_new(&m->b, &bo, &err) < 0) {
 		fprintf(stderr, "pipe-serve: %s\n", err.msg);
 		pf_servable_free(m->sv);

@@ -14,6 +14,7 @@ typedef struct serve_load_cfg {
 	const char *dir;            /* the model base path */
 	const char *device;
 	pf_batcher_opts b;
+	struct pf_stats *stats;     /* NULL: none; else every batch is a step */
 } serve_load_cfg;
 
 /*
