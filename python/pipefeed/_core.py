@@ -104,6 +104,11 @@ class Field:
     def __dlpack_device__(self):
         return (_dlpack.KDL_CPU, 0)
 
+    def __jax_array__(self):
+        # jnp.asarray(field): the DLPack path (zero-copy), not a numpy copy
+        import jax.dlpack
+        return jax.dlpack.from_dlpack(self)
+
     @property
     def nbytes(self):
         n = 1
@@ -421,6 +426,53 @@ class Pipeline:
                              % (st.nops, lib.pf_pipeline_nops(self._h.ptr)))
         self.close()
         self._pending = st
+
+    def start_position(self):
+        """The position of a new pipeline: epoch 0 before its first element."""
+        n = lib.pf_pipeline_nops(self._h.ptr)
+        return {"epoch": 0, "delivered": 0, "at_end": 0, "order": POS_ORDER,
+                "op_epoch": [0] * n}
+
+    def skip_epoch(self):
+        """Run the rest of the epoch in progress (or the next one, at an
+        epoch's end) and release its elements unseen; returns how many
+        there were.  No stats steps are recorded for them."""
+        self._start()
+        e = _lib.pf_elem()
+        err = _lib.pf_error()
+        ref_e, ref_err = ctypes.byref(e), ctypes.byref(err)
+        nxt, release = lib.pf_iter_next, lib.pf_elem_release
+        it = self._it
+        self._t_back = None
+        n = 0
+        try:
+            while True:
+                rc = nxt(it, ref_e, ref_err)
+                if rc == _lib.PF_END:
+                    self._ended = True
+                    return n
+                if rc < 0:
+                    _raise(rc, err)
+                self._ended = False
+                release(ref_e)
+                n += 1
+        except KeyboardInterrupt:
+            self.close()
+            raise
+
+    def skip_to_epoch(self, epoch):
+        """Run (and release unseen) what is left before epoch `epoch`, so
+        that the next iteration delivers epoch `epoch` exactly as an
+        uninterrupted run does.  A no-op when it is the next epoch;
+        ValueError when the iterator is past it."""
+        nxt = self.next_epoch
+        if epoch < nxt:
+            raise ValueError("pipefeed: epoch %d is behind the next one (%d)" % (epoch, nxt))
+        if epoch > nxt and "repeat" in self.ops():
+            raise ValueError("pipefeed: the spec repeats: its epochs do not end")
+        while nxt < epoch:
+            self.skip_epoch()
+            nxt += 1
 
     @property
     def next_epoch(self):
