@@ -54,6 +54,7 @@ class _Handle:
     def __init__(self, ptr):
         self.ptr = ptr
         self.fields = {}   # schema address -> parsed fields
+        self.held = 0      # batches handed out and not yet released
 
     def __del__(self, _finalizing=sys.is_finalizing):
         # At interpreter exit objects die in any order (a batch after its
@@ -134,6 +135,7 @@ class Batch:
         self.id = elem.id
         self._writable = elem.batch > 0
         self._fields = None
+        handle.held += 1
 
     def _check(self):
         if self._released:
@@ -208,6 +210,7 @@ class Batch:
         if not self._released:
             self._released = True
             self._fields = None
+            self._h.held -= 1
             lib.pf_elem_release(ctypes.byref(self._e))
 
     def __enter__(self):
@@ -286,6 +289,7 @@ class Pipeline:
         if rc < 0:
             _raise(rc, err, spec=True)
         self._it = None
+        self._err = _lib.pf_error()  # next()'s, read only when it fails
         self._warned = False       # Python maps: warned once
         self._pending = None       # pf_iter_pos for the next start
         self._ended = False        # the last call returned PF_END
@@ -332,14 +336,15 @@ class Pipeline:
     def next(self):
         """The next Batch, or None at the end of the epoch (the call after
         that begins the next epoch)."""
-        self._start()
+        if self._it is None:
+            self._start()
         t0 = time.perf_counter_ns()
         if self._t_back is not None:
             self.compute_ns += t0 - self._t_back
         e = _lib.pf_elem()
-        err = _lib.pf_error()
+        err = self._err
         try:
-            rc = lib.pf_iter_next(self._it, ctypes.byref(e), ctypes.byref(err))
+            rc = _iter_next(self._it, e, err)   # (argtypes: passed by reference)
         except BaseException:
             self.close()
             raise
@@ -514,6 +519,11 @@ class Pipeline:
                 out.append(d)
         return out
 
+    def held(self):
+        """Batches of this pipeline handed out and not released yet (alive
+        in a Batch, or in an array or tensor made from one)."""
+        return self._h.held
+
     def stall(self):
         """(ns pf_iter_next waited for input, ns since the iterator started)."""
         if self._it is None:
@@ -524,6 +534,7 @@ class Pipeline:
 
 
 POS_ORDER = 2  # PF_POS_ORDER of pipefeed.h (t6001 checks it)
+_iter_next = lib.pf_iter_next
 
 
 def _pos_dict(p):

@@ -62,9 +62,32 @@ def test_loader_loop_and_pool():
         assert len(seen) <= 8, "%d distinct buffers for %d batches" % (len(seen), n)
         # steady state: the last epochs use only buffers the first one had
         assert ptrs[2] | ptrs[3] <= ptrs[0] | ptrs[1], (ptrs, "new buffers late")
-        assert _dlpack.live_count() == 2   # the loop's last x, y
-        del x, y
+        assert loader.pipeline.held() == 1  # the loop's last x, y hold it
+        del x
+        assert loader.pipeline.held() == 1
+        del y
+        assert loader.pipeline.held() == 0  # back in the pool
         assert _dlpack.live_count() == 0
+
+
+def test_loader_tensors_are_the_batch_memory():
+    """The Loader's own path (torch.from_numpy over a ctypes array that
+    holds the batch) is zero-copy too: each tensor's data pointer is its
+    field in the batch, which stays out of the pool while a tensor lives."""
+    with _loader("batch(32)", seed=2) as loader:
+        x, y = next(iter(loader))
+        batch = loader._last()
+        assert x.data_ptr() == batch["image"].ptr and y.data_ptr() == batch["label"].ptr
+        assert x.shape == (32, 16) and y.shape == (32,)
+        x[0, 0] = 99                         # same memory, seen from C's side
+        import numpy
+        assert numpy.asarray(batch["image"])[0, 0] == 99
+        assert loader.pipeline.held() == 1
+        del batch, x
+        assert loader._last() is not None
+        assert loader.pipeline.held() == 1   # y holds it
+        del y
+        assert loader.pipeline.held() == 0 and loader._last() is None
 
 
 def test_len_and_exactly_once():
