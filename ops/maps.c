@@ -494,6 +494,8 @@ static void register_builtins(void)
 		{ "decode_f32", decode_prepare, decode_fn, &scale_f32 },
 		{ "normalize", norm_prepare, norm_fn, NULL },
 		{ "parse_example", pf_parse_example_prepare, pf_parse_example_fn, NULL },
+		{ "parse_sequence_example", pf_parse_seq_example_prepare, pf_parse_seq_example_fn,
+		  NULL },
 		{ "decode_image", pf_decode_image_prepare, pf_decode_image_fn, NULL },
 	};
 	for (size_t i = 0; i < sizeof(b) / sizeof(b[0]); i++) {
