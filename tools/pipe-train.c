@@ -98,6 +98,12 @@ static void usage(FILE *f)
 		"                      same world size and seed (else MPI_Allreduce's order)\n"
 		"  --rank-timeout S    over several ranks: fail, naming the rank, when one\n"
 		"                      has not answered for S seconds (60)\n"
+		"  --rank-read split|all  over several ranks: each rank reads and decodes\n"
+		"                      only its blocks, training on their rows of every\n"
+		"                      global batch (split, the default where it can: the\n"
+		"                      cpu device, no --pipeline, --on-corrupt or\n"
+		"                      --isolate-map), or all the data, training on rows\n"
+		"                      [r*b/N, (r+1)*b/N) (all)\n"
 		"  --json              one JSON object on stdout at the end\n"
 		"  --quiet             no progress bar, no epoch lines\n"
 		"  --stats FILE        record run statistics in FILE while training (pipe-stat FILE)\n"
@@ -112,7 +118,7 @@ enum { O_PIPE = 256, O_BATCH, O_SHUF, O_CACHE, O_MAPT, O_PREF, O_DEPTH,
        O_MODEL, O_EPOCHS, O_LR, O_SEED, O_DEV, O_GRAPH, O_EVAL, O_SAVE,
        O_JSON, O_QUIET, O_STATS, O_SWEEP, O_STEPS, O_SLO, O_SVG, O_EPIPE,
        O_READT, O_CKPT, O_RESUME, O_FPRINT, O_STOPAFTER, O_ONCORR, O_MAXCORR,
-       O_ISOLATE, O_PRELOAD, O_DETERM, O_RTIMEOUT, O_LAST = O_RTIMEOUT };
+       O_ISOLATE, O_PRELOAD, O_DETERM, O_RTIMEOUT, O_RREAD, O_LAST = O_RREAD };
 
 /*
  * --resume FILE: read its run section; the options that define the run
@@ -242,6 +248,7 @@ static const struct option long_opts[] = {
 	{ "on-corrupt", 1, 0, O_ONCORR }, { "max-corrupt", 1, 0, O_MAXCORR },
 	{ "isolate-map", 0, 0, O_ISOLATE }, { "preloaded", 0, 0, O_PRELOAD },
 	{ "deterministic", 0, 0, O_DETERM }, { "rank-timeout", 1, 0, O_RTIMEOUT },
+	{ "rank-read", 1, 0, O_RREAD },
 	{ "help", 0, 0, 'h' }, { 0, 0, 0, 0 }
 };
 
@@ -382,6 +389,14 @@ static int set_option(opts *o, int c, const char *arg, const unsigned char *give
 	case O_ISOLATE: o->isolate = 1; return 0;
 	case O_PRELOAD: o->preloaded = 1; return 0;
 	case O_DETERM: o->deterministic = 1; return 0;
+	case O_RREAD:
+		if (strcmp(arg, "split") && strcmp(arg, "all")) {
+			fprintf(stderr, "pipe-train: --rank-read: expected split or all, got '%s'\n",
+				arg);
+			return 2;
+		}
+		o->rank_read_all = !strcmp(arg, "all");
+		return 0;
 	case O_RTIMEOUT: {
 		char *tail;
 		o->rank_timeout = strtod(arg, &tail);

@@ -215,6 +215,7 @@ typedef struct trainer {
 	int dist_on;
 	FILE *fpr;
 	int stop_now;
+	split sp;             /* each rank reads its blocks (train_split.c) */
 } trainer;
 
 /* Was a stop asked?  Over several ranks only the one they all agreed on
@@ -291,7 +292,12 @@ static void trainer_open(trainer *t, const opts *o, pf_model_cfg mc, const run_s
 			.test_acc = NAN };
 	if (pf_device_open(&t->dev, o->device, NULL, &err) < 0)
 		die("--device", &err);
-	t->tp = build(o, (const char *const *)o->shards, o->nshards, 1, t->dev);
+	int world = o->ranks ? ranks_world(o->ranks) : 1, rank = o->ranks ? ranks_rank(o->ranks) : 0;
+	opts ob = *o;
+	if (split_wanted(o, world, pf_device_kind(t->dev)))
+		ob.read_world = world, ob.read_rank = rank;
+	split_open(&t->sp, o, world, rank, ob.read_world > 1);
+	t->tp = build(&ob, (const char *const *)o->shards, o->nshards, 1, t->dev);
 	if (pf_device_note(t->dev)[0] && !o->quiet)
 		fprintf(stderr, "pipe-train: %s\n", pf_device_note(t->dev));
 	if (pf_stream_new(t->dev, &t->cs, &err) < 0)
@@ -367,6 +373,7 @@ static int trainer_close(trainer *t, int status)
 		status = 1;
 	}
 	dist_free(&t->d);
+	split_close(&t->sp);
 	pf_devfeed_free(t->tf);
 	pf_devfeed_free(t->ef);
 	stats_close(t->stats);
@@ -408,6 +415,11 @@ static void train_on(trainer *t, epoch_run *er, pf_devbatch *b)
 					  stop_signal != 0, t->step_total + 1);
 	} else if (o->synth_us) {
 		synth_step(&t->sy);
+	} else if (t->sp.on) { /* this rank's blocks' rows */
+		bind_input(&t->tin, b, t->mc.sizes[0]);
+		t->stop_now |= split_train(&t->sp, &t->d, t->dev, t->m, t->cs, &t->tin, b, t->mc.sizes[0],
+					   stop_signal != 0, t->step_total + 1, t->fpf, t->fpr,
+					   er->e, er->step);
 	} else {
 		bind_input(&t->tin, b, t->mc.sizes[0]);
 		uint64_t h = t->fpf || t->fpr ? batch_hash(t->dev, t->cs, &t->tin, b) : 0;
@@ -651,6 +663,7 @@ static void report(trainer *t)
 		       st.feeder_input_ns * 1e-9, st.feeder_slot_ns * 1e-9, st.copy_ns * 1e-9,
 		       dm.skipped_records, dm.corrupt_blocks, dm.dropped_samples,
 		       t->rs ? "true" : "false");
+		split_json(&t->sp, o);
 		if (t->step_pre > 0)
 			printf("\"step_s\":%.6f,\"preloaded_step_s\":%.6f,\"never_starves_ratio\":%.4f,",
 			       t->step_pipe, t->step_pre, t->step_pipe / t->step_pre);
@@ -759,6 +772,7 @@ static int train_epochs(trainer *t)
 		pf_stats_event(t->stats, 0, -1, "allreduce_wait", t->d.rank,
 			       (int64_t)((ranks_wait_s(t->o->ranks) - t->d.wait_first) * 1e9),
 			       "rank (old), ns it waited in all-reduces after the first step (new)");
+	split_sums(&t->sp, &t->d, t->tit);
 	report(t);
 	return 0;
 }
