@@ -21,6 +21,18 @@ tmp=`tap_tmp t4305`
 jf() { sed -n "s/.*\"$2\":\"*\([-0-9.]*\).*/\1/p" "$1" | head -1; }
 # le A B: A <= B as numbers
 le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 <= b + 0) }'; }
+# san_ok STATUS TITLE: ok, but skipped in a sanitizer build, whose
+# allocator holds freed memory and whose slowness leaves the client (on
+# the same cores) unable to send 3x: the timing and memory checks
+san=$(sed -n 's/^SAN_CFLAGS = //p' "$b/Makefile" 2>/dev/null)
+san_ok() {
+	case "$san" in
+	*sanitize=*)
+		tap_n=$((tap_n + 1))
+		echo "ok $tap_n - $2 # SKIP a sanitizer build" ;;
+	*)	ok "$1" "$2" ;;
+	esac
+}
 
 syn_shards "$tmp/syn" 500 1 1 && mkdir -p "$tmp/models/big/1" &&
 timeout 120 "$b/pipe-train" --device cpu --model mlp:16-2048-2048-4 --batch 32 --epochs 1 \
@@ -59,7 +71,7 @@ for try in 1 2 3; do
 	if [ -z "$best" ] || le "$ratio" "$best"; then best=$ratio; bt=$try; fi
 	le "$ratio" 2 && break
 done
-ok $([ -n "$bt" ]; echo $?) "the client kept up with 3x capacity in ${bt:-none} of the tries"
+san_ok $([ -n "$bt" ]; echo $?) "the client kept up with 3x capacity in ${bt:-none} of the tries"
 o3=$tmp/at3.${bt:-1}
 ref=$(jf "$o3" refused)
 ok $([ "${ref:-0}" -gt 0 ] && [ "$(jf "$o3" errors)" = 0 ]; echo $?) \
@@ -68,7 +80,7 @@ fast=$(jf "$o3" server_refused_1ms_pct)
 ok $(le 95 "$fast"; echo $?) "... the server refused $fast% of them within 1 ms (>= 95%)"
 qm=$(jf "$o3" server_queued_max)
 ok $(le "$qm" $maxq; echo $?) "... its queue held at most $qm requests (--max-enqueued $maxq)"
-ok $(le "${best:-99}" 4; echo $?) "... the accepted requests' p99 ${best}x its value at capacity (<= 4 here; the goal of 2 is bench/serve-overload.sh's)"
+san_ok $(le "${best:-99}" 4; echo $?) "... the accepted requests' p99 ${best}x its value at capacity (<= 4 here; the goal of 2 is bench/serve-overload.sh's)"
 
 # a refusal seen by a plain client: 429 and a JSON error
 load --rate "$r3" --duration 1.5 --seed 9 >"$tmp/burst1" &
@@ -87,7 +99,7 @@ ok $? "curl during the burst: $(cat "$tmp/refcode" 2>/dev/null || echo 'no refus
 load --rate "$r3" --duration 2 --seed 10 >"$tmp/burst2"
 m1=$(jf "$tmp/burst1" server_rss_max_mb)
 m2=$(jf "$tmp/burst2" server_rss_max_mb)
-ok $(le "$(awk -v a="$m2" -v b="$m1" 'BEGIN { print a - b }')" 4; echo $?) \
+san_ok $(le "$(awk -v a="$m2" -v b="$m1" 'BEGIN { print a - b }')" 4; echo $?) \
 	"memory flat: resident $m1 MB after one burst, $m2 MB after the next (<= +4 MB)"
 
 # recovery: the queue empties, 4 clients are all answered

@@ -175,7 +175,8 @@ static uint64_t run_level(const opts *o, int n, const char *fixed_body, size_t f
 	double *all = malloc((total ? total : 1) * sizeof(double));
 	size_t k = 0;
 	for (int i = 0; i < n; i++) {
-		memcpy(all + k, cl[i].lat, cl[i].nlat * sizeof(double));
+		if (cl[i].nlat)
+			memcpy(all + k, cl[i].lat, cl[i].nlat * sizeof(double));
 		k += cl[i].nlat;
 		free(cl[i].lat);
 		free(bodies[i]);
