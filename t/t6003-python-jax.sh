@@ -18,6 +18,11 @@ if ! "$venv/bin/python" -c 'import jax, numpy' 2>/dev/null; then
 		skip_all "cannot install t/requirements-jax.txt into $venv (no network?): $(tail -1 "$top_builddir/t/t6003-pip.log")"
 fi
 PY=$venv/bin/python
+# jaxlib throws C++ exceptions: a preloaded sanitizer runtime intercepts
+# __cxa_throw only if libstdc++ is loaded with it, not dlopened later.
+if [ -n "$san" ] && [ -r "$(dirname "$san")/libstdc++.so.6" ]; then
+	san="$san $(dirname "$san")/libstdc++.so.6"
+fi
 JAX_PLATFORMS=cpu
 export JAX_PLATFORMS
 py_run test_jax
