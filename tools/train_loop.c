@@ -82,6 +82,7 @@ static void catch_stop_signals(void)
 	sa.sa_flags = SA_RESTART;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL); /* mpirun forwards it (not SIGINT) */
 }
 
 /* ==== --stats ============================================================= */
