@@ -11,7 +11,7 @@
 # images.  Skips without OpenMPI.
 . "$srcdir/t/tap.sh"
 . "$srcdir/t/ranks.sh"
-plan 45
+plan 50
 tmp=`tap_tmp t5110`
 b=$top_builddir
 syn_shards "$tmp/syn" 1000 1 3
@@ -116,6 +116,24 @@ is "`field deterministic "$tmp/d2a.json"`/`field allreduce_buckets_s "$tmp/d2a.j
 train 30 "$tmp/d3a" mpirun_n 3 && train 30 "$tmp/d3b" mpirun_n 3
 cmp -s "$tmp/d3a.model" "$tmp/d3b.model"
 ok $? "  over 3 ranks too"
+# --bucket-mb: gradients summed in sized buckets while backward runs; in
+# rank order with --deterministic, so the bits of the one sum after it
+flags="--deterministic --bucket-mb 0.001"
+train 30 "$tmp/b2" mpirun_n 2 && train 30 "$tmp/b3" mpirun_n 3
+ok $? "--deterministic --bucket-mb 0.001 (262 floats) over 2 and 3 ranks"
+nb=`field allreduce_buckets "$tmp/b2.json"`
+test "$nb" -ge 3 && awk -v s="\`field allreduce_buckets_s "$tmp/b2.json"\`" 'BEGIN { exit !(s > 0) }'
+ok $? "  $nb buckets of 1 KiB (676 parameters), summed while backward ran"
+cmp -s "$tmp/b2.model" "$tmp/d2a.model" && cmp -s "$tmp/b3.model" "$tmp/d3a.model"
+ok $? "  the models are bit for bit those of one sum after backward (2 and 3 ranks)"
+flags="--bucket-mb 0.00001"
+train 30 "$tmp/bmany" mpirun_n 2
+st=$?
+is "$st/`grep -q 'more than 63 buckets' "$tmp/bmany.log" && echo said`" 2/said \
+	"  --bucket-mb too small for 63 buckets: a usage error saying so"
+flags="--bucket-mb 0"
+train 30 "$tmp/bzero"
+is $? 2 "  --bucket-mb 0: a usage error"
 flags=--deterministic
 train 30 "$tmp/d1" mpirun_n 1
 cmp -s "$tmp/d1.model" "$tmp/alone.model"

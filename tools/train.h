@@ -58,6 +58,8 @@ typedef struct opts {
 	double rank_timeout;           /* --rank-timeout SECONDS */
 	int world_saved;               /* --resume: the checkpoint's world size */
 	int rank_read_all;             /* --rank-read all: every rank reads all */
+	double bucket_mb;              /* --bucket-mb N: all-reduce buckets; 0: a
+					* bucket a layer */
 	int read_world, read_rank;     /* build(): the training source reads only
 					* this rank's blocks (train_split.c) */
 } opts;
@@ -194,24 +196,36 @@ void preload_free(preload *p, pf_device *dev);
 /* ---- train_ranks.c: the data-parallel step over ranks ---- */
 
 struct ranks;
+#define DIST_MAX_BUCKETS 63            /* and the rows: 64 sums a step */
 typedef struct dist {
 	struct ranks *r;
 	int world, rank, deterministic;
 	size_t n;                      /* model parameters */
 	float *buf;                    /* n + 2: gradients x rows, rows, stop */
-	/* buckets (not --deterministic): each layer's gradients summed as
-	 * backward finishes it (dist_buckets); nbuckets 0: one sum after */
+	/* buckets: gradients summed while backward still runs
+	 * (dist_buckets); nbuckets 0: one sum after backward */
 	pf_device *dev;
 	pf_stream *copy;               /* gradients to the host, beside backward */
-	pf_event *ev[64];
+	pf_event *ev[64];              /* one a layer, the last layer's first */
+	int nlayers;
+	double bucket_mb;              /* --bucket-mb; 0: a bucket a layer, none
+					* with --deterministic */
 	int nbuckets;
+	size_t boff[DIST_MAX_BUCKETS], blen[DIST_MAX_BUCKETS]; /* bucket b: the
+					* gradients' floats [boff, boff + blen) */
+	int bready[DIST_MAX_BUCKETS];  /* ... ready once layer event bready is */
 	double reduce_s, overlap_s;    /* the buckets' sums: their time, and the
 					* part of it while backward still ran */
 	uint64_t steps;                /* dist_step calls */
 	double wait_first;             /* ranks_wait_s after the first (start-up) */
 } dist;
-/* Reduce m's gradients in buckets overlapping backward (not with
- * --deterministic, nor over one rank).  Exits on errors. */
+/* Reduce m's gradients in buckets overlapping backward, over ranks: with
+ * d->bucket_mb > 0 (--bucket-mb) buckets of that many MiB (the last
+ * smaller; consecutive layers from the last, as backward finishes them,
+ * a large layer cut in pieces; in rank order with --deterministic: the
+ * same bits as one sum after backward); else one bucket a layer, not
+ * with --deterministic.  Exits on errors (more than DIST_MAX_BUCKETS
+ * buckets: a larger --bucket-mb is needed). */
 void dist_buckets(dist *d, pf_device *dev, pf_model *m);
 /* Set up d for ranks r (NULL: alone) and a model of nparams. */
 void dist_init(dist *d, struct ranks *r, int deterministic, size_t nparams);

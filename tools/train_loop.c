@@ -82,6 +82,7 @@ static void catch_stop_signals(void)
 	sa.sa_flags = SA_RESTART;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL); /* mpirun forwards it (not SIGINT) */
 }
 
 /* ==== --stats ============================================================= */
@@ -312,6 +313,7 @@ static void trainer_open(trainer *t, const opts *o, pf_model_cfg mc, const run_s
 		die("model", &err);
 	dist_init(&t->d, o->ranks, o->deterministic, t->m ? pf_model_nparams(t->m) : 0);
 	t->dist_on = t->d.world > 1;
+	t->d.bucket_mb = o->bucket_mb;
 	if (t->dist_on && t->m)
 		dist_buckets(&t->d, t->dev, t->m);
 	if (rs) {
@@ -646,7 +648,8 @@ static void report(trainer *t)
 	if (o->json) {
 		printf("{\"device\":\"%s\",\"model\":\"%s\",\"world_size\":%d,"
 		       "\"deterministic\":%s,\"allreduce_wait_s\":%.3f,\"allreduce_buckets_s\":%.3f,"
-		       "\"allreduce_overlap\":%.4f,\"epochs\":%d,\"batch\":%d,"
+		       "\"allreduce_overlap\":%.4f,\"allreduce_buckets\":%d,\"bucket_mb\":%g,"
+		       "\"epochs\":%d,\"batch\":%d,"
 		       "\"steps\":%" PRIu64 ",\"images\":%" PRIu64 ",\"wall_s\":%.3f,"
 		       "\"images_per_sec\":%.1f,\"stall_share\":%.4f,"
 		       "\"stall_host_s\":%.3f,\"stall_device_s\":%.3f,"
@@ -656,7 +659,8 @@ static void report(trainer *t)
 		       pf_device_kind(t->dev), o->model, t->d.world,
 		       o->deterministic && t->d.world > 1 ? "true" : "false",
 		       o->ranks ? ranks_wait_s(o->ranks) : 0.0, t->d.reduce_s,
-		       t->d.reduce_s > 0 ? t->d.overlap_s / t->d.reduce_s : 0.0, o->epochs, o->batch,
+		       t->d.reduce_s > 0 ? t->d.overlap_s / t->d.reduce_s : 0.0, t->d.nbuckets,
+		       o->bucket_mb, o->epochs, o->batch,
 		       t->step_total, t->images_total,
 		       wall, wall > 0 ? t->images / wall : 0, stall_share,
 		       st.stall_host_ns * 1e-9, st.stall_device_ns * 1e-9,
