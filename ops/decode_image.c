@@ -289,10 +289,18 @@ static int place(const img_state *st, const unsigned char *px, int w, int h, voi
 				    fname(st), h, w, st->H, st->W,
 				    st->fit == FIT_EXACT ? " (fit=resize or fit=crop to change it)" : "");
 	int y0 = (h - st->H) / 2, x0 = (w - st->W) / 2;
+	if (w == st->W) { /* whole rows: one run (the common case, no crop) */
+		const unsigned char *s = px + (size_t)y0 * row;
+		if (st->f32)
+			pf_u8_to_f32_hot(dst, s, (int64_t)n);
+		else
+			memcpy(dst, s, n);
+		return 0;
+	}
 	for (int y = 0; y < st->H; y++) {
 		const unsigned char *s = px + ((size_t)(y0 + y) * w + x0) * st->C;
 		if (st->f32)
-			pf_u8_to_f32((float *)dst + y * row, s, (int64_t)row);
+			pf_u8_to_f32_hot((float *)dst + y * row, s, (int64_t)row);
 		else
 			memcpy((unsigned char *)dst + y * row, s, row);
 	}
