@@ -1,6 +1,6 @@
 /*
  * fuzz_image - decode_image's glue on arbitrary bytes: the format sniffing,
- * libpng's and libjpeg-turbo's error paths, the max_pixels check before
+ * libpng's, libjpeg-turbo's and libwebp's error paths, the max_pixels check before
  * allocating, and the exact / crop / resize placement into u8 and f32
  * outputs (the first input byte picks the fit, dtype and channels; the
  * rest is the image).  Must never crash, read or write out of bounds, or

@@ -21,6 +21,12 @@
 /* d[j] = s[j] / 255.0f for j < n.  d and s must not overlap. */
 void pf_u8_to_f32(float *d, const unsigned char *s, int64_t n);
 
+/* The same floats with plain stores, for output that is read again soon
+ * (a small element a batch copies next): streaming stores would evict it,
+ * and on short runs (an image row) their fences cost more than the
+ * conversion.  d and s must not overlap. */
+void pf_u8_to_f32_hot(float *d, const unsigned char *s, int64_t n);
+
 /* Testing aid: use implementation `name` ("avx2", "sse2" or "table"; NULL:
  * the best this CPU has) from now on, process-wide.  Returns 0, or -1 when
  * the CPU lacks it (nothing changes). */

@@ -1,7 +1,8 @@
 /*
  * decode_image.c - the decode_image map function: an encoded image (PNG
- * through libpng, JPEG through libjpeg-turbo) in a u8[?] field -> a
- * u8[H,W,C] or f32[H,W,C] field, other fields copied.
+ * through libpng, JPEG through libjpeg-turbo, WebP through libwebp, each
+ * optional at configure time) in a u8[?] field -> a u8[H,W,C] or
+ * f32[H,W,C] field, other fields copied.
  *
  *   map(decode_image(field=image, size=[28,28], channels=1, dtype=f32,
  *                    fit=exact|resize|crop, max_pixels=N))
@@ -10,7 +11,7 @@
  *             field); the output keeps its name and position
  *   size      [H, W] of the output (required: a batch needs one shape)
  *   channels  1 (gray) or 3 (RGB), converted as libpng / libjpeg-turbo do
- *             (default 3)
+ *             (default 3); a WebP is RGB only (its alpha dropped)
  *   dtype     u8 (default) or f32 (value / 255, in [0,1])
  *   fit       exact (default): an image of another size is an error;
  *             resize: bilinear to HxW (tf.image.resize's half-pixel
@@ -39,6 +40,9 @@
 #endif
 #ifdef HAVE_TURBOJPEG
 #include <turbojpeg.h>
+#endif
+#ifdef HAVE_WEBP
+#include <webp/decode.h>
 #endif
 
 #include "pf_map_fns.h"
@@ -239,6 +243,35 @@ static int jpeg_decode(const img_state *st, const unsigned char *p, size_t n,
 }
 #endif
 
+#ifdef HAVE_WEBP
+/* WebP (lossy or lossless) to RGB; its alpha, if any, is dropped.  Gray
+ * output is refused: WebP has no gray form and no conversion is promised. */
+static int webp_decode(const img_state *st, const unsigned char *p, size_t n,
+		       unsigned char **px, int *w, int *h, pf_error *err)
+{
+	if (!WebPGetInfo(p, n, w, h))
+		return pf_error_set(err, PF_EMAP, "decode_image: field %s: WebP: bad or truncated header",
+				    fname(st));
+	if ((uint64_t)*w * (uint64_t)*h > st->max_pixels)
+		return pf_error_set(err, PF_ELIMIT, "decode_image: field %s: WebP of %dx%d is over max_pixels",
+				    fname(st), *w, *h);
+	if (st->C != 3)
+		return pf_error_set(err, PF_EMAP,
+				    "decode_image: field %s: a WebP decodes to RGB only: use channels=3",
+				    fname(st));
+	size_t stride = (size_t)*w * 3, sz = stride * (size_t)*h;
+	if (!(*px = malloc(sz)))
+		return pf_error_set(err, PF_ENOMEM, "decode_image: out of memory");
+	if (!WebPDecodeRGBInto(p, n, *px, sz, (int)stride)) {
+		free(*px);
+		*px = NULL;
+		return pf_error_set(err, PF_EMAP, "decode_image: field %s: WebP: corrupt or truncated image data",
+				    fname(st));
+	}
+	return 0;
+}
+#endif
+
 /* Bilinear, half-pixel centers (tf.image.resize's "bilinear"). */
 static void resize(const unsigned char *s, int sw, int sh, int C, float *d, int dw, int dh)
 {
@@ -289,10 +322,18 @@ static int place(const img_state *st, const unsigned char *px, int w, int h, voi
 				    fname(st), h, w, st->H, st->W,
 				    st->fit == FIT_EXACT ? " (fit=resize or fit=crop to change it)" : "");
 	int y0 = (h - st->H) / 2, x0 = (w - st->W) / 2;
+	if (w == st->W) { /* whole rows: one run (the common case, no crop) */
+		const unsigned char *s = px + (size_t)y0 * row;
+		if (st->f32)
+			pf_u8_to_f32_hot(dst, s, (int64_t)n);
+		else
+			memcpy(dst, s, n);
+		return 0;
+	}
 	for (int y = 0; y < st->H; y++) {
 		const unsigned char *s = px + ((size_t)(y0 + y) * w + x0) * st->C;
 		if (st->f32)
-			pf_u8_to_f32((float *)dst + y * row, s, (int64_t)row);
+			pf_u8_to_f32_hot((float *)dst + y * row, s, (int64_t)row);
 		else
 			memcpy((unsigned char *)dst + y * row, s, row);
 	}
@@ -318,9 +359,16 @@ static int decode(const img_state *st, const unsigned char *p, size_t n, void *d
 		return pf_error_set(err, PF_EMAP, "decode_image: field %s: a JPEG, and this pipefeed was built without libjpeg-turbo",
 				    fname(st));
 #endif
+	} else if (n >= 12 && !memcmp(p, "RIFF", 4) && !memcmp(p + 8, "WEBP", 4)) {
+#ifdef HAVE_WEBP
+		rc = webp_decode(st, p, n, &px, &w, &h, err);
+#else
+		return pf_error_set(err, PF_EMAP, "decode_image: field %s: a WebP, and this pipefeed was built without libwebp",
+				    fname(st));
+#endif
 	} else {
 		return pf_error_set(err, PF_EMAP,
-				    "decode_image: field %s: not a PNG or JPEG (%zu bytes, first %02x %02x %02x %02x)",
+				    "decode_image: field %s: not a PNG, JPEG or WebP (%zu bytes, first %02x %02x %02x %02x)",
 				    fname(st), n, n > 0 ? p[0] : 0, n > 1 ? p[1] : 0, n > 2 ? p[2] : 0,
 				    n > 3 ? p[3] : 0);
 	}

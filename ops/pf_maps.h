@@ -27,8 +27,9 @@
  *                          tf.io.parse_sequence_example's meaning
  *   decode_image(field=F, size=[H, W], channels=1|3, dtype=u8|f32,
  *                fit=exact|resize|crop)
- *                          a PNG or JPEG in a u8[?] field -> u8/f32[H,W,C]
- *                          (needs libpng / libjpeg-turbo)
+ *                          a PNG, JPEG or WebP in a u8[?] field ->
+ *                          u8/f32[H,W,C] (needs libpng / libjpeg-turbo /
+ *                          libwebp; a WebP is RGB only)
  * (doc/PIPELINE.md has their full argument lists.)
  *
  * decode, normalize and parse_example(s) also take max_bytes=N: the bound on

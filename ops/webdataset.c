@@ -51,6 +51,13 @@ typedef struct wds {
 	pf_schema seen;        /* fields met so far (sorted) */
 } wds;
 
+/* libarchive's reason, which it leaves NULL for some cuts. */
+static const char *aerr(struct archive *a)
+{
+	const char *m = archive_error_string(a);
+	return m ? m : "truncated or unreadable (libarchive gives no reason)";
+}
+
 static int wds_open(void **out, const char *path, pf_error *err)
 {
 	wds *w = calloc(1, sizeof(*w));
@@ -64,7 +71,7 @@ static int wds_open(void **out, const char *path, pf_error *err)
 	archive_read_support_format_tar(w->a);
 	archive_read_support_filter_all(w->a);
 	if (archive_read_open_filename(w->a, path, 1 << 16) != ARCHIVE_OK) {
-		int rc = pf_error_set(err, PF_EFORMAT, "%s: %s", path, archive_error_string(w->a));
+		int rc = pf_error_set(err, PF_EFORMAT, "%s: %s", path, aerr(w->a));
 		archive_read_free(w->a);
 		free(w->path);
 		free(w);
@@ -123,7 +130,7 @@ static int next_member(wds *w, pf_error *err)
 		if (r < ARCHIVE_WARN) {
 			w->failed = 1;
 			return pf_error_set(err, PF_ETRUNC, "%s: damaged tar at byte %llu: %s", w->path,
-					    (unsigned long long)off, archive_error_string(w->a));
+					    (unsigned long long)off, aerr(w->a));
 		}
 		if (archive_entry_filetype(e) != AE_IFREG)
 			continue;
@@ -209,7 +216,7 @@ static int sample(wds *w, const pf_schema *s, unsigned char *dst, size_t cap, pf
 				w->failed = 1;
 				return pf_error_set(err, PF_ETRUNC, "%s: member '%s.%s' (header at byte %llu): %s",
 						    w->path, key, w->ext, (unsigned long long)w->off,
-						    r < 0 ? archive_error_string(w->a) : "truncated");
+						    r < 0 ? aerr(w->a) : "truncated");
 			}
 			out->data[f] = dst + pos;
 			out->nitems[f] = out->var_len[f] = (int64_t)w->size;
@@ -217,7 +224,7 @@ static int sample(wds *w, const pf_schema *s, unsigned char *dst, size_t cap, pf
 			w->failed = 1;
 			return pf_error_set(err, PF_ETRUNC, "%s: member '%s.%s' (header at byte %llu): %s",
 					    w->path, key, w->ext, (unsigned long long)w->off,
-					    archive_error_string(w->a));
+					    aerr(w->a));
 		}
 		pos += w->size;
 		rc = next_member(w, err);

@@ -125,6 +125,24 @@ int pf_shards(pf_pipeline *p, const char *const *paths, size_t npaths,
 int pf_tfrecords(pf_pipeline *p, const char *const *paths, size_t npaths,
 		 const pf_source_opts *opts, pf_error *err);
 
+/*
+ * Source: the samples of WebDataset tar shards (plain, or compressed in any
+ * filter libarchive reads: .tar.gz, .tar.zst, ...), with the same
+ * interleave, file shuffle and damage options as pf_shards.  Each entry of
+ * paths takes WebDataset's brace expansion ("shards-{000..099}.tar": a
+ * zero-padded range; "{a,b}": a list), then globs.  The consecutive members
+ * that share a key ("dir/000123.jpg" + "dir/000123.cls": the key ends at
+ * the first dot of the file name) are one element, one u8[?] field per
+ * extension (lower-cased), the fields being the extensions of all the
+ * files' samples, sorted; a sample without one has it empty.  Damage is
+ * what breaks the tar framing (a bad header, a truncated member): it fails
+ * naming the file and member, or with skip_corrupt ends that file there.
+ * Returns 0, or PF_EINVAL also when this build has no libarchive (the
+ * message says so).  The same op as the spec's webdataset(...).
+ */
+int pf_webdataset(pf_pipeline *p, const char *const *paths, size_t npaths,
+		  const pf_source_opts *opts, pf_error *err);
+
 /* Source: the integers start, start+step, ... < stop (step > 0) as elements
  * "value: i64" (id = position).  For tests and examples. */
 int pf_range(pf_pipeline *p, int64_t start, int64_t stop, int64_t step,

@@ -136,6 +136,12 @@ int pf_tfrecords(pf_pipeline *p, const char *const *paths, size_t n,
 	return pf_pipeline_add_op(p, pf_op_tfrecord_new(paths, n, o, err), err);
 }
 
+int pf_webdataset(pf_pipeline *p, const char *const *paths, size_t n,
+		  const pf_source_opts *o, pf_error *err)
+{
+	return pf_pipeline_add_op(p, pf_op_webdataset_new(paths, n, o, err), err);
+}
+
 int pf_range(pf_pipeline *p, int64_t start, int64_t stop, int64_t step,
 	     pf_error *err)
 {

@@ -199,7 +199,7 @@ static void damaged(void)
 	put(f, first_jpg, first_jpg_n * 2 / 3);  /* 3: truncated JPEG */
 	put(f, png2, first_png_n);               /* 4: corrupt PNG */
 	fclose(f);
-	static const char *const want[] = { NULL, "PNG: ", "not a PNG or JPEG", "JPEG: ", "PNG: " };
+	static const char *const want[] = { NULL, "PNG: ", "not a PNG, JPEG or WebP", "JPEG: ", "PNG: " };
 	for (int k = 1; k < 5; k++) {
 		char spec[1024];
 		snprintf(spec, sizeof(spec),
