@@ -13,6 +13,7 @@
 #   usage: bench/serve-adaptive.sh [BUILDDIR]  (env: CONCURRENCY DURATION REPEAT SLO SIZES TIMEOUTS)
 set -e
 b=${1:-.}
+. "$(dirname "$0")/../t/serve-lib.sh"
 c=${CONCURRENCY:-64}
 d=${DURATION:-4}
 rep=${REPEAT:-3}
@@ -22,19 +23,7 @@ tos=${TIMEOUTS:-0,500,2000}
 tmp=$(mktemp -d)
 trap 'kill $pid 2>/dev/null; rm -rf "$tmp"' EXIT
 pid=
-fm=/usr/share/datasets/fashion-mnist
-mkdir -p "$tmp/models/fmnist/1"
-if [ -r "$fm/train-images-idx3-ubyte.gz" ]; then
-	"$b/pipe-pack" idx --images "$fm/train-images-idx3-ubyte.gz" \
-		--labels "$fm/train-labels-idx1-ubyte.gz" -o "$tmp/fm" --shards 1 >/dev/null
-else
-	echo "(no Fashion-MNIST: synthetic data)"
-	head -c $((10000 * 785)) /dev/urandom >"$tmp/raw"
-	"$b/pipe-pack" raw --record-size 785 --field image:u8[784] --field label:u8 \
-		-o "$tmp/fm" --shards 1 "$tmp/raw" >/dev/null
-fi
-"$b/pipe-train" --device cpu --epochs 1 --save "$tmp/models/fmnist/1/model.ckpt" \
-	"$tmp/fm-*.pfs" >/dev/null 2>&1
+serve_demo_model "$tmp"
 echo "pipe-serve, mlp:784-128-10 on cpu, binary bodies, concurrency $c, ${d}s windows, SLO p99 $slo ms"
 "$b/pipe-load" --sweep "max_batch_size=$sizes batch_timeout_us=$tos" \
 	--serve "$b/pipe-serve --model-dir $tmp/models" --slo-p99-ms "$slo" \
@@ -46,14 +35,7 @@ bmbs=$1 bto=$2
 top=$(echo "$sizes" | tr ',' '\n' | sort -n | tail -1)
 run() { # NAME ARGS...
 	n=$1; shift
-	"$b/pipe-serve" --model-dir "$tmp/models" --port 0 --access-log none "$@" >"$tmp/out" 2>"$tmp/err" &
-	pid=$!
-	port=
-	for i in $(seq 100); do
-		port=$(awk '/listening/ { print $NF }' "$tmp/out" 2>/dev/null || true)
-		[ -n "$port" ] && break
-		sleep 0.1
-	done
+	serve_start "$tmp" "$@"
 	line=$("$b/pipe-load" --concurrency "$c" --duration "$d" --warmup 1 --json --binary \
 		"http://127.0.0.1:$port/v2/models/fmnist/infer" || true)
 	kill -TERM $pid; wait $pid || true

@@ -11,25 +11,14 @@
 #   usage: bench/serve-batching.sh [BUILDDIR]   (env: CONCURRENCY DURATION REPEAT TIMEOUT FORMAT SLO)
 set -e
 b=${1:-.}
+. "$(dirname "$0")/../t/serve-lib.sh"
 c=${CONCURRENCY:-64}
 d=${DURATION:-5}
 rep=${REPEAT:-3}
 to=${TIMEOUT:-2000}
 tmp=$(mktemp -d)
 trap 'kill $pid 2>/dev/null; rm -rf "$tmp"' EXIT
-fm=/usr/share/datasets/fashion-mnist
-mkdir -p "$tmp/models/fmnist/1"
-if [ -r "$fm/train-images-idx3-ubyte.gz" ]; then
-	"$b/pipe-pack" idx --images "$fm/train-images-idx3-ubyte.gz" \
-		--labels "$fm/train-labels-idx1-ubyte.gz" -o "$tmp/fm" --shards 1 >/dev/null
-else
-	echo "(no Fashion-MNIST: synthetic data)"
-	head -c $((10000 * 785)) /dev/urandom >"$tmp/raw"
-	"$b/pipe-pack" raw --record-size 785 --field image:u8[784] --field label:u8 \
-		-o "$tmp/fm" --shards 1 "$tmp/raw" >/dev/null
-fi
-"$b/pipe-train" --device cpu --epochs 1 --save "$tmp/models/fmnist/1/model.ckpt" \
-	"$tmp/fm-*.pfs" >/dev/null 2>&1
+serve_demo_model "$tmp"
 # FORMAT=json: TF Serving instances; binary (default): KServe v2 with
 # binary tensors (what perf_analyzer sends), so that JSON number parsing
 # does not hide the batcher
@@ -42,14 +31,7 @@ else
 	lopt=--binary
 fi
 serve() {
-	"$b/pipe-serve" --model-dir "$tmp/models" --port 0 --access-log none "$@" >"$tmp/out" 2>"$tmp/err" &
-	pid=$!
-	port=
-	for i in $(seq 100); do
-		port=$(awk '/listening/ { print $NF }' "$tmp/out" 2>/dev/null || true)
-		[ -n "$port" ] && break
-		sleep 0.1
-	done
+	serve_start "$tmp" "$@"
 }
 run() { # NAME ARGS...: one server, one pipe-load level; appends "rps p99" to $tmp/NAME
 	n=$1; shift

@@ -13,6 +13,7 @@
 #   usage: bench/serve-overload.sh [BUILDDIR]  (env: MBS MAXQ HTTP CONCURRENCY DURATION REPEAT)
 set -e
 b=${1:-.}
+. "$(dirname "$0")/../t/serve-lib.sh"
 mbs=${MBS:-4}
 maxq=${MAXQ:-16}
 ht=${HTTP:-4}
@@ -28,15 +29,8 @@ pid=
 mkdir -p "$tmp/models/big/1"
 "$b/pipe-train" --device cpu --model mlp:16-2048-2048-4 --batch 32 --epochs 1 --seed 1 \
 	--save "$tmp/models/big/1/model.ckpt" "$tmp/syn-*.pfs" >/dev/null 2>&1
-"$b/pipe-serve" --model-dir "$tmp/models" --port 0 --access-log none --max-batch-size "$mbs" \
-	--batch-timeout-us 1000 --max-enqueued "$maxq" --http-threads "$ht" >"$tmp/out" 2>"$tmp/err" &
-pid=$!
-port=
-for i in $(seq 100); do
-	port=$(awk '/listening/ { print $NF }' "$tmp/out" 2>/dev/null || true)
-	[ -n "$port" ] && break
-	sleep 0.1
-done
+serve_start "$tmp" --max-batch-size "$mbs" --batch-timeout-us 1000 --max-enqueued "$maxq" \
+	--http-threads "$ht"
 [ -n "$port" ] || { echo "pipe-serve did not start: $(tail -1 "$tmp/err")"; exit 1; }
 url=http://127.0.0.1:$port/v2/models/big/infer
 load() { "$b/pipe-load" --dim 16 --binary --json --warmup 0.5 --duration "$d" "$@" "$url"; }

@@ -6,16 +6,37 @@
 #                                 saved as OUT (default
 #                                 TMP/models/syn/1/model.ckpt: a model base
 #                                 path with one version)
+#   serve_demo_model TMP          the benchmarks' model: one epoch of the demo
+#                                 MLP (mlp:784-128-10) on Fashion-MNIST, or
+#                                 on synthetic 784-pixel data when the
+#                                 dataset is missing, saved in
+#                                 TMP/models/fmnist/1
 #   serve_start TMP ARGS...       pipe-serve --model-dir TMP/models on a free
 #                                 port with ARGS, in the background, its
 #                                 stdout in TMP/out and stderr in TMP/err;
 #                                 sets $pid, and $port once it listens (empty
-#                                 when it did not within 10 s)
+#                                 when it did not within 60 s)
 serve_model() {
 	sm_out=${3:-$1/models/syn/1/model.ckpt}
 	mkdir -p "$(dirname "$sm_out")" &&
 	timeout 120 "$b/pipe-train" --device cpu --model mlp:16-32-4 --batch 32 --epochs 1 \
 		--seed "${2:-1}" --save "$sm_out" "$1/syn-*.pfs" >/dev/null 2>&1
+}
+
+serve_demo_model() {
+	sd_fm=/usr/share/datasets/fashion-mnist
+	mkdir -p "$1/models/fmnist/1"
+	if [ -r "$sd_fm/train-images-idx3-ubyte.gz" ]; then
+		"$b/pipe-pack" idx --images "$sd_fm/train-images-idx3-ubyte.gz" \
+			--labels "$sd_fm/train-labels-idx1-ubyte.gz" -o "$1/fm" --shards 1 >/dev/null
+	else
+		echo "(no Fashion-MNIST: synthetic data)"
+		head -c $((10000 * 785)) /dev/urandom >"$1/raw"
+		"$b/pipe-pack" raw --record-size 785 --field image:u8[784] --field label:u8 \
+			-o "$1/fm" --shards 1 "$1/raw" >/dev/null
+	fi &&
+	"$b/pipe-train" --device cpu --epochs 1 --save "$1/models/fmnist/1/model.ckpt" \
+		"$1/fm-*.pfs" >/dev/null 2>&1
 }
 
 serve_start() {
@@ -28,7 +49,7 @@ serve_start() {
 	# up to 60 s (a sanitizer build loading a large model on a loaded
 	# host), ending at once when it listens or exits
 	for i in $(seq 600); do
-		port=$(awk '/listening/ { print $NF }' "$ss_tmp/out" 2>/dev/null)
+		port=$(awk '/listening/ { print $NF }' "$ss_tmp/out" 2>/dev/null || true)
 		[ -n "$port" ] && break
 		kill -0 $pid 2>/dev/null || break
 		sleep 0.1
