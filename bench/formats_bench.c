@@ -35,6 +35,7 @@
 #include "pf_spec.h"
 #include "pipefeed.h"
 #include "bench_median.h"
+#include "bench_pngs.h"
 
 #define MAXS 16
 #define MAXRUNS 32
@@ -84,41 +85,6 @@ static double one_run(const char *spec, uint64_t *count, double *us)
 	}
 	*count = n;
 	return (double)n / t;
-}
-
-/* The "image" bytes of every Example of path, for the one-thread PNG rate. */
-static int load_pngs(const char *path, unsigned char ***img, size_t **len, size_t *n)
-{
-	char spec[4200];
-	snprintf(spec, sizeof(spec), "tfrecord(\"%s\") | map(parse_example(image=bytes))", path);
-	pf_pipeline *p = NULL;
-	pf_iter *it = NULL;
-	pf_error err = { 0 };
-	pf_elem e;
-	size_t cap = 0;
-	int rc = pf_pipeline_new(&p, NULL, &err);
-	if (!rc)
-		rc = pf_spec_apply(p, spec, &err);
-	if (!rc)
-		rc = pf_iter_new(&it, p, &err);
-	*n = 0;
-	while (!rc && (rc = pf_iter_next(it, &e, &err)) == 0) {
-		if (*n == cap) {
-			cap = cap ? 2 * cap : 1024;
-			*img = realloc(*img, cap * sizeof(**img));
-			*len = realloc(*len, cap * sizeof(**len));
-		}
-		(*len)[*n] = (size_t)e.nitems[0];
-		(*img)[*n] = malloc((size_t)e.nitems[0]);
-		memcpy((*img)[*n], e.data[0], (size_t)e.nitems[0]);
-		(*n)++;
-		pf_elem_release(&e);
-	}
-	pf_iter_free(it);
-	pf_pipeline_free(p);
-	if (rc != PF_END)
-		fprintf(stderr, "formats_bench: %s\n", err.msg);
-	return rc == PF_END ? 0 : -1;
 }
 
 static double png_rate(unsigned char **img, const size_t *len, size_t n, double *us)
@@ -185,7 +151,9 @@ int main(int argc, char **argv)
 		unsigned char **img = NULL;
 		size_t *len = NULL, n = 0;
 		double pr[MAXRUNS], pu[MAXRUNS];
-		if (load_pngs(png, &img, &len, &n))
+		char q[4200];
+		snprintf(q, sizeof(q), "\"%s\"", png);
+		if (bench_load_pngs("formats_bench", q, (size_t)-1, &img, &len, &n))
 			return 1;
 		for (int r = 0; r < runs; r++)
 			pr[r] = png_rate(img, len, n, &pu[r]);

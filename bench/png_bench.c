@@ -35,6 +35,7 @@
 #endif
 
 #include "bench_median.h"
+#include "bench_pngs.h"
 #include "pf_spec.h"
 #include "pipefeed.h"
 
@@ -52,39 +53,6 @@ static double cpu(void)
 static unsigned char **img;
 static size_t *len, nimg;
 static char files[8192];
-
-static int load(const char *path, size_t max)
-{
-	char spec[8400];
-	snprintf(spec, sizeof(spec), "tfrecord(%s) | map(parse_example(image=bytes))", path);
-	pf_pipeline *p = NULL;
-	pf_iter *it = NULL;
-	pf_error err = { 0 };
-	pf_elem e;
-	size_t cap = 0;
-	int rc = pf_pipeline_new(&p, NULL, &err);
-	if (!rc)
-		rc = pf_spec_apply(p, spec, &err);
-	if (!rc)
-		rc = pf_iter_new(&it, p, &err);
-	while (!rc && nimg < max && (rc = pf_iter_next(it, &e, &err)) == 0) {
-		if (nimg == cap) {
-			cap = cap ? 2 * cap : 1024;
-			img = realloc(img, cap * sizeof(*img));
-			len = realloc(len, cap * sizeof(*len));
-		}
-		len[nimg] = (size_t)e.nitems[0];
-		img[nimg] = malloc(len[nimg]);
-		memcpy(img[nimg], e.data[0], len[nimg]);
-		nimg++;
-		pf_elem_release(&e);
-	}
-	pf_iter_free(it);
-	pf_pipeline_free(p);
-	if (rc && rc != PF_END)
-		fprintf(stderr, "png_bench: %s\n", err.msg);
-	return rc && rc != PF_END ? -1 : 0;
-}
 
 #ifdef HAVE_PNG
 static unsigned char px[1 << 22];
@@ -225,7 +193,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: png_bench [-r RUNS] [-n IMAGES] [-c CASE] FILE.tfrecord...\n");
 		return 2;
 	}
-	if (load(files, max) || !nimg)
+	if (bench_load_pngs("png_bench", files, max, &img, &len, &nimg) || !nimg)
 		return 1;
 	static const char *const name[NCASE] = { "libpng-simple", "libpng-rows", "decode_image",
 						  "example+decode" };
