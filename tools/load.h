@@ -36,6 +36,12 @@ typedef struct load_srv {
 /* GET the /metrics of the server of url (same scheme, host and port). */
 load_srv load_scrape(const char *url);
 
+/* Point the easy handle h at one POST of body (len bytes) to url with the
+ * headers hd (kept by the caller), the response discarded, no signals,
+ * TCP_NODELAY and a timeout of timeout_s seconds. */
+void load_post_setup(void *h, const char *url, const void *body, size_t len,
+		     void *hd, long timeout_s);
+
 /* A request body (malloc'd, *len bytes): TF Serving {"instances"} of rows
  * x dim numbers in [0, 1) from seed, or KServe v2 JSON when the url ends
  * in /infer; with binary, a v2 body with the binary tensor extension and

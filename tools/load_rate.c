@@ -51,11 +51,6 @@ static int push(vec *v, double x)
 	return 0;
 }
 
-static size_t sink(char *p, size_t sz, size_t n, void *u)
-{
-	return sz * n;
-}
-
 /* The sampler: /metrics at the window's start, every 50 ms in it (the
  * maxima of the queue and the resident memory), and at its end. */
 typedef struct sampler {
@@ -135,14 +130,7 @@ static xfer *setup(const load_rate_opts *o, CURLM *m, struct curl_slist *hd)
 		CURL *h = x[i].h = curl_easy_init();
 		if (!h)
 			return x;   /* the caller sees the NULL handle */
-		curl_easy_setopt(h, CURLOPT_URL, o->url);
-		curl_easy_setopt(h, CURLOPT_POSTFIELDS, o->body);
-		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)o->body_len);
-		curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
-		curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sink);
-		curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-		curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
-		curl_easy_setopt(h, CURLOPT_TIMEOUT, 30L);
+		load_post_setup(h, o->url, o->body, o->body_len, hd, 30L);
 		curl_easy_setopt(h, CURLOPT_PRIVATE, &x[i]);
 	}
 	curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, (long)o->max_inflight);

@@ -65,11 +65,6 @@ typedef struct client {
 	pthread_t tid;
 } client;
 
-static size_t sink(char *p, size_t sz, size_t n, void *u)
-{
-	return sz * n;
-}
-
 static void *run_client(void *arg)
 {
 	client *c = arg;
@@ -84,14 +79,7 @@ static void *run_client(void *arg)
 	snprintf(ih, sizeof(ih), "Inference-Header-Content-Length: %zu", c->json_len);
 	if (c->json_len)
 		hd = curl_slist_append(hd, ih);
-	curl_easy_setopt(h, CURLOPT_URL, c->o->url);
-	curl_easy_setopt(h, CURLOPT_POSTFIELDS, c->body);
-	curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)c->body_len);
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sink);
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT, 60L);
+	load_post_setup(h, c->o->url, c->body, c->body_len, hd, 60L);
 	for (;;) {
 		double t0 = load_now();
 		if (t0 >= c->t_end)
