@@ -56,6 +56,7 @@ struct cu_dev {
 	void *blas_ws;            /* cuBLAS workspace (graph capture needs one) */
 	size_t blas_ws_size;
 	pthread_mutex_t blas_mu;  /* the handle's stream is shared state */
+	char math[48];            /* pf_device_math */
 };
 
 struct pf_stream {
@@ -204,6 +205,35 @@ static int blas_setup(struct cu_dev *d, pf_error *err)
 	return 0;
 }
 
+/* --tf32: cuBLAS in TF32 tensor-op math (the handle keeps it); what is in
+ * use into d->math.  TF32 exists on sm_80 and newer only. */
+static int math_setup(struct cu_dev *d, int tf32, const cudaDeviceProp *p,
+		      pf_error *err)
+{
+	snprintf(d->math, sizeof(d->math), "fp32");
+	if (!tf32)
+		return 0;
+	cublasStatus_t st = cublasSetMathMode(d->blas, CUBLAS_TF32_TENSOR_OP_MATH);
+	if (st != CUBLAS_STATUS_SUCCESS) {
+		cublasDestroy(d->blas);
+		if (d->blas_ws)
+			cudaFree(d->blas_ws);
+		return seterr(err, PF_EIO, "cuda: cublasSetMathMode(TF32): status %d",
+			      (int)st);
+	}
+	if (p->major >= 8)
+		snprintf(d->math, sizeof(d->math), "tf32");
+	else
+		snprintf(d->math, sizeof(d->math), "fp32 (tf32 asked: sm_%d%d has no TF32)",
+			 p->major, p->minor);
+	return 0;
+}
+
+static const char *cu_math(void *ctx)
+{
+	return ((struct cu_dev *)ctx)->math;
+}
+
 static int cu_open(void **ctx, const pf_device_opts *o, char *info,
 		   size_t infolen, pf_error *err)
 {
@@ -230,6 +260,8 @@ static int cu_open(void **ctx, const pf_device_opts *o, char *info,
 		rc = probe_launch(&p, err);
 	if (rc == 0)
 		rc = blas_setup(d, err);
+	if (rc == 0)
+		rc = math_setup(d, o->tf32, &p, err);
 	if (rc < 0) {
 		free(d);
 		return rc;
@@ -639,7 +671,7 @@ static const pf_dev_ops cuda_ops = {
 	cu_event_record, cu_stream_wait_event, cu_event_query, cu_event_sync,
 	cu_memcpy, cu_memset, cu_host_func, cu_gemm, cu_kernel,
 	cu_graph_begin, cu_graph_end, cu_graph_launch, cu_graph_free,
-	cu_stream_copy_ns,
+	cu_stream_copy_ns, cu_math,
 };
 
 extern "C" __attribute__((visibility("default"))) const pf_dev_ops *

@@ -21,6 +21,7 @@ struct pf_device {
 	void *ctx;
 	char info[160];
 	char note[PF_ERROR_MSG_MAX];
+	char math[64];
 };
 
 #ifndef PF_PKGLIBDIR
@@ -137,6 +138,8 @@ static int open_cuda(pf_device *d, const pf_device_opts *o, pf_error *err)
 	if (rc < 0)
 		return rc;
 	d->ops = ops;
+	if (ops->math)
+		snprintf(d->math, sizeof(d->math), "%s", ops->math(d->ctx));
 	return 0;
 }
 
@@ -178,6 +181,9 @@ int pf_device_open(pf_device **dp, const char *kind, const pf_device_opts *opts,
 		return rc;
 	}
 	d->ops = &pf_dev_cpu_ops;
+	if (o.tf32)
+		snprintf(d->math, sizeof(d->math),
+			 "fp32 (tf32 asked: no effect on the cpu backend)");
 	*dp = d;
 	return 0;
 }
@@ -193,6 +199,10 @@ void pf_device_close(pf_device *d)
 const char *pf_device_kind(const pf_device *d) { return d->ops->kind; }
 const char *pf_device_info(const pf_device *d) { return d->info; }
 const char *pf_device_note(const pf_device *d) { return d->note; }
+const char *pf_device_math(const pf_device *d)
+{
+	return d->math[0] ? d->math : "fp32";
+}
 
 int pf_dev_alloc(pf_device *d, void **p, size_t n, pf_error *err)
 {

@@ -63,6 +63,11 @@ typedef struct pf_device_opts {
 	uint32_t test_copy_delay_us;
 	uint32_t test_compute_delay_us;
 	uint64_t test_seed;
+	/* cuda: cuBLAS GEMMs in TF32 tensor-op math (cublasSetMathMode
+	 * CUBLAS_TF32_TENSOR_OP_MATH; a 10-bit mantissa in the products,
+	 * faster on sm_80 and newer, no effect on older GPUs).  cpu: accepted,
+	 * no effect (float32).  pf_device_math() says what is in use. */
+	int tf32;
 } pf_device_opts;
 
 /*
@@ -92,6 +97,10 @@ const char *pf_device_kind(const pf_device *d);
 const char *pf_device_info(const pf_device *d);
 /* Why "auto" did not give cuda ("" when it did or was not asked). */
 const char *pf_device_note(const pf_device *d);
+/* The GEMMs' math mode, one line: "fp32", "tf32" (cuda with opts.tf32 on
+ * sm_80 or newer), "fp32 (tf32 asked: sm_XY has no TF32)" or, on cpu with
+ * opts.tf32, "fp32 (tf32 asked: no effect on the cpu backend)". */
+const char *pf_device_math(const pf_device *d);
 
 /* ---- memory ------------------------------------------------------------- */
 

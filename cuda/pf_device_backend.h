@@ -18,7 +18,7 @@
 extern "C" {
 #endif
 
-#define PF_DEV_ABI 3
+#define PF_DEV_ABI 4
 #define PF_CUDA_ENTRY_SYMBOL "pf_cuda_backend"
 
 enum pf_kernel_kind {
@@ -84,6 +84,9 @@ typedef struct pf_dev_ops {
 	void (*graph_free)(void *ctx, pf_graph *g);
 	/* ABI 2: device time spent in completed copies on a stream */
 	uint64_t (*stream_copy_ns)(void *ctx, pf_stream *s);
+	/* ABI 4: the GEMMs' math mode as pf_device_math() says it (NULL:
+	 * "fp32"); pf_device_opts.tf32 asked for TF32 at open. */
+	const char *(*math)(void *ctx);
 } pf_dev_ops;
 
 /* The cpu backend's table (dev_cpu.c). */

@@ -289,7 +289,8 @@ static void trainer_open(trainer *t, const opts *o, pf_model_cfg mc, const run_s
 			.tin = { .img = -1, .lab = -1 }, .ein = { .img = -1, .lab = -1 },
 			.train_loss = NAN, .train_acc = NAN, .test_loss = NAN,
 			.test_acc = NAN };
-	if (pf_device_open(&t->dev, o->device, NULL, &err) < 0)
+	pf_device_opts dopt = { .tf32 = o->tf32 };
+	if (pf_device_open(&t->dev, o->device, &dopt, &err) < 0)
 		die("--device", &err);
 	t->tp = build(o, (const char *const *)o->shards, o->nshards, 1, t->dev);
 	if (pf_device_note(t->dev)[0] && !o->quiet)
@@ -640,7 +641,7 @@ static void report(trainer *t)
 		       "\"stall_host_s\":%.3f,\"stall_device_s\":%.3f,"
 		       "\"feeder_input_s\":%.3f,\"feeder_slot_s\":%.3f,\"h2d_copy_s\":%.3f,"
 		       "\"skipped_records\":%" PRIu64 ",\"corrupt_blocks\":%" PRIu64
-		       ",\"dropped_samples\":%" PRIu64 ",\"resumed\":%s,",
+		       ",\"dropped_samples\":%" PRIu64 ",\"resumed\":%s,\"math\":\"%s\",",
 		       pf_device_kind(t->dev), o->model, t->d.world,
 		       o->deterministic && t->d.world > 1 ? "true" : "false",
 		       o->ranks ? ranks_wait_s(o->ranks) : 0.0, t->d.reduce_s,
@@ -650,7 +651,7 @@ static void report(trainer *t)
 		       st.stall_host_ns * 1e-9, st.stall_device_ns * 1e-9,
 		       st.feeder_input_ns * 1e-9, st.feeder_slot_ns * 1e-9, st.copy_ns * 1e-9,
 		       dm.skipped_records, dm.corrupt_blocks, dm.dropped_samples,
-		       t->rs ? "true" : "false");
+		       t->rs ? "true" : "false", pf_device_math(t->dev));
 		if (t->step_pre > 0)
 			printf("\"step_s\":%.6f,\"preloaded_step_s\":%.6f,\"never_starves_ratio\":%.4f,",
 			       t->step_pipe, t->step_pre, t->step_pipe / t->step_pre);
@@ -671,6 +672,7 @@ static void report(trainer *t)
 		       t->images, wall, wall > 0 ? t->images / wall : 0,
 		       100 * stall_share, dm.skipped_records, dm.corrupt_blocks,
 		       dm.dropped_samples);
+		printf("math: %s\n", pf_device_math(t->dev));
 		if (t->step_pre > 0)
 			printf("never-starves ratio %.3f: step %.3f ms through the pipeline, %.3f ms preloaded\n",
 			       t->step_pipe / t->step_pre, t->step_pipe * 1e3, t->step_pre * 1e3);

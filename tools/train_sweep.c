@@ -67,7 +67,8 @@ static void sweep_point(const opts *o0, int B, sweep_row *r)
 	pf_stream *cs = NULL;
 	pf_model *m = NULL;
 	pf_devfeed *f = NULL;
-	if (with_model && (pf_device_open(&dev, o.device, NULL, &err) < 0 ||
+	pf_device_opts dopt = { .tf32 = o.tf32 };
+	if (with_model && (pf_device_open(&dev, o.device, &dopt, &err) < 0 ||
 			   pf_stream_new(dev, &cs, &err) < 0 ||
 			   pf_model_new(&m, dev, &mc, &err) < 0))
 		die("device", &err);

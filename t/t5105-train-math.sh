@@ -1,0 +1,34 @@
+#!/bin/sh
+# t5105-train-math: pipe-train's --tf32 on the cpu backend: accepted, no
+# effect (the same final loss bits as without it), and said so in the
+# summary (the math: line, "math" in --json); without it the math is fp32.
+# A value given to --tf32 is a usage error.
+. "$srcdir/t/tap.sh"
+plan 9
+tmp=`tap_tmp t5105`
+b=$top_builddir
+syn_shards "$tmp/syn" 1000 1 2
+ok $? "synthetic shards packed"
+
+train() {
+	timeout 120 "$b/pipe-train" --device cpu --model mlp:16-32-4 --batch 32 \
+		--lr 0.01 --seed 3 --shuffle 200 --epochs 2 "$@" "$tmp/syn-*.pfs"
+}
+train --json >"$tmp/plain.json" 2>/dev/null
+ok $? "pipe-train ran without --tf32"
+like "`cat "$tmp/plain.json"`" '"math":"fp32"' "--json: math fp32 by default"
+train --tf32 --json >"$tmp/tf32.json" 2>/dev/null
+ok $? "pipe-train ran with --tf32 on cpu"
+like "`cat "$tmp/tf32.json"`" '"math":"fp32 (tf32 asked: no effect on the cpu backend)"' \
+	"--json: --tf32 reported as having no effect on cpu"
+l0=`sed 's/.*"train_loss":\([^,]*\).*/\1/' "$tmp/plain.json"`
+l1=`sed 's/.*"train_loss":\([^,]*\).*/\1/' "$tmp/tf32.json"`
+is "$l1" "$l0" "cpu: --tf32 changes nothing (same final loss)"
+train --tf32 --quiet >"$tmp/q.txt" 2>&1
+test ! -s "$tmp/q.txt"
+ok $? "--quiet: no summary, no math line"
+train --tf32 >"$tmp/text.txt" 2>/dev/null
+is "`grep '^math:' "$tmp/text.txt"`" 'math: fp32 (tf32 asked: no effect on the cpu backend)' \
+	"the summary's math: line says so"
+timeout 30 "$b/pipe-train" --tf32=on "$tmp/syn-*.pfs" >/dev/null 2>"$tmp/err"
+is $? 2 "--tf32=on (a value) is a usage error"
