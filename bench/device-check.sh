@@ -75,11 +75,11 @@ prepare() {
 	(cd "$D/build" &&
 	 { [ -f Makefile ] || ./configure --disable-shared --with-cuda="$cuda" >configure.log; } &&
 	 { make -j2 -k >make.log 2>&1; true; } &&   # all but pf_cuda.la (below)
-	 make -j2 cuda/dev_cuda.lo cuda/kernels.lo pipe-train pipe-pack t/t3001-device-cpu t/t3002-model-grad t/t3003-checkpoint \
+	 make -j2 cuda/dev_cuda.lo cuda/kernels.lo cuda/lt_epilogue.lo pipe-train pipe-pack t/t3001-device-cpu t/t3002-model-grad t/t3003-checkpoint \
 		t/t3004-devfeed t/t3005-cuda-vs-cpu t/t3008-devfeed-fifo t/train-gen \
 		bench/copy_bench >>make.log 2>&1 &&
 	 gcc -shared -o cuda/.libs/pf_cuda.so cuda/.libs/dev_cuda.o cuda/.libs/kernels.o \
-		-L"$cuda/lib64" -lcublas -lcudart -lstdc++) || die2 "build failed (see $D/build/make.log)"
+		cuda/.libs/lt_epilogue.o -L"$cuda/lib64" -lcublasLt -lcublas -lcudart -lstdc++) || die2 "build failed (see $D/build/make.log)"
 	for p in pipe-train pipe-pack t/t3001-device-cpu t/t3002-model-grad t/t3003-checkpoint \
 		 t/t3004-devfeed t/t3005-cuda-vs-cpu t/t3008-devfeed-fifo t/train-gen \
 		 bench/copy_bench; do

@@ -417,6 +417,44 @@ int pf_k_seq_canary(pf_device *d, pf_stream *s, int64_t *slot, uint32_t rows,
 		      err);
 }
 
+size_t pf_epilogue_aux_bytes(int rows, int cols)
+{
+	if (rows < 1 || cols < 1)
+		return 0;
+	return (size_t)rows * (((size_t)cols + 127) / 128) * 16;
+}
+
+int pf_gemm_bias_act(pf_device *d, pf_stream *s, int m, int n, int k,
+		     const float *A, int lda, const float *W, int ldw,
+		     const float *bias, int relu, float *C, void *aux,
+		     pf_error *err)
+{
+	if (m <= 0 || n <= 0 || k <= 0 || !A || !W || !bias || !C ||
+	    lda < k || ldw < n || (aux && !relu))
+		return pf_error_set(err, PF_EINVAL,
+				    "gemm_bias_act: bad arguments m=%d n=%d k=%d lda=%d ldw=%d%s",
+				    m, n, k, lda, ldw, aux && !relu ? ", a mask without relu" : "");
+	if (!d->ops->gemm_bias_act)
+		return 1;
+	return d->ops->gemm_bias_act(d->ctx, s, m, n, k, A, lda, W, ldw, bias,
+				     !!relu, C, aux, err);
+}
+
+int pf_gemm_drelu_bgrad(pf_device *d, pf_stream *s, int m, int n, int k,
+			const float *A, int lda, const float *W, int ldw,
+			const void *aux, float *C, float *db, pf_error *err)
+{
+	if (m <= 0 || n <= 0 || k <= 0 || !A || !W || !aux || !C || !db ||
+	    lda < k || ldw < k)
+		return pf_error_set(err, PF_EINVAL,
+				    "gemm_drelu_bgrad: bad arguments m=%d n=%d k=%d lda=%d ldw=%d",
+				    m, n, k, lda, ldw);
+	if (!d->ops->gemm_drelu_bgrad)
+		return 1;
+	return d->ops->gemm_drelu_bgrad(d->ctx, s, m, n, k, A, lda, W, ldw, aux,
+					C, db, err);
+}
+
 int pf_graph_supported(const pf_device *d)
 {
 	return d->ops->graph_begin != NULL;

@@ -45,6 +45,12 @@ typedef struct pf_model_cfg {
 					      * one per batch shape (the batch
 					      * is staged into fixed buffers
 					      * outside it); cuda only */
+	int epilogue_off;                    /* 1: each layer as pf_gemm and
+					      * the kernels; 0: fused GEMM
+					      * epilogues (pf_gemm_bias_act,
+					      * pf_gemm_drelu_bgrad) where the
+					      * device has them, the same bits
+					      * on cpu */
 } pf_model_cfg;
 
 /* Parse "mlp:784-128-10" into c->nsizes / c->sizes (other fields kept).

@@ -2,9 +2,11 @@
 # t5105-train-math: pipe-train's --tf32 on the cpu backend: accepted, no
 # effect (the same final loss bits as without it), and said so in the
 # summary (the math: line, "math" in --json); without it the math is fp32.
-# A value given to --tf32 is a usage error.
+# A value given to --tf32 is a usage error.  --epilogue=off (the unfused
+# layers) gives the same model bits as the default fused epilogues on cpu
+# (the saved checkpoints compared); a bad --epilogue value is a usage error.
 . "$srcdir/t/tap.sh"
-plan 9
+plan 13
 tmp=`tap_tmp t5105`
 b=$top_builddir
 syn_shards "$tmp/syn" 1000 1 2
@@ -32,3 +34,11 @@ is "`grep '^math:' "$tmp/text.txt"`" 'math: fp32 (tf32 asked: no effect on the c
 	"the summary's math: line says so"
 timeout 30 "$b/pipe-train" --tf32=on "$tmp/syn-*.pfs" >/dev/null 2>"$tmp/err"
 is $? 2 "--tf32=on (a value) is a usage error"
+train --save "$tmp/on.ckpt" --quiet
+ok $? "pipe-train ran with the fused epilogues (default)"
+train --epilogue=off --save "$tmp/off.ckpt" --quiet
+ok $? "pipe-train ran with --epilogue=off"
+cmp -s "$tmp/on.ckpt" "$tmp/off.ckpt"
+ok $? "cpu: --epilogue=on and =off save the same model bit for bit"
+timeout 30 "$b/pipe-train" --epilogue=fused "$tmp/syn-*.pfs" >/dev/null 2>"$tmp/err"
+is $? 2 "--epilogue=fused is a usage error"

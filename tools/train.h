@@ -36,6 +36,7 @@ typedef struct opts {
 	int cache_on, batch, shuffle, map_threads, read_threads, prefetch, depth, graph;
 	int epochs, json, quiet;
 	int tf32;                      /* --tf32: pf_device_opts.tf32 */
+	int epilogue_off;              /* --epilogue=off: pf_model_cfg's */
 	double lr;
 	uint64_t seed;
 	char **shards;
