@@ -52,7 +52,10 @@
 #                DC_MATH_BATCH (256) with --tf32 off/on x --epilogue
 #                on/off; math-epilogue-agree: the fused and unfused runs'
 #                losses agree (to 1e-3 relative; equal on cpu); figures
-#                step_s_*, epilogue_speedup_*, tf32_speedup_*
+#                step_s_*, epilogue_speedup_*, tf32_speedup_*, and
+#                fused_layers_* (how many layers cuBLASLt fused: 3 and 2
+#                when it has algorithms for every shape, fewer when the
+#                model fell back)
 #   starve-*     never-starves ratio at batch 64/256/1024: --model mlp
 #                --preloaded and --model synthetic:DC_SYNTH_US (1000),
 #                over DC_SAMPLES (20000) synthetic 28x28 images
@@ -297,8 +300,12 @@ step_math() {
 		elif [ $rc = 124 ]; then st=timeout det="did not finish"
 		elif [ $rc = 0 ] && [ -n "$s" ]; then
 			st=pass
-			det="batch $b: preloaded step $s s, train_loss $l, math $(sed -n 's/.*"math":"\([^"]*\)".*/\1/p' "$W/$name.out")"
+			fw=$(field fused_layers_forward "$W/$name.out")
+			bw=$(field fused_layers_backward "$W/$name.out")
+			det="batch $b: preloaded step $s s, train_loss $l, fused layers $fw/3 forward $bw/2 backward, math $(sed -n 's/.*"math":"\([^"]*\)".*/\1/p' "$W/$name.out")"
 			figure "step_s_${v}_$b" "$s"
+			case $v in *_fused) figure "fused_layers_forward_$v" "${fw:-null}"
+				figure "fused_layers_backward_$v" "${bw:-null}" ;; esac
 		else st=fail det="exit $rc: $(tail -1 "$W/$name.out")"
 		fi
 		record $name $st $el "$det"

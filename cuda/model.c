@@ -243,6 +243,7 @@ static int layer_forward(pf_model *m, pf_stream *s, int l, const float *a,
 		return rc;
 	if (rc == 0) {
 		m->aux_ok[l] = aux != NULL;
+		m->fused[0] += mask;
 		return 0;
 	}
 	TRY(pf_gemm(d, s, 0, 0, B, n, k, 1.0f, a, k, m->params + m->woff[l], n,
@@ -259,6 +260,8 @@ static int forward_layers(pf_model *m, pf_stream *s, const pf_model_input *in,
 	pf_device *d = m->dev;
 	int B = in->rows;
 	const float *x = in->x;
+	if (mask)
+		m->fused[0] = 0;
 	if (in->x_type == PF_U8) {
 		float sc = in->x_scale ? in->x_scale : 1.0f / 255.0f;
 		TRY(pf_k_u8_to_f32(d, s, m->x0, in->x, (size_t)B * m->cfg.sizes[0],
@@ -292,6 +295,7 @@ static int backward_ev(pf_model *m, pf_stream *s, const pf_model_input *in,
 	int B = in->rows;
 	const float *x = in->x_type == PF_U8 ? m->x0 : (const float *)in->x;
 	int db_done = 0;      /* db_l came with dact[l] from a fused epilogue */
+	m->fused[1] = 0;
 	for (int l = m->nlayers - 1; l >= 0; l--) {
 		int k = m->cfg.sizes[l], n = m->cfg.sizes[l + 1];
 		const float *a = l ? m->act[l - 1] : x;
@@ -312,6 +316,7 @@ static int backward_ev(pf_model *m, pf_stream *s, const pf_model_input *in,
 					      m->grads + m->boff[l - 1], err)) < 0)
 			return rc;
 		db_done = rc == 0;
+		m->fused[1] += db_done;
 		if (rc == 0)
 			continue;
 		TRY(pf_gemm(d, s, 0, 1, B, k, n, 1.0f, m->dact[l], n,
@@ -449,6 +454,12 @@ int pf_model_grad_layers(pf_model *m, pf_stream *s, const pf_model_input *in,
 int pf_model_nlayers(const pf_model *m)
 {
 	return m->nlayers;
+}
+
+void pf_model_fused_layers(const pf_model *m, int fused[2])
+{
+	fused[0] = m->fused[0];
+	fused[1] = m->fused[1];
 }
 
 void pf_model_layer_grads(const pf_model *m, int j, size_t *off, size_t *len)

@@ -22,6 +22,8 @@ struct pf_model {
 	void *aux[PF_MLP_MAX_LAYERS];      /* device: hidden layers' ReLU masks
 					    * (fused epilogues; NULL when off) */
 	int aux_ok[PF_MLP_MAX_LAYERS];     /* host: the last forward wrote aux[l] */
+	int fused[2];                      /* host: layers the last training
+					    * forward / backward fused */
 	double *acc;                       /* device: 2 sets of 3 */
 	int32_t *t_dev;                    /* device: Adam step */
 	int32_t t_host;

@@ -4,9 +4,10 @@
 # summary (the math: line, "math" in --json); without it the math is fp32.
 # A value given to --tf32 is a usage error.  --epilogue=off (the unfused
 # layers) gives the same model bits as the default fused epilogues on cpu
-# (the saved checkpoints compared); a bad --epilogue value is a usage error.
+# (the saved checkpoints compared), and --json says how many layers ran
+# fused; a bad --epilogue value is a usage error.
 . "$srcdir/t/tap.sh"
-plan 13
+plan 15
 tmp=`tap_tmp t5105`
 b=$top_builddir
 syn_shards "$tmp/syn" 1000 1 2
@@ -42,3 +43,8 @@ cmp -s "$tmp/on.ckpt" "$tmp/off.ckpt"
 ok $? "cpu: --epilogue=on and =off save the same model bit for bit"
 timeout 30 "$b/pipe-train" --epilogue=fused "$tmp/syn-*.pfs" >/dev/null 2>"$tmp/err"
 is $? 2 "--epilogue=fused is a usage error"
+like "`cat "$tmp/plain.json"`" '"fused_layers_forward":2,"fused_layers_backward":1,' \
+	"--json: both layers fused forward, the hidden one backward"
+train --epilogue=off --json >"$tmp/off.json" 2>/dev/null
+like "`cat "$tmp/off.json"`" '"fused_layers_forward":0,"fused_layers_backward":0,' \
+	"--epilogue=off: no layer fused"

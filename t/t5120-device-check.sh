@@ -11,7 +11,7 @@
 # pass, the fused and unfused runs agree, and their step times are figures.
 . "$srcdir/t/tap.sh"
 command -v python3 >/dev/null || skip_all "no python3 (the script makes its data with it)"
-plan 17
+plan 18
 tmp=`tap_tmp t5120`
 dc="$srcdir/bench/device-check.sh"
 export DC_SAMPLES=2048 DC_SYNTH_US=300 DC_COPY_RUNS=1 DC_TESTS=t3003-checkpoint
@@ -48,6 +48,7 @@ like "$j" '"name":"math-epilogue-agree","status":"pass"' "fused and unfused epil
 like "$j" '"step_s_tf32_unfused_256":' "the figures carry the step times by math and epilogue"
 like "$j" '"name":"math-tf32_fused","status":"pass","seconds":*,"detail":"batch 256: *math fp32 (tf32 asked: no effect on the cpu backend)"' \
 	"the cpu dry run says --tf32 had no effect"
+like "$j" '"fused_layers_backward_fp32_fused":2' "the figures say how many layers ran fused"
 like "$j" '"never_starves_ratio_synthetic_1024":' "the figures carry the never-starves ratios"
 like "$j" '"h2d_pinned_GBps_64MiB":' "and the pinned copy rate"
 like "`cat "$tmp/out1/summary.txt"`" "exit 0" "summary.txt says the verdict"

@@ -630,6 +630,9 @@ static void report(trainer *t)
 	double wall = t->train_wall;
 	double stall_share = wall > 0 ? (st.stall_host_ns + st.stall_device_ns) * 1e-9 / wall : 0;
 	damage dm = damage_sum(t->tit);
+	int fu[2] = { 0, 0 };
+	if (t->m)
+		pf_model_fused_layers(t->m, fu);
 	if (o->save && t->d.rank == 0 && pf_model_save(t->m, t->cs, o->save, &err) < 0)
 		die("--save", &err);
 	if (o->json) {
@@ -641,7 +644,8 @@ static void report(trainer *t)
 		       "\"stall_host_s\":%.3f,\"stall_device_s\":%.3f,"
 		       "\"feeder_input_s\":%.3f,\"feeder_slot_s\":%.3f,\"h2d_copy_s\":%.3f,"
 		       "\"skipped_records\":%" PRIu64 ",\"corrupt_blocks\":%" PRIu64
-		       ",\"dropped_samples\":%" PRIu64 ",\"resumed\":%s,\"math\":\"%s\",",
+		       ",\"dropped_samples\":%" PRIu64 ",\"resumed\":%s,\"math\":\"%s\","
+		       "\"fused_layers_forward\":%d,\"fused_layers_backward\":%d,",
 		       pf_device_kind(t->dev), o->model, t->d.world,
 		       o->deterministic && t->d.world > 1 ? "true" : "false",
 		       o->ranks ? ranks_wait_s(o->ranks) : 0.0, t->d.reduce_s,
@@ -651,7 +655,7 @@ static void report(trainer *t)
 		       st.stall_host_ns * 1e-9, st.stall_device_ns * 1e-9,
 		       st.feeder_input_ns * 1e-9, st.feeder_slot_ns * 1e-9, st.copy_ns * 1e-9,
 		       dm.skipped_records, dm.corrupt_blocks, dm.dropped_samples,
-		       t->rs ? "true" : "false", pf_device_math(t->dev));
+		       t->rs ? "true" : "false", pf_device_math(t->dev), fu[0], fu[1]);
 		if (t->step_pre > 0)
 			printf("\"step_s\":%.6f,\"preloaded_step_s\":%.6f,\"never_starves_ratio\":%.4f,",
 			       t->step_pipe, t->step_pre, t->step_pipe / t->step_pre);
