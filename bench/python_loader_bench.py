@@ -4,7 +4,7 @@ pipefeed.torch.Loader, side by side on the same Fashion-MNIST data and the
 same training loop: the 784-128-10 MLP, Adam (lr 1e-3), batch 64, shuffled,
 on the CPU.
 
-    bench/python_loader_bench.py [--epochs 5] [--build .] [--torch-threads 1]
+    bench/python_loader_bench.py [--epochs 5] [--repeat 3] [--build .] [--torch-threads 1]
 
 For each loader, in a fresh child process (so peak memory is its own):
   wait%     share of the loop's wall time spent waiting for the next batch
@@ -17,7 +17,9 @@ For each loader, in a fresh child process (so peak memory is its own):
             the sum of their PSS (shared pages split between them), sampled
             every 100 ms
   test_acc  accuracy on the 10000 test images after training
-and the ratios against the best DataLoader setting.  The DataLoader reads a
+each the median of --repeat runs (the loaders interleaved, so that a change
+of the machine's load falls on all of them), and the ratios of those medians
+against the best DataLoader setting.  The DataLoader reads a
 map-style Dataset over the IDX arrays (uint8, in memory) and converts each
 sample as torchvision's ToTensor does (float / 255) with an int64 label;
 pipefeed reads the same images packed into 4 zstd shards by pipe-pack and
@@ -198,6 +200,8 @@ def main():
     ap.add_argument("--reads", type=int, default=1, help="pipefeed shard reader threads")
     ap.add_argument("--cpu-budget", type=int, default=0, help="pipefeed cpu_budget")
     ap.add_argument("--only", help="comma list of dl-0,dl-2,pipefeed")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="runs of each loader (interleaved); figures are medians")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
@@ -218,25 +222,40 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     env["PYTHONPATH"] = os.path.join(here, "..", "python") + os.pathsep + env.get("PYTHONPATH", "")
     kinds = (args.only or "dl-0,dl-2,pipefeed").split(",")
+    runs = {k: [] for k in kinds}
+    for r in range(args.repeat):          # interleaved: the load drifts
+        for k in kinds:
+            cmd = [sys.executable, os.path.abspath(__file__), "--one", k,
+                   "--epochs", str(args.epochs), "--shards", args.shards,
+                   "--torch-threads", str(args.torch_threads), "--reads", str(args.reads),
+                   "--cpu-budget", str(args.cpu_budget)]
+            out = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, check=True).stdout
+            runs[k].append(json.loads(out.decode().strip().splitlines()[-1]))
+            print("# %s run %d: wait %.2f%% wall %.2f s" % (k, r + 1, 100 * runs[k][-1]["wait"],
+                                                         runs[k][-1]["wall"]),
+                  file=sys.stderr, flush=True)
     rows = {}
     for k in kinds:
-        cmd = [sys.executable, os.path.abspath(__file__), "--one", k,
-               "--epochs", str(args.epochs), "--shards", args.shards,
-               "--torch-threads", str(args.torch_threads), "--reads", str(args.reads),
-               "--cpu-budget", str(args.cpu_budget)]
-        out = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, check=True).stdout
-        rows[k] = json.loads(out.decode().strip().splitlines()[-1])
-        print("# %s done" % k, file=sys.stderr, flush=True)
+        rows[k] = {"kind": k}
+        for f in ("wait", "wall", "cpu", "rate", "peak_mib", "acc"):
+            v = sorted(x[f] for x in runs[k])
+            rows[k][f] = v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
     names = {"dl-0": "DataLoader, 0 workers", "dl-2": "DataLoader, 2 workers",
              "pipefeed": "pipefeed.torch.Loader"}
-    print("%d epochs, batch 64, MLP 784-128-10, Adam, torch threads %d, %d CPUs"
-          % (args.epochs, args.torch_threads, os.cpu_count()))
+    print("%d epochs, batch 64, MLP 784-128-10, Adam, torch threads %d, %d CPUs, "
+          "medians of %d runs each (interleaved), load average %.1f at the end"
+          % (args.epochs, args.torch_threads, os.cpu_count(), args.repeat, os.getloadavg()[0]))
     print("%-24s %7s %8s %8s %10s %9s %9s" % ("loader", "wait%", "wall_s", "cpu_s", "img/s",
                                                "peak_MiB", "test_acc"))
     for k in kinds:
         r = rows[k]
         print("%-24s %6.1f%% %8.2f %8.2f %10.0f %9.0f %9.4f" % (
             names.get(k, k), 100 * r["wait"], r["wall"], r["cpu"], r["rate"], r["peak_mib"], r["acc"]))
+    if args.repeat > 1:
+        for k in kinds:
+            print("  %-22s wait%% per run: %s; wall_s per run: %s" % (
+                k, " ".join("%.2f" % (100 * x["wait"]) for x in runs[k]),
+                " ".join("%.2f" % x["wall"] for x in runs[k])))
     dls = [rows[k] for k in kinds if k.startswith("dl-")]
     if "pipefeed" in rows and dls:
         best = min(dls, key=lambda r: r["wall"])

@@ -1,4 +1,5 @@
-/* example.c - a checked reader of tf.train.Example; see pf_example.h. */
+/* example.c - a checked reader of tf.train.Example and SequenceExample;
+ * see pf_example.h. */
 #include "config.h"
 
 #include <string.h>
@@ -124,33 +125,110 @@ static int read_entry(const rd *outer, const unsigned char *p, size_t len, const
 	return rc;
 }
 
+/* The entries of one Features message (its pieces merge, so each entry is
+ * one more map entry): fn for each.  Returns 0, an error or fn's code. */
+static int walk_features(const field *fd, const unsigned char *base, pf_ex_entry_fn fn,
+			 void *user, pf_error *err)
+{
+	rd fs = { fd->val, fd->val + fd->vlen, base };
+	field fe;
+	int rc;
+	while ((rc = next_field(&fs, &fe, err)) == 1) {
+		if (fe.num != 1 || fe.wt != WT_LEN)
+			continue;
+		const char *key;
+		size_t klen;
+		pf_ex_feature f;
+		if ((rc = read_entry(&fs, fe.val, fe.vlen, &key, &klen, &f, err)))
+			return rc;
+		if ((rc = fn(user, key, klen, &f)))
+			return rc;
+	}
+	return rc;
+}
+
+/* The entries of one FeatureLists message: key = 1, value (a FeatureList)
+ * = 2.  TensorFlow's parser rejects an entry that gives its value twice,
+ * and so does this one. */
+static int walk_lists(const field *fd, const unsigned char *base, pf_ex_list_fn fn,
+		      void *user, pf_error *err)
+{
+	rd fs = { fd->val, fd->val + fd->vlen, base };
+	field fe;
+	int rc;
+	while ((rc = next_field(&fs, &fe, err)) == 1) {
+		if (fe.num != 1 || fe.wt != WT_LEN)
+			continue;
+		rd r = { fe.val, fe.val + fe.vlen, base };
+		field fv;
+		const char *key = (const char *)fe.val;
+		size_t klen = 0;
+		pf_ex_list l = { NULL, 0, base };
+		int nval = 0;
+		while ((rc = next_field(&r, &fv, err)) == 1) {
+			if (fv.wt != WT_LEN)
+				continue;
+			if (fv.num == 1) {
+				key = (const char *)fv.val;
+				klen = fv.vlen;
+			} else if (fv.num == 2) {
+				if (nval++)
+					return bad(&r, fv.val, "a feature list given twice in one map entry",
+						   err);
+				l.p = fv.val;
+				l.len = fv.vlen;
+			}
+		}
+		if (rc || (rc = fn(user, key, klen, &l)))
+			return rc;
+	}
+	return rc;
+}
+
 int pf_example_walk(const void *buf, size_t len, pf_ex_entry_fn fn, void *user,
 		    pf_error *err)
+{
+	return pf_seq_example_walk(buf, len, fn, NULL, user, err);
+}
+
+int pf_seq_example_walk(const void *buf, size_t len, pf_ex_entry_fn fn, pf_ex_list_fn list_fn,
+			void *user, pf_error *err)
 {
 	const unsigned char *b = buf ? buf : (const unsigned char *)"";
 	rd ex = { b, b + len, b };
 	field fd;
 	int rc;
 	while ((rc = next_field(&ex, &fd, err)) == 1) {
-		if (fd.num != 1 || fd.wt != WT_LEN)
+		if (fd.wt != WT_LEN)
 			continue;
-		/* Features: its pieces merge, so each entry is one more map entry */
-		rd fs = { fd.val, fd.val + fd.vlen, b };
-		field fe;
-		while ((rc = next_field(&fs, &fe, err)) == 1) {
-			if (fe.num != 1 || fe.wt != WT_LEN)
-				continue;
-			const char *key;
-			size_t klen;
-			pf_ex_feature f;
-			if ((rc = read_entry(&fs, fe.val, fe.vlen, &key, &klen, &f, err)))
-				return rc;
-			if ((rc = fn(user, key, klen, &f)))
-				return rc;
-		}
+		if (fd.num == 1)
+			rc = walk_features(&fd, b, fn, user, err);
+		else if (fd.num == 2 && list_fn)
+			rc = walk_lists(&fd, b, list_fn, user, err);
 		if (rc)
 			return rc;
 	}
+	return rc;
+}
+
+int pf_ex_list_next(const pf_ex_list *l, size_t *pos, pf_ex_feature *frame, pf_error *err)
+{
+	if (!l->p || *pos >= l->len)
+		return 0;
+	rd r = { l->p + *pos, l->p + l->len, l->base };
+	field fd;
+	int rc;
+	while ((rc = next_field(&r, &fd, err)) == 1) {
+		*pos = (size_t)(r.p - l->p);
+		if (fd.num != 1 || fd.wt != WT_LEN)
+			continue;
+		memset(frame, 0, sizeof(*frame));
+		frame->nseg = 1;
+		frame->seg[0] = fd.val;
+		frame->seg_len[0] = fd.vlen;
+		return 1;
+	}
+	*pos = l->len;
 	return rc;
 }
 
@@ -269,6 +347,66 @@ void pf_ex_feature_read(const pf_ex_feature *f, const pf_ex_info *info, void *ds
 			if (fd.num == (uint32_t)info->kind && fd.wt == WT_LEN)
 				read_list(info->kind, fd.val, fd.vlen, dst, &n, info->count);
 	}
+}
+
+/* Each byte string of a checked bytes feature, in order, to fn (at most
+ * info->count of them). */
+static void each_bytes(const pf_ex_feature *f, const pf_ex_info *info,
+		       void (*fn)(void *u, int64_t k, const unsigned char *p, size_t len), void *u)
+{
+	int64_t n = 0;
+	if (info->kind != PF_EX_BYTES)
+		return;
+	for (int s = info->seg; s < f->nseg && n < info->count; s++) {
+		size_t off = s == info->seg ? info->off : 0;
+		rd r = { f->seg[s] + off, f->seg[s] + f->seg_len[s], NULL };
+		field fd;
+		while (n < info->count && next_field(&r, &fd, NULL) == 1) {
+			if (fd.num != PF_EX_BYTES || fd.wt != WT_LEN)
+				continue;
+			rd l = { fd.val, fd.val + fd.vlen, NULL };
+			field fv;
+			while (n < info->count && next_field(&l, &fv, NULL) == 1)
+				if (fv.num == 1 && fv.wt == WT_LEN)
+					fn(u, n++, fv.val, fv.vlen);
+		}
+	}
+}
+
+struct lens_acc {
+	int64_t *lens;
+	int64_t total;
+};
+
+static void acc_len(void *u, int64_t k, const unsigned char *p, size_t len)
+{
+	struct lens_acc *a = u;
+	(void)p;
+	if (a->lens)
+		a->lens[k] = (int64_t)len;
+	a->total += (int64_t)len;
+}
+
+int64_t pf_ex_bytes_lengths(const pf_ex_feature *f, const pf_ex_info *info, int64_t *lens)
+{
+	struct lens_acc a = { lens, 0 };
+	each_bytes(f, info, acc_len, &a);
+	return a.total;
+}
+
+static void join_one(void *u, int64_t k, const unsigned char *p, size_t len)
+{
+	unsigned char **d = u;
+	(void)k;
+	if (len)
+		memcpy(*d, p, len);
+	*d += len;
+}
+
+void pf_ex_bytes_join(const pf_ex_feature *f, const pf_ex_info *info, void *dst)
+{
+	unsigned char *d = dst;
+	each_bytes(f, info, join_one, &d);
 }
 
 const char *pf_ex_kind_name(pf_ex_kind k)

@@ -119,6 +119,20 @@ typedef struct pf_source_opts {
 				   * itself rather than sleep, so reads = cores - 1
 				   * keeps every core busy without a thread more;
 				   * the records and their order are the same */
+	int read_world, read_rank;/* shards, fixed-size records: read and decode
+				   * only this rank's blocks.  With read_world W > 1,
+				   * block b of file f (f: the file's index in the
+				   * expanded, sorted list, as in a sample id) is
+				   * read only when (f + b) % W == read_rank; the
+				   * records of the others still come, in their
+				   * places and with their ids, as zero bytes
+				   * ("hollow"; pf_op_stats.decoded_records counts
+				   * the records of the blocks really decoded).
+				   * So the elements, their order and ids are the
+				   * same at any W and every rank decodes about 1/W
+				   * of the blocks (pipe-train over ranks: each
+				   * trains on the rows of its blocks).  0 or 1:
+				   * every block is read */
 } pf_source_opts;
 
 typedef struct pf_map_opts {

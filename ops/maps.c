@@ -212,6 +212,7 @@ struct decode_state {
 	int64_t rec_bytes;              /* -1: variable */
 	size_t off[PF_MAX_FIELDS];
 	int64_t count[PF_MAX_FIELDS];
+	int id;                         /* id=1: the "id: i64" field's number; -1 */
 };
 
 /* user pointers of the two registrations: the default scale */
@@ -225,19 +226,24 @@ static int is_raw_record(const pf_schema *s)
 
 static int decode_prepare(pf_map_ctx *ctx, pf_error *err)
 {
-	static const char *const known[] = { "scale", "max_bytes", NULL };
+	static const char *const known[] = { "scale", "max_bytes", "id", NULL };
 	const char *fn = *(const int *)ctx->user ? "decode_f32" : "decode";
 	struct kv kv[MAPS_MAX_KV];
-	int nkv, rc, bad, scale = *(const int *)ctx->user, has_var = 0;
+	int nkv, rc, bad, scale = *(const int *)ctx->user, has_var = 0, want_id = 0;
 	size_t max_bytes = MAPS_DEFAULT_MAX_BYTES;
 	struct decode_state *st;
 
 	if ((rc = pf_map_kv_parse(fn, ctx->args, kv, &nkv, err)))
 		return rc;
 	if ((bad = check_keys(fn, kv, nkv, known)) >= 0)
-		return unknown_key(fn, kv[bad].key, "scale or max_bytes", err);
+		return unknown_key(fn, kv[bad].key, "scale, max_bytes or id", err);
 	for (int i = 0; i < nkv; i++) {
-		if (!strcmp(kv[i].key, "scale")) {
+		if (!strcmp(kv[i].key, "id")) {
+			if (!kv[i].is_num || kv[i].n != 1 ||
+			    (kv[i].num[0] != 0 && kv[i].num[0] != 1))
+				return pf_error_set(err, PF_EINVAL, "%s: id must be 0 or 1", fn);
+			want_id = kv[i].num[0] != 0;
+		} else if (!strcmp(kv[i].key, "scale")) {
 			if (!strcmp(kv[i].word, "f32"))
 				scale = 1;
 			else if (!strcmp(kv[i].word, "none"))
@@ -282,6 +288,20 @@ static int decode_prepare(pf_map_ctx *ctx, pf_error *err)
 			else
 				st->inner[i] *= f->dims[d];
 		}
+	}
+	st->id = -1;
+	if (want_id) { /* the sample id (pf_id.h) as one more field, last */
+		if (ctx->out.nfields >= PF_MAX_FIELDS || pf_schema_find(&ctx->out, "id") >= 0) {
+			free(st);
+			return pf_error_set(err, PF_EINVAL,
+					    "%s: id=1: the record has a field \"id\" already, or no room for one",
+					    fn);
+		}
+		st->id = ctx->out.nfields++;
+		pf_field *f = &ctx->out.fields[st->id];
+		memset(f, 0, sizeof(*f));
+		strcpy(f->name, "id");
+		f->dtype = PF_I64;
 	}
 	if (has_var)
 		ctx->max_out_bytes = max_bytes;
@@ -354,6 +374,8 @@ static int decode_fn(void *state, const pf_elem *in, pf_elem *out, pf_error *err
 		}
 		}
 	}
+	if (st->id >= 0)
+		*(int64_t *)out->data[st->id] = (int64_t)in->id;
 	return 0;
 }
 
@@ -494,6 +516,8 @@ static void register_builtins(void)
 		{ "decode_f32", decode_prepare, decode_fn, &scale_f32 },
 		{ "normalize", norm_prepare, norm_fn, NULL },
 		{ "parse_example", pf_parse_example_prepare, pf_parse_example_fn, NULL },
+		{ "parse_sequence_example", pf_parse_seq_example_prepare, pf_parse_seq_example_fn,
+		  NULL },
 		{ "decode_image", pf_decode_image_prepare, pf_decode_image_fn, NULL },
 	};
 	for (size_t i = 0; i < sizeof(b) / sizeof(b[0]); i++) {

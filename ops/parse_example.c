@@ -11,11 +11,20 @@
  *          f32 (float_list -> f32)
  *   SHAPE  none: a scalar; [D1,D2..]: a FixedLenFeature of that shape;
  *          [?]: a VarLenFeature (any number of values, u8/i64/f32[?], for
- *          padded_batch)
+ *          padded_batch).  bytes[?] is a list of byte strings: two output
+ *          fields, NAME (u8[?], the strings joined) and NAME_len (i64[?],
+ *          each string's length)
  *   key="feature/key"   the feature's key when it is not NAME
  *   default=V | [V..]   FixedLenFeature's default_value, used when the
  *          Example lacks the feature (a scalar fills the whole shape)
+ *   seq    (parse_sequence_example only) a feature list, not a context
+ *          feature: parse_seq_example.c says what its shapes mean
+ *   allow_missing=true  a fixed feature list that is missing is no frames
  * and max_bytes=N: the bound on one output element (default 1 MiB).
+ *
+ * parse_sequence_example reads a tf.train.SequenceExample: its context
+ * features as parse_example reads an Example's, its feature lists as
+ * tf.io.parse_sequence_example does.
  *
  * As tf.io.parse_example: a fixed feature must hold exactly prod(SHAPE)
  * values; a missing one without a default, a wrong list type or a wrong
@@ -34,26 +43,10 @@
 
 #include "pf_example.h"
 #include "pf_map_fns.h"
+#include "pf_parse_example.h"
 
 #define EX_DEFAULT_MAX_BYTES (1u << 20)
 #define EX_MAX_DEFAULTS 4096
-#define EX_KEY_MAX 128
-
-typedef struct ex_feat {
-	char key[EX_KEY_MAX];
-	size_t key_len;
-	pf_ex_kind want;
-	int var;              /* VarLenFeature */
-	int64_t count;        /* fixed: values expected */
-	int has_def;
-	void *def;            /* fixed numbers: count values; bytes: the string */
-	size_t def_len;       /* bytes default: its length */
-} ex_feat;
-
-typedef struct ex_state {
-	int n;
-	ex_feat f[PF_MAX_FIELDS];
-} ex_state;
 
 static void ex_free(void *p)
 {
@@ -126,6 +119,8 @@ static int word(ap *a, char *buf, size_t cap, size_t *len)
 static int parse_default(ap *a, ex_feat *f)
 {
 	ws(a);
+	if (f->var)
+		return perr(a, "a [?] feature takes no default (it is empty when missing)");
 	if (f->want == PF_EX_BYTES) {
 		char s[4096];
 		size_t len;
@@ -139,8 +134,6 @@ static int parse_default(ap *a, ex_feat *f)
 		f->def_len = len;
 		return 0;
 	}
-	if (f->var)
-		return perr(a, "a [?] feature takes no default (it is empty when missing)");
 	int64_t n = 0, depth = 0;
 	size_t esz = f->want == PF_EX_FLOAT ? 4 : 8;
 	f->def = calloc((size_t)f->count, esz);
@@ -193,7 +186,8 @@ static int parse_default(ap *a, ex_feat *f)
 	return 0;
 }
 
-/* TYPE[SHAPE] into f and the output field o. */
+/* TYPE[SHAPE] into f and the output field o: the dims as written ("?"
+ * anywhere; settle() checks them once the options are known). */
 static int parse_type(ap *a, ex_feat *f, pf_field *o)
 {
 	char t[64];
@@ -225,7 +219,7 @@ static int parse_type(ap *a, ex_feat *f, pf_field *o)
 				return perr(a, "too many dimensions");
 			if (*a->p == '?') {
 				a->p++;
-				f->var = 1;
+				f->var++;
 				o->dims[o->ndim++] = PF_DIM_VAR;
 			} else {
 				char *end;
@@ -247,21 +241,28 @@ static int parse_type(ap *a, ex_feat *f, pf_field *o)
 				return perr(a, "expected ',' or ']' in a shape");
 			break;
 		}
-		if (f->var && o->ndim != 1)
-			return perr(a, "a variable-length feature is [?]");
 	}
 	if (quoted && *a->p++ != q)
 		return perr(a, "unterminated type string");
-	if (f->want == PF_EX_BYTES) {
-		if (o->ndim)
-			return perr(a, "bytes is one byte string (u8[?]); lists of strings are not supported");
-		o->ndim = 1;
-		o->dims[0] = PF_DIM_VAR;
-	}
 	return 0;
 }
 
-/* (key="...", default=...) after a type. */
+/* true/false (or 1/0) into *v. */
+static int parse_bool(ap *a, int *v)
+{
+	char w[16];
+	if (word(a, w, sizeof(w), NULL))
+		return PF_EINVAL;
+	if (!strcmp(w, "true") || !strcmp(w, "1"))
+		*v = 1;
+	else if (!strcmp(w, "false") || !strcmp(w, "0"))
+		*v = 0;
+	else
+		return perr(a, "expected true or false");
+	return 0;
+}
+
+/* (key="...", default=..., seq, allow_missing=B) after a type. */
 static int parse_opts(ap *a, ex_feat *f)
 {
 	ws(a);
@@ -274,9 +275,11 @@ static int parse_opts(ap *a, ex_feat *f)
 		if ((rc = word(a, k, sizeof(k), NULL)))
 			return rc;
 		ws(a);
-		if (*a->p++ != '=')
+		if (!strcmp(k, "seq") && (*a->p == ',' || *a->p == ')')) {
+			f->seq = 1;
+		} else if (*a->p++ != '=') {
 			return perr(a, "expected '=' after an option");
-		if (!strcmp(k, "key")) {
+		} else if (!strcmp(k, "key")) {
 			if ((rc = word(a, f->key, sizeof(f->key), &f->key_len)))
 				return rc;
 		} else if (!strcmp(k, "default")) {
@@ -285,8 +288,14 @@ static int parse_opts(ap *a, ex_feat *f)
 			if ((rc = parse_default(a, f)))
 				return rc;
 			f->has_def = 1;
+		} else if (!strcmp(k, "seq")) {
+			if ((rc = parse_bool(a, &f->seq)))
+				return rc;
+		} else if (!strcmp(k, "allow_missing")) {
+			if ((rc = parse_bool(a, &f->allow_missing)))
+				return rc;
 		} else {
-			return perr(a, "unknown option (expected key or default)");
+			return perr(a, "unknown option (expected key, default, seq or allow_missing)");
 		}
 		ws(a);
 		if (*a->p == ',') {
@@ -297,6 +306,66 @@ static int parse_opts(ap *a, ex_feat *f)
 			return perr(a, "expected ',' or ')' after an option");
 		return 0;
 	}
+}
+
+/* Feature f's shape checked for its kind (a feature or a feature list),
+ * and its output fields: the values (out->fields[f->out], as parse_type
+ * left it) and, for a ragged one, NAME_len (i64[?]) after it. */
+static int settle(ap *a, ex_feat *f, pf_schema *out, int sequence)
+{
+	pf_field *o = &out->fields[f->out];
+	if (f->seq && !sequence)
+		return perr(a, "a feature list (seq) is read by parse_sequence_example");
+	if (!f->seq) {
+		if (f->var && o->ndim != 1)
+			return perr(a, "a variable-length feature is [?]");
+		if (f->want == PF_EX_BYTES && o->ndim && !f->var)
+			return perr(a, "bytes is one byte string, bytes[?] a list of them; lists of strings of a fixed count are not supported");
+		if (f->want == PF_EX_BYTES && !f->var) {
+			o->ndim = 1; /* one string: its bytes */
+			o->dims[0] = PF_DIM_VAR;
+		}
+		f->ragged = f->want == PF_EX_BYTES && f->var;
+	} else {
+		if (!o->ndim || o->dims[0] != PF_DIM_VAR)
+			return perr(a, "a feature list's shape starts with ? (its frames): T[?], T[?, D..] or T[?, ?]");
+		if (f->has_def)
+			return perr(a, "a feature list takes no default");
+		if (f->var == 2 && o->ndim == 2) { /* VarLenFeature: values + frame lengths */
+			if (f->want == PF_EX_BYTES)
+				return perr(a, "bytes[?, ?] (several strings a frame) is not supported; bytes[?] is one string a frame");
+			f->var = 1;
+			f->ragged = 1;
+			o->ndim = 1;
+		} else if (f->var != 1) {
+			return perr(a, "a feature list is T[?] or T[?, D..] (FixedLenSequenceFeature) or T[?, ?] (VarLenFeature)");
+		} else {
+			f->var = 0; /* FixedLenSequenceFeature: count values a frame */
+			if (f->want == PF_EX_BYTES && o->ndim != 1)
+				return perr(a, "a feature list of byte strings is bytes[?] (one string a frame)");
+			f->ragged = f->want == PF_EX_BYTES;
+		}
+		if (f->allow_missing && f->var)
+			return perr(a, "allow_missing is for a FixedLenSequenceFeature (a [?, ?] list is empty when missing)");
+	}
+	if (f->allow_missing && !f->seq)
+		return perr(a, "allow_missing is for a feature list (seq)");
+	f->out_len = -1;
+	if (!f->ragged)
+		return 0;
+	if (out->nfields == PF_MAX_FIELDS)
+		return perr(a, "too many output fields (at most 16, a list of strings or a ragged list takes 2)");
+	f->out_len = out->nfields++;
+	pf_field *l = &out->fields[f->out_len];
+	size_t nl = strlen(o->name);
+	if (nl + 4 >= sizeof(l->name))
+		return perr(a, "field name too long for its _len field");
+	memcpy(l->name, o->name, nl);
+	memcpy(l->name + nl, "_len", 5);
+	l->dtype = PF_I64;
+	l->ndim = 1;
+	l->dims[0] = PF_DIM_VAR;
+	return 0;
 }
 
 /* The whole argument text into st and the output schema. */
@@ -322,10 +391,11 @@ static int parse_args(const char *text, ex_state *st, pf_schema *out, size_t *ma
 			*max_bytes = (size_t)v;
 			a.p = end;
 		} else {
-			if (st->n == PF_MAX_FIELDS)
-				return perr(&a, "too many features (at most 16)");
-			ex_feat *f = &st->f[st->n];
-			pf_field *o = &out->fields[st->n++];
+			if (st->n == PF_MAX_FIELDS || out->nfields == PF_MAX_FIELDS)
+				return perr(&a, "too many features (at most 16 output fields)");
+			ex_feat *f = &st->f[st->n++];
+			f->out = out->nfields++;
+			pf_field *o = &out->fields[f->out];
 			if (nlen >= PF_FIELD_NAME_MAX || strcspn(name, "/:") != nlen)
 				return pf_error_set(err, PF_EINVAL,
 						    "parse_example: '%s' is not a field name (letters, digits, _ . -); name the field and give the feature's key: NAME=TYPE(key=\"%s\")",
@@ -333,7 +403,8 @@ static int parse_args(const char *text, ex_state *st, pf_schema *out, size_t *ma
 			memcpy(o->name, name, nlen + 1);
 			memcpy(f->key, name, nlen + 1);
 			f->key_len = nlen;
-			if ((rc = parse_type(&a, f, o)) || (rc = parse_opts(&a, f)))
+			if ((rc = parse_type(&a, f, o)) || (rc = parse_opts(&a, f)) ||
+			    (rc = settle(&a, f, out, st->sequence)))
 				return rc;
 		}
 		ws(&a);
@@ -343,32 +414,36 @@ static int parse_args(const char *text, ex_state *st, pf_schema *out, size_t *ma
 			return perr(&a, "expected ','");
 		ws(&a);
 	}
-	out->nfields = st->n;
 	if (!st->n)
 		return pf_error_set(err, PF_EINVAL,
 				    "parse_example: name the features to read, e.g. parse_example(image=bytes, label=i64)");
 	return 0;
 }
 
-int pf_parse_example_prepare(pf_map_ctx *ctx, pf_error *err)
+/* parse_example and parse_sequence_example: the arguments, the output
+ * schema and its bound. */
+static int prepare(pf_map_ctx *ctx, int sequence, pf_error *err)
 {
+	const char *fn = sequence ? "parse_sequence_example" : "parse_example";
 	const pf_schema *in = ctx->in;
 	if (!in || in->nfields != 1 || in->fields[0].dtype != PF_U8 || in->fields[0].ndim != 1 ||
 	    in->fields[0].dims[0] != PF_DIM_VAR)
 		return pf_error_set(err, PF_EINVAL,
-				    "parse_example: input is not a raw record (record: u8[?]); parse_example must follow a tfrecord source");
+				    "%s: input is not a raw record (record: u8[?]); %s must follow a tfrecord source",
+				    fn, fn);
 	ex_state *st = calloc(1, sizeof(*st));
 	if (!st)
-		return pf_error_set(err, PF_ENOMEM, "parse_example: out of memory");
+		return pf_error_set(err, PF_ENOMEM, "%s: out of memory", fn);
+	st->sequence = sequence;
 	size_t max_bytes = EX_DEFAULT_MAX_BYTES;
 	pf_schema out;
 	int rc = parse_args(ctx->args, st, &out, &max_bytes, err);
 	pf_error e = { 0 };
 	char txt[1024];
 	if (!rc && (rc = pf_schema_format(&out, txt, sizeof(txt)) >= sizeof(txt) ? PF_ELIMIT : 0))
-		pf_error_set(err, rc, "parse_example: schema too long");
+		pf_error_set(err, rc, "%s: schema too long", fn);
 	if (!rc && (rc = pf_schema_parse(&out, txt, &e))) /* names unique, sizes in range */
-		pf_error_set(err, rc, "parse_example: %s", e.msg);
+		pf_error_set(err, rc, "%s: %s", fn, e.msg);
 	if (rc) {
 		ex_free(st);
 		return rc;
@@ -378,119 +453,161 @@ int pf_parse_example_prepare(pf_map_ctx *ctx, pf_error *err)
 		if (pf_field_bytes(&out.fields[i]) > 0)
 			fixed += pf_field_bytes(&out.fields[i]) + 8;
 	ctx->out = out;
-	ctx->max_out_bytes = (size_t)fixed + max_bytes;
+	ctx->max_out_bytes = (size_t)fixed + max_bytes + 8 * (size_t)out.nfields;
 	ctx->state = st;
 	ctx->free_state = ex_free;
 	return 0;
 }
 
-/* ---- one record ------------------------------------------------------------ */
+int pf_parse_example_prepare(pf_map_ctx *ctx, pf_error *err)
+{
+	return prepare(ctx, 0, err);
+}
 
-typedef struct ex_found {
-	const ex_state *st;
-	pf_ex_feature f[PF_MAX_FIELDS];
-	unsigned char has[PF_MAX_FIELDS];
-} ex_found;
+int pf_parse_seq_example_prepare(pf_map_ctx *ctx, pf_error *err)
+{
+	return prepare(ctx, 1, err);
+}
+
+/* ---- one record ------------------------------------------------------------ */
 
 static int on_entry(void *user, const char *key, size_t key_len, const pf_ex_feature *f)
 {
 	ex_found *x = user;
 	for (int i = 0; i < x->st->n; i++)
-		if (x->st->f[i].key_len == key_len && !memcmp(x->st->f[i].key, key, key_len)) {
+		if (!x->st->f[i].seq && x->st->f[i].key_len == key_len &&
+		    !memcmp(x->st->f[i].key, key, key_len)) {
 			x->f[i] = *f; /* a later entry of the key replaces it */
 			x->has[i] = 1;
 		}
 	return 0;
 }
 
-/* "parse_example: feature 'KEY' (field NAME): M" */
-static int feat_err(pf_error *err, const ex_feat *f, const pf_field *o, const char *m)
+static int on_list(void *user, const char *key, size_t key_len, const pf_ex_list *l)
 {
-	if (strcmp(f->key, o->name))
-		return pf_error_set(err, PF_EMAP, "parse_example: feature '%s' (field %s): %s",
-				    f->key, o->name, m);
-	return pf_error_set(err, PF_EMAP, "parse_example: feature '%s': %s", f->key, m);
+	ex_found *x = user;
+	for (int i = 0; i < x->st->n; i++)
+		if (x->st->f[i].seq && x->st->f[i].key_len == key_len &&
+		    !memcmp(x->st->f[i].key, key, key_len)) {
+			x->l[i] = *l;
+			x->has[i] = 1;
+		}
+	return 0;
 }
 
-/* Feature i is missing (or has no list): its default, [] or an error. */
-static int missing(const ex_feat *f, const pf_field *o, int i, pf_elem *out, pf_error *err)
+int pf_ex_feat_err(pf_error *err, const ex_feat *f, const pf_schema *out, const char *m)
+{
+	const char *what = f->seq ? "feature list" : "feature";
+	const char *name = out->fields[f->out].name;
+	if (strcmp(f->key, name))
+		return pf_error_set(err, PF_EMAP, "%s '%s' (field %s): %s", what, f->key, name, m);
+	return pf_error_set(err, PF_EMAP, "%s '%s': %s", what, f->key, m);
+}
+
+/* Feature f is missing (or has no list): its default, [] or an error. */
+static int missing(const ex_feat *f, pf_elem *out, pf_error *err)
 {
 	if (f->var) {
-		if (!pf_elem_alloc(out, i, 0, err))
-			return err && err->code ? err->code : PF_ELIMIT;
+		if (!pf_elem_alloc(out, f->out, 0, err) ||
+		    (f->ragged && !pf_elem_alloc(out, f->out_len, 0, err)))
+			return pf_ex_alloc_rc(err);
 		return 0;
 	}
 	if (!f->has_def)
-		return feat_err(err, f, o, "required (no default) but not in the Example");
+		return pf_ex_feat_err(err, f, out->schema, "required (no default) but not in the Example");
 	if (f->want == PF_EX_BYTES) {
-		void *d = pf_elem_alloc(out, i, (int64_t)f->def_len, err);
+		void *d = pf_elem_alloc(out, f->out, (int64_t)f->def_len, err);
 		if (!d)
-			return err && err->code ? err->code : PF_ELIMIT;
+			return pf_ex_alloc_rc(err);
 		memcpy(d, f->def, f->def_len);
 		return 0;
 	}
-	memcpy(out->data[i], f->def, (size_t)f->count * (f->want == PF_EX_FLOAT ? 4 : 8));
+	memcpy(out->data[f->out], f->def, (size_t)f->count * (f->want == PF_EX_FLOAT ? 4 : 8));
+	return 0;
+}
+
+/* A bytes feature's strings: one (bytes) or a list (bytes[?]: joined, and
+ * their lengths in NAME_len). */
+static int bytes_feature(const ex_feat *f, const pf_ex_feature *ft, const pf_ex_info *info,
+			 pf_elem *out, pf_error *err)
+{
+	char m[160];
+	if (!f->ragged && info->count != 1) {
+		snprintf(m, sizeof(m), "holds %lld byte strings, expected 1", (long long)info->count);
+		return pf_ex_feat_err(err, f, out->schema, m);
+	}
+	int64_t *lens = NULL;
+	if (f->ragged && !(lens = pf_elem_alloc(out, f->out_len, info->count, err)))
+		return pf_ex_alloc_rc(err);
+	int64_t total = pf_ex_bytes_lengths(ft, info, lens);
+	void *d = pf_elem_alloc(out, f->out, total, err);
+	if (!d)
+		return pf_ex_alloc_rc(err);
+	pf_ex_bytes_join(ft, info, d);
 	return 0;
 }
 
 static int one_feature(const ex_found *x, int i, pf_elem *out, pf_error *err)
 {
 	const ex_feat *f = &x->st->f[i];
-	const pf_field *o = &out->schema->fields[i];
 	pf_ex_info info = { 0 };
 	pf_error e = { 0 };
 	char m[160];
 	int rc;
 	if (x->has[i] && (rc = pf_ex_feature_info(&x->f[i], &info, &e)))
-		return feat_err(err, f, o, e.msg);
+		return pf_ex_feat_err(err, f, out->schema, e.msg);
 	if (info.kind == PF_EX_NONE)
-		return missing(f, o, i, out, err);
+		return missing(f, out, err);
 	if (info.kind != f->want) {
 		snprintf(m, sizeof(m), "is a %s, expected a %s", pf_ex_kind_name(info.kind),
 			 pf_ex_kind_name(f->want));
-		return feat_err(err, f, o, m);
+		return pf_ex_feat_err(err, f, out->schema, m);
 	}
-	if (f->want == PF_EX_BYTES) {
-		pf_ex_bytes v;
-		if (info.count != 1) {
-			snprintf(m, sizeof(m), "holds %lld byte strings, expected 1",
-				 (long long)info.count);
-			return feat_err(err, f, o, m);
-		}
-		pf_ex_feature_read(&x->f[i], &info, &v);
-		void *d = pf_elem_alloc(out, i, (int64_t)v.len, err);
-		if (!d)
-			return err && err->code ? err->code : PF_ELIMIT;
-		memcpy(d, v.p, v.len);
-		return 0;
-	}
+	if (f->want == PF_EX_BYTES)
+		return bytes_feature(f, &x->f[i], &info, out, err);
 	void *d;
 	if (f->var) {
-		if (!(d = pf_elem_alloc(out, i, info.count, err)))
-			return err && err->code ? err->code : PF_ELIMIT;
+		if (!(d = pf_elem_alloc(out, f->out, info.count, err)))
+			return pf_ex_alloc_rc(err);
 	} else {
 		if (info.count != f->count) {
 			snprintf(m, sizeof(m), "holds %lld values, expected %lld (its shape)",
 				 (long long)info.count, (long long)f->count);
-			return feat_err(err, f, o, m);
+			return pf_ex_feat_err(err, f, out->schema, m);
 		}
-		d = out->data[i];
+		d = out->data[f->out];
 	}
 	pf_ex_feature_read(&x->f[i], &info, d);
 	return 0;
 }
 
-int pf_parse_example_fn(void *state, const pf_elem *in, pf_elem *out, pf_error *err)
+/* One record of either kind: walk it, then each feature in order. */
+static int parse_record(const ex_state *st, const pf_elem *in, pf_elem *out, pf_error *err)
 {
+	const char *fn = st->sequence ? "parse_sequence_example" : "parse_example";
 	ex_found x;
 	int rc;
-	x.st = state;
+	x.st = st;
 	memset(x.has, 0, sizeof(x.has));
 	pf_error e = { 0 };
-	if ((rc = pf_example_walk(in->data[0], (size_t)in->nitems[0], on_entry, &x, &e)))
-		return pf_error_set(err, rc, "parse_example: %s", e.msg);
-	for (int i = 0; i < x.st->n; i++)
-		if ((rc = one_feature(&x, i, out, err)))
-			return rc;
+	rc = pf_seq_example_walk(in->data[0], (size_t)in->nitems[0], on_entry,
+				 st->sequence ? on_list : NULL, &x, &e);
+	if (rc)
+		return pf_error_set(err, rc, "%s: %s", fn, e.msg);
+	for (int i = 0; i < st->n; i++) {
+		rc = st->f[i].seq ? pf_ex_seq_feature(&x, i, out, &e) : one_feature(&x, i, out, &e);
+		if (rc)
+			return pf_error_set(err, rc, "%s: %s", fn, e.msg);
+	}
 	return 0;
+}
+
+int pf_parse_example_fn(void *state, const pf_elem *in, pf_elem *out, pf_error *err)
+{
+	return parse_record(state, in, out, err);
+}
+
+int pf_parse_seq_example_fn(void *state, const pf_elem *in, pf_elem *out, pf_error *err)
+{
+	return parse_record(state, in, out, err);
 }

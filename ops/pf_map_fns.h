@@ -1,6 +1,6 @@
 /*
  * pf_map_fns.h - the built-in map functions that live in their own files
- * (parse_example.c, decode_image.c); maps.c registers them with the others.
+ * (parse_example.c and parse_seq_example.c, decode_image.c); maps.c registers them with the others.
  * Internal to ops/.  Their contracts are pf_maps.h's (prepare, fn).
  */
 #ifndef PF_MAP_FNS_H
@@ -30,6 +30,8 @@ int pf_map_kv_parse(const char *fn, const char *text, struct kv *kv, int *n, pf_
 
 int pf_parse_example_prepare(pf_map_ctx *ctx, pf_error *err);
 int pf_parse_example_fn(void *state, const pf_elem *in, pf_elem *out, pf_error *err);
+int pf_parse_seq_example_prepare(pf_map_ctx *ctx, pf_error *err);
+int pf_parse_seq_example_fn(void *state, const pf_elem *in, pf_elem *out, pf_error *err);
 int pf_decode_image_prepare(pf_map_ctx *ctx, pf_error *err);
 int pf_decode_image_fn(void *state, const pf_elem *in, pf_elem *out, pf_error *err);
 /* NULL when decode_image can decode something, else the libraries this

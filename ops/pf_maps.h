@@ -19,14 +19,19 @@
  *   parse_example(NAME=TYPE[SHAPE](key=K, default=V), ...)
  *                          a serialized tf.train.Example record -> typed
  *                          fields (tf.io.parse_example's meaning; TYPE bytes,
- *                          i64 or f32; SHAPE none, [D..] or [?])
+ *                          i64 or f32; SHAPE none, [D..] or [?]; bytes[?]: a
+ *                          list of strings, NAME joined + NAME_len lengths)
+ *   parse_sequence_example(CONTEXT..., NAME=TYPE[?, ..](seq, allow_missing=B))
+ *                          a serialized tf.train.SequenceExample: context
+ *                          features as parse_example's, feature lists with
+ *                          tf.io.parse_sequence_example's meaning
  *   decode_image(field=F, size=[H, W], channels=1|3, dtype=u8|f32,
  *                fit=exact|resize|crop)
  *                          a PNG or JPEG in a u8[?] field -> u8/f32[H,W,C]
  *                          (needs libpng / libjpeg-turbo)
  * (doc/PIPELINE.md has their full argument lists.)
  *
- * decode, normalize and parse_example also take max_bytes=N: the bound on
+ * decode, normalize and parse_example(s) also take max_bytes=N: the bound on
  * one output element when it has variable-length fields (default 1 MiB).
  *
  * Plugins: a shared object built with `cc -shared -fPIC` that exports

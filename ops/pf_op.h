@@ -83,6 +83,8 @@ typedef struct pf_stage_stats {
 	_Atomic uint64_t corrupt_blocks;  /* shards: damaged blocks skipped */
 	_Atomic uint64_t skipped_records; /* shards: records lost in them */
 	_Atomic uint64_t dropped_samples; /* map (isolate): samples dropped */
+	_Atomic uint64_t decoded_records; /* shards: records of the blocks it read
+					   * and decoded (read_world: its own) */
 	_Atomic uint64_t cpu_ns;          /* CPU time its work took (thread CPU
 					   * clocks; cpu_timed stages only) */
 	_Atomic uint64_t runq_ns;         /* time its working threads were

@@ -71,7 +71,57 @@ void pf_shards_make_plan(pf_op *op, uint64_t epoch, shard_plan *pl)
 	pl->epoch = epoch;
 }
 
-/* Register file f's nonempty blocks as a reader stream. */
+/* Is block b of file f another rank's, given as zeros, not read
+ * (pf_source_opts.read_world)?  (f + b): the blocks read at the same time
+ * from the files of a cycle, and the successive blocks of a file, belong
+ * to successive ranks. */
+static int hollow(const shards_cfg *c, uint32_t f, uint32_t b)
+{
+	return c->o.read_world > 1 &&
+	       (f + b) % (uint32_t)c->o.read_world != (uint32_t)c->o.read_rank;
+}
+
+/* Block b of file f as it would decode, its records all zero bytes,
+ * nothing read (fixed-size records only: their size is the schema's). */
+static int hollow_block(const shards_cfg *c, uint32_t f, uint32_t b, pf_block *out,
+			pf_error *err)
+{
+	const pf_shard *sh = c->sh[f];
+	const pf_block_info *bi = pf_shard_block(sh, b);
+	int64_t rb = pf_schema_record_bytes(pf_shard_schema(sh));
+	if (rb < 0)
+		return pf_error_set(err, PF_EINVAL,
+				    "%s: read_world needs fixed-size records (the schema has a variable field)",
+				    pf_shard_path(sh));
+	size_t need = (size_t)rb * bi->nrecords;
+	if (need > out->raw_cap) {
+		unsigned char *q = realloc(out->raw, need);
+		if (!q)
+			return pf_error_set(err, PF_ENOMEM, "%s: block %u: out of memory",
+					    pf_shard_path(sh), b);
+		out->raw = q;
+		out->raw_cap = need;
+	}
+	if ((size_t)bi->nrecords + 1 > out->offs_cap) {
+		uint32_t *q = realloc(out->offs, ((size_t)bi->nrecords + 1) * sizeof(*q));
+		if (!q)
+			return pf_error_set(err, PF_ENOMEM, "%s: block %u: out of memory",
+					    pf_shard_path(sh), b);
+		out->offs = q;
+		out->offs_cap = (size_t)bi->nrecords + 1;
+	}
+	memset(out->raw, 0, need);
+	for (uint32_t j = 0; j <= bi->nrecords; j++)
+		out->offs[j] = (uint32_t)((size_t)j * (size_t)rb);
+	out->index = b;
+	out->nrecords = bi->nrecords;
+	out->first_record = bi->first_record;
+	out->raw_len = need;
+	return 0;
+}
+
+/* Register file f's nonempty blocks as a reader stream (not the hollow
+ * ones: they are never read). */
 static int open_stream(shards_cfg *c, uint32_t f, pf_error *err)
 {
 	const pf_shard *sh = c->sh[f];
@@ -81,7 +131,7 @@ static int open_stream(shards_cfg *c, uint32_t f, pf_error *err)
 		return pf_error_set(err, PF_ENOMEM, "out of memory");
 	for (uint32_t b = 0; b < nb; b++) {
 		const pf_block_info *bi = pf_shard_block(sh, b);
-		if (!bi->nrecords)
+		if (!bi->nrecords || hollow(c, f, b))
 			continue;
 		ext[n].offset = bi->offset;
 		ext[n].len = PF_SHARD_BLOCK_HEADER_SIZE + bi->stored_len;
@@ -101,9 +151,10 @@ static int read_task(shards_cfg *c, shard_plan *pl, size_t turn, uint32_t f, uin
 	pthread_mutex_lock(&c->rlock);
 	while (c->rturn != turn)
 		pthread_cond_wait(&c->rcv, &c->rlock);
+	int hol = hollow(c, f, b);
 	int rc = c->rd ? 0 : pf_error_set(&en->e, PF_ENOMEM, "%s: no reader (out of memory)",
 					   pf_shard_path(c->sh[f]));
-	if (!rc && pl->stream[f] < 0) {
+	if (!rc && !hol && pl->stream[f] < 0) {
 		int id = open_stream(c, f, &en->e);
 		if (id < 0)
 			rc = id;
@@ -112,7 +163,7 @@ static int read_task(shards_cfg *c, shard_plan *pl, size_t turn, uint32_t f, uin
 	}
 	pf_read rd;
 	memset(&rd, 0, sizeof(rd));
-	if (!rc) {
+	if (!rc && !hol) {
 		rc = pf_reader_next(c->rd, pl->stream[f], &rd, &en->e);
 		if (rc == PF_END)
 			rc = pf_error_set(&en->e, PF_ESTATE, "%s: block %u: stream ended early",
@@ -122,10 +173,12 @@ static int read_task(shards_cfg *c, shard_plan *pl, size_t turn, uint32_t f, uin
 	c->rturn++;
 	pthread_cond_broadcast(&c->rcv);
 	pthread_mutex_unlock(&c->rlock);
-	if (!rc && rd.tag != b)
+	if (!rc && hol)
+		rc = hollow_block(c, f, b, &en->blk, &en->e);
+	else if (!rc && rd.tag != b)
 		rc = pf_error_set(&en->e, PF_ESTATE, "%s: read block %u, expected %u",
 				  pf_shard_path(c->sh[f]), rd.tag, b);
-	if (!rc)
+	if (!rc && !hol)
 		rc = pf_shard_decode(c->sh[f], b, rd.data, rd.len, d, &en->blk, &en->e);
 	pthread_mutex_lock(&c->rlock);
 	if (rd.data)
@@ -171,6 +224,9 @@ void pf_shards_run_task(pf_op *op, shard_plan *pl, size_t t, size_t turn, int e,
 	en->nmapped = en->next_out = 0;
 	en->map_err = 0;
 	int rc = read_task(c, pl, turn, f, b, d, en);
+	if (!rc && !hollow(c, f, b)) /* (a hollow block is mapped all the same:
+				     * its records' ids must come) */
+		pf_stat_add(&op->st.decoded_records, en->blk.nrecords);
 	if (!rc && op->fused_map) {
 		/* map every record of the block, in order; stop at a failure */
 		pf_elem ie;

@@ -180,6 +180,7 @@ int pf_iter_stats(const pf_iter *it, int i, pf_op_stats *o)
 	o->corrupt_blocks = atomic_load(&s->corrupt_blocks);
 	o->skipped_records = atomic_load(&s->skipped_records);
 	o->dropped_samples = atomic_load(&s->dropped_samples);
+	o->decoded_records = atomic_load(&s->decoded_records);
 	o->occupancy = atomic_load(&s->occupancy);
 	o->cpu_ns = atomic_load(&s->cpu_ns);
 	o->serial_cpu_ns = atomic_load(&s->serial_cpu_ns);

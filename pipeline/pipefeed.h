@@ -360,6 +360,10 @@ typedef struct pf_op_stats {
 				   * runs the stages before it that work inline
 				   * (the shuffle, the source's hand-out): the
 				   * serial path's cost; 0 otherwise */
+	uint64_t decoded_records; /* shards: records of the blocks it read and
+				   * decoded, blocks read ahead for the next epoch
+				   * included (with pf_source_opts.read_world only
+				   * this rank's: the others' come as zeros) */
 } pf_op_stats;
 
 /* Number of stages of the running plan. */

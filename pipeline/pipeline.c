@@ -119,12 +119,20 @@ int pf_pipeline_add_op(pf_pipeline *p, pf_op *op, pf_error *err)
 int pf_shards(pf_pipeline *p, const char *const *paths, size_t n,
 	      const pf_source_opts *o, pf_error *err)
 {
+	if (o && (o->read_world < 0 || o->read_world > (1 << 20) || o->read_rank < 0 ||
+		  o->read_rank >= (o->read_world > 1 ? o->read_world : 1)))
+		return pf_error_set(err, PF_EINVAL,
+				    "shards: read_rank %d of read_world %d: want 0 <= rank < world",
+				    o->read_rank, o->read_world);
 	return pf_pipeline_add_op(p, pf_op_shards_new(paths, n, o, err), err);
 }
 
 int pf_tfrecords(pf_pipeline *p, const char *const *paths, size_t n,
 		const pf_source_opts *o, pf_error *err)
 {
+	if (o && o->read_world > 1)
+		return pf_error_set(err, PF_EINVAL,
+				    "tfrecord: read_world: only shards can leave other ranks' blocks unread");
 	return pf_pipeline_add_op(p, pf_op_tfrecord_new(paths, n, o, err), err);
 }
 

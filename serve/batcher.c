@@ -430,9 +430,14 @@ static void run_batch(pf_batcher *b, bthread *t, int rows, int n)
 	}
 	if (pr > rows)
 		memset(in + (size_t)rows * ib, 0, (size_t)(pr - rows) * ib);
-	pf_batch bt = { t->in, t->out, rows, pr, t->idx, n };
+	uint64_t first_enq = UINT64_MAX;
+	for (int i = 0; i < n; i++)
+		if (t->pieces[i].r->priv.enq_ns < first_enq)
+			first_enq = t->pieces[i].r->priv.enq_ns;
 	pf_error e = { 0 };
 	uint64_t t0 = now_ns();
+	pf_batch bt = { t->in, t->out, rows, pr, t->idx, n,
+			first_enq < t0 ? t0 - first_enq : 0 };
 	int rc = b->o.compute(b->o.ctx, &bt, &e);
 	uint64_t dt = now_ns() - t0;
 	if (rc == 0) {
@@ -445,10 +450,9 @@ static void run_batch(pf_batcher *b, bthread *t, int rows, int n)
 			off += p->rows;
 		}
 	}
-	uint64_t end = t0 + dt, first_enq = end;
-	for (int i = 0; i < n; i++)
-		if (t->pieces[i].r->priv.enq_ns < first_enq)
-			first_enq = t->pieces[i].r->priv.enq_ns;
+	uint64_t end = t0 + dt;
+	if (first_enq > end)
+		first_enq = end;
 	char line[256] = "";
 	pthread_mutex_lock(&b->mu);
 	b->est_ns = b->est_ns ? (b->est_ns * 7 + dt) / 8 : dt;

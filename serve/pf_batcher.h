@@ -96,6 +96,8 @@ typedef struct pf_batch {
 	int padded_rows;   /* rows to compute (allowed_batch_sizes) */
 	int thread;        /* 0 .. num_batch_threads - 1 */
 	int nreq;          /* request pieces in it */
+	uint64_t wait_ns;  /* its oldest request's wait: from its submit to
+			    * this batch's compute (for a stats file) */
 } pf_batch;
 
 typedef struct pf_batcher_opts {

@@ -35,6 +35,7 @@ int main(void)
 	F(pf_op_stats, autotuned); F(pf_op_stats, corrupt_blocks); F(pf_op_stats, skipped_records);
 	F(pf_op_stats, dropped_samples); F(pf_op_stats, occupancy); F(pf_op_stats, cpu_ns);
 	F(pf_op_stats, serial_cpu_ns);
+	F(pf_op_stats, decoded_records);
 	S(pf_map_ctx); F(pf_map_ctx, in); F(pf_map_ctx, record); F(pf_map_ctx, args);
 	F(pf_map_ctx, user); F(pf_map_ctx, out); F(pf_map_ctx, max_out_bytes);
 	F(pf_map_ctx, state); F(pf_map_ctx, free_state);

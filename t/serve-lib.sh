@@ -25,9 +25,12 @@ serve_start() {
 		>"$ss_tmp/out" 2>"$ss_tmp/err" &
 	pid=$!
 	port=
-	for i in $(seq 100); do
+	# up to 60 s (a sanitizer build loading a large model on a loaded
+	# host), ending at once when it listens or exits
+	for i in $(seq 600); do
 		port=$(awk '/listening/ { print $NF }' "$ss_tmp/out" 2>/dev/null)
 		[ -n "$port" ] && break
+		kill -0 $pid 2>/dev/null || break
 		sleep 0.1
 	done
 }

@@ -156,15 +156,21 @@ kill -TERM $pid
 wait $pid
 is $? 0 "SIGTERM: exit 0"
 
-# SIGTERM drains: 6 requests waiting for a 400 ms batch timeout are answered
-start_server drain --batch-timeout-us 400000 --max-batch-size 64 --access-log none
+# SIGTERM drains: 6 requests waiting for a 2 s batch timeout are answered
+# (the signal once the server holds all 6: /metrics' queue gauge, up to 15 s
+# on a loaded host or a sanitizer build)
+start_server drain --batch-timeout-us 2000000 --max-batch-size 64 --access-log none
 cl=
 for i in $(seq 6); do
 	curl -s -o /dev/null -w '%{http_code}\n' -d "{\"instances\":[$row1]}" \
 		"http://127.0.0.1:$port/v1/models/syn:predict" >"$tmp/dcode.$i" &
 	cl="$cl $!"
 done
-sleep 0.2
+for i in $(seq 150); do
+	q=$(curl -s "http://127.0.0.1:$port/metrics" | awk '/^pf_serve_queued/ { print $2 }')
+	[ "$q" = 6 ] && break
+	sleep 0.1
+done
 kill -TERM $pid
 wait $pid
 rc=$?

@@ -32,12 +32,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "load.h"
+
 typedef struct opts {
 	const char *url, *body_file;
 	int c_lo, c_hi, rows, dim, json, binary;
 	double duration, warmup;
 	const char *sweep, *serve;    /* --sweep LISTS --serve CMD */
 	double slo_ms, usd_per_hour;
+	double rates[16];             /* --rate R[,R...]: the open loop */
+	int nrates, poisson, max_inflight;
+	unsigned long long seed;
+	const char *svg;
 	char url_buf[2048];
 } opts;
 
@@ -59,66 +65,9 @@ typedef struct client {
 	pthread_t tid;
 } client;
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static size_t sink(char *p, size_t sz, size_t n, void *u)
 {
 	return sz * n;
-}
-
-/* A KServe v2 body with the binary tensor extension: the JSON part, then
- * rows * dim little-endian f32; *json_len is the JSON part's length. */
-static char *make_binary(const opts *o, unsigned seed, size_t *len, size_t *json_len)
-{
-	size_t n = (size_t)o->rows * o->dim;
-	char j[512];
-	int jl = snprintf(j, sizeof(j), "{\"inputs\":[{\"name\":\"input\",\"shape\":[%d,%d],"
-			  "\"datatype\":\"FP32\",\"parameters\":{\"binary_data_size\":%zu}}],"
-			  "\"outputs\":[{\"name\":\"logits\",\"parameters\":{\"binary_data\":true}}]}",
-			  o->rows, o->dim, n * 4);
-	char *b = malloc((size_t)jl + n * 4);
-	if (!b)
-		return NULL;
-	memcpy(b, j, (size_t)jl);
-	for (size_t i = 0; i < n; i++) {
-		seed = seed * 1103515245u + 12345u;
-		float f = (seed >> 16 & 1023) / 1024.0f;
-		memcpy(b + jl + 4 * i, &f, 4);
-	}
-	*len = (size_t)jl + n * 4;
-	*json_len = (size_t)jl;
-	return b;
-}
-
-static char *make_body(const opts *o, unsigned seed, size_t *len)
-{
-	size_t cap = (size_t)o->rows * o->dim * 12 + 256;
-	char *b = malloc(cap);
-	if (!b)
-		return NULL;
-	int v2 = strlen(o->url) > 6 && !strcmp(o->url + strlen(o->url) - 6, "/infer");
-	size_t n = v2 ? (size_t)snprintf(b, cap, "{\"inputs\":[{\"name\":\"input\",\"shape\":[%d,%d],\"datatype\":\"FP32\",\"data\":[",
-					 o->rows, o->dim)
-		      : (size_t)snprintf(b, cap, "{\"instances\":[");
-	for (int r = 0; r < o->rows; r++) {
-		if (!v2)
-			n += (size_t)snprintf(b + n, cap - n, "%s[", r ? "," : "");
-		for (int i = 0; i < o->dim; i++) {
-			seed = seed * 1103515245u + 12345u;
-			n += (size_t)snprintf(b + n, cap - n, "%s%.3f",
-					      i || (v2 && r) ? "," : "", (seed >> 16 & 1023) / 1024.0);
-		}
-		if (!v2)
-			n += (size_t)snprintf(b + n, cap - n, "]");
-	}
-	n += (size_t)snprintf(b + n, cap - n, v2 ? "]}]}" : "]}");
-	*len = n;
-	return b;
 }
 
 static void *run_client(void *arg)
@@ -144,11 +93,11 @@ static void *run_client(void *arg)
 	curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT, 60L);
 	for (;;) {
-		double t0 = now_s();
+		double t0 = load_now();
 		if (t0 >= c->t_end)
 			break;
 		CURLcode rc = curl_easy_perform(h);
-		double t1 = now_s();
+		double t1 = load_now();
 		long code = 0;
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
 		if (t0 < c->t_start)
@@ -175,69 +124,10 @@ static void *run_client(void *arg)
 	return NULL;
 }
 
-/* The server's /metrics: queue and compute seconds, batches, rows (sums
- * over its models); 0 when it has none. */
-typedef struct srv { double queue_s, compute_s, batches, rows; int ok; } srv;
-
-typedef struct buf { char *p; size_t n; } buf;
-
-static size_t keep(char *p, size_t sz, size_t n, void *u)
-{
-	buf *b = u;
-	size_t k = sz * n;
-	char *q = realloc(b->p, b->n + k + 1);
-	if (!q)
-		return 0;
-	memcpy(q + b->n, p, k);
-	b->p = q;
-	b->n += k;
-	q[b->n] = 0;
-	return k;
-}
-
-static srv scrape(const char *url)
-{
-	srv s = { 0 };
-	char m[2048];
-	const char *p = strstr(url, "://");
-	p = p ? strchr(p + 3, '/') : NULL;
-	snprintf(m, sizeof(m), "%.*s/metrics", p ? (int)(p - url) : (int)strlen(url), url);
-	CURL *h = curl_easy_init();
-	buf b = { 0 };
-	curl_easy_setopt(h, CURLOPT_URL, m);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, keep);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT, 10L);
-	long code = 0;
-	if (curl_easy_perform(h) == CURLE_OK &&
-	    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code) == CURLE_OK && code == 200 && b.p) {
-		for (char *l = strtok(b.p, "\n"); l; l = strtok(NULL, "\n")) {
-			double v;
-			char *sp = strrchr(l, ' ');
-			if (!sp || l[0] == '#')
-				continue;
-			v = atof(sp + 1);
-			if (!strncmp(l, "pf_serve_queue_seconds_total{", 29)) s.queue_s += v, s.ok = 1;
-			else if (!strncmp(l, "pf_serve_compute_seconds_total{", 31)) s.compute_s += v;
-			else if (!strncmp(l, "pf_serve_batches_total{", 23)) s.batches += v;
-			else if (!strncmp(l, "pf_serve_rows_total ", 20)) s.rows += v;
-		}
-	}
-	free(b.p);
-	curl_easy_cleanup(h);
-	return s;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-/* One measured run at concurrency n; prints a line.  Returns the errors. */
+/* One measured run at concurrency n: its figures in *lv, and a line on
+ * stdout when print.  Returns the errors. */
 static uint64_t run_level(const opts *o, int n, const char *fixed_body, size_t fixed_len,
-			  level *lv)
+			  level *lv, int print)
 {
 	client *cl = calloc((size_t)n, sizeof(*cl));
 	char **bodies = calloc((size_t)n, sizeof(char *));
@@ -245,35 +135,37 @@ static uint64_t run_level(const opts *o, int n, const char *fixed_body, size_t f
 		fprintf(stderr, "pipe-load: out of memory\n");
 		exit(1);
 	}
-	double t = now_s();
+	double t = load_now();
 	for (int i = 0; i < n; i++) {
 		cl[i].o = o;
 		if (fixed_body) {
 			cl[i].body = fixed_body;
 			cl[i].body_len = fixed_len;
-		} else if (o->binary) {
-			bodies[i] = make_binary(o, (unsigned)i * 7919u + 1, &cl[i].body_len,
-						&cl[i].json_len);
-			cl[i].body = bodies[i];
 		} else {
-			bodies[i] = make_body(o, (unsigned)i * 7919u + 1, &cl[i].body_len);
+			bodies[i] = load_body(o->url, o->rows, o->dim, o->binary,
+					      (unsigned)i * 7919u + 1, &cl[i].body_len,
+					      &cl[i].json_len);
+			if (!bodies[i]) {
+				fprintf(stderr, "pipe-load: out of memory\n");
+				exit(1);
+			}
 			cl[i].body = bodies[i];
 		}
 		cl[i].t_start = t + o->warmup;
 		cl[i].t_end = t + o->warmup + o->duration;
 	}
-	srv s0 = { 0 }, s1;
+	load_srv s0 = { 0 }, s1;
 	for (int i = 0; i < n; i++)
 		pthread_create(&cl[i].tid, NULL, run_client, &cl[i]);
 	struct timespec w = { (time_t)o->warmup, (long)((o->warmup - (time_t)o->warmup) * 1e9) };
 	nanosleep(&w, NULL);
-	s0 = scrape(o->url);
+	s0 = load_scrape(o->url);
 	size_t total = 0;
 	uint64_t errors = 0;
 	long last = 0;
 	for (int i = 0; i < n; i++)
 		pthread_join(cl[i].tid, NULL);
-	s1 = scrape(o->url);
+	s1 = load_scrape(o->url);
 	for (int i = 0; i < n; i++) {
 		total += cl[i].nlat;
 		errors += cl[i].errors;
@@ -283,24 +175,18 @@ static uint64_t run_level(const opts *o, int n, const char *fixed_body, size_t f
 	double *all = malloc((total ? total : 1) * sizeof(double));
 	size_t k = 0;
 	for (int i = 0; i < n; i++) {
-		memcpy(all + k, cl[i].lat, cl[i].nlat * sizeof(double));
+		if (cl[i].nlat)
+			memcpy(all + k, cl[i].lat, cl[i].nlat * sizeof(double));
 		k += cl[i].nlat;
 		free(cl[i].lat);
 		free(bodies[i]);
 	}
-	qsort(all, total, sizeof(double), cmp_d);
-#define PCT(q) (total ? all[(size_t)((q) * (double)(total - 1))] : 0.0)
+#define PCT(q) load_pct(all, total, (q))
 	double rps = total / o->duration;
 	double nb = s1.batches - s0.batches, nr = s1.rows - s0.rows;
-	if (lv) {
-		*lv = (level){ rps, PCT(0.5), PCT(0.9), PCT(0.95), PCT(0.99),
-			       nb > 0 ? nr / nb : 0.0, errors };
-		free(all);
-		free(cl);
-		free(bodies);
-		return errors;
-	}
-	if (o->json)
+	*lv = (level){ rps, PCT(0.5), PCT(0.9), PCT(0.95), PCT(0.99),
+		       nb > 0 ? nr / nb : 0.0, errors };
+	if (print && o->json)
 		printf("{\"concurrency\":%d,\"requests\":%zu,\"errors\":%" PRIu64 ",\"rps\":%.1f,"
 		       "\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p95_ms\":%.3f,\"p99_ms\":%.3f,"
 		       "\"server_queue_ms\":%.3f,\"server_compute_ms\":%.3f,\"mean_batch\":%.2f}\n",
@@ -308,7 +194,7 @@ static uint64_t run_level(const opts *o, int n, const char *fixed_body, size_t f
 		       nr > 0 && s1.ok ? (s1.queue_s - s0.queue_s) * 1e3 / nr : 0.0,
 		       nb > 0 && s1.ok ? (s1.compute_s - s0.compute_s) * 1e3 / nb : 0.0,
 		       nb > 0 ? nr / nb : 0.0);
-	else {
+	else if (print) {
 		printf("%11d %10.1f %8.3f %8.3f %8.3f %8.3f %7" PRIu64, n, rps, PCT(0.5),
 		       PCT(0.9), PCT(0.95), PCT(0.99), errors);
 		if (s1.ok && nb > 0)
@@ -324,6 +210,62 @@ static uint64_t run_level(const opts *o, int n, const char *fixed_body, size_t f
 	free(cl);
 	free(bodies);
 	return errors;
+}
+
+/* One open-loop level at rate: a line on stdout, the point in *pt.
+ * Returns the errors (refusals, 429 and 503, are not errors: they are the
+ * server's answer to overload, counted apart). */
+static uint64_t run_rate(const opts *o, double rate, const char *fixed_body,
+			 size_t fixed_len, load_point *pt)
+{
+	size_t len = fixed_len, jl = 0;
+	char *own = fixed_body ? NULL : load_body(o->url, o->rows, o->dim, o->binary, 1, &len, &jl);
+	if (!fixed_body && !own) {
+		fprintf(stderr, "pipe-load: out of memory\n");
+		exit(1);
+	}
+	load_rate_opts ro = { o->url, fixed_body ? fixed_body : own, len, jl, rate, o->poisson,
+			      o->seed, o->warmup, o->duration, o->max_inflight };
+	load_rate_res r;
+	if (load_rate_run(&ro, &r) < 0) {
+		fprintf(stderr, "pipe-load: cannot set up %d curl handles\n", o->max_inflight);
+		exit(1);
+	}
+	free(own);
+	double nb = r.s1.batches - r.s0.batches, nr = r.s1.rows - r.s0.rows;
+	double qms = nr > 0 && r.s1.ok ? (r.s1.queue_s - r.s0.queue_s) * 1e3 / nr : 0.0;
+	double cms = nb > 0 && r.s1.ok ? (r.s1.compute_s - r.s0.compute_s) * 1e3 / nb : 0.0;
+	double nref = r.s1.refused - r.s0.refused;
+	double fast = nref > 0 ? 100.0 * (r.s1.refused_1ms - r.s0.refused_1ms) / nref : 100.0;
+	*pt = (load_point){ r.ok_rps, r.p50, r.p99, rate };
+	if (o->json)
+		printf("{\"rate\":%.1f,\"arrivals\":\"%s\",\"scheduled\":%" PRIu64 ",\"sent\":%" PRIu64
+		       ",\"ok\":%" PRIu64 ",\"refused\":%" PRIu64 ",\"dropped\":%" PRIu64
+		       ",\"errors\":%" PRIu64 ",\"sent_rps\":%.1f,\"ok_rps\":%.1f,\"p50_ms\":%.3f,"
+		       "\"p90_ms\":%.3f,\"p95_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,"
+		       "\"refused_p50_ms\":%.3f,\"refused_p99_ms\":%.3f,\"late_p99_ms\":%.3f,"
+		       "\"server_refused_1ms_pct\":%.1f,\"server_queued_max\":%.0f,\"server_rss_max_mb\":%.1f,\"server_rss_start_mb\":%.1f,"
+		       "\"server_queue_ms\":%.3f,\"server_compute_ms\":%.3f,\"mean_batch\":%.2f}\n",
+		       rate, o->poisson ? "poisson" : "fixed", r.scheduled, r.sent, r.ok, r.rejected,
+		       r.dropped, r.errors, r.sent_rps, r.ok_rps, r.p50, r.p90, r.p95, r.p99, r.max,
+		       r.rej_p50, r.rej_p99, r.late_p99, fast, r.queued_max, r.rss_max / 1048576.0,
+		       r.s0.rss / 1048576.0, qms, cms, nb > 0 ? nr / nb : 0.0);
+	else {
+		printf("%9.1f %9.1f %9.1f %8.3f %8.3f %8.3f %8.3f %8" PRIu64 " %8.3f %7" PRIu64
+		       " %6" PRIu64, rate, r.sent_rps, r.ok_rps, r.p50, r.p90, r.p95, r.p99,
+		       r.rejected, r.rej_p99, r.dropped, r.errors);
+		if (r.s1.ok)
+			printf("   queue max %.0f, rss %.1f MB, batch %.1f rows", r.queued_max,
+			       r.rss_max / 1048576.0, nb > 0 ? nr / nb : 0.0);
+		if (r.s1.ok && nref > 0)
+			printf(", %.1f%% refused within 1 ms", fast);
+		if (r.errors)
+			printf("   (last error: %s %ld)", r.last_error < 0 ? "curl" : "HTTP",
+			       r.last_error < 0 ? -r.last_error : r.last_error);
+		printf("\n");
+	}
+	fflush(stdout);
+	return r.errors;
 }
 
 /* "1,8,32" into v (at most 16): the count, or -1. */
@@ -411,7 +353,7 @@ static int sweep(opts *o, const char *body, size_t blen)
 			}
 			snprintf(o->url_buf, sizeof(o->url_buf), "http://127.0.0.1:%d%s", port, path);
 			o->url = o->url_buf;
-			run_level(o, o->c_hi, body, blen, &lv[n]);
+			run_level(o, o->c_hi, body, blen, &lv[n], 0);
 			kill(pid, SIGTERM);
 			waitpid(pid, NULL, 0);
 			double cost = lv[n].rps > 0 ? o->usd_per_hour / (lv[n].rps * 3600) * 1e6 : 0;
@@ -432,6 +374,13 @@ static int sweep(opts *o, const char *body, size_t blen)
 	else
 		printf("no setting holds the SLO of %.3f ms\n", o->slo_ms);
 	o->url = path;
+	if (o->svg) {
+		load_point pt[256];
+		for (int i = 0; i < n; i++)
+			pt[i] = (load_point){ lv[i].rps, lv[i].p50, lv[i].p99, i + 1 };
+		if (load_svg(o->svg, "pipe-load --sweep", "setting (row of the table)", pt, n) < 0)
+			rc = 1;
+	}
 	return rc;
 }
 
@@ -447,6 +396,15 @@ static void usage(FILE *f)
 		"  --body FILE           send FILE as the body instead\n"
 		"  --binary              KServe v2 body with binary tensors (URL .../infer)\n"
 		"  --json                one JSON object per level\n"
+		"  --svg FILE            chart: p50 and p99 against answered req/s, a point a level\n"
+		"open loop (instead of --concurrency):\n"
+		"  --rate R[,R...]       send R requests/s whatever the answers, a level per R;\n"
+		"                        latency counted from each request's scheduled time;\n"
+		"                        prints sent and answered req/s, refusals (429/503) and\n"
+		"                        their p99, drops (all --max-inflight busy)\n"
+		"  --arrivals poisson|fixed  gaps between sends (poisson)\n"
+		"  --seed N              for the Poisson gaps (1)\n"
+		"  --max-inflight N      requests outstanding at most; beyond: dropped (1024)\n"
 		"sweep: run the server once per setting (URL is then the path, e.g.\n"
 		"/v2/models/m/infer), at the top of --concurrency:\n"
 		"  --sweep 'max_batch_size=1,8,32,64 batch_timeout_us=0,500,2000'\n"
@@ -463,10 +421,12 @@ static int parse(int argc, char **argv, opts *o)
 		{ "body", 1, 0, 'b' }, { "json", 0, 0, 'j' }, { "binary", 0, 0, 'B' },
 		{ "sweep", 1, 0, 'S' }, { "serve", 1, 0, 's' }, { "slo-p99-ms", 1, 0, 'L' },
 		{ "usd-per-hour", 1, 0, 'U' }, { "help", 0, 0, 'h' },
+		{ "rate", 1, 0, 'R' }, { "arrivals", 1, 0, 'A' }, { "seed", 1, 0, 'e' },
+		{ "max-inflight", 1, 0, 'M' }, { "svg", 1, 0, 'g' },
 		{ 0, 0, 0, 0 }
 	};
 	*o = (opts){ .c_lo = 1, .c_hi = 64, .rows = 1, .dim = 784, .duration = 5, .warmup = 1,
-		     .usd_per_hour = 1 };
+		     .usd_per_hour = 1, .poisson = 1, .seed = 1, .max_inflight = 1024 };
 	int c;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		char *e = NULL;
@@ -488,6 +448,27 @@ static int parse(int argc, char **argv, opts *o)
 		case 's': o->serve = optarg; break;
 		case 'L': o->slo_ms = strtod(optarg, &e); if (*e || o->slo_ms <= 0) return fprintf(stderr, "pipe-load: --slo-p99-ms: expected milliseconds > 0\n"), 2; break;
 		case 'U': o->usd_per_hour = strtod(optarg, &e); if (*e || o->usd_per_hour <= 0) return fprintf(stderr, "pipe-load: --usd-per-hour: expected dollars > 0\n"), 2; break;
+		case 'R': {
+			const char *q = optarg;
+			for (o->nrates = 0; *q && o->nrates < 16; o->nrates++) {
+				double r = strtod(q, &e);
+				if (e == q || !(r > 0 && r <= 1e7) || (*e && *e != ','))
+					break;
+				o->rates[o->nrates] = r;
+				q = *e ? e + 1 : e;
+			}
+			if (*q || !o->nrates)
+				return fprintf(stderr, "pipe-load: --rate: expected requests/s > 0 like 500 or 100,200,400 (at most 16), got '%s'\n", optarg), 2;
+			break;
+		}
+		case 'A':
+			if (strcmp(optarg, "poisson") && strcmp(optarg, "fixed"))
+				return fprintf(stderr, "pipe-load: --arrivals: expected poisson or fixed, got '%s'\n", optarg), 2;
+			o->poisson = !strcmp(optarg, "poisson");
+			break;
+		case 'e': o->seed = strtoull(optarg, &e, 10); if (*e || e == optarg) return fprintf(stderr, "pipe-load: --seed: expected a number\n"), 2; break;
+		case 'M': o->max_inflight = (int)strtol(optarg, &e, 10); if (*e || o->max_inflight < 1 || o->max_inflight > 65536) return fprintf(stderr, "pipe-load: --max-inflight: expected 1..65536\n"), 2; break;
+		case 'g': o->svg = optarg; break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return 2;
 		}
@@ -497,6 +478,8 @@ static int parse(int argc, char **argv, opts *o)
 		return 2;
 	}
 	o->url = argv[optind];
+	if (o->nrates && o->sweep)
+		return fprintf(stderr, "pipe-load: --rate and --sweep do not go together (the sweep is closed-loop)\n"), 2;
 	if (!o->sweep != !o->serve)
 		return fprintf(stderr, "pipe-load: --sweep and --serve go together\n"), 2;
 	if (o->sweep && o->url[0] != '/')
@@ -528,12 +511,29 @@ int main(int argc, char **argv)
 		curl_global_cleanup();
 		return r;
 	}
-	if (!o.json)
-		printf("concurrency      req/s   p50 ms   p90 ms   p95 ms   p99 ms  errors\n");
 	uint64_t errors = 0;
-	for (int n = o.c_lo; n <= o.c_hi; n = n * 2 > o.c_hi && n < o.c_hi ? o.c_hi : n * 2)
-		errors += run_level(&o, n, body, blen, NULL);
+	load_point pt[32];
+	int np = 0;
+	if (o.nrates) {
+		if (!o.json)
+			printf("   rate/s    sent/s      ok/s   p50 ms   p90 ms   p95 ms   p99 ms  refused ref p99  dropped errors\n");
+		for (int i = 0; i < o.nrates; i++)
+			errors += run_rate(&o, o.rates[i], body, blen, &pt[np++]);
+	} else {
+		if (!o.json)
+			printf("concurrency      req/s   p50 ms   p90 ms   p95 ms   p99 ms  errors\n");
+		for (int n = o.c_lo; n <= o.c_hi && np < 32;
+		     n = n * 2 > o.c_hi && n < o.c_hi ? o.c_hi : n * 2) {
+			level lv;
+			errors += run_level(&o, n, body, blen, &lv, 1);
+			pt[np++] = (load_point){ lv.rps, lv.p50, lv.p99, n };
+		}
+	}
 	free(body);
+	if (o.svg && load_svg(o.svg, o.nrates ? "pipe-load: open loop" : "pipe-load: closed loop",
+			      o.nrates ? "offered requests/s (--rate)" : "clients (--concurrency)",
+			      pt, np) < 0)
+		errors++;
 	curl_global_cleanup();
 	return errors ? 1 : 0;
 }

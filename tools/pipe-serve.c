@@ -6,14 +6,16 @@
  *   pipe-serve --model-dir DIR [--port 8501] [--max-batch-size 32 ...]
  *
  * DIR is laid out as TF Serving's model base path: DIR/NAME/VERSION/ holds
- * the one file pipe-train --save wrote, whatever its name.  Each NAME is
- * served at its highest VERSION that loads (a version that fails to load
- * is skipped with its reason on stderr).  While serving, a thread looks
- * for newer version directories every --poll-ms: one that loads replaces
- * the version serving (requests already routed finish on the old one,
- * whose batcher is drained once none holds it: none is dropped); one that
- * does not is refused with its reason, logged once, tried again when its
- * files change, and the old version keeps serving.
+ * the one file pipe-train --save wrote, whatever its name.  Which
+ * versions of each NAME serve is its version policy (serve_versions.c):
+ * the highest that loads by default (latest), the N highest, all, or a
+ * list; labels name versions.  While serving, a thread brings each model
+ * in line with its policy and the disk every --poll-ms: a new version that
+ * loads is served (requests already routed to a version no longer served
+ * finish on it, and its batcher is drained once none holds it: none is
+ * dropped); one that does not load is refused with its reason, logged
+ * once, tried again when its files change, and the old versions keep
+ * serving.
  *
  * SIGTERM or SIGINT: stop taking connections, answer every request in
  * flight, exit 0.  Exit status 1 on a runtime error, 2 on a usage error.
@@ -31,7 +33,8 @@
 
 #include "pf_batcher.h"
 #include "pf_servable.h"
-#include "serve_http.h"
+#include "serve_stats.h"
+#include "serve_versions.h"
 
 #define MAX_MODELS 64
 
@@ -63,13 +66,21 @@ static void usage(FILE *f)
 		"  --max-instances N        rows per request, 413 beyond (max batch size)\n"
 		"  --access-log FILE|-|none one line per request (-: stderr, the default)\n"
 		"  --drain-timeout-ms N     on SIGTERM, wait this long for requests (30000)\n"
-		"  --poll-ms N              look for new version directories every N ms (1000; 0 = off)\n");
+		"  --poll-ms N              look for new version directories every N ms (1000; 0 = off)\n"
+		"  --stats FILE             a stats file for pipe-stat: each batch a step (queue\n"
+		"                           wait as stall, compute, rows), adaptive decisions as events\n"
+		"versions (TF Serving's model_version_policy and version_labels):\n"
+		"  --model-version-policy [NAME=]latest[:N]|all|specific:V[,V...]\n"
+		"                           which versions serve (latest = latest:1); NAME= for\n"
+		"                           one model, else every model; repeatable\n"
+		"  --version-label [NAME:]LABEL=V  /labels/LABEL routes to version V; repeatable\n");
 }
 
 enum {
 	O_DIR = 256, O_PORT, O_HTTPT, O_DEV, O_MAXB, O_TIMEOUT, O_ALLOWED,
 	O_PREF, O_NBT, O_MAXENQ, O_MAXEXEC, O_ORDER, O_PLEVELS, O_PDEF,
-	O_PPOL, O_REQTO, O_MAXBODY, O_MAXINST, O_ALOG, O_DRAIN, O_POLL, O_SLO
+	O_PPOL, O_REQTO, O_MAXBODY, O_MAXINST, O_ALOG, O_DRAIN, O_POLL, O_SLO,
+	O_VPOL, O_VLABEL, O_STATS
 };
 
 static const struct option longopts[] = {
@@ -87,15 +98,22 @@ static const struct option longopts[] = {
 	{ "max-instances", 1, 0, O_MAXINST }, { "access-log", 1, 0, O_ALOG },
 	{ "drain-timeout-ms", 1, 0, O_DRAIN }, { "poll-ms", 1, 0, O_POLL },
 	{ "slo-p99-ms", 1, 0, O_SLO },
+	{ "model-version-policy", 1, 0, O_VPOL }, { "version-label", 1, 0, O_VLABEL },
+	{ "stats", 1, 0, O_STATS },
 	{ "help", 0, 0, 'h' },
 	{ 0, 0, 0, 0 }
 };
 
 typedef struct opts {
-	const char *dir, *device, *alog;
+	const char *dir, *device, *alog, *stats;
 	pf_batcher_opts b;
 	serve_cfg cfg;
 	long long drain_ms, poll_ms;
+	serve_policy policy;        /* the default version policy */
+	struct { char name[128]; serve_policy p; } npol[MAX_MODELS];
+	int nnpol;
+	struct { char name[128]; serve_label l; } labels[MAX_MODELS];
+	int nlabels;
 } opts;
 
 static int num(const char *name, const char *arg, long long lo, long long hi,
@@ -157,8 +175,32 @@ static int one_opt(int c, const char *a, opts *o)
 	case O_DIR: o->dir = a; return 0;
 	case O_DEV: o->device = a; return 0;
 	case O_ALOG: o->alog = a; return 0;
+	case O_STATS: o->stats = a; return 0;
 	case O_ORDER: o->b.preserve_ordering = 1; return 0;
 	case O_PPOL: return policy(a, o);
+	case O_VPOL: {
+		char name[128];
+		serve_policy p;
+		if (serve_policy_parse(a, name, sizeof(name), &p) < 0)
+			return 2;
+		if (!name[0]) {
+			o->policy = p;
+			return 0;
+		}
+		if (o->nnpol == MAX_MODELS)
+			return fprintf(stderr, "pipe-serve: --model-version-policy: at most %d\n", MAX_MODELS), 2;
+		snprintf(o->npol[o->nnpol].name, sizeof(o->npol[0].name), "%s", name);
+		o->npol[o->nnpol++].p = p;
+		return 0;
+	}
+	case O_VLABEL:
+		if (o->nlabels == MAX_MODELS)
+			return fprintf(stderr, "pipe-serve: --version-label: at most %d\n", MAX_MODELS), 2;
+		if (serve_label_parse(a, o->labels[o->nlabels].name, sizeof(o->labels[0].name),
+				      &o->labels[o->nlabels].l) < 0)
+			return 2;
+		o->nlabels++;
+		return 0;
 	case O_ALLOWED:
 		return size_list("allowed-batch-sizes", a, o->b.allowed_batch_sizes, &o->b.n_allowed);
 	case O_PREF:
@@ -205,6 +247,7 @@ static int parse(int argc, char **argv, opts *o)
 	o->b.batch_timeout_us = 1000;
 	o->drain_ms = 30000;
 	o->poll_ms = 1000;
+	o->policy = (serve_policy){ .kind = SERVE_LATEST, .n = 1 };
 	int c;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		if (c == 'h') {
@@ -239,193 +282,9 @@ static int is_dir(const char *p)
 	return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-/* The one regular file in dir (not a dotfile, not a save's .tmp.): 0, or
- * -1 with why in msg. */
-static int version_file(const char *dir, char *out, size_t cap, char *msg, size_t mcap)
-{
-	DIR *d = opendir(dir);
-	if (!d)
-		return snprintf(msg, mcap, "cannot open"), -1;
-	struct dirent *e;
-	int n = 0;
-	while ((e = readdir(d))) {
-		char p[4096];
-		struct stat st;
-		if (e->d_name[0] == '.' || strstr(e->d_name, ".tmp."))
-			continue;
-		if ((size_t)snprintf(p, sizeof(p), "%s/%s", dir, e->d_name) >= sizeof(p))
-			continue;
-		if (stat(p, &st) == 0 && S_ISREG(st.st_mode) && n++ == 0 &&
-		    (size_t)snprintf(out, cap, "%s", p) >= cap)
-			n = 99;  /* a path too long to keep */
-	}
-	closedir(d);
-	if (n != 1)
-		return snprintf(msg, mcap, "%d model files (expected one)", n), -1;
-	return 0;
-}
-
-/* The version directories of base, highest first, below `below` (< 0:
- * any): the next candidate, or -1. */
-static long next_version(const char *base, long below)
-{
-	long best = -1;
-	DIR *d = opendir(base);
-	struct dirent *e;
-	while (d && (e = readdir(d))) {
-		char *end;
-		long v = strtol(e->d_name, &end, 10);
-		if (end != e->d_name && !*end && v >= 0 && (below < 0 || v < below) && v > best)
-			best = v;
-	}
-	if (d)
-		closedir(d);
-	return best;
-}
-
-/* A signature of version ver's directory contents (sizes and mtimes), so
- * that a refused version is tried again once its file changes. */
-static long long version_sig(const char *base, long ver)
-{
-	char dir[4200], p[4400];
-	snprintf(dir, sizeof(dir), "%s/%ld", base, ver);
-	long long sig = 0;
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	while (d && (e = readdir(d))) {
-		struct stat st;
-		if ((size_t)snprintf(p, sizeof(p), "%s/%s", dir, e->d_name) < sizeof(p) &&
-		    stat(p, &st) == 0 && S_ISREG(st.st_mode))
-			sig += (long long)st.st_size * 1000003 + (long long)st.st_mtime;
-	}
-	if (d)
-		closedir(d);
-	return sig;
-}
-
-/* The batcher's adaptive decisions, one line each on stderr. */
-static void log_adaptive(void *ctx, const char *line)
-{
-	fprintf(stderr, "pipe-serve: %s\n", line);
-}
-
-/* Load version ver of NAME: a new serve_model, or NULL with the reason on
- * stderr. */
-static serve_model *load_version(const opts *o, const char *name, long ver)
-{
-	char vdir[4400], msg[600];
-	snprintf(vdir, sizeof(vdir), "%s/%s/%ld", o->dir, name, ver);
-	serve_model *m = calloc(1, sizeof(*m));
-	if (!m)
-		return NULL;
-	snprintf(m->name, sizeof(m->name), "%.127s", name);
-	snprintf(m->version, sizeof(m->version), "%ld", ver);
-	atomic_init(&m->refs, 0);
-	if (version_file(vdir, m->path, sizeof(m->path), msg, sizeof(msg)) < 0) {
-		fprintf(stderr, "pipe-serve: %s: version %ld refused: %s\n", vdir, ver, msg);
-		free(m);
-		return NULL;
-	}
-	int cap = o->b.max_execution_batch_size ? o->b.max_execution_batch_size
-						: o->b.max_batch_size;
-	int nt = o->b.num_batch_threads ? o->b.num_batch_threads : 1;
-	pf_error err = { 0 };
-	pf_batcher_opts bo = o->b;
-	if (pf_servable_open(&m->sv, m->path, o->device, nt, cap, &err) < 0) {
-		fprintf(stderr, "pipe-serve: %s: version %ld refused: %s\n", name, ver, err.msg);
-		free(m);
-		return NULL;
-	}
-	pf_servable_hook(m->sv, &bo);
-	bo.log = log_adaptive;
-	if (pf_batcher_new(&m->b, &bo, &err) < 0) {
-		fprintf(stderr, "pipe-serve: %s\n", err.msg);
-		pf_servable_free(m->sv);
-		exit(2);
-	}
-	m->in_dim = pf_servable_in_dim(m->sv);
-	m->out_dim = pf_servable_out_dim(m->sv);
-	fprintf(stderr, "pipe-serve: model %s version %s: %s on %s (%s)\n", name, m->version,
-		pf_servable_arch(m->sv), pf_servable_device(m->sv), m->path);
-	return m;
-}
-
-static void free_version(serve_model *m)
-{
-	pf_batcher_free(m->b);   /* answers anything still queued */
-	pf_servable_free(m->sv);
-	free(m);
-}
-
-/* Load NAME at its highest version that loads into slot. */
-static int load_model(const opts *o, const char *name, serve_slot *slot)
-{
-	char base[4200];
-	snprintf(base, sizeof(base), "%s/%s", o->dir, name);
-	memset(slot, 0, sizeof(*slot));
-	snprintf(slot->name, sizeof(slot->name), "%.127s", name);
-	slot->refused = -1;
-	pthread_mutex_init(&slot->mu, NULL);
-	for (long v = next_version(base, -1); v >= 0; v = next_version(base, v)) {
-		if ((slot->cur = load_version(o, name, v)))
-			return 0;
-		if (slot->refused < 0) {
-			slot->refused = v;
-			slot->refused_sig = version_sig(base, v);
-		}
-	}
-	return -1;
-}
-
-/* The reloader's pass over one slot: a newer version that loads replaces
- * cur (a refused one is logged once, tried again when its files change);
- * retired versions no request holds any more are freed. */
-static void reload_slot(const opts *o, serve_slot *slot)
-{
-	char base[4200];
-	snprintf(base, sizeof(base), "%s/%s", o->dir, slot->name);
-	long cur = strtol(slot->cur->version, NULL, 10);
-	long v = next_version(base, -1);
-	if (v > cur) {
-		long long sig = version_sig(base, v);
-		if (v != slot->refused || sig != slot->refused_sig) {
-			serve_model *m = load_version(o, slot->name, v);
-			if (m) {
-				pthread_mutex_lock(&slot->mu);
-				serve_model *old = slot->cur;
-				slot->cur = m;
-				old->next = slot->retired;
-				slot->retired = old;
-				pthread_mutex_unlock(&slot->mu);
-				fprintf(stderr, "pipe-serve: model %s: version %s serves now (was %s)\n",
-					slot->name, m->version, old->version);
-			} else {
-				slot->refused = v;
-				slot->refused_sig = sig;
-				fprintf(stderr, "pipe-serve: model %s: version %s keeps serving\n",
-					slot->name, slot->cur->version);
-			}
-		}
-	}
-	pthread_mutex_lock(&slot->mu);
-	serve_model **pp = &slot->retired;
-	while (*pp) {
-		serve_model *m = *pp;
-		if (atomic_load(&m->refs) == 0) {
-			*pp = m->next;
-			pthread_mutex_unlock(&slot->mu);
-			free_version(m);
-			pthread_mutex_lock(&slot->mu);
-			pp = &slot->retired;
-		} else {
-			pp = &m->next;
-		}
-	}
-	pthread_mutex_unlock(&slot->mu);
-}
-
 typedef struct reloader {
-	const opts *o;
+	const serve_load_cfg *o;
+	long long poll_ms;
 	serve_slot *slots;
 	int n;
 	pthread_mutex_t mu;
@@ -440,7 +299,7 @@ static void *reload_thread(void *arg)
 	while (!r->stop) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
-		long long ns = ts.tv_nsec + r->o->poll_ms * 1000000LL;
+		long long ns = ts.tv_nsec + r->poll_ms * 1000000LL;
 		ts.tv_sec += (time_t)(ns / 1000000000LL);
 		ts.tv_nsec = (long)(ns % 1000000000LL);
 		pthread_cond_timedwait(&r->cv, &r->mu, &ts);
@@ -448,14 +307,53 @@ static void *reload_thread(void *arg)
 			break;
 		pthread_mutex_unlock(&r->mu);
 		for (int i = 0; i < r->n; i++)
-			reload_slot(r->o, &r->slots[i]);
+			serve_versions_sync(r->o, &r->slots[i]);
 		pthread_mutex_lock(&r->mu);
 	}
 	pthread_mutex_unlock(&r->mu);
 	return NULL;
 }
 
-static int load_models(const opts *o, serve_slot *slots)
+/* Set up slot for model name: its policy and labels (the flags naming it,
+ * else the default), then its versions.  0, or -1 when none serves. */
+static int load_model(const opts *o, const serve_load_cfg *lc, const char *name,
+		      serve_slot *slot)
+{
+	memset(slot, 0, sizeof(*slot));
+	snprintf(slot->name, sizeof(slot->name), "%.127s", name);
+	pthread_mutex_init(&slot->mu, NULL);
+	slot->policy = o->policy;
+	for (int i = 0; i < o->nnpol; i++)
+		if (!strcmp(o->npol[i].name, name))
+			slot->policy = o->npol[i].p;
+	for (int i = 0; i < o->nlabels; i++)
+		if ((!o->labels[i].name[0] || !strcmp(o->labels[i].name, name)) &&
+		    slot->nlabels < SERVE_MAX_LABELS)
+			slot->labels[slot->nlabels++] = o->labels[i].l;
+	if (serve_versions_sync(lc, slot) > 0)
+		return 0;
+	pthread_mutex_destroy(&slot->mu);
+	return -1;
+}
+
+/* A name the flags give that is not a model directory: a usage error. */
+static int check_names(const opts *o, const serve_slot *slots, int n)
+{
+	for (int k = 0; k < o->nnpol + o->nlabels; k++) {
+		const char *nm = k < o->nnpol ? o->npol[k].name : o->labels[k - o->nnpol].name;
+		int found = !nm[0];
+		for (int i = 0; i < n && !found; i++)
+			found = !strcmp(slots[i].name, nm);
+		if (!found) {
+			fprintf(stderr, "pipe-serve: --%s names model '%s', which is not served from %s\n",
+				k < o->nnpol ? "model-version-policy" : "version-label", nm, o->dir);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int load_models(const opts *o, const serve_load_cfg *lc, serve_slot *slots)
 {
 	DIR *d = opendir(o->dir);
 	if (!d) {
@@ -469,7 +367,7 @@ static int load_models(const opts *o, serve_slot *slots)
 		if ((size_t)snprintf(p, sizeof(p), "%s/%s", o->dir, e->d_name) >= sizeof(p) ||
 		    e->d_name[0] == '.' || !is_dir(p))
 			continue;
-		if (load_model(o, e->d_name, &slots[n]) == 0)
+		if (load_model(o, lc, e->d_name, &slots[n]) == 0)
 			n++;
 		else
 			fprintf(stderr, "pipe-serve: %s: no version loads\n", p);
@@ -501,16 +399,22 @@ int main(int argc, char **argv)
 		}
 	}
 	static serve_slot slots[MAX_MODELS];
-	int n = load_models(&o, slots);
+	serve_load_cfg lc = { o.dir, o.device, o.b, NULL };
+	if (o.stats && !(lc.stats = serve_stats_open(o.stats, argc, argv, o.b.max_batch_size,
+						     o.b.slo_p99_ms > 0 ? -1 : (long long)o.b.batch_timeout_us)))
+		return 1;
+	int n = load_models(&o, &lc, slots);
 	if (n <= 0) {
 		fprintf(stderr, "pipe-serve: no model to serve under %s\n", o.dir);
 		return 1;
 	}
+	if (check_names(&o, slots, n) < 0)
+		return 2;
 	int port;
 	serve_server *s = serve_http_start(&o.cfg, slots, n, &port);
 	if (!s)
 		return 1;
-	reloader rl = { .o = &o, .slots = slots, .n = n, .stop = 0 };
+	reloader rl = { .o = &lc, .poll_ms = o.poll_ms, .slots = slots, .n = n, .stop = 0 };
 	pthread_mutex_init(&rl.mu, NULL);
 	pthread_cond_init(&rl.cv, NULL);
 	pthread_t rtid;
@@ -529,14 +433,11 @@ int main(int argc, char **argv)
 		pthread_join(rtid, NULL);
 	}
 	for (int i = 0; i < n; i++) {
-		while (slots[i].retired) {
-			serve_model *m = slots[i].retired;
-			slots[i].retired = m->next;
-			free_version(m);
-		}
-		free_version(slots[i].cur);
+		serve_versions_free(&slots[i]);
 		pthread_mutex_destroy(&slots[i].mu);
 	}
+	if (lc.stats && serve_stats_close(lc.stats) < 0)
+		left = left ? left : 1;
 	if (o.cfg.access_log && o.cfg.access_log != stderr)
 		fclose(o.cfg.access_log);
 	fprintf(stderr, "pipe-serve: stopped (%d requests unanswered)\n", left);

@@ -103,6 +103,16 @@ static void usage(FILE *f)
 		"                      same world size and seed (else MPI_Allreduce's order)\n"
 		"  --rank-timeout S    over several ranks: fail, naming the rank, when one\n"
 		"                      has not answered for S seconds (60)\n"
+		"  --bucket-mb N       over several ranks: sum gradients in buckets of N MiB\n"
+		"                      (DDP's bucket_cap_mb), from the last layer, each as\n"
+		"                      soon as backward has it (also with --deterministic,\n"
+		"                      the same bits); default: a bucket a layer\n"
+		"  --rank-read split|all  over several ranks: each rank reads and decodes\n"
+		"                      only its blocks, training on their rows of every\n"
+		"                      global batch (split, the default where it can: the\n"
+		"                      cpu device, no --pipeline, --on-corrupt or\n"
+		"                      --isolate-map), or all the data, training on rows\n"
+		"                      [r*b/N, (r+1)*b/N) (all)\n"
 		"  --json              one JSON object on stdout at the end\n"
 		"  --quiet             no progress bar, no epoch lines\n"
 		"  --stats FILE        record run statistics in FILE while training (pipe-stat FILE)\n"
@@ -117,8 +127,8 @@ enum { O_PIPE = 256, O_BATCH, O_SHUF, O_CACHE, O_MAPT, O_PREF, O_DEPTH,
        O_MODEL, O_EPOCHS, O_LR, O_SEED, O_DEV, O_GRAPH, O_EVAL, O_SAVE,
        O_JSON, O_QUIET, O_STATS, O_SWEEP, O_STEPS, O_SLO, O_SVG, O_EPIPE,
        O_READT, O_CKPT, O_RESUME, O_FPRINT, O_STOPAFTER, O_ONCORR, O_MAXCORR,
-       O_ISOLATE, O_PRELOAD, O_DETERM, O_RTIMEOUT, O_TF32, O_EPI,
-       O_LAST = O_EPI };
+       O_ISOLATE, O_PRELOAD, O_DETERM, O_RTIMEOUT, O_RREAD, O_BUCKET, O_TF32,
+       O_EPI, O_LAST = O_EPI };
 
 /*
  * --resume FILE: read its run section; the options that define the run
@@ -250,6 +260,7 @@ static const struct option long_opts[] = {
 	{ "on-corrupt", 1, 0, O_ONCORR }, { "max-corrupt", 1, 0, O_MAXCORR },
 	{ "isolate-map", 0, 0, O_ISOLATE }, { "preloaded", 0, 0, O_PRELOAD },
 	{ "deterministic", 0, 0, O_DETERM }, { "rank-timeout", 1, 0, O_RTIMEOUT },
+	{ "rank-read", 1, 0, O_RREAD }, { "bucket-mb", 1, 0, O_BUCKET },
 	{ "tf32", 0, 0, O_TF32 }, { "epilogue", 2, 0, O_EPI },
 	{ "help", 0, 0, 'h' }, { 0, 0, 0, 0 }
 };
@@ -400,6 +411,24 @@ static int set_option(opts *o, int c, const char *arg, const unsigned char *give
 	case O_ISOLATE: o->isolate = 1; return 0;
 	case O_PRELOAD: o->preloaded = 1; return 0;
 	case O_DETERM: o->deterministic = 1; return 0;
+	case O_BUCKET: {
+		char *tail;
+		o->bucket_mb = strtod(arg, &tail);
+		if (*tail || !(o->bucket_mb >= 1e-6 && o->bucket_mb <= 4096)) {
+			fprintf(stderr, "pipe-train: --bucket-mb: expected MiB (1e-6-4096), got '%s'\n",
+				arg);
+			return 2;
+		}
+		return 0;
+	}
+	case O_RREAD:
+		if (strcmp(arg, "split") && strcmp(arg, "all")) {
+			fprintf(stderr, "pipe-train: --rank-read: expected split or all, got '%s'\n",
+				arg);
+			return 2;
+		}
+		o->rank_read_all = !strcmp(arg, "all");
+		return 0;
 	case O_RTIMEOUT: {
 		char *tail;
 		o->rank_timeout = strtod(arg, &tail);

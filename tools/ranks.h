@@ -55,9 +55,17 @@ int ranks_sum_f32(ranks *r, float *buf, size_t n, int deterministic, const char 
  * drive them while waiting for the next bucket (ranks_progress: the sums
  * left; done_at[i], when given, gets the second sum i completed on the
  * monotonic clock), and wait for them all (ranks_finish, bounded by the
- * timeout, naming a silent rank).  Not with the deterministic order.
+ * timeout, naming a silent rank).  In MPI_Iallreduce's order, or with
+ * ranks_begin_ordered in the deterministic one.
  */
 int ranks_begin(ranks *r, const char *what, char *msg, size_t cap);
+/* ranks_begin for bucketed sums in the deterministic order: each bucket's
+ * values of every rank are gathered (MPI_Iallgather) and, when they have
+ * arrived (ranks_progress / ranks_finish), summed in rank order, the
+ * order of ranks_sum_f32's deterministic mode: so the bits are those of
+ * one such sum over all the buckets' values.  `total`: the floats of all
+ * the buckets this step will start (room is kept for them). */
+int ranks_begin_ordered(ranks *r, size_t total, const char *what, char *msg, size_t cap);
 int ranks_isum_f32(ranks *r, float *buf, size_t n, const char *what, char *msg, size_t cap);
 int ranks_progress(ranks *r, double *done_at);
 int ranks_finish(ranks *r, double *done_at, const char *what, char *msg, size_t cap);

@@ -39,9 +39,15 @@ struct ranks {
 	 * can tell the live ones from the one that holds all back) */
 	MPI_Request ping_req;
 	int ping_buf, pong_buf;
-	/* bucketed sums in flight (ranks_isum_f32) */
+	/* bucketed sums in flight (ranks_isum_f32); in the ordered mode
+	 * (ranks_begin_ordered) each gathers every rank's values into
+	 * gath + gat[i], summed in rank order into pbuf[i] when it completes */
 	MPI_Request pend[RANKS_MAX_PENDING];
-	int npend;
+	int npend, ordered;
+	float *pbuf[RANKS_MAX_PENDING];
+	size_t pn[RANKS_MAX_PENDING], gat[RANKS_MAX_PENDING];
+	float *gath;
+	size_t gath_cap, gath_used;
 };
 
 static double mono_s(void)
@@ -108,6 +114,7 @@ void ranks_close(ranks *r)
 		MPI_Finalize();
 	}
 	free(r->parts);
+	free(r->gath);
 	free(r->req);
 	free(r->peer);
 	free(r->seen);
@@ -390,7 +397,42 @@ int ranks_bcast(ranks *r, void *buf, size_t n, const char *what, char *msg, size
 int ranks_begin(ranks *r, const char *what, char *msg, size_t cap)
 {
 	r->npend = 0;
+	r->ordered = 0;
 	return r->world == 1 ? 0 : arrive(r, what, msg, cap);
+}
+
+int ranks_begin_ordered(ranks *r, size_t total, const char *what, char *msg, size_t cap)
+{
+	if (ranks_begin(r, what, msg, cap))
+		return -1;
+	size_t need = (size_t)r->world * total;
+	if (r->world > 1 && need > r->gath_cap) {
+		float *g = realloc(r->gath, need * sizeof(*g));
+		if (!g) {
+			snprintf(msg, cap, "rank %d: %s: out of memory", r->rank, what);
+			return -1;
+		}
+		r->gath = g;
+		r->gath_cap = need;
+	}
+	r->ordered = 1;
+	r->gath_used = 0;
+	return 0;
+}
+
+/* Ordered sum i has arrived: every rank's values, summed in rank order
+ * (sum_ordered's order: the same bits). */
+static void sum_gathered(ranks *r, int i)
+{
+	const float *p = r->gath + r->gat[i];
+	size_t n = r->pn[i];
+	float *o = r->pbuf[i];
+	for (size_t j = 0; j < n; j++) {
+		float s = p[j];
+		for (int k = 1; k < r->world; k++)
+			s += p[(size_t)k * n + j];
+		o[j] = s;
+	}
 }
 
 int ranks_isum_f32(ranks *r, float *buf, size_t n, const char *what, char *msg, size_t cap)
@@ -401,8 +443,23 @@ int ranks_isum_f32(ranks *r, float *buf, size_t n, const char *what, char *msg, 
 		snprintf(msg, cap, "rank %d: %s: too many sums at once", r->rank, what);
 		return -1;
 	}
-	if (MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
-			   &r->pend[r->npend]) != MPI_SUCCESS) {
+	if (r->ordered) {
+		if (r->gath_used + (size_t)r->world * n > r->gath_cap) {
+			snprintf(msg, cap, "rank %d: %s: more values than ranks_begin_ordered said",
+				 r->rank, what);
+			return -1;
+		}
+		r->pbuf[r->npend] = buf;
+		r->pn[r->npend] = n;
+		r->gat[r->npend] = r->gath_used;
+		r->gath_used += (size_t)r->world * n;
+		if (MPI_Iallgather(buf, (int)n, MPI_FLOAT, r->gath + r->gat[r->npend], (int)n,
+				   MPI_FLOAT, MPI_COMM_WORLD, &r->pend[r->npend]) != MPI_SUCCESS) {
+			snprintf(msg, cap, "rank %d: %s: MPI_Iallgather failed", r->rank, what);
+			return -1;
+		}
+	} else if (MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
+				  &r->pend[r->npend]) != MPI_SUCCESS) {
 		snprintf(msg, cap, "rank %d: %s: MPI_Iallreduce failed", r->rank, what);
 		return -1;
 	}
@@ -418,6 +475,8 @@ int ranks_progress(ranks *r, double *done_at)
 		int f = 1;
 		if (r->pend[i] != MPI_REQUEST_NULL) {
 			MPI_Test(&r->pend[i], &f, MPI_STATUS_IGNORE);
+			if (f && r->ordered)
+				sum_gathered(r, i);
 			if (f && done_at)
 				done_at[i] = mono_s();
 		}

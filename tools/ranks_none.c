@@ -59,6 +59,12 @@ int ranks_begin(ranks *r, const char *what, char *msg, size_t cap)
 	return 0;
 }
 
+int ranks_begin_ordered(ranks *r, size_t total, const char *what, char *msg, size_t cap)
+{
+	(void)r; (void)total; (void)what; (void)msg; (void)cap;
+	return 0;
+}
+
 int ranks_isum_f32(ranks *r, float *buf, size_t n, const char *what, char *msg, size_t cap)
 {
 	(void)r; (void)buf; (void)n; (void)what; (void)msg; (void)cap;

@@ -29,6 +29,10 @@
 #include "serve_http.h"
 
 #define RING 8192
+/* the refusal histogram's bounds, seconds: "refused within 1 ms" is a goal */
+static const double ref_le[] = { 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+				 0.01, 0.025, 0.1, 1.0 };
+#define NREF (int)(sizeof(ref_le) / sizeof(ref_le[0]))
 
 struct serve_server {
 	serve_cfg cfg;
@@ -43,6 +47,8 @@ struct serve_server {
 	uint64_t codes[600];
 	uint64_t lat_us[RING];
 	uint64_t nlat;
+	uint64_t refusal_hist[NREF + 1];  /* 429 / 503 answers by time taken */
+	double refusal_s;
 };
 
 enum { ST_NEW, ST_WAITING, ST_DONE };
@@ -63,6 +69,7 @@ typedef struct conn {
 	float *out;
 	pf_batch_req req;
 	int status;
+	serve_slot *slot;           /* the model routed to */
 	size_t resp_bytes;
 	char method[8], url[200];
 } conn;
@@ -132,6 +139,13 @@ static void count(serve_server *s, int status, int rows, uint64_t lat_us)
 	}
 	if (status == 200 && rows)
 		s->lat_us[s->nlat++ % RING] = lat_us;
+	if (status == 429 || status == 503) {
+		int i = 0;
+		while (i < NREF && lat_us > ref_le[i] * 1e6)
+			i++;
+		s->refusal_hist[i]++;
+		s->refusal_s += lat_us / 1e6;
+	}
 	pthread_mutex_unlock(&s->mu);
 }
 
@@ -231,38 +245,18 @@ static int parse_model(const char *p, route *r)
 	return 0;
 }
 
-serve_model *serve_acquire(serve_slot *slot)
+/* The version r names (see serve_acquire_route), held in k->m until the
+ * connection ends; NULL with the reason in why (a 404). */
+static serve_model *find_model(conn *k, const route *r, char *why, size_t cap)
 {
-	pthread_mutex_lock(&slot->mu);
-	serve_model *m = slot->cur;
-	atomic_fetch_add(&m->refs, 1);
-	pthread_mutex_unlock(&slot->mu);
-	return m;
-}
-
-void serve_release(serve_model *m)
-{
-	if (m)
-		atomic_fetch_sub(&m->refs, 1);
-}
-
-/* The version serving r now, held in k->m until the connection ends. */
-static serve_model *find_model(conn *k, const route *r, int *status)
-{
-	*status = 404;
 	for (int i = 0; i < k->s->nslots; i++) {
 		serve_slot *slot = &k->s->slots[i];
 		if (strcmp(slot->name, r->name))
 			continue;
-		serve_model *m = serve_acquire(slot);
-		if ((r->version[0] && strcmp(r->version, m->version)) ||
-		    (r->label[0] && strcmp(r->label, "latest") && strcmp(r->label, "stable"))) {
-			serve_release(m);
-			return NULL;
-		}
-		k->m = m;
-		return m;
+		k->slot = slot;
+		return k->m = serve_acquire_route(slot, r->version, r->label, why, cap);
 	}
+	snprintf(why, cap, "model '%s' is not available", r->name);
 	return NULL;
 }
 
@@ -348,11 +342,49 @@ static enum MHD_Result submit(conn *k, serve_model *m, int api)
 	return answer_infer(k);
 }
 
-static char *tf_status(const serve_model *m)
+/* One version's element: TF Serving's status (status) or a string. */
+static void version_elem(FILE *f, const char *v, int status)
 {
-	return dupf("{\"model_version_status\":[{\"version\":\"%s\",\"state\":\"AVAILABLE\","
-		    "\"status\":{\"error_code\":\"OK\",\"error_message\":\"\"}}]}",
-		    m->version);
+	if (status)
+		fprintf(f, "{\"version\":\"%s\",\"state\":\"AVAILABLE\","
+			"\"status\":{\"error_code\":\"OK\",\"error_message\":\"\"}}", v);
+	else
+		fprintf(f, "\"%s\"", v);
+}
+
+/* The served versions of slot as a JSON list's elements (version_elem);
+ * only m's when m.  malloc'd. */
+static char *versions_json(serve_slot *slot, const serve_model *m, int status)
+{
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
+	if (!f)
+		return NULL;
+	pthread_mutex_lock(&slot->mu);
+	int first = 1;
+	for (int i = 0; i < slot->nlive; i++) {
+		if (m && slot->live[i] != m)
+			continue;
+		if (!first)
+			fputc(',', f);
+		version_elem(f, slot->live[i]->version, status);
+		first = 0;
+	}
+	pthread_mutex_unlock(&slot->mu);
+	if (m && first)   /* m was retired since routing: itself still */
+		version_elem(f, m->version, status);
+	fclose(f);
+	return out;
+}
+
+/* TF Serving's version status: every served version, or m's alone. */
+static char *tf_status(serve_slot *slot, const serve_model *m)
+{
+	char *v = versions_json(slot, m, 1);
+	char *s = v ? dupf("{\"model_version_status\":[%s]}", v) : NULL;
+	free(v);
+	return s;
 }
 
 static char *tf_metadata(const serve_model *m)
@@ -365,25 +397,28 @@ static char *tf_metadata(const serve_model *m)
 		    m->name, m->version, m->in_dim, m->out_dim);
 }
 
-static char *v2_metadata(const serve_model *m)
+/* KServe v2 model metadata: the versions served (m's alone when one). */
+static char *v2_metadata(serve_slot *slot, const serve_model *m, int one)
 {
-	return dupf("{\"name\":\"%s\",\"versions\":[\"%s\"],\"platform\":\"pipefeed_mlp\","
-		    "\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[-1,%d]}],"
-		    "\"outputs\":[{\"name\":\"logits\",\"datatype\":\"FP32\",\"shape\":[-1,%d]}]}",
-		    m->name, m->version, m->in_dim, m->out_dim);
+	char *v = versions_json(slot, one ? m : NULL, 0);
+	char *s = v ? dupf("{\"name\":\"%s\",\"versions\":[%s],\"platform\":\"pipefeed_mlp\","
+			   "\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[-1,%d]}],"
+			   "\"outputs\":[{\"name\":\"logits\",\"datatype\":\"FP32\",\"shape\":[-1,%d]}]}",
+			   m->name, v, m->in_dim, m->out_dim) : NULL;
+	free(v);
+	return s;
 }
 
 static enum MHD_Result route_models(conn *k, const char *p, int v2, int post)
 {
 	route r;
-	int status = 404;
+	char why[400];
 	if (parse_model(p, &r) < 0)
 		return reply_error(k, 404, "bad model path '%s'", k->url);
-	serve_model *m = find_model(k, &r, &status);
+	serve_model *m = find_model(k, &r, why, sizeof(why));
 	if (!m)
-		return reply_error(k, status, "model '%s'%s%s%s%s is not available", r.name,
-				   r.version[0] ? " version " : "", r.version,
-				   r.label[0] ? " label " : "", r.label);
+		return reply_error(k, 404, "%s", why);
+	int one = r.version[0] || r.label[0];   /* status / metadata of that version alone */
 	const char *rest = r.rest;
 	if (!v2 && !strcmp(rest, ":predict"))
 		return post ? submit(k, m, API_TF_INSTANCES)
@@ -394,11 +429,11 @@ static enum MHD_Result route_models(conn *k, const char *p, int v2, int post)
 	if (post)
 		return reply_error(k, 405, "%s: use GET", k->url);
 	if (!v2 && !*rest)
-		return reply_json(k, 200, tf_status(m));
+		return reply_json(k, 200, tf_status(k->slot, one ? m : NULL));
 	if (!v2 && !strcmp(rest, "/metadata"))
 		return reply_json(k, 200, tf_metadata(m));
 	if (v2 && !*rest)
-		return reply_json(k, 200, v2_metadata(m));
+		return reply_json(k, 200, v2_metadata(k->slot, m, one));
 	if (v2 && !strcmp(rest, "/ready"))
 		return reply_json(k, 200, dupf("{\"name\":\"%s\",\"ready\":true}", m->name));
 	return reply_error(k, 404, "no route %s", k->url);
@@ -442,7 +477,9 @@ static void metrics_models(serve_server *s, char **b, size_t *n, size_t *c)
 	int nm = s->nslots < 64 ? s->nslots : 64;
 	for (int i = 0; i < nm; i++) {
 		serve_model *m = serve_acquire(&s->slots[i]);
-		pf_batcher_get_stats(m->b, &st[i]);   /* this version's counts */
+		memset(&st[i], 0, sizeof(st[i]));
+		if (m)
+			pf_batcher_get_stats(m->b, &st[i]);   /* the highest version's counts */
 		serve_release(m);
 	}
 #define EACH for (int i = 0; i < nm; i++)
@@ -497,6 +534,18 @@ static enum MHD_Result metrics(conn *k)
 			put(&b, &n, &c, "pf_serve_responses_total{code=\"%d\"} %" PRIu64 "\n", i, s->codes[i]);
 	put(&b, &n, &c, "# TYPE pf_serve_errors_total counter\npf_serve_errors_total %" PRIu64 "\n",
 	    s->by_code[4] + s->by_code[5]);
+	/* refusals (429, 503) from the request's headers to its answer sent */
+	put(&b, &n, &c, "# TYPE pf_serve_refusal_seconds histogram\n");
+	uint64_t cum = 0;
+	for (int i = 0; i <= NREF; i++) {
+		cum += s->refusal_hist[i];
+		if (i < NREF)
+			put(&b, &n, &c, "pf_serve_refusal_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
+			    ref_le[i], cum);
+	}
+	put(&b, &n, &c, "pf_serve_refusal_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n"
+	    "pf_serve_refusal_seconds_sum %.6f\npf_serve_refusal_seconds_count %" PRIu64 "\n",
+	    cum, s->refusal_s, cum);
 	pthread_mutex_unlock(&s->mu);
 	qsort(lat, nl, sizeof(uint64_t), cmp_u64);
 	put(&b, &n, &c, "# TYPE pf_serve_latency_seconds summary\n");
@@ -508,6 +557,15 @@ static enum MHD_Result metrics(conn *k)
 	metrics_models(s, &b, &n, &c);
 	put(&b, &n, &c, "# TYPE pf_serve_inflight gauge\npf_serve_inflight %d\n",
 	    atomic_load(&s->inflight));
+	/* the standard process metric: the overload test watches it stay flat */
+	long pages = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+	if (f && fscanf(f, "%*s %ld", &pages) != 1)
+		pages = 0;
+	if (f)
+		fclose(f);
+	put(&b, &n, &c, "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %lld\n",
+	    (long long)pages * sysconf(_SC_PAGESIZE));
 	return reply(k, 200, b, n, "text/plain; version=0.0.4", 0);
 }
 

@@ -73,6 +73,13 @@ const char *stat_bottleneck_name(const stat_analysis *a);
 
 /* Outputs; each returns 0 or -1 when writing failed. */
 int stat_report(FILE *f, const pf_stats_snap *s, const stat_analysis *a);
+/* A serving run (stat_serve.c): its "serving" event, else NULL; the report
+ * that stat_report prints for it instead of the stage table; its JSON
+ * member ("serving": {...} or null, with the comma after it). */
+const pf_stats_eventrec *stat_serving(const pf_stats_snap *s);
+int stat_serve_report(FILE *f, const pf_stats_snap *s, const stat_analysis *a,
+		      const pf_stats_eventrec *mk);
+void stat_serve_json(FILE *f, const pf_stats_snap *s);
 int stat_json(FILE *f, const pf_stats_snap *s, const stat_analysis *a);
 int stat_trace(FILE *f, const pf_stats_snap *s);
 int stat_svg(FILE *f, const pf_stats_snap *s);

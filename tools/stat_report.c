@@ -34,6 +34,9 @@ int stat_report(FILE *f, const pf_stats_snap *s, const stat_analysis *a)
 {
 	fprintf(f, "run:         %s%s\n", s->label[0] ? s->label : "(no label)",
 		s->finished ? "" : "  [running]");
+	const pf_stats_eventrec *sv = stat_serving(s);
+	if (sv)
+		return stat_serve_report(f, s, a, sv);
 	fprintf(f, "wall time:   %.2f s (consumer loop), %.2f s since the file was created\n",
 		a->wall_s, a->file_s);
 	fprintf(f, "steps:       %llu steps, %llu samples, %.0f samples/s\n",
@@ -191,6 +194,7 @@ int stat_json(FILE *f, const pf_stats_snap *s, const stat_analysis *a)
 	num(f, "h2d_s", s->h2d_ns * 1e-9, 1);
 	num(f, "startup_ms", a->startup_ms, 1);
 	num(f, "steady_stall_share", a->steady_stall_share, 1);
+	stat_serve_json(f, s);
 	const pf_stats_eventrec *ns = never_starves(s);
 	if (ns)
 		fprintf(f, "\"never_starves_ratio\":%.6g,\"step_s\":%.6g,\"preloaded_step_s\":%.6g,",

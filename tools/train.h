@@ -59,6 +59,11 @@ typedef struct opts {
 	int deterministic;             /* --deterministic: sums in rank order */
 	double rank_timeout;           /* --rank-timeout SECONDS */
 	int world_saved;               /* --resume: the checkpoint's world size */
+	int rank_read_all;             /* --rank-read all: every rank reads all */
+	double bucket_mb;              /* --bucket-mb N: all-reduce buckets; 0: a
+					* bucket a layer */
+	int read_world, read_rank;     /* build(): the training source reads only
+					* this rank's blocks (train_split.c) */
 } opts;
 
 /* Where a run stands (a checkpoint's state).  A finished run (done) keeps
@@ -96,8 +101,11 @@ typedef struct feed_input {
 /* Point fi's model input at device batch b (nin values per sample). */
 void bind_input(feed_input *fi, const pf_devbatch *b, int nin);
 
-/* --fingerprint's hash of device batch b (its image bytes, then its label
- * bytes; syncs cs).  Exits on errors. */
+/* The hash of row k of a batch: its x bytes, then its label bytes. */
+uint64_t row_hash(uint64_t k, const unsigned char *x, size_t xn, const unsigned char *lab,
+		  size_t ln);
+/* --fingerprint's hash of device batch b: the sum of its rows' row_hash
+ * (mod 2^64; syncs cs).  Exits on errors. */
 uint64_t batch_hash(pf_device *dev, pf_stream *cs, const feed_input *fi,
 		    const pf_devbatch *b);
 
@@ -190,24 +198,36 @@ void preload_free(preload *p, pf_device *dev);
 /* ---- train_ranks.c: the data-parallel step over ranks ---- */
 
 struct ranks;
+#define DIST_MAX_BUCKETS 63            /* and the rows: 64 sums a step */
 typedef struct dist {
 	struct ranks *r;
 	int world, rank, deterministic;
 	size_t n;                      /* model parameters */
 	float *buf;                    /* n + 2: gradients x rows, rows, stop */
-	/* buckets (not --deterministic): each layer's gradients summed as
-	 * backward finishes it (dist_buckets); nbuckets 0: one sum after */
+	/* buckets: gradients summed while backward still runs
+	 * (dist_buckets); nbuckets 0: one sum after backward */
 	pf_device *dev;
 	pf_stream *copy;               /* gradients to the host, beside backward */
-	pf_event *ev[64];
+	pf_event *ev[64];              /* one a layer, the last layer's first */
+	int nlayers;
+	double bucket_mb;              /* --bucket-mb; 0: a bucket a layer, none
+					* with --deterministic */
 	int nbuckets;
+	size_t boff[DIST_MAX_BUCKETS], blen[DIST_MAX_BUCKETS]; /* bucket b: the
+					* gradients' floats [boff, boff + blen) */
+	int bready[DIST_MAX_BUCKETS];  /* ... ready once layer event bready is */
 	double reduce_s, overlap_s;    /* the buckets' sums: their time, and the
 					* part of it while backward still ran */
 	uint64_t steps;                /* dist_step calls */
 	double wait_first;             /* ranks_wait_s after the first (start-up) */
 } dist;
-/* Reduce m's gradients in buckets overlapping backward (not with
- * --deterministic, nor over one rank).  Exits on errors. */
+/* Reduce m's gradients in buckets overlapping backward, over ranks: with
+ * d->bucket_mb > 0 (--bucket-mb) buckets of that many MiB (the last
+ * smaller; consecutive layers from the last, as backward finishes them,
+ * a large layer cut in pieces; in rank order with --deterministic: the
+ * same bits as one sum after backward); else one bucket a layer, not
+ * with --deterministic.  Exits on errors (more than DIST_MAX_BUCKETS
+ * buckets: a larger --bucket-mb is needed). */
 void dist_buckets(dist *d, pf_device *dev, pf_model *m);
 /* Set up d for ranks r (NULL: alone) and a model of nparams. */
 void dist_init(dist *d, struct ranks *r, int deterministic, size_t nparams);
@@ -238,5 +258,48 @@ int dist_synth(dist *d, pf_device *dev, pf_stream *s, synth *sy, uint32_t step_u
 void dist_sum(dist *d, double *v, size_t n, const char *what);
 /* Print msg, end the job. */
 void dist_fail(dist *d, const char *msg);
+
+/* ---- train_split.c: each rank reads only its blocks ---- */
+
+struct pf_shard;
+typedef struct split {
+	int on;                        /* rows by the owner of their block */
+	int world, rank;
+	struct pf_shard **sh;          /* the training files (their indexes) */
+	size_t nsh;
+	int64_t rec_bytes;             /* a record's bytes (-1: variable) */
+	int idf;                       /* the batches' "id" field; -1: not yet */
+	unsigned char *x, *lab;        /* this rank's rows of a batch */
+	size_t xcap, lcap;
+	double *decoded;               /* per rank: records decoded (split_sums) */
+	uint64_t delivered;            /* records the source gave (each rank) */
+} split;
+/* Whether the ranks of a run with options o on a device of kind `kind`
+ * can each read only their blocks: over ranks, the flags' pipeline (not
+ * --pipeline), no damage skipped or samples isolated (the ranks must
+ * agree on every record), the cpu device (rows are gathered from host
+ * batches), and not --rank-read all.  (--model synthetic uses no rows:
+ * its ranks just read less.) */
+int split_wanted(const opts *o, int world, const char *kind);
+/* Open o's training files' indexes (for the owner of a sample id) and,
+ * with on, ready sp to train on this rank's rows.  Exits on errors. */
+void split_open(split *sp, const opts *o, int world, int rank, int on);
+void split_close(split *sp);
+/* The owner of sample id `id` (pf_id.h): (file + block) % world, the rule
+ * of pf_source_opts.read_world. */
+int split_owner(const split *sp, uint64_t id);
+/* The step on the rows of global batch b (fields of fi, nin values a row)
+ * whose blocks this rank read: gathered, dist_step; with fpf (rank 0) and
+ * fpr, the batch's hash summed over the ranks and the lines of
+ * --fingerprint ("epoch step hash", and per run of this rank's rows
+ * "epoch step hash lo hi").  Returns the stop the ranks agreed on. */
+int split_train(split *sp, dist *d, pf_device *dev, pf_model *m, pf_stream *s,
+		const feed_input *fi, const pf_devbatch *b, int nin, int want_stop,
+		uint64_t step_total, FILE *fpf, FILE *fpr, uint64_t epoch, uint64_t step);
+/* Records decoded by each rank (sums over the ranks: every rank calls). */
+void split_sums(split *sp, dist *d, const pf_iter *it);
+/* Its JSON members: "rank_read", "records_delivered", "decoded_records"
+ * and "decoded_bytes" (per rank), each followed by a comma. */
+void split_json(const split *sp, const opts *o);
 
 #endif

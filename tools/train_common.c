@@ -64,6 +64,10 @@ pf_pipeline *build(const opts *o, const char *const *files, int nfiles,
 	pf_source_opts so = { .num_parallel_reads = read_threads(o),
 			      .skip_corrupt = o->skip_corrupt,
 			      .max_corrupt = o->max_corrupt };
+	if (train && o->read_world > 1) { /* this rank's blocks (train_split.c) */
+		so.read_world = o->read_world;
+		so.read_rank = o->read_rank;
+	}
 	if (nfiles && pf_shards(p, files, (size_t)nfiles, &so, &err) < 0)
 		die("shards", &err);
 	const char *spec = train ? o->pipeline : o->eval_pipeline;
@@ -78,7 +82,7 @@ pf_pipeline *build(const opts *o, const char *const *files, int nfiles,
 	}
 	pf_map_opts mo = { .num_parallel_calls = map_threads(o),
 			   .isolate = o->isolate };
-	if (pf_map(p, "decode", "", &mo, &err) < 0 ||
+	if (pf_map(p, "decode", train && o->read_world > 1 ? "id=1" : "", &mo, &err) < 0 ||
 	    (train && o->cache_on && pf_cache(p, o->cache, 0, &err) < 0) ||
 	    (train && o->shuffle > 0 && pf_shuffle(p, o->shuffle, NULL, &err) < 0) ||
 	    pf_batch(p, o->batch, 0, &err) < 0 ||
@@ -155,33 +159,50 @@ static uint64_t fnv1a(uint64_t h, const unsigned char *p, size_t n)
 	return h;
 }
 
-/* --fingerprint's hash of batch b: FNV-1a 64 of its image bytes then its
- * label bytes, copied back from the device (a testing aid: it syncs the
- * stream). */
+uint64_t row_hash(uint64_t k, const unsigned char *x, size_t xn, const unsigned char *lab,
+		  size_t ln)
+{
+	uint64_t h = fnv1a(fnv1a(1469598103934665603ull, x, xn), lab, ln);
+	h += (k + 1) * 0x9e3779b97f4a7c15ull; /* splitmix64 of (hash, row) */
+	h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
+	h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
+	return h ^ (h >> 31);
+}
+
+/* --fingerprint's hash of batch b: the sum (mod 2^64) of its rows'
+ * row_hash, the image and label bytes copied back from the device (a
+ * testing aid: it syncs the stream).  A sum over rows, so ranks that each
+ * hold some rows of a batch add up their parts to the same hash. */
 uint64_t batch_hash(pf_device *dev, pf_stream *cs, const feed_input *fi,
 		   const pf_devbatch *b)
 {
 	static unsigned char *host;
 	static size_t cap;
 	pf_error err = { 0 };
-	uint64_t h = 1469598103934665603ull;
+	size_t n[2], at = 0;
 	int fields[2] = { fi->img, fi->lab };
-	for (int k = 0; k < 2; k++) {
-		int i = fields[k];
-		size_t n = (size_t)b->nitems[i] * pf_dtype_size(b->schema->fields[i].dtype);
-		if (n > cap) {
-			unsigned char *q = realloc(host, n);
-			if (!q) {
-				fprintf(stderr, "pipe-train: --fingerprint: out of memory\n");
-				exit(1);
-			}
-			host = q;
-			cap = n;
+	for (int k = 0; k < 2; k++)
+		n[k] = (size_t)b->nitems[fields[k]] *
+		       pf_dtype_size(b->schema->fields[fields[k]].dtype);
+	if (n[0] + n[1] > cap) {
+		unsigned char *q = realloc(host, n[0] + n[1]);
+		if (!q) {
+			fprintf(stderr, "pipe-train: --fingerprint: out of memory\n");
+			exit(1);
 		}
-		if (pf_memcpy_async(dev, cs, host, b->data[i], n, PF_D2H, &err) < 0 ||
+		host = q;
+		cap = n[0] + n[1];
+	}
+	for (int k = 0; k < 2; k++) {
+		if (pf_memcpy_async(dev, cs, host + at, b->data[fields[k]], n[k], PF_D2H,
+				    &err) < 0 ||
 		    pf_stream_sync(dev, cs, &err) < 0)
 			die("--fingerprint", &err);
-		h = fnv1a(h, host, n);
+		at += n[k];
 	}
+	uint64_t h = 0, rows = b->batch ? b->batch : 1;
+	size_t xr = n[0] / rows, lr = n[1] / rows;
+	for (uint64_t k = 0; k < rows; k++)
+		h += row_hash(k, host + k * xr, xr, host + n[0] + k * lr, lr);
 	return h;
 }

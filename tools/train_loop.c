@@ -82,6 +82,7 @@ static void catch_stop_signals(void)
 	sa.sa_flags = SA_RESTART;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL); /* mpirun forwards it (not SIGINT) */
 }
 
 /* ==== --stats ============================================================= */
@@ -215,6 +216,7 @@ typedef struct trainer {
 	int dist_on;
 	FILE *fpr;
 	int stop_now;
+	split sp;             /* each rank reads its blocks (train_split.c) */
 } trainer;
 
 /* Was a stop asked?  Over several ranks only the one they all agreed on
@@ -292,7 +294,12 @@ static void trainer_open(trainer *t, const opts *o, pf_model_cfg mc, const run_s
 	pf_device_opts dopt = { .tf32 = o->tf32 };
 	if (pf_device_open(&t->dev, o->device, &dopt, &err) < 0)
 		die("--device", &err);
-	t->tp = build(o, (const char *const *)o->shards, o->nshards, 1, t->dev);
+	int world = o->ranks ? ranks_world(o->ranks) : 1, rank = o->ranks ? ranks_rank(o->ranks) : 0;
+	opts ob = *o;
+	if (split_wanted(o, world, pf_device_kind(t->dev)))
+		ob.read_world = world, ob.read_rank = rank;
+	split_open(&t->sp, o, world, rank, ob.read_world > 1);
+	t->tp = build(&ob, (const char *const *)o->shards, o->nshards, 1, t->dev);
 	if (pf_device_note(t->dev)[0] && !o->quiet)
 		fprintf(stderr, "pipe-train: %s\n", pf_device_note(t->dev));
 	if (pf_stream_new(t->dev, &t->cs, &err) < 0)
@@ -307,6 +314,7 @@ static void trainer_open(trainer *t, const opts *o, pf_model_cfg mc, const run_s
 		die("model", &err);
 	dist_init(&t->d, o->ranks, o->deterministic, t->m ? pf_model_nparams(t->m) : 0);
 	t->dist_on = t->d.world > 1;
+	t->d.bucket_mb = o->bucket_mb;
 	if (t->dist_on && t->m)
 		dist_buckets(&t->d, t->dev, t->m);
 	if (rs) {
@@ -368,6 +376,7 @@ static int trainer_close(trainer *t, int status)
 		status = 1;
 	}
 	dist_free(&t->d);
+	split_close(&t->sp);
 	pf_devfeed_free(t->tf);
 	pf_devfeed_free(t->ef);
 	stats_close(t->stats);
@@ -409,6 +418,11 @@ static void train_on(trainer *t, epoch_run *er, pf_devbatch *b)
 					  stop_signal != 0, t->step_total + 1);
 	} else if (o->synth_us) {
 		synth_step(&t->sy);
+	} else if (t->sp.on) { /* this rank's blocks' rows */
+		bind_input(&t->tin, b, t->mc.sizes[0]);
+		t->stop_now |= split_train(&t->sp, &t->d, t->dev, t->m, t->cs, &t->tin, b, t->mc.sizes[0],
+					   stop_signal != 0, t->step_total + 1, t->fpf, t->fpr,
+					   er->e, er->step);
 	} else {
 		bind_input(&t->tin, b, t->mc.sizes[0]);
 		uint64_t h = t->fpf || t->fpr ? batch_hash(t->dev, t->cs, &t->tin, b) : 0;
@@ -638,7 +652,8 @@ static void report(trainer *t)
 	if (o->json) {
 		printf("{\"device\":\"%s\",\"model\":\"%s\",\"world_size\":%d,"
 		       "\"deterministic\":%s,\"allreduce_wait_s\":%.3f,\"allreduce_buckets_s\":%.3f,"
-		       "\"allreduce_overlap\":%.4f,\"epochs\":%d,\"batch\":%d,"
+		       "\"allreduce_overlap\":%.4f,\"allreduce_buckets\":%d,\"bucket_mb\":%g,"
+		       "\"epochs\":%d,\"batch\":%d,"
 		       "\"steps\":%" PRIu64 ",\"images\":%" PRIu64 ",\"wall_s\":%.3f,"
 		       "\"images_per_sec\":%.1f,\"stall_share\":%.4f,"
 		       "\"stall_host_s\":%.3f,\"stall_device_s\":%.3f,"
@@ -649,13 +664,15 @@ static void report(trainer *t)
 		       pf_device_kind(t->dev), o->model, t->d.world,
 		       o->deterministic && t->d.world > 1 ? "true" : "false",
 		       o->ranks ? ranks_wait_s(o->ranks) : 0.0, t->d.reduce_s,
-		       t->d.reduce_s > 0 ? t->d.overlap_s / t->d.reduce_s : 0.0, o->epochs, o->batch,
+		       t->d.reduce_s > 0 ? t->d.overlap_s / t->d.reduce_s : 0.0, t->d.nbuckets,
+		       o->bucket_mb, o->epochs, o->batch,
 		       t->step_total, t->images_total,
 		       wall, wall > 0 ? t->images / wall : 0, stall_share,
 		       st.stall_host_ns * 1e-9, st.stall_device_ns * 1e-9,
 		       st.feeder_input_ns * 1e-9, st.feeder_slot_ns * 1e-9, st.copy_ns * 1e-9,
 		       dm.skipped_records, dm.corrupt_blocks, dm.dropped_samples,
 		       t->rs ? "true" : "false", pf_device_math(t->dev), fu[0], fu[1]);
+		split_json(&t->sp, o);
 		if (t->step_pre > 0)
 			printf("\"step_s\":%.6f,\"preloaded_step_s\":%.6f,\"never_starves_ratio\":%.4f,",
 			       t->step_pipe, t->step_pre, t->step_pipe / t->step_pre);
@@ -765,6 +782,7 @@ static int train_epochs(trainer *t)
 		pf_stats_event(t->stats, 0, -1, "allreduce_wait", t->d.rank,
 			       (int64_t)((ranks_wait_s(t->o->ranks) - t->d.wait_first) * 1e9),
 			       "rank (old), ns it waited in all-reduces after the first step (new)");
+	split_sums(&t->sp, &t->d, t->tit);
 	report(t);
 	return 0;
 }

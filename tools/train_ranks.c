@@ -45,11 +45,61 @@ void dist_init(dist *d, ranks *r, int deterministic, size_t nparams)
 	}
 }
 
+/* Close the bucket [lo, hi) ready with layer event j; exits past
+ * DIST_MAX_BUCKETS. */
+static void add_bucket(dist *d, size_t lo, size_t hi, int j)
+{
+	if (d->nbuckets == DIST_MAX_BUCKETS) {
+		fprintf(stderr, "pipe-train: --bucket-mb %g: more than %d buckets for %zu parameters: give a larger size\n",
+			d->bucket_mb, DIST_MAX_BUCKETS, d->n);
+		exit(2);
+	}
+	d->boff[d->nbuckets] = lo;
+	d->blen[d->nbuckets] = hi - lo;
+	d->bready[d->nbuckets] = j;
+	d->nbuckets++;
+}
+
+/* The buckets of --bucket-mb: layers in backward order (the last first),
+ * whose gradients lie below each other, filled from the top down into
+ * buckets of `cap` floats (a bucket may span layers: it is ready with the
+ * lowest; a layer larger than what is left is cut). */
+static void plan_sized(dist *d, pf_model *m, int L, size_t cap)
+{
+	size_t lo = 0, hi = 0;
+	int have = 0, ready = 0;
+	for (int j = 0; j < L; j++) {
+		size_t off, len;
+		pf_model_layer_grads(m, j, &off, &len);
+		size_t top = off + len;
+		if (have && lo != top) { /* not adjacent: no bucket across */
+			add_bucket(d, lo, hi, ready);
+			have = 0;
+		}
+		while (top > off) {
+			if (!have) {
+				lo = hi = top;
+				have = 1;
+			}
+			size_t take = top - off < cap - (hi - lo) ? top - off : cap - (hi - lo);
+			lo -= take;
+			top -= take;
+			ready = j;
+			if (hi - lo == cap) {
+				add_bucket(d, lo, hi, ready);
+				have = 0;
+			}
+		}
+	}
+	if (have)
+		add_bucket(d, lo, hi, ready);
+}
+
 void dist_buckets(dist *d, pf_device *dev, pf_model *m)
 {
 	pf_error err = { 0 };
 	int L = pf_model_nlayers(m);
-	if (d->world == 1 || d->deterministic || L > 63)
+	if (d->world == 1 || (d->deterministic && d->bucket_mb <= 0) || L > DIST_MAX_BUCKETS)
 		return;
 	d->dev = dev;
 	if (pf_stream_new(dev, &d->copy, &err) < 0)
@@ -57,16 +107,26 @@ void dist_buckets(dist *d, pf_device *dev, pf_model *m)
 	for (int j = 0; j < L; j++)
 		if (pf_event_new(dev, &d->ev[j], &err) < 0)
 			die("event", &err);
-	d->nbuckets = L;
+	d->nlayers = L;
+	if (d->bucket_mb > 0) {
+		double c = d->bucket_mb * 1048576.0 / sizeof(float);
+		plan_sized(d, m, L, c < 1 ? 1 : (size_t)c);
+		return;
+	}
+	for (int j = 0; j < L; j++) {
+		size_t off, len;
+		pf_model_layer_grads(m, j, &off, &len);
+		add_bucket(d, off, off + len, j);
+	}
 }
 
 void dist_free(dist *d)
 {
-	for (int j = 0; j < d->nbuckets; j++)
+	for (int j = 0; j < d->nlayers; j++)
 		pf_event_free(d->dev, d->ev[j]);
 	if (d->copy)
 		pf_stream_free(d->dev, d->copy);
-	d->nbuckets = 0;
+	d->nbuckets = d->nlayers = 0;
 	d->copy = NULL;
 	free(d->buf);
 	d->buf = NULL;
@@ -111,19 +171,18 @@ void dist_sum(dist *d, double *v, size_t n, const char *what)
 		dist_fail(d, msg);
 }
 
-/* Bucket j's gradients, once backward has made them, to d->buf (scaled
- * by rows), driving the sums already started meanwhile. */
-static void bucket_ready(dist *d, pf_model *m, int j, int rows, double *done)
+/* Bucket b's gradients, once backward has made them (its layer event),
+ * to d->buf (scaled by rows), driving the sums already started meanwhile. */
+static void bucket_ready(dist *d, pf_model *m, int b, int rows, double *done)
 {
 	pf_error err = { 0 };
-	size_t off, len;
-	pf_model_layer_grads(m, j, &off, &len);
+	size_t off = d->boff[b], len = d->blen[b];
 	if (rows <= 0) {
 		memset(d->buf + off, 0, len * sizeof(*d->buf));
 		return;
 	}
 	int q;
-	while ((q = pf_event_query(d->dev, d->ev[j])) == 0) {
+	while ((q = pf_event_query(d->dev, d->ev[d->bready[b]])) == 0) {
 		ranks_progress(d->r, done);
 		struct timespec ts = { 0, 200000 };
 		nanosleep(&ts, NULL);
@@ -136,8 +195,9 @@ static void bucket_ready(dist *d, pf_model *m, int j, int rows, double *done)
 		d->buf[i] *= (float)rows;
 }
 
-/* dist_step with buckets: the rows and the stop, then each layer's
- * gradients summed as soon as backward has them. */
+/* dist_step with buckets: the rows and the stop, then each bucket's
+ * gradients summed as soon as backward has them (in rank order with
+ * --deterministic). */
 static void step_buckets(dist *d, pf_model *m, pf_stream *s, const pf_model_input *in,
 			 int want_stop, const char *what)
 {
@@ -145,7 +205,8 @@ static void step_buckets(dist *d, pf_model *m, pf_stream *s, const pf_model_inpu
 	char msg[512];
 	int rows = in ? in->rows : 0;
 	double start[65], done[65] = { 0 }, bwd_end;
-	if (ranks_begin(d->r, what, msg, sizeof(msg)) < 0)
+	if ((d->deterministic ? ranks_begin_ordered(d->r, d->n + 2, what, msg, sizeof(msg))
+			      : ranks_begin(d->r, what, msg, sizeof(msg))) < 0)
 		dist_fail(d, msg);
 	d->buf[d->n] = (float)rows;
 	d->buf[d->n + 1] = want_stop ? 1 : 0;
@@ -155,11 +216,10 @@ static void step_buckets(dist *d, pf_model *m, pf_stream *s, const pf_model_inpu
 	if (rows > 0 && pf_model_grad_layers(m, s, in, d->ev, &err) < 0)
 		die("train step", &err);
 	for (int j = 0; j < d->nbuckets; j++) {
-		size_t off, len;
 		bucket_ready(d, m, j, rows, done);
-		pf_model_layer_grads(m, j, &off, &len);
 		start[j + 1] = now_s();
-		if (ranks_isum_f32(d->r, d->buf + off, len, what, msg, sizeof(msg)) < 0)
+		if (ranks_isum_f32(d->r, d->buf + d->boff[j], d->blen[j], what, msg,
+				   sizeof(msg)) < 0)
 			dist_fail(d, msg);
 	}
 	bwd_end = now_s();

@@ -8,8 +8,10 @@
             ...
             b.release()                  # or drop it: back to the pool
 
-PyTorch: pipefeed.torch.Loader.  The library is libpipefeed.so: $PIPEFEED_LIB,
-else the build tree around this package, else the installed one.
+PyTorch: pipefeed.torch.Loader; JAX: pipefeed.jax.Loader (each imported on
+its own, so neither framework needs the other).  The library is
+libpipefeed.so: $PIPEFEED_LIB, else the build tree around this package,
+else the installed one.
 """
 from ._core import (Pipeline, Batch, Field, PipefeedError, SpecError,
                     CorruptError)

@@ -54,6 +54,7 @@ class _Handle:
     def __init__(self, ptr):
         self.ptr = ptr
         self.fields = {}   # schema address -> parsed fields
+        self.held = 0      # batches handed out and not yet released
 
     def __del__(self, _finalizing=sys.is_finalizing):
         # At interpreter exit objects die in any order (a batch after its
@@ -104,6 +105,11 @@ class Field:
     def __dlpack_device__(self):
         return (_dlpack.KDL_CPU, 0)
 
+    def __jax_array__(self):
+        # jnp.asarray(field): the DLPack path (zero-copy), not a numpy copy
+        import jax.dlpack
+        return jax.dlpack.from_dlpack(self)
+
     @property
     def nbytes(self):
         n = 1
@@ -129,6 +135,7 @@ class Batch:
         self.id = elem.id
         self._writable = elem.batch > 0
         self._fields = None
+        handle.held += 1
 
     def _check(self):
         if self._released:
@@ -203,6 +210,7 @@ class Batch:
         if not self._released:
             self._released = True
             self._fields = None
+            self._h.held -= 1
             lib.pf_elem_release(ctypes.byref(self._e))
 
     def __enter__(self):
@@ -281,6 +289,7 @@ class Pipeline:
         if rc < 0:
             _raise(rc, err, spec=True)
         self._it = None
+        self._err = _lib.pf_error()  # next()'s, read only when it fails
         self._warned = False       # Python maps: warned once
         self._pending = None       # pf_iter_pos for the next start
         self._ended = False        # the last call returned PF_END
@@ -327,14 +336,15 @@ class Pipeline:
     def next(self):
         """The next Batch, or None at the end of the epoch (the call after
         that begins the next epoch)."""
-        self._start()
+        if self._it is None:
+            self._start()
         t0 = time.perf_counter_ns()
         if self._t_back is not None:
             self.compute_ns += t0 - self._t_back
         e = _lib.pf_elem()
-        err = _lib.pf_error()
+        err = self._err
         try:
-            rc = lib.pf_iter_next(self._it, ctypes.byref(e), ctypes.byref(err))
+            rc = _iter_next(self._it, e, err)   # (argtypes: passed by reference)
         except BaseException:
             self.close()
             raise
@@ -422,6 +432,53 @@ class Pipeline:
         self.close()
         self._pending = st
 
+    def start_position(self):
+        """The position of a new pipeline: epoch 0 before its first element."""
+        n = lib.pf_pipeline_nops(self._h.ptr)
+        return {"epoch": 0, "delivered": 0, "at_end": 0, "order": POS_ORDER,
+                "op_epoch": [0] * n}
+
+    def skip_epoch(self):
+        """Run the rest of the epoch in progress (or the next one, at an
+        epoch's end) and release its elements unseen; returns how many
+        there were.  No stats steps are recorded for them."""
+        self._start()
+        e = _lib.pf_elem()
+        err = _lib.pf_error()
+        ref_e, ref_err = ctypes.byref(e), ctypes.byref(err)
+        nxt, release = lib.pf_iter_next, lib.pf_elem_release
+        it = self._it
+        self._t_back = None
+        n = 0
+        try:
+            while True:
+                rc = nxt(it, ref_e, ref_err)
+                if rc == _lib.PF_END:
+                    self._ended = True
+                    return n
+                if rc < 0:
+                    _raise(rc, err)
+                self._ended = False
+                release(ref_e)
+                n += 1
+        except KeyboardInterrupt:
+            self.close()
+            raise
+
+    def skip_to_epoch(self, epoch):
+        """Run (and release unseen) what is left before epoch `epoch`, so
+        that the next iteration delivers epoch `epoch` exactly as an
+        uninterrupted run does.  A no-op when it is the next epoch;
+        ValueError when the iterator is past it."""
+        nxt = self.next_epoch
+        if epoch < nxt:
+            raise ValueError("pipefeed: epoch %d is behind the next one (%d)" % (epoch, nxt))
+        if epoch > nxt and "repeat" in self.ops():
+            raise ValueError("pipefeed: the spec repeats: its epochs do not end")
+        while nxt < epoch:
+            self.skip_epoch()
+            nxt += 1
+
     @property
     def next_epoch(self):
         """The epoch the next iteration delivers from."""
@@ -462,6 +519,11 @@ class Pipeline:
                 out.append(d)
         return out
 
+    def held(self):
+        """Batches of this pipeline handed out and not released yet (alive
+        in a Batch, or in an array or tensor made from one)."""
+        return self._h.held
+
     def stall(self):
         """(ns pf_iter_next waited for input, ns since the iterator started)."""
         if self._it is None:
@@ -472,6 +534,7 @@ class Pipeline:
 
 
 POS_ORDER = 2  # PF_POS_ORDER of pipefeed.h (t6001 checks it)
+_iter_next = lib.pf_iter_next
 
 
 def _pos_dict(p):

@@ -115,7 +115,8 @@ class pf_op_stats(ctypes.Structure):
                 ("dropped_samples", ctypes.c_uint64),
                 ("occupancy", ctypes.c_int64),
                 ("cpu_ns", ctypes.c_uint64),
-                ("serial_cpu_ns", ctypes.c_uint64)]
+                ("serial_cpu_ns", ctypes.c_uint64),
+                ("decoded_records", ctypes.c_uint64)]
 
 
 class pf_stats_opts(ctypes.Structure):

@@ -11,116 +11,120 @@
         torch.save({"model": ..., "loader": loader.state_dict()}, path)
 
 Each `for` over the loader is one epoch (the rest of it after a `break`).
-The tensors are made with torch.from_dlpack: no copy; the batch goes back
-to pipefeed's pool when the last tensor of it is freed, so keep them only
-as long as needed (or .clone() what must outlive the step).
+The tensors are over the batch memory, no copy (torch.from_numpy over the
+batch's __array_interface__ for the dtypes torch and numpy share, else
+torch.from_dlpack); the batch goes back to pipefeed's pool when the last
+tensor of it is freed, so keep them only as long as needed (or .clone()
+what must outlive the step).  The per-batch Python work is a few
+microseconds: the field layout is worked out once, and a tensor costs a
+ctypes array over the field (holding the batch), numpy's frombuffer and
+torch.from_numpy (no ctypes structs or callbacks per tensor, as a DLPack
+export has).
 """
+import ctypes as _ct
+import weakref as _weakref
+
 import torch as _torch
 
-from ._core import Pipeline
+from . import _lib
+from ._loader import LoaderBase
+
+try:
+    import numpy as _np
+except ImportError:     # then every tensor goes through DLPack
+    _np = None
+
+# numpy typestrs torch.from_numpy takes (torch has no uint16/32/64 here)
+_FROM_NUMPY = {"|u1", "|i1", "<i2", "<i4", "<i8", "<f2", "<f4", "<f8"}
 
 
-class Loader:
+class _Mem:
+    """Base of the ctypes byte arrays tensors are made over (one subclass
+    per size, made once): a Python subclass has a __dict__, so the
+    instance holds the Batch, and the numpy array and tensor over it keep
+    the batch from the pool."""
+
+
+def _mem_type(nbytes, _types={}):
+    t = _types.get(nbytes)
+    if t is None:
+        if len(_types) >= 256:      # sizes seen are few (batch sizes x fields)
+            _types.clear()
+        t = _types[nbytes] = type("_Mem%d" % nbytes, (_ct.c_char * nbytes, _Mem), {})
+    return t
+
+
+class Loader(LoaderBase):
     """Batches of a pipefeed spec as tuples of tensors in schema order (a
     lone tensor when the batch has one field; `fields` picks and orders
     fields by name).  Options are Pipeline's: seed, cpu_budget,
     memory_budget, nondeterministic, rank and world (the rank's part of
     every epoch, as torch.distributed gives them), split, stats (a stats
-    file for pipe-stat)."""
+    file for pipe-stat).  len(), set_epoch(k) (any k: see LoaderBase),
+    state_dict() and load_state_dict() as a DataLoader with a
+    DistributedSampler has them."""
 
-    def __init__(self, spec, *, fields=None, **options):
-        self.pipeline = Pipeline(spec, **options)
-        self.fields = list(fields) if fields else None
-        self._len = None
-        self._idx = None
+    def __init__(self, spec, **kw):
+        super().__init__(spec, **kw)
+        self._plan = None   # per picked field, made at the first batch
 
-    def _pick(self, b):
-        if self._idx is None:
-            keys = b.keys()
-            if self.fields:
-                missing = [f for f in self.fields if f not in keys]
-                if missing:
-                    raise KeyError("pipefeed: no field %s in the batches (%s)"
-                                   % (", ".join(missing), ", ".join(keys)))
-                self._idx = [keys.index(f) for f in self.fields]
+    def _make_plan(self, b):
+        """Per picked field: (index, numpy dtype or None for the DLPack
+        path, dims after the batch one or None when one varies, their
+        product, the item size)."""
+        idx = self._pick(b)
+        sch = b._h.schema(b._e.schema)
+        plan = []
+        for i in idx:
+            name, dt, dims = sch[i]
+            ts = _lib.DTYPES[dt][1]
+            fixed = all(d != _lib.PF_DIM_VAR for d in dims)
+            n = 1
+            for d in dims:
+                n *= d
+            npdt = _np.dtype(ts) if _np is not None and ts in _FROM_NUMPY else None
+            plan.append((i, npdt, tuple(dims) if fixed else None, n, int(ts[2:])))
+        self._plan = plan
+        return plan
+
+    def _tensors(self, b):
+        """The batch's picked fields as tensors over its memory: one
+        ctypes array (holding the batch), numpy's frombuffer and reshape,
+        torch.from_numpy; the DLPack path for what that cannot state."""
+        e = b._e
+        bs = e.batch
+        out = []
+        for i, npdt, dims, n, isz in self._plan or self._make_plan(b):
+            if npdt is not None and bs and dims is not None and e.nitems[i] == bs * n:
+                m = _mem_type(bs * n * isz).from_address(e.data[i])
+                m.batch = b
+                out.append(_torch.from_numpy(_np.frombuffer(m, npdt).reshape((bs,) + dims)))
             else:
-                self._idx = list(range(len(keys)))
-        return self._idx
+                out.append(_torch.from_dlpack(b[i]))
+        return out[0] if len(out) == 1 else tuple(out)
 
     def __iter__(self):
         p = self.pipeline
         start = p.position()
         whole = start["delivered"] == 0 or start["at_end"]
         n = 0
-        for b in p:
-            idx = self._pick(b)
-            out = tuple(_torch.from_dlpack(b[i]) for i in idx)
-            del b
-            n += 1
-            yield out[0] if len(out) == 1 else out
-            del out
+        nxt = p.next
+        box = []
+        try:
+            while True:
+                b = nxt()
+                if b is None:
+                    break
+                box.append(self._tensors(b))
+                self._last = _weakref.ref(b)   # (for tests: the batch of the last tensors)
+                b = None
+                n += 1
+                # hand the tensors over without a reference left here: the
+                # batch goes back to the pool where the caller drops them
+                # (the step's end), not inside the next call (the wait)
+                yield box.pop()
+        except KeyboardInterrupt:
+            p.close()
+            raise
         if whole:
             self._len = n
-
-    def __len__(self):
-        """Batches per epoch: counted by the first whole epoch, or before it
-        by a counting pass over a second copy of the pipeline (the shards
-        are read and the maps run once; nothing is kept)."""
-        if self._len is None:
-            if "repeat" in self.pipeline.ops():
-                raise TypeError("pipefeed: the spec repeats: no length")
-            with Pipeline(self.pipeline.spec, **self.pipeline.options) as q:
-                n = 0
-                for b in q:
-                    b.release()
-                    n += 1
-            self._len = n
-        return self._len
-
-    def set_epoch(self, epoch):
-        """Make the next `for` deliver epoch `epoch`.  The epochs follow each
-        other by themselves (each is shuffled by the seed and its number), so
-        this is for the DistributedSampler habit: a no-op when `epoch` is the
-        next one, a rewind to an epoch the iterator has begun (one of the
-        last 16), else ValueError (resume from a state_dict instead)."""
-        p = self.pipeline
-        nxt = p.next_epoch
-        if epoch == nxt:
-            return
-        if p._it is not None and epoch < nxt:
-            import ctypes
-            from . import _lib
-            from ._core import _raise
-            pos = _lib.pf_iter_pos()
-            err = _lib.pf_error()
-            rc = _lib.lib.pf_iter_epoch_start(p._it, epoch, 0, ctypes.byref(pos),
-                                              ctypes.byref(err))
-            if rc < 0:
-                _raise(rc, err)
-            p.set_position(pos)
-            return
-        raise ValueError("pipefeed: set_epoch(%d): the loader's next epoch is %d; "
-                         "epochs run in order (load_state_dict resumes elsewhere)"
-                         % (epoch, nxt))
-
-    def state_dict(self):
-        """The iterator position (small: counters only) and what it belongs to."""
-        return {"spec": self.pipeline.spec, "seed": self.pipeline.options["seed"],
-                "position": self.pipeline.position()}
-
-    def load_state_dict(self, state):
-        """Resume at a state_dict's position: the next batches are bit for bit
-        those the saved loader would have delivered next."""
-        if state.get("spec") != self.pipeline.spec or \
-                state.get("seed") != self.pipeline.options["seed"]:
-            raise ValueError("pipefeed: state_dict of another pipeline (spec or seed differ)")
-        self.pipeline.set_position(state["position"])
-
-    def close(self):
-        self.pipeline.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

@@ -62,9 +62,32 @@ def test_loader_loop_and_pool():
         assert len(seen) <= 8, "%d distinct buffers for %d batches" % (len(seen), n)
         # steady state: the last epochs use only buffers the first one had
         assert ptrs[2] | ptrs[3] <= ptrs[0] | ptrs[1], (ptrs, "new buffers late")
-        assert _dlpack.live_count() == 2   # the loop's last x, y
-        del x, y
+        assert loader.pipeline.held() == 1  # the loop's last x, y hold it
+        del x
+        assert loader.pipeline.held() == 1
+        del y
+        assert loader.pipeline.held() == 0  # back in the pool
         assert _dlpack.live_count() == 0
+
+
+def test_loader_tensors_are_the_batch_memory():
+    """The Loader's own path (torch.from_numpy over a ctypes array that
+    holds the batch) is zero-copy too: each tensor's data pointer is its
+    field in the batch, which stays out of the pool while a tensor lives."""
+    with _loader("batch(32)", seed=2) as loader:
+        x, y = next(iter(loader))
+        batch = loader._last()
+        assert x.data_ptr() == batch["image"].ptr and y.data_ptr() == batch["label"].ptr
+        assert x.shape == (32, 16) and y.shape == (32,)
+        x[0, 0] = 99                         # same memory, seen from C's side
+        import numpy
+        assert numpy.asarray(batch["image"])[0, 0] == 99
+        assert loader.pipeline.held() == 1
+        del batch, x
+        assert loader._last() is not None
+        assert loader.pipeline.held() == 1   # y holds it
+        del y
+        assert loader.pipeline.held() == 0 and loader._last() is None
 
 
 def test_len_and_exactly_once():
@@ -166,11 +189,41 @@ def test_set_epoch():
         again = _epoch(a)
         assert _same(e0, again) and not _same(e0, e1)
         try:
-            a.set_epoch(7)
+            a.set_epoch(-1)
         except ValueError:
             pass
         else:
-            raise AssertionError("set_epoch far ahead was taken")
+            raise AssertionError("set_epoch(-1) was taken")
+
+
+def test_set_epoch_jumps_ahead():
+    """set_epoch(k) for any k gives exactly the batches of epoch k of an
+    uninterrupted run: from a new loader, from the middle of an epoch, back
+    past what the iterator remembers (a loader restored from a state_dict),
+    and with a cache (whose input stops running after the first epoch) and
+    a shuffle before it."""
+    for tail in ("shuffle(300) | batch(32) | prefetch",
+                 "shuffle(100) | cache | shuffle(300) | batch(32)"):
+        with _loader(tail, seed=4) as ref:
+            epochs = [_epoch(ref) for _ in range(6)]
+        assert not _same(epochs[4], epochs[5])
+        with _loader(tail, seed=4) as a:
+            a.set_epoch(4)                 # a new loader, far ahead
+            assert _same(_epoch(a), epochs[4])
+            a.set_epoch(5)                 # the next one: a no-op
+            assert _same(_epoch(a), epochs[5])
+        with _loader(tail, seed=4) as b:
+            _take(b, 3)                    # in the middle of epoch 0
+            b.set_epoch(2)
+            assert _same(_epoch(b), epochs[2])
+            assert _same(_epoch(b), epochs[3])     # and on from there
+            sd = b.state_dict()
+        with _loader(tail, seed=4) as c:
+            c.load_state_dict(sd)          # at epoch 4's start, no iterator yet
+            c.set_epoch(1)                 # back: run again from epoch 0
+            assert _same(_epoch(c), epochs[1])
+            c.set_epoch(5)
+            assert _same(_epoch(c), epochs[5])
 
 
 def test_training_smoke_fmnist():

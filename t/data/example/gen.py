@@ -10,6 +10,12 @@ Files (small, committed so that the tests need no TensorFlow):
                    values, a key given twice, the features message split in
                    two, unknown fields)
   errors.tfrecord  Examples tf.io.parse_single_example rejects with SPEC
+  lists.tfrecord   Examples with lists of byte strings (VarLenFeature(tf.string),
+                   parse_example's bytes[?]), parsed with LIST_SPEC
+  seq.tfrecord     tf.train.SequenceExample records (TensorFlow's and
+                   hand-made serializations) parsed with
+                   tf.io.parse_single_sequence_example(CTX_SPEC, SEQ_SPEC)
+  seqerrors.tfrecord  SequenceExamples that parse rejects
   fmnist.tfrecord  the first 32 Fashion-MNIST test images as PNG (and JPEG)
                    with their label, when /usr/share/datasets/fashion-mnist
                    is there
@@ -20,6 +26,12 @@ Files (small, committed so that the tests need no TensorFlow):
                    "J N HEX" tf.io.decode_jpeg's (its default DCT), "A N HEX"
                    decode_jpeg(dct_method="INTEGER_ACCURATE")'s, "S N SIZE V..."
                    tf.image.resize's (bilinear) of the PNG to SIZE x SIZE.
+
+lists.expect and seq*.expect have, per record, "R N ok" then one
+"F NAME NITEMS VAR_LEN VALUES..." row per pipefeed output field (bytes as
+one hex string of the strings joined, or "-"; a list of strings or a
+ragged feature list also gives NAME_len, the length of each string or
+frame), or "R N error MESSAGE".
 
 SPEC (the parse_example spec the C tests use, the same features):
   image=bytes, label=i64(default=-1), bbox=f32[?], mask=f32[2,2](default=0),
@@ -229,9 +241,213 @@ def fmnist(n=32):
         e.write("\n".join(rows) + "\n")
 
 
+# ---- lists of byte strings and SequenceExample ------------------------------
+# The pipefeed specs the C test (t1026) uses for these features:
+#   lists.tfrecord: parse_example(tags=bytes[?], label=i64(default=-1),
+#                                 name=bytes(default="none"))
+#   seq*.tfrecord:  parse_sequence_example(length=i64(default=0), name=bytes,
+#                     tags=bytes[?], frames=f32[?,2](seq), tokens=i64[?,?](seq),
+#                     words=bytes[?](seq), opt=i64[?](seq, allow_missing=true))
+LIST_SPEC = {
+    "tags": tf.io.VarLenFeature(tf.string),
+    "label": tf.io.FixedLenFeature([], tf.int64, default_value=-1),
+    "name": tf.io.FixedLenFeature([], tf.string, default_value=b"none"),
+}
+CTX_SPEC = {
+    "length": tf.io.FixedLenFeature([], tf.int64, default_value=0),
+    "name": tf.io.FixedLenFeature([], tf.string),
+    "tags": tf.io.VarLenFeature(tf.string),
+}
+SEQ_SPEC = {
+    "frames": tf.io.FixedLenSequenceFeature([2], tf.float32),
+    "tokens": tf.io.VarLenFeature(tf.int64),
+    "words": tf.io.FixedLenSequenceFeature([], tf.string),
+    "opt": tf.io.FixedLenSequenceFeature([], tf.int64, allow_missing=True),
+}
+
+
+def seqex(context=None, lists=None):
+    se = tf.train.SequenceExample()
+    for k, v in (context or {}).items():
+        se.context.feature[k].CopyFrom(v)
+    for k, frames in (lists or {}).items():
+        fl = se.feature_lists.feature_list[k]
+        fl.SetInParent()  # an empty list is a list with no frames
+        for fr in frames:
+            fl.feature.add().CopyFrom(fr)
+    return se.SerializeToString()
+
+
+def fl_entry(key, *frames):  # one FeatureLists.feature_list map entry
+    return ld(1, ld(1, key.encode()) + ld(2, b"".join(ld(1, f) for f in frames)))
+
+
+def list_records():
+    return [
+        ex(tags=b(b"a", b"bc", b""), label=i(1), name=b(b"first")),
+        ex(tags=b(), label=i(2)),
+        ex(name=b(bytes(range(200)))),
+        ex(tags=b(b"only"), label=tf.train.Feature(), tags2=b(b"x")),
+        ex(tags=b(*[bytes([65 + k]) * k for k in range(30)]), name=b(b"")),
+        raw_example(entry("tags", bytes_feat(b"one")), entry("tags", bytes_feat(b"two", b"three"))),
+    ]
+
+
+def list_errors():
+    return [
+        ex(tags=i(1, 2), label=i(1)),
+        ex(tags=b(b"a"), label=i(1), name=b(b"x", b"y")),
+    ]
+
+
+GOOD_CTX = dict(name=b(b"n"))
+GOOD_LISTS = dict(frames=[f(1, 2)], words=[b(b"w")])
+
+
+def seq_records():
+    return [
+        seqex(dict(length=i(3), name=b(b"clip1"), tags=b(b"a", b"bc")),
+              dict(frames=[f(1, 2), f(3, 4), f(5.5, -6)], tokens=[i(1, 2), i(3), i()],
+                   words=[b(b"x"), b(b"yy"), b(b"zzz")], opt=[i(7), i(8), i(9)])),
+        seqex(dict(name=b(b"")), dict(frames=[], words=[], tokens=[])),
+        seqex(dict(length=i(-1), name=b(bytes(range(256))), tags=b()),
+              dict(frames=[f(1e-30, 3.4e38)], words=[b(b"\x00\xff")],
+                   tokens=[i(2 ** 63 - 1, -(2 ** 63))], opt=[])),
+        seqex(dict(name=b(b"ctx only"), unused=f(1)),
+              dict(frames=[f(0, 0)] * 5, words=[b(b"")] * 5, other=[i(1)])),
+        # hand-made: the context and the feature lists each given twice
+        # (merged), a FeatureList given twice in one entry (frames appended),
+        # unpacked values in frames, unknown fields
+        ld(1, entry("name", bytes_feat(b"split")))
+        + ld(2, fl_entry("frames", unpacked_floats(1, 2)) + fl_entry("words", bytes_feat(b"p")))
+        + varint(7 << 3 | 0) + varint(5)
+        + ld(1, entry("length", packed_ints(2)))
+        + ld(2, fl_entry("tokens", unpacked_ints(4, 5), packed_ints(6))),
+        # a feature list key given twice: the later entry replaces the first
+        ld(1, entry("name", bytes_feat(b"dup")))
+        + ld(2, fl_entry("frames", ld(2, ld(1, struct.pack("<ff", 1, 1))))
+             + fl_entry("words", bytes_feat(b"a"))
+             + fl_entry("frames", ld(2, ld(1, struct.pack("<ff", 2, 2))),
+                        ld(2, ld(1, struct.pack("<ff", 3, 3))))),
+        # a FeatureList given twice in one map entry: TensorFlow rejects it
+        ld(1, entry("name", bytes_feat(b"x")))
+        + ld(2, fl_entry("frames", ld(2, ld(1, struct.pack("<ff", 1, 1))))
+             + ld(1, ld(1, b"words") + ld(2, ld(1, bytes_feat(b"p")))
+                  + ld(2, ld(1, bytes_feat(b"q"))))),
+        # an empty frame (no list set) of a VarLenFeature: no values
+        seqex(dict(name=b(b"e")), dict(frames=[], words=[], tokens=[i(1), tf.train.Feature(), i(2)])),
+        # an empty frame of a FixedLenSequenceFeature
+        seqex(dict(name=b(b"e2")), dict(frames=[tf.train.Feature()], words=[b(b"x")])),
+    ]
+
+
+def seq_errors():
+    return [
+        seqex(GOOD_CTX, dict(frames=[f(1, 2), f(1, 2, 3)], words=[b(b"a"), b(b"b")])),
+        seqex(GOOD_CTX, dict(words=[b(b"a")])),
+        seqex(GOOD_CTX, dict(GOOD_LISTS, tokens=[i(1), f(1.0)])),
+        seqex(GOOD_CTX, dict(frames=[f(1, 2)], words=[b(b"a", b"b")])),
+        seqex(dict(length=i(1)), GOOD_LISTS),
+        seqex(GOOD_CTX, GOOD_LISTS)[:-2],
+        seqex(dict(GOOD_CTX, length=f(1)), GOOD_LISTS),
+        seqex(GOOD_CTX, dict(GOOD_LISTS, opt=[i(1, 2)])),
+        seqex(GOOD_CTX, dict(frames=[i(1, 2)], words=[b(b"a")])),
+        # hostile: a frame whose list claims more bytes than the record has,
+        # a packed float list of 5 bytes, a feature list length of 2^62
+        ld(1, entry("name", bytes_feat(b"h")))
+        + ld(2, fl_entry("words", bytes_feat(b"a"))
+             + ld(1, ld(1, b"frames") + ld(2, varint(1 << 3 | 2) + varint(1000) + b"\x12\x00"))),
+        ld(1, entry("name", bytes_feat(b"h")))
+        + ld(2, fl_entry("words", bytes_feat(b"a")) + fl_entry("frames", ld(2, ld(1, b"\0" * 5)))),
+        ld(1, entry("name", bytes_feat(b"h"))) + varint(2 << 3 | 2) + varint(1 << 62) + b"\x0a",
+    ]
+
+
+def hexjoin(strings):
+    j = b"".join(strings)
+    return j.hex() if j else "-"
+
+
+def out_rows(spec, vals, seq=False):
+    """pipefeed's output fields for TensorFlow's parse of one feature set."""
+    rows = []
+    for key, sp in spec.items():
+        v = vals[key]
+        if isinstance(v, tf.SparseTensor):
+            values = v.values.numpy()
+            if seq:  # per-frame counts from the indices
+                nfr = int(v.dense_shape.numpy()[0])
+                lens = [0] * nfr
+                for r in v.indices.numpy()[:, 0]:
+                    lens[int(r)] += 1
+            else:
+                lens = None
+        else:
+            values = v.numpy()
+            lens = None
+        if sp.dtype == tf.string:
+            flat = list(np.asarray(values).reshape(-1))
+            if isinstance(sp, tf.io.FixedLenFeature) and not sp.shape:
+                rows.append("F %s %d %d %s" % (key, len(flat[0]), len(flat[0]), hexjoin(flat)))
+                continue
+            rows.append("F %s %d %d %s" % (key, sum(map(len, flat)), sum(map(len, flat)),
+                                           hexjoin(flat)))
+            ls = [str(len(x)) for x in flat]
+            rows.append(("F %s_len %d %d %s" % (key, len(ls), len(ls), " ".join(ls))).rstrip())
+            continue
+        a = np.asarray(values)
+        flat = fmt_value(sp.dtype, a)
+        if isinstance(sp, tf.io.FixedLenSequenceFeature):
+            var = a.shape[0]
+        elif isinstance(sp, tf.io.VarLenFeature):
+            var = len(flat)
+        else:
+            var = 0
+        rows.append(("F %s %d %d %s" % (key, len(flat), var, " ".join(flat))).rstrip())
+        if lens is not None:
+            rows.append(("F %s_len %d %d %s" % (key, len(lens), len(lens),
+                                                 " ".join(map(str, lens)))).rstrip())
+    return rows
+
+
+def tf_error(e):
+    msg = e.message.split("}} ")[-1].splitlines()[0] if e.message else "error"
+    return msg.encode("ascii", "backslashreplace").decode()[:160]
+
+
+def write_rows(name, recs, parse):
+    with tf.io.TFRecordWriter(os.path.join(OUT, name + ".tfrecord")) as w:
+        for r in recs:
+            w.write(r)
+    with open(os.path.join(OUT, name + ".expect"), "w") as e:
+        e.write("# written by gen.py (TensorFlow %s)\n" % tf.__version__)
+        for n, r in enumerate(recs):
+            try:
+                rows = parse(r)
+            except (tf.errors.InvalidArgumentError, UnicodeDecodeError) as x:
+                e.write("R %d error %s\n" % (n, tf_error(x) if hasattr(x, "message")
+                                             else "Could not parse"))
+                continue
+            e.write("R %d ok\n" % n + "".join(row + "\n" for row in rows))
+
+
+def parse_list(r):
+    return out_rows(LIST_SPEC, tf.io.parse_single_example(r, LIST_SPEC))
+
+
+def parse_seq(r):
+    c, s = tf.io.parse_single_sequence_example(r, CTX_SPEC, SEQ_SPEC)
+    return out_rows(CTX_SPEC, c) + out_rows(SEQ_SPEC, s, seq=True)
+
+
+
 if __name__ == "__main__":
     write("basic", basic_records())
     errs = error_records()
     write("errors", [r for _, r in errs])
-    fmnist()
+    write_rows("lists", list_records() + list_errors(), parse_list)
+    write_rows("seq", seq_records(), parse_seq)
+    write_rows("seqerrors", seq_errors(), parse_seq)
+    if "--only-new" not in sys.argv:
+        fmnist()
     print("gen.py: wrote", OUT)
