@@ -8,7 +8,7 @@
 #   bench/device-check.sh --prepare DIR   here: a static build into DIR
 #   bench/device-check.sh DIR             on the GPU machine: the checks
 #   bench/device-check.sh --dry-run DIR   anywhere: the same steps on the
-#                                         cpu device (t/t5105 runs it)
+#                                         cpu device (t/t5120 runs it)
 #
 # What it runs on: carried static builds, not a build there (the GPU
 # machine's image has nvcc but not liburing, zstd, OpenBLAS or autotools,
@@ -40,9 +40,22 @@
 #
 # Steps, in order (the most wanted first, so a slow machine loses the
 # least):
-#   test-*       t3001-t3005 and t3008 with PF_TEST_DEVICE=cuda
+#   test-*       t3001-t3005, t3008 and t3009 with PF_TEST_DEVICE=cuda
+#                (t3005: cuda vs cpu gradients with the fused epilogues on
+#                and off, batch 32/256; t3009: the bias-gradient block
+#                reduction vs the cpu backend at 64/256/1024 rows, and
+#                the same bits twice)
 #   memcheck-*   the same under compute-sanitizer --tool memcheck
 #   graph-memcheck  a short pipe-train --graph under memcheck
+#   math-*       step time and final loss of mlp:784-256-256-10
+#                --preloaded (the preloaded step: compute alone) at batch
+#                DC_MATH_BATCH (256) with --tf32 off/on x --epilogue
+#                on/off; math-epilogue-agree: the fused and unfused runs'
+#                losses agree (to 1e-3 relative; equal on cpu); figures
+#                step_s_*, epilogue_speedup_*, tf32_speedup_*, and
+#                fused_layers_* (how many layers cuBLASLt fused: 3 and 2
+#                when it has algorithms for every shape, fewer when the
+#                model fell back)
 #   starve-*     never-starves ratio at batch 64/256/1024: --model mlp
 #                --preloaded and --model synthetic:DC_SYNTH_US (1000),
 #                over DC_SAMPLES (20000) synthetic 28x28 images
@@ -53,7 +66,8 @@
 #                uninterrupted run's
 #   initcheck-*  the device tests under compute-sanitizer --tool initcheck
 # Environment: OUT (default DIR/out), DC_BUDGET, DC_SAMPLES, DC_SYNTH_US,
-# DC_TESTS (test names to run instead of the six), DC_COPY_RUNS (5),
+# DC_TESTS (test names to run instead of the seven), DC_COPY_RUNS (5),
+# DC_MATH_BATCH (256),
 # COMPUTE_SANITIZER (the sanitizer's path).
 set -u
 LC_ALL=C
@@ -75,14 +89,14 @@ prepare() {
 	(cd "$D/build" &&
 	 { [ -f Makefile ] || ./configure --disable-shared --with-cuda="$cuda" >configure.log; } &&
 	 { make -j2 -k >make.log 2>&1; true; } &&   # all but pf_cuda.la (below)
-	 make -j2 cuda/dev_cuda.lo cuda/kernels.lo pipe-train pipe-pack t/t3001-device-cpu t/t3002-model-grad t/t3003-checkpoint \
-		t/t3004-devfeed t/t3005-cuda-vs-cpu t/t3008-devfeed-fifo t/train-gen \
+	 make -j2 cuda/dev_cuda.lo cuda/kernels.lo cuda/lt_epilogue.lo pipe-train pipe-pack t/t3001-device-cpu t/t3002-model-grad t/t3003-checkpoint \
+		t/t3004-devfeed t/t3005-cuda-vs-cpu t/t3008-devfeed-fifo t/t3009-bias-grad t/train-gen \
 		bench/copy_bench >>make.log 2>&1 &&
 	 gcc -shared -o cuda/.libs/pf_cuda.so cuda/.libs/dev_cuda.o cuda/.libs/kernels.o \
-		-L"$cuda/lib64" -lcublas -lcudart -lstdc++) || die2 "build failed (see $D/build/make.log)"
+		cuda/.libs/lt_epilogue.o -L"$cuda/lib64" -lcublasLt -lcublas -lcudart -lstdc++) || die2 "build failed (see $D/build/make.log)"
 	for p in pipe-train pipe-pack t/t3001-device-cpu t/t3002-model-grad t/t3003-checkpoint \
-		 t/t3004-devfeed t/t3005-cuda-vs-cpu t/t3008-devfeed-fifo t/train-gen \
-		 bench/copy_bench; do
+		 t/t3004-devfeed t/t3005-cuda-vs-cpu t/t3008-devfeed-fifo t/t3009-bias-grad \
+		 t/train-gen bench/copy_bench; do
 		cp "$D/build/$p" "$D/bin/" || die2 "no $p"
 	done
 	cp "$D/build/cuda/.libs/pf_cuda.so" "$D/lib/"
@@ -196,7 +210,7 @@ tap_verdict() {
 	fi
 }
 
-TESTS=${DC_TESTS:-"t3001-device-cpu t3002-model-grad t3003-checkpoint t3004-devfeed t3005-cuda-vs-cpu t3008-devfeed-fifo"}
+TESTS=${DC_TESTS:-"t3001-device-cpu t3002-model-grad t3003-checkpoint t3004-devfeed t3005-cuda-vs-cpu t3008-devfeed-fifo t3009-bias-grad"}
 export PF_TEST_DEVICE=$DEV
 
 step_tests() {
@@ -266,6 +280,51 @@ field() { sed -n "s/.*\"$1\":\([-0-9.e+]*\).*/\1/p" "$2" | head -1; }
 step_graph() {
 	sanitize memcheck graph-memcheck "$(prog pipe-train)" --device $DEV --graph \
 		--model mlp:784-128-10 --epochs 1 --batch 64 --quiet $SHARDS
+}
+
+# math-*: --tf32 off/on x --epilogue on/off, the preloaded step time
+step_math() {
+	b=${DC_MATH_BATCH:-256}
+	for v in fp32_fused fp32_unfused tf32_fused tf32_unfused; do
+		f=
+		case $v in tf32_*) f=--tf32 ;; esac
+		case $v in *_unfused) f="$f --epilogue=off" ;; esac
+		name=math-$v
+		# shellcheck disable=SC2086
+		run $name 90 "$(prog pipe-train)" --device $DEV --model mlp:784-256-256-10 \
+			--preloaded --epochs 1 --batch $b --seed 11 --json --quiet $f $SHARDS
+		s=$(field preloaded_step_s "$W/$name.out")
+		l=$(field train_loss "$W/$name.out")
+		eval "step_$v=\$s loss_$v=\$l"
+		if [ $rc = 125 ]; then st=not-run det=deadline
+		elif [ $rc = 124 ]; then st=timeout det="did not finish"
+		elif [ $rc = 0 ] && [ -n "$s" ]; then
+			st=pass
+			fw=$(field fused_layers_forward "$W/$name.out")
+			bw=$(field fused_layers_backward "$W/$name.out")
+			det="batch $b: preloaded step $s s, train_loss $l, fused layers $fw/3 forward $bw/2 backward, math $(sed -n 's/.*"math":"\([^"]*\)".*/\1/p' "$W/$name.out")"
+			figure "step_s_${v}_$b" "$s"
+			case $v in *_fused) figure "fused_layers_forward_$v" "${fw:-null}"
+				figure "fused_layers_backward_$v" "${bw:-null}" ;; esac
+		else st=fail det="exit $rc: $(tail -1 "$W/$name.out")"
+		fi
+		record $name $st $el "$det"
+	done
+	# speedups (unfused / fused, fp32 / tf32) as figures
+	for p in "epilogue_speedup_fp32 $step_fp32_unfused $step_fp32_fused" \
+		 "epilogue_speedup_tf32 $step_tf32_unfused $step_tf32_fused" \
+		 "tf32_speedup_fused $step_fp32_fused $step_tf32_fused"; do
+		set -- $p
+		[ $# = 3 ] && figure "${1}_$b" "$(awk -v a="$2" -v b="$3" 'BEGIN { if (b > 0) printf "%.4f", a / b; else print "null" }')"
+	done
+	if [ -z "$loss_fp32_fused" ] || [ -z "$loss_fp32_unfused" ]; then
+		record math-epilogue-agree fail 0 "a run gave no loss"
+	elif awk -v a="$loss_fp32_fused" -v b="$loss_fp32_unfused" \
+		'BEGIN { d = a - b; if (d < 0) d = -d; m = b < 0 ? -b : b; exit !(d <= 1e-3 * (m + 1e-3)) }'; then
+		record math-epilogue-agree pass 0 "train_loss fused $loss_fp32_fused, unfused $loss_fp32_unfused"
+	else
+		record math-epilogue-agree fail 0 "train_loss fused $loss_fp32_fused vs unfused $loss_fp32_unfused: over 1e-3 relative"
+	fi
 }
 
 step_starve() {
@@ -348,6 +407,7 @@ step_sanitize_tests memcheck
 if make_data >> "$LOG" 2>&1; then
 	SHARDS="$W/img-*.pfs"
 	step_graph
+	step_math
 	step_starve
 	step_copy
 	step_same_seed

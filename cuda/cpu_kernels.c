@@ -148,6 +148,31 @@ static void seq_canary(const pf_kernel *k)
 	k->cnt[3] = (int64_t)((uint64_t)k->cnt[3] + sum);
 }
 
+/* The epilogues' ReLU mask, one bit an element, each row padded to 128
+ * bits (pf_epilogue_aux_bytes): written from y (RELU_MASK) or applied to
+ * dy (MASK_GRAD, the same test as PF_K_RELU_GRAD's). */
+static void relu_mask(const pf_kernel *k)
+{
+	size_t ld = ((size_t)k->cols + 127) / 128 * 16;
+	for (int r = 0; r < k->rows; r++) {
+		size_t o = (size_t)r * k->cols;
+		if (k->kind == PF_K_RELU_MASK) {
+			uint8_t *bits = (uint8_t *)k->out + (size_t)r * ld;
+			const float *y = (const float *)k->in + o;
+			memset(bits, 0, ld);
+			for (int c = 0; c < k->cols; c++)
+				if (y[c] > 0)
+					bits[c >> 3] |= (uint8_t)(1u << (c & 7));
+		} else {
+			const uint8_t *bits = (const uint8_t *)k->in + (size_t)r * ld;
+			float *dy = (float *)k->out + o;
+			for (int c = 0; c < k->cols; c++)
+				if (!(bits[c >> 3] >> (c & 7) & 1))
+					dy[c] = 0;
+		}
+	}
+}
+
 void pf_cpu_kernel(const pf_kernel *k)
 {
 	switch (k->kind) {
@@ -199,6 +224,10 @@ void pf_cpu_kernel(const pf_kernel *k)
 		break;
 	case PF_K_SEQ_CANARY:
 		seq_canary(k);
+		break;
+	case PF_K_RELU_MASK:
+	case PF_K_MASK_GRAD:
+		relu_mask(k);
 		break;
 	}
 }

@@ -404,6 +404,44 @@ static int cpu_kernel(void *ctx, pf_stream *s, const pf_kernel *k, pf_error *err
 	return enqueue(s, &op);
 }
 
+/* The fused epilogues as the unfused operations, in the same order (so the
+ * same bits), with the mask in the aux layout: row r's bits at
+ * aux + r * pf_epilogue_aux_bytes(1, n). */
+static int cpu_gemm_bias_act(void *ctx, pf_stream *s, int m, int n, int k,
+			     const float *A, int lda, const float *W, int ldw,
+			     const float *bias, int relu, float *C, void *aux,
+			     pf_error *err)
+{
+	pf_kernel ba = { .kind = PF_K_BIAS_ACT, .out = C, .in = bias, .rows = m,
+			 .cols = n, .flag = relu };
+	pf_kernel mk = { .kind = PF_K_RELU_MASK, .out = aux, .in = C, .rows = m,
+			 .cols = n };
+	int rc = cpu_gemm(ctx, s, 0, 0, m, n, k, 1.0f, A, lda, W, ldw, 0.0f, C, n,
+			  err);
+	if (rc == 0)
+		rc = cpu_kernel(ctx, s, &ba, err);
+	if (rc == 0 && aux)
+		rc = cpu_kernel(ctx, s, &mk, err);
+	return rc;
+}
+
+static int cpu_gemm_drelu_bgrad(void *ctx, pf_stream *s, int m, int n, int k,
+				const float *A, int lda, const float *W, int ldw,
+				const void *aux, float *C, float *db, pf_error *err)
+{
+	pf_kernel mg = { .kind = PF_K_MASK_GRAD, .out = C, .in = aux, .rows = m,
+			 .cols = n };
+	pf_kernel bg = { .kind = PF_K_BIAS_GRAD, .out = db, .in = C, .rows = m,
+			 .cols = n };
+	int rc = cpu_gemm(ctx, s, 0, 1, m, n, k, 1.0f, A, lda, W, ldw, 0.0f, C, n,
+			  err);
+	if (rc == 0)
+		rc = cpu_kernel(ctx, s, &mg, err);
+	if (rc == 0)
+		rc = cpu_kernel(ctx, s, &bg, err);
+	return rc;
+}
+
 const pf_dev_ops pf_dev_cpu_ops = {
 	.abi = PF_DEV_ABI,
 	.kind = "cpu",
@@ -429,4 +467,6 @@ const pf_dev_ops pf_dev_cpu_ops = {
 	.host_func = cpu_host_func,
 	.gemm = cpu_gemm,
 	.kernel = cpu_kernel,
+	.gemm_bias_act = cpu_gemm_bias_act,
+	.gemm_drelu_bgrad = cpu_gemm_drelu_bgrad,
 };

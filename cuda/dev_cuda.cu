@@ -42,6 +42,7 @@
 #include <string.h>
 
 #include "pf_cuda_kernels.h"
+#include "pf_cuda_lt.h"
 #include "pf_device_backend.h"
 
 #define WAIT_RING 64
@@ -56,6 +57,9 @@ struct cu_dev {
 	void *blas_ws;            /* cuBLAS workspace (graph capture needs one) */
 	size_t blas_ws_size;
 	pthread_mutex_t blas_mu;  /* the handle's stream is shared state */
+	char math[48];            /* pf_device_math */
+	pf_lt *lt;                /* cuBLASLt epilogues; NULL: none (under
+				   * blas_mu: its heuristic cache) */
 };
 
 struct pf_stream {
@@ -204,6 +208,35 @@ static int blas_setup(struct cu_dev *d, pf_error *err)
 	return 0;
 }
 
+/* --tf32: cuBLAS in TF32 tensor-op math (the handle keeps it); what is in
+ * use into d->math.  TF32 exists on sm_80 and newer only. */
+static int math_setup(struct cu_dev *d, int tf32, const cudaDeviceProp *p,
+		      pf_error *err)
+{
+	snprintf(d->math, sizeof(d->math), "fp32");
+	if (!tf32)
+		return 0;
+	cublasStatus_t st = cublasSetMathMode(d->blas, CUBLAS_TF32_TENSOR_OP_MATH);
+	if (st != CUBLAS_STATUS_SUCCESS) {
+		cublasDestroy(d->blas);
+		if (d->blas_ws)
+			cudaFree(d->blas_ws);
+		return seterr(err, PF_EIO, "cuda: cublasSetMathMode(TF32): status %d",
+			      (int)st);
+	}
+	if (p->major >= 8)
+		snprintf(d->math, sizeof(d->math), "tf32");
+	else
+		snprintf(d->math, sizeof(d->math), "fp32 (tf32 asked: sm_%d%d has no TF32)",
+			 p->major, p->minor);
+	return 0;
+}
+
+static const char *cu_math(void *ctx)
+{
+	return ((struct cu_dev *)ctx)->math;
+}
+
 static int cu_open(void **ctx, const pf_device_opts *o, char *info,
 		   size_t infolen, pf_error *err)
 {
@@ -230,11 +263,15 @@ static int cu_open(void **ctx, const pf_device_opts *o, char *info,
 		rc = probe_launch(&p, err);
 	if (rc == 0)
 		rc = blas_setup(d, err);
+	if (rc == 0)
+		rc = math_setup(d, o->tf32, &p, err);
 	if (rc < 0) {
 		free(d);
 		return rc;
 	}
 	pthread_mutex_init(&d->blas_mu, NULL);
+	d->lt = pf_lt_new(o->tf32);
+	cudaGetLastError();       /* tolerated: no epilogues, not an error */
 	snprintf(info, infolen, "cuda: %s (sm_%d%d)%s", p.name, p.major, p.minor,
 		 d->blas_ws ? "" : ", cuBLAS without a workspace");
 	*ctx = d;
@@ -250,6 +287,7 @@ static void cu_close(void *ctx)
 		cublasDestroy(d->blas);
 		if (d->blas_ws)
 			cudaFree(d->blas_ws);
+		pf_lt_free(d->lt);
 	}
 	pthread_mutex_destroy(&d->blas_mu);
 	free(d);
@@ -573,6 +611,54 @@ static int cu_gemm(void *ctx, pf_stream *s, int ta, int tb, int m, int n, int k,
 	return 0;
 }
 
+/* A cuBLASLt call's result: 0, 1 (not fused, nothing enqueued) or the
+ * error, an asynchronous fault of earlier work named as such. */
+static int lt_result(int rc, const char *what, int m, int n, int k,
+		     pf_stream *s, pf_error *err)
+{
+	if (rc >= 0)
+		return rc;
+	cudaError_t e = cudaGetLastError();
+	if (e != cudaSuccess && async_fault(e))
+		return fail(err, e, what, s);
+	return seterr(err, PF_EIO, "%s(m=%d n=%d k=%d): cuBLASLt status %d", what,
+		      m, n, k, -rc);
+}
+
+static int cu_gemm_bias_act(void *ctx, pf_stream *s, int m, int n, int k,
+			    const float *A, int lda, const float *W, int ldw,
+			    const float *bias, int relu, float *C, void *aux,
+			    pf_error *err)
+{
+	struct cu_dev *d = (struct cu_dev *)ctx;
+	if (!d->lt)
+		return 1;
+	dev_scope g(ctx);
+	note_op(s, "gemm_bias_act");
+	cudaGetLastError();       /* an error tolerated earlier is not this one's */
+	pthread_mutex_lock(&d->blas_mu);
+	int rc = pf_lt_bias_act(d->lt, s->s, m, n, k, A, lda, W, ldw, bias, relu, C,
+				aux);
+	pthread_mutex_unlock(&d->blas_mu);
+	return lt_result(rc, "cublasLtMatmul bias_act", m, n, k, s, err);
+}
+
+static int cu_gemm_drelu_bgrad(void *ctx, pf_stream *s, int m, int n, int k,
+			       const float *A, int lda, const float *W, int ldw,
+			       const void *aux, float *C, float *db, pf_error *err)
+{
+	struct cu_dev *d = (struct cu_dev *)ctx;
+	if (!d->lt)
+		return 1;
+	dev_scope g(ctx);
+	note_op(s, "gemm_drelu_bgrad");
+	cudaGetLastError();
+	pthread_mutex_lock(&d->blas_mu);
+	int rc = pf_lt_drelu_bgrad(d->lt, s->s, m, n, k, A, lda, W, ldw, aux, C, db);
+	pthread_mutex_unlock(&d->blas_mu);
+	return lt_result(rc, "cublasLtMatmul drelu_bgrad", m, n, k, s, err);
+}
+
 static const char *kernel_name(int kind)
 {
 	static const char *names[] = { "?", "u8_to_f32", "bias_act", "relu_grad",
@@ -639,7 +725,7 @@ static const pf_dev_ops cuda_ops = {
 	cu_event_record, cu_stream_wait_event, cu_event_query, cu_event_sync,
 	cu_memcpy, cu_memset, cu_host_func, cu_gemm, cu_kernel,
 	cu_graph_begin, cu_graph_end, cu_graph_launch, cu_graph_free,
-	cu_stream_copy_ns,
+	cu_stream_copy_ns, cu_math, cu_gemm_bias_act, cu_gemm_drelu_bgrad,
 };
 
 extern "C" __attribute__((visibility("default"))) const pf_dev_ops *

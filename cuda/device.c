@@ -21,6 +21,7 @@ struct pf_device {
 	void *ctx;
 	char info[160];
 	char note[PF_ERROR_MSG_MAX];
+	char math[64];
 };
 
 #ifndef PF_PKGLIBDIR
@@ -137,6 +138,8 @@ static int open_cuda(pf_device *d, const pf_device_opts *o, pf_error *err)
 	if (rc < 0)
 		return rc;
 	d->ops = ops;
+	if (ops->math)
+		snprintf(d->math, sizeof(d->math), "%s", ops->math(d->ctx));
 	return 0;
 }
 
@@ -178,6 +181,9 @@ int pf_device_open(pf_device **dp, const char *kind, const pf_device_opts *opts,
 		return rc;
 	}
 	d->ops = &pf_dev_cpu_ops;
+	if (o.tf32)
+		snprintf(d->math, sizeof(d->math),
+			 "fp32 (tf32 asked: no effect on the cpu backend)");
 	*dp = d;
 	return 0;
 }
@@ -193,6 +199,10 @@ void pf_device_close(pf_device *d)
 const char *pf_device_kind(const pf_device *d) { return d->ops->kind; }
 const char *pf_device_info(const pf_device *d) { return d->info; }
 const char *pf_device_note(const pf_device *d) { return d->note; }
+const char *pf_device_math(const pf_device *d)
+{
+	return d->math[0] ? d->math : "fp32";
+}
 
 int pf_dev_alloc(pf_device *d, void **p, size_t n, pf_error *err)
 {
@@ -405,6 +415,44 @@ int pf_k_seq_canary(pf_device *d, pf_stream *s, int64_t *slot, uint32_t rows,
 			.cnt = counters, .i64 = first };
 	return launch(d, s, &k, slot && counters && rows > 0, "seq_canary",
 		      err);
+}
+
+size_t pf_epilogue_aux_bytes(int rows, int cols)
+{
+	if (rows < 1 || cols < 1)
+		return 0;
+	return (size_t)rows * (((size_t)cols + 127) / 128) * 16;
+}
+
+int pf_gemm_bias_act(pf_device *d, pf_stream *s, int m, int n, int k,
+		     const float *A, int lda, const float *W, int ldw,
+		     const float *bias, int relu, float *C, void *aux,
+		     pf_error *err)
+{
+	if (m <= 0 || n <= 0 || k <= 0 || !A || !W || !bias || !C ||
+	    lda < k || ldw < n || (aux && !relu))
+		return pf_error_set(err, PF_EINVAL,
+				    "gemm_bias_act: bad arguments m=%d n=%d k=%d lda=%d ldw=%d%s",
+				    m, n, k, lda, ldw, aux && !relu ? ", a mask without relu" : "");
+	if (!d->ops->gemm_bias_act)
+		return 1;
+	return d->ops->gemm_bias_act(d->ctx, s, m, n, k, A, lda, W, ldw, bias,
+				     !!relu, C, aux, err);
+}
+
+int pf_gemm_drelu_bgrad(pf_device *d, pf_stream *s, int m, int n, int k,
+			const float *A, int lda, const float *W, int ldw,
+			const void *aux, float *C, float *db, pf_error *err)
+{
+	if (m <= 0 || n <= 0 || k <= 0 || !A || !W || !aux || !C || !db ||
+	    lda < k || ldw < k)
+		return pf_error_set(err, PF_EINVAL,
+				    "gemm_drelu_bgrad: bad arguments m=%d n=%d k=%d lda=%d ldw=%d",
+				    m, n, k, lda, ldw);
+	if (!d->ops->gemm_drelu_bgrad)
+		return 1;
+	return d->ops->gemm_drelu_bgrad(d->ctx, s, m, n, k, A, lda, W, ldw, aux,
+					C, db, err);
 }
 
 int pf_graph_supported(const pf_device *d)

@@ -89,16 +89,35 @@ __global__ void k_softmax_xent(const float *logits, const void *labels, int lt,
 			g[c] = (expf(x[c] - lse) - (c == y ? 1.0f : 0.0f)) * scale;
 }
 
-/* One thread per column, summing the rows in order (deterministic). */
+/*
+ * Bias gradient, a deterministic block reduction: a block of 32 x 32
+ * threads owns 32 columns (threadIdx.x, so a warp reads 32 adjacent floats
+ * of one row); row-thread ty sums rows ty, ty + 32, ... in order, then the
+ * 32 partial sums of each column are added by a fixed shared-memory tree
+ * (16, 8, 4, 2, 1).  No atomics: the order depends on rows only, so the
+ * same inputs give the same bits on every run (the summation order differs
+ * from the cpu backend's row-by-row loop: results agree to rounding).
+ */
+#define BG_COLS 32
+#define BG_ROWS 32
 __global__ void k_bias_grad(float *db, const float *dy, int rows, int cols)
 {
-	int c = blockIdx.x * blockDim.x + threadIdx.x;
-	if (c >= cols)
-		return;
+	__shared__ float part[BG_ROWS][BG_COLS + 1];
+	int c = blockIdx.x * BG_COLS + threadIdx.x;
 	float s = 0;
-	for (int r = 0; r < rows; r++)
-		s += dy[(size_t)r * cols + c];
-	db[c] = s;
+	if (c < cols)
+		for (int r = threadIdx.y; r < rows; r += BG_ROWS)
+			s += dy[(size_t)r * cols + c];
+	part[threadIdx.y][threadIdx.x] = s;
+	__syncthreads();
+	for (int h = BG_ROWS / 2; h > 0; h /= 2) {
+		if (threadIdx.y < h)
+			part[threadIdx.y][threadIdx.x] +=
+				part[threadIdx.y + h][threadIdx.x];
+		__syncthreads();
+	}
+	if (threadIdx.y == 0 && c < cols)
+		db[c] = part[0][threadIdx.x];
 }
 
 __global__ void k_adam(float *w, const float *g, float *m, float *v, size_t n,
@@ -201,7 +220,8 @@ extern "C" int pf_cuda_kernel_launch(const pf_kernel *k, cudaStream_t s)
 			(float *)k->out, k->f[0], k->acc);
 		break;
 	case PF_K_BIAS_GRAD:
-		k_bias_grad<<<blocks_for(k->cols), THREADS, 0, s>>>(
+		k_bias_grad<<<(unsigned)((k->cols + BG_COLS - 1) / BG_COLS),
+			      dim3(BG_COLS, BG_ROWS), 0, s>>>(
 			(float *)k->out, (const float *)k->in, k->rows, k->cols);
 		break;
 	case PF_K_ADAM:

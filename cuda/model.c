@@ -7,6 +7,10 @@
  * dact[L-1] = (softmax - onehot) / B:
  *   dW_l = act[l-1]^T dact[l]      db_l = sum over rows of dact[l]
  *   dact[l-1] = (dact[l] W_l^T) masked by act[l-1] > 0
+ * With fused epilogues (cfg.epilogue_off 0, a device that has them) a
+ * hidden layer's forward is one pf_gemm_bias_act writing its ReLU mask to
+ * aux[l], and dact[l-1] with db_{l-1} is one pf_gemm_drelu_bgrad reading
+ * it; a shape the device cannot fuse takes the unfused calls, per layer.
  */
 #include "config.h"
 
@@ -110,6 +114,12 @@ int pf_model_new(pf_model **mp, pf_device *d, const pf_model_cfg *cfg,
 		if ((rc = pf_dev_alloc(d, (void **)&m->act[l], n, err)) < 0 ||
 		    (rc = pf_dev_alloc(d, (void **)&m->dact[l], n, err)) < 0)
 			goto fail;
+		if (!cfg->epilogue_off && l + 1 < m->nlayers &&
+		    (rc = pf_dev_alloc(d, &m->aux[l],
+				       pf_epilogue_aux_bytes(cfg->max_batch,
+							     cfg->sizes[l + 1]),
+				       err)) < 0)
+			goto fail;
 	}
 	host = calloc(off, sizeof(float));
 	if (!host) {
@@ -166,6 +176,7 @@ void pf_model_free(pf_model *m)
 	for (int l = 0; l < m->nlayers; l++) {
 		pf_dev_free(d, m->act[l]);
 		pf_dev_free(d, m->dact[l]);
+		pf_dev_free(d, m->aux[l]);
 	}
 	free(m);
 }
@@ -214,27 +225,51 @@ static int check_input(const pf_model *m, const pf_model_input *in,
 			return rc_;                                            \
 	} while (0)
 
-/* Enqueue the layers of the forward pass: logits in act[nlayers - 1]. */
+/* Enqueue layer l's forward from a: act[l] = a W_l + b_l (ReLU below the
+ * last), fused when the model and device allow, with the ReLU mask into
+ * aux[l] when mask (training). */
+static int layer_forward(pf_model *m, pf_stream *s, int l, const float *a,
+			 int B, int mask, pf_error *err)
+{
+	pf_device *d = m->dev;
+	int k = m->cfg.sizes[l], n = m->cfg.sizes[l + 1];
+	int relu = l + 1 < m->nlayers, rc = 1;
+	void *aux = mask && relu ? m->aux[l] : NULL;
+	m->aux_ok[l] = 0;
+	if (!m->cfg.epilogue_off &&
+	    (rc = pf_gemm_bias_act(d, s, B, n, k, a, k, m->params + m->woff[l], n,
+				   m->params + m->boff[l], relu, m->act[l], aux,
+				   err)) < 0)
+		return rc;
+	if (rc == 0) {
+		m->aux_ok[l] = aux != NULL;
+		m->fused[0] += mask;
+		return 0;
+	}
+	TRY(pf_gemm(d, s, 0, 0, B, n, k, 1.0f, a, k, m->params + m->woff[l], n,
+		    0.0f, m->act[l], n, err));
+	return pf_k_bias_act(d, s, m->act[l], m->params + m->boff[l], B, n, relu,
+			     err);
+}
+
+/* Enqueue the layers of the forward pass: logits in act[nlayers - 1];
+ * mask: write the ReLU masks a fused backward reads. */
 static int forward_layers(pf_model *m, pf_stream *s, const pf_model_input *in,
-			  pf_error *err)
+			  int mask, pf_error *err)
 {
 	pf_device *d = m->dev;
 	int B = in->rows;
 	const float *x = in->x;
+	if (mask)
+		m->fused[0] = 0;
 	if (in->x_type == PF_U8) {
 		float sc = in->x_scale ? in->x_scale : 1.0f / 255.0f;
 		TRY(pf_k_u8_to_f32(d, s, m->x0, in->x, (size_t)B * m->cfg.sizes[0],
 				   sc, err));
 		x = m->x0;
 	}
-	for (int l = 0; l < m->nlayers; l++) {
-		int k = m->cfg.sizes[l], n = m->cfg.sizes[l + 1];
-		const float *a = l ? m->act[l - 1] : x;
-		TRY(pf_gemm(d, s, 0, 0, B, n, k, 1.0f, a, k,
-			    m->params + m->woff[l], n, 0.0f, m->act[l], n, err));
-		TRY(pf_k_bias_act(d, s, m->act[l], m->params + m->boff[l], B, n,
-				  l + 1 < m->nlayers, err));
-	}
+	for (int l = 0; l < m->nlayers; l++)
+		TRY(layer_forward(m, s, l, l ? m->act[l - 1] : x, B, mask, err));
 	return 0;
 }
 
@@ -242,7 +277,7 @@ static int forward_layers(pf_model *m, pf_stream *s, const pf_model_input *in,
 static int forward(pf_model *m, pf_stream *s, const pf_model_input *in,
 		   int grad, double *acc, pf_error *err)
 {
-	TRY(forward_layers(m, s, in, err));
+	TRY(forward_layers(m, s, in, grad, err));
 	pf_device *d = m->dev;
 	int B = in->rows;
 	int L = m->nlayers - 1;
@@ -259,22 +294,35 @@ static int backward_ev(pf_model *m, pf_stream *s, const pf_model_input *in,
 	pf_device *d = m->dev;
 	int B = in->rows;
 	const float *x = in->x_type == PF_U8 ? m->x0 : (const float *)in->x;
+	int db_done = 0;      /* db_l came with dact[l] from a fused epilogue */
+	m->fused[1] = 0;
 	for (int l = m->nlayers - 1; l >= 0; l--) {
 		int k = m->cfg.sizes[l], n = m->cfg.sizes[l + 1];
 		const float *a = l ? m->act[l - 1] : x;
 		TRY(pf_gemm(d, s, 1, 0, k, n, B, 1.0f, a, k, m->dact[l], n, 0.0f,
 			    m->grads + m->woff[l], n, err));
-		TRY(pf_k_bias_grad(d, s, m->grads + m->boff[l], m->dact[l], B, n,
-				   err));
+		if (!db_done)
+			TRY(pf_k_bias_grad(d, s, m->grads + m->boff[l], m->dact[l],
+					   B, n, err));
 		if (ev)
 			TRY(pf_event_record(d, ev[m->nlayers - 1 - l], s, err));
-		if (l > 0) {
-			TRY(pf_gemm(d, s, 0, 1, B, k, n, 1.0f, m->dact[l], n,
-				    m->params + m->woff[l], n, 0.0f,
-				    m->dact[l - 1], k, err));
-			TRY(pf_k_relu_grad(d, s, m->dact[l - 1], m->act[l - 1],
-					   (size_t)B * k, err));
-		}
+		if (l == 0)
+			break;
+		int rc = 1;
+		if (m->aux_ok[l - 1] &&
+		    (rc = pf_gemm_drelu_bgrad(d, s, B, k, n, m->dact[l], n,
+					      m->params + m->woff[l], n,
+					      m->aux[l - 1], m->dact[l - 1],
+					      m->grads + m->boff[l - 1], err)) < 0)
+			return rc;
+		db_done = rc == 0;
+		m->fused[1] += db_done;
+		if (rc == 0)
+			continue;
+		TRY(pf_gemm(d, s, 0, 1, B, k, n, 1.0f, m->dact[l], n,
+			    m->params + m->woff[l], n, 0.0f, m->dact[l - 1], k, err));
+		TRY(pf_k_relu_grad(d, s, m->dact[l - 1], m->act[l - 1],
+				   (size_t)B * k, err));
 	}
 	return 0;
 }
@@ -408,6 +456,12 @@ int pf_model_nlayers(const pf_model *m)
 	return m->nlayers;
 }
 
+void pf_model_fused_layers(const pf_model *m, int fused[2])
+{
+	fused[0] = m->fused[0];
+	fused[1] = m->fused[1];
+}
+
 void pf_model_layer_grads(const pf_model *m, int j, size_t *off, size_t *len)
 {
 	int l = m->nlayers - 1 - j;
@@ -452,7 +506,7 @@ int pf_model_predict(pf_model *m, pf_stream *s, const pf_model_input *in,
 		return pf_error_set(err, PF_EINVAL,
 				    "model: bad predict input (%d rows, max %d)",
 				    in->rows, m->cfg.max_batch);
-	TRY(forward_layers(m, s, in, err));
+	TRY(forward_layers(m, s, in, 0, err));
 	int L = m->nlayers - 1;
 	return pf_memcpy_async(m->dev, s, logits, m->act[L],
 			       (size_t)in->rows * m->cfg.sizes[L + 1] * sizeof(float),

@@ -63,6 +63,11 @@ typedef struct pf_device_opts {
 	uint32_t test_copy_delay_us;
 	uint32_t test_compute_delay_us;
 	uint64_t test_seed;
+	/* cuda: cuBLAS GEMMs in TF32 tensor-op math (cublasSetMathMode
+	 * CUBLAS_TF32_TENSOR_OP_MATH; a 10-bit mantissa in the products,
+	 * faster on sm_80 and newer, no effect on older GPUs).  cpu: accepted,
+	 * no effect (float32).  pf_device_math() says what is in use. */
+	int tf32;
 } pf_device_opts;
 
 /*
@@ -92,6 +97,10 @@ const char *pf_device_kind(const pf_device *d);
 const char *pf_device_info(const pf_device *d);
 /* Why "auto" did not give cuda ("" when it did or was not asked). */
 const char *pf_device_note(const pf_device *d);
+/* The GEMMs' math mode, one line: "fp32", "tf32" (cuda with opts.tf32 on
+ * sm_80 or newer), "fp32 (tf32 asked: sm_XY has no TF32)" or, on cpu with
+ * opts.tf32, "fp32 (tf32 asked: no effect on the cpu backend)". */
+const char *pf_device_math(const pf_device *d);
 
 /* ---- memory ------------------------------------------------------------- */
 
@@ -227,6 +236,40 @@ int pf_k_counter_add(pf_device *d, pf_stream *s, int32_t *c, int v,
 int pf_k_seq_canary(pf_device *d, pf_stream *s, int64_t *slot, uint32_t rows,
 		    int64_t first, uint32_t wait_us, int64_t *counters,
 		    pf_error *err);
+
+/* ---- fused epilogues ---------------------------------------------------- */
+
+/*
+ * A dense layer's GEMM with its bias and ReLU fused (cuda: cuBLASLt
+ * epilogues RELU_AUX_BIAS / RELU_BIAS / BIAS; cpu: pf_gemm, then
+ * pf_k_bias_act, then the mask, the same arithmetic in the same order, so
+ * its results equal the unfused calls' bit for bit):
+ *   C[m,n] = A[m,k] W[k,n] + bias[n], then max(0, .) when relu
+ * C is dense (row stride n); lda >= k, ldw >= n.  With relu and aux not
+ * NULL, the ReLU mask of C (1 bit per element, C > 0) goes to aux,
+ * pf_epilogue_aux_bytes(m, n) bytes of device memory in the backend's own
+ * layout, for pf_gemm_drelu_bgrad.  Returns 0 when enqueued, 1 when this
+ * device or shape has no fused form (nothing enqueued: do it with pf_gemm
+ * and the kernels), or a negative code.
+ */
+int pf_gemm_bias_act(pf_device *d, pf_stream *s, int m, int n, int k,
+		     const float *A, int lda, const float *W, int ldw,
+		     const float *bias, int relu, float *C, void *aux,
+		     pf_error *err);
+/*
+ * The backward of such a layer below another (cuda: cuBLASLt DRELU_BGRAD):
+ *   C[m,n] = (A[m,k] W[n,k]^T) masked by aux (zero where the forward
+ *   output was not > 0),  db[n] = sum over the m rows of C
+ * aux: what pf_gemm_bias_act wrote for a [m,n] output (same m and n).
+ * C dense; lda >= k, ldw >= k.  0, 1 (not fused, nothing enqueued) or a
+ * negative code, as pf_gemm_bias_act.
+ */
+int pf_gemm_drelu_bgrad(pf_device *d, pf_stream *s, int m, int n, int k,
+			const float *A, int lda, const float *W, int ldw,
+			const void *aux, float *C, float *db, pf_error *err);
+/* Bytes of the mask for a [rows, cols] output: rows * ceil(cols / 128) * 16
+ * (one bit an element, each row padded to 128 bits, as cuBLASLt wants). */
+size_t pf_epilogue_aux_bytes(int rows, int cols);
 
 /* ---- graphs (cuda only) ------------------------------------------------- */
 

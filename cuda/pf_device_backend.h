@@ -18,13 +18,15 @@
 extern "C" {
 #endif
 
-#define PF_DEV_ABI 3
+#define PF_DEV_ABI 4
 #define PF_CUDA_ENTRY_SYMBOL "pf_cuda_backend"
 
 enum pf_kernel_kind {
 	PF_K_U8_TO_F32 = 1, PF_K_BIAS_ACT, PF_K_RELU_GRAD, PF_K_SOFTMAX_XENT,
 	PF_K_BIAS_GRAD, PF_K_ADAM, PF_K_COUNTER_ADD,
 	PF_K_SEQ_CANARY,      /* ABI 3 */
+	PF_K_RELU_MASK,       /* ABI 4, cpu only: aux bit (r, c) = y[r,c] > 0 */
+	PF_K_MASK_GRAD,       /* ABI 4, cpu only: dy[r,c] = bit (r, c) ? dy : 0 */
 };
 
 /* One kernel launch: which kernel and its arguments (unused ones 0). */
@@ -84,6 +86,21 @@ typedef struct pf_dev_ops {
 	void (*graph_free)(void *ctx, pf_graph *g);
 	/* ABI 2: device time spent in completed copies on a stream */
 	uint64_t (*stream_copy_ns)(void *ctx, pf_stream *s);
+	/* ABI 4: the GEMMs' math mode as pf_device_math() says it (NULL:
+	 * "fp32"); pf_device_opts.tf32 asked for TF32 at open. */
+	const char *(*math)(void *ctx);
+	/* ABI 4: GEMMs with a fused epilogue, as pf_gemm_bias_act() and
+	 * pf_gemm_drelu_bgrad() (arguments checked by device.c).  NULL when
+	 * the backend has none (the caller uses pf_gemm and the kernels);
+	 * returning 1 means "not for this shape", nothing enqueued. */
+	int (*gemm_bias_act)(void *ctx, pf_stream *s, int m, int n, int k,
+			     const float *A, int lda, const float *W, int ldw,
+			     const float *bias, int relu, float *C, void *aux,
+			     pf_error *err);
+	int (*gemm_drelu_bgrad)(void *ctx, pf_stream *s, int m, int n, int k,
+				const float *A, int lda, const float *W, int ldw,
+				const void *aux, float *C, float *db,
+				pf_error *err);
 } pf_dev_ops;
 
 /* The cpu backend's table (dev_cpu.c). */

@@ -45,6 +45,12 @@ typedef struct pf_model_cfg {
 					      * one per batch shape (the batch
 					      * is staged into fixed buffers
 					      * outside it); cuda only */
+	int epilogue_off;                    /* 1: each layer as pf_gemm and
+					      * the kernels; 0: fused GEMM
+					      * epilogues (pf_gemm_bias_act,
+					      * pf_gemm_drelu_bgrad) where the
+					      * device has them, the same bits
+					      * on cpu */
 } pf_model_cfg;
 
 /* Parse "mlp:784-128-10" into c->nsizes / c->sizes (other fields kept).
@@ -92,6 +98,10 @@ int pf_model_grad(pf_model *m, pf_stream *s, const pf_model_input *in,
 int pf_model_grad_layers(pf_model *m, pf_stream *s, const pf_model_input *in,
 			 pf_event *const *ev, pf_error *err);
 int pf_model_nlayers(const pf_model *m);
+/* Layers whose GEMM ran with a fused epilogue in the last training pass
+ * enqueued: fused[0] forward (of nlayers), fused[1] backward (of
+ * nlayers - 1).  0s with cfg.epilogue_off or a device without them. */
+void pf_model_fused_layers(const pf_model *m, int fused[2]);
 /* Bucket j's gradients: floats [off, off + len) of the grads buffer (one
  * layer's weights and biases; j = 0 is the last layer). */
 void pf_model_layer_grads(const pf_model *m, int j, size_t *off, size_t *len);

@@ -19,6 +19,11 @@ struct pf_model {
 	float *x0;                         /* device [max_batch, sizes[0]] (u8 input) */
 	float *act[PF_MLP_MAX_LAYERS];     /* device [max_batch, sizes[l+1]] */
 	float *dact[PF_MLP_MAX_LAYERS];    /* gradients of act */
+	void *aux[PF_MLP_MAX_LAYERS];      /* device: hidden layers' ReLU masks
+					    * (fused epilogues; NULL when off) */
+	int aux_ok[PF_MLP_MAX_LAYERS];     /* host: the last forward wrote aux[l] */
+	int fused[2];                      /* host: layers the last training
+					    * forward / backward fused */
 	double *acc;                       /* device: 2 sets of 3 */
 	int32_t *t_dev;                    /* device: Adam step */
 	int32_t t_host;

@@ -7,10 +7,11 @@
 # the device), one that reports errors fails the run, one that reports 0
 # errors passes; a failing test fails the run (exit 1); and a budget too
 # short for the steps ends within it, marks the rest "not-run" and exits 1
-# with the summary written.
+# with the summary written.  The math steps (--tf32 and --epilogue on/off)
+# pass, the fused and unfused runs agree, and their step times are figures.
 . "$srcdir/t/tap.sh"
 command -v python3 >/dev/null || skip_all "no python3 (the script makes its data with it)"
-plan 14
+plan 18
 tmp=`tap_tmp t5120`
 dc="$srcdir/bench/device-check.sh"
 export DC_SAMPLES=2048 DC_SYNTH_US=300 DC_COPY_RUNS=1 DC_TESTS=t3003-checkpoint
@@ -42,7 +43,12 @@ like "$j" '"name":"memcheck-t3003-checkpoint","status":"refused","seconds":*,"de
 	"a sanitizer that cannot attach is reported as refused, with its words"
 like "$j" '"name":"graph-memcheck","status":"refused"' "so is pipe-train --graph under memcheck"
 n=`grep -o '"status":"pass"' "$tmp/out1/summary.json" | wc -l`
-is $n 10 "10 checks passed: the test, 6 never-starves runs, copy, same seed, resume"
+is $n 15 "15 checks passed: the test, 4 math runs and their agreement, 6 never-starves runs, copy, same seed, resume"
+like "$j" '"name":"math-epilogue-agree","status":"pass"' "fused and unfused epilogues: the same loss"
+like "$j" '"step_s_tf32_unfused_256":' "the figures carry the step times by math and epilogue"
+like "$j" '"name":"math-tf32_fused","status":"pass","seconds":*,"detail":"batch 256: *math fp32 (tf32 asked: no effect on the cpu backend)"' \
+	"the cpu dry run says --tf32 had no effect"
+like "$j" '"fused_layers_backward_fp32_fused":2' "the figures say how many layers ran fused"
 like "$j" '"never_starves_ratio_synthetic_1024":' "the figures carry the never-starves ratios"
 like "$j" '"h2d_pinned_GBps_64MiB":' "and the pinned copy rate"
 like "`cat "$tmp/out1/summary.txt"`" "exit 0" "summary.txt says the verdict"

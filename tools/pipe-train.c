@@ -71,6 +71,11 @@ static void usage(FILE *f)
 		"  --device KIND       auto (default), cpu or cuda\n"
 		"  --graph[=on|off]    capture the training step as a CUDA graph, one per\n"
 		"                      batch shape (on; cuda only)\n"
+		"  --tf32              cuBLAS GEMMs in TF32 tensor-op math (cuda, sm_80+;\n"
+		"                      the cpu backend accepts it and stays fp32); the\n"
+		"                      summary says which math was used\n"
+		"  --epilogue[=on|off] fuse bias+ReLU and their gradients into the GEMMs\n"
+		"                      (cuBLASLt epilogues on cuda; on, the same bits on cpu)\n"
 		"  --eval SHARDS       test shards (a glob), evaluated after each epoch\n"
 		"  --eval-pipeline SPEC  pipeline of the test shards (default: decode, batch,\n"
 		"                      prefetch); give it when --pipeline preprocesses\n"
@@ -122,7 +127,8 @@ enum { O_PIPE = 256, O_BATCH, O_SHUF, O_CACHE, O_MAPT, O_PREF, O_DEPTH,
        O_MODEL, O_EPOCHS, O_LR, O_SEED, O_DEV, O_GRAPH, O_EVAL, O_SAVE,
        O_JSON, O_QUIET, O_STATS, O_SWEEP, O_STEPS, O_SLO, O_SVG, O_EPIPE,
        O_READT, O_CKPT, O_RESUME, O_FPRINT, O_STOPAFTER, O_ONCORR, O_MAXCORR,
-       O_ISOLATE, O_PRELOAD, O_DETERM, O_RTIMEOUT, O_RREAD, O_BUCKET, O_LAST = O_BUCKET };
+       O_ISOLATE, O_PRELOAD, O_DETERM, O_RTIMEOUT, O_RREAD, O_BUCKET, O_TF32,
+       O_EPI, O_LAST = O_EPI };
 
 /*
  * --resume FILE: read its run section; the options that define the run
@@ -200,6 +206,8 @@ static int load_resume(opts *o, const unsigned char *given, char **positional,
 	n.save = o->save;
 	n.json = o->json;
 	n.quiet = o->quiet;
+	n.tf32 = o->tf32;
+	n.epilogue_off = o->epilogue_off;
 	n.preloaded = o->preloaded;
 	n.stats = o->stats;
 	memcpy(n.label, o->label, sizeof(n.label));
@@ -253,6 +261,7 @@ static const struct option long_opts[] = {
 	{ "isolate-map", 0, 0, O_ISOLATE }, { "preloaded", 0, 0, O_PRELOAD },
 	{ "deterministic", 0, 0, O_DETERM }, { "rank-timeout", 1, 0, O_RTIMEOUT },
 	{ "rank-read", 1, 0, O_RREAD }, { "bucket-mb", 1, 0, O_BUCKET },
+	{ "tf32", 0, 0, O_TF32 }, { "epilogue", 2, 0, O_EPI },
 	{ "help", 0, 0, 'h' }, { 0, 0, 0, 0 }
 };
 
@@ -365,6 +374,15 @@ static int set_option(opts *o, int c, const char *arg, const unsigned char *give
 	case O_EVAL: o->eval = arg; return 0;
 	case O_SAVE: o->save = arg; return 0;
 	case O_JSON: o->json = 1; return 0;
+	case O_TF32: o->tf32 = 1; return 0;
+	case O_EPI:
+		if (arg && strcmp(arg, "on") && strcmp(arg, "off")) {
+			fprintf(stderr, "pipe-train: --epilogue: expected on or off, got '%s'\n",
+				arg);
+			return 2;
+		}
+		o->epilogue_off = arg && !strcmp(arg, "off");
+		return 0;
 	case O_QUIET: o->quiet = 1; return 0;
 	case O_STATS: o->stats = arg; return 0;
 	case O_SWEEP:
@@ -646,7 +664,7 @@ int main(int argc, char **argv)
 		return rc;
 	pf_error err = { 0 };
 	pf_model_cfg mc = { .max_batch = o.batch, .seed = o.seed, .lr = (float)o.lr,
-			    .use_graph = o.graph };
+			    .use_graph = o.graph, .epilogue_off = o.epilogue_off };
 	int is_synth = synth_parse(o.model, &o.synth_us);
 	if (is_synth < 0)
 		return 2;

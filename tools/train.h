@@ -35,6 +35,8 @@ typedef struct opts {
 	const char *pipeline, *eval_pipeline, *model, *device, *eval, *save, *cache;
 	int cache_on, batch, shuffle, map_threads, read_threads, prefetch, depth, graph;
 	int epochs, json, quiet;
+	int tf32;                      /* --tf32: pf_device_opts.tf32 */
+	int epilogue_off;              /* --epilogue=off: pf_model_cfg's */
 	double lr;
 	uint64_t seed;
 	char **shards;

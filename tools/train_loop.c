@@ -291,7 +291,8 @@ static void trainer_open(trainer *t, const opts *o, pf_model_cfg mc, const run_s
 			.tin = { .img = -1, .lab = -1 }, .ein = { .img = -1, .lab = -1 },
 			.train_loss = NAN, .train_acc = NAN, .test_loss = NAN,
 			.test_acc = NAN };
-	if (pf_device_open(&t->dev, o->device, NULL, &err) < 0)
+	pf_device_opts dopt = { .tf32 = o->tf32 };
+	if (pf_device_open(&t->dev, o->device, &dopt, &err) < 0)
 		die("--device", &err);
 	int world = o->ranks ? ranks_world(o->ranks) : 1, rank = o->ranks ? ranks_rank(o->ranks) : 0;
 	opts ob = *o;
@@ -643,6 +644,9 @@ static void report(trainer *t)
 	double wall = t->train_wall;
 	double stall_share = wall > 0 ? (st.stall_host_ns + st.stall_device_ns) * 1e-9 / wall : 0;
 	damage dm = damage_sum(t->tit);
+	int fu[2] = { 0, 0 };
+	if (t->m)
+		pf_model_fused_layers(t->m, fu);
 	if (o->save && t->d.rank == 0 && pf_model_save(t->m, t->cs, o->save, &err) < 0)
 		die("--save", &err);
 	if (o->json) {
@@ -655,7 +659,8 @@ static void report(trainer *t)
 		       "\"stall_host_s\":%.3f,\"stall_device_s\":%.3f,"
 		       "\"feeder_input_s\":%.3f,\"feeder_slot_s\":%.3f,\"h2d_copy_s\":%.3f,"
 		       "\"skipped_records\":%" PRIu64 ",\"corrupt_blocks\":%" PRIu64
-		       ",\"dropped_samples\":%" PRIu64 ",\"resumed\":%s,",
+		       ",\"dropped_samples\":%" PRIu64 ",\"resumed\":%s,\"math\":\"%s\","
+		       "\"fused_layers_forward\":%d,\"fused_layers_backward\":%d,",
 		       pf_device_kind(t->dev), o->model, t->d.world,
 		       o->deterministic && t->d.world > 1 ? "true" : "false",
 		       o->ranks ? ranks_wait_s(o->ranks) : 0.0, t->d.reduce_s,
@@ -666,7 +671,7 @@ static void report(trainer *t)
 		       st.stall_host_ns * 1e-9, st.stall_device_ns * 1e-9,
 		       st.feeder_input_ns * 1e-9, st.feeder_slot_ns * 1e-9, st.copy_ns * 1e-9,
 		       dm.skipped_records, dm.corrupt_blocks, dm.dropped_samples,
-		       t->rs ? "true" : "false");
+		       t->rs ? "true" : "false", pf_device_math(t->dev), fu[0], fu[1]);
 		split_json(&t->sp, o);
 		if (t->step_pre > 0)
 			printf("\"step_s\":%.6f,\"preloaded_step_s\":%.6f,\"never_starves_ratio\":%.4f,",
@@ -688,6 +693,7 @@ static void report(trainer *t)
 		       t->images, wall, wall > 0 ? t->images / wall : 0,
 		       100 * stall_share, dm.skipped_records, dm.corrupt_blocks,
 		       dm.dropped_samples);
+		printf("math: %s\n", pf_device_math(t->dev));
 		if (t->step_pre > 0)
 			printf("never-starves ratio %.3f: step %.3f ms through the pipeline, %.3f ms preloaded\n",
 			       t->step_pipe / t->step_pre, t->step_pipe * 1e3, t->step_pre * 1e3);

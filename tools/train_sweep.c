@@ -54,7 +54,7 @@ static void sweep_point(const opts *o0, int B, sweep_row *r)
 	pf_error err = { 0 };
 	int with_model = strcmp(o.model, "none") != 0, warm = 3, n = o.sweep_steps;
 	pf_model_cfg mc = { .max_batch = B, .seed = o.seed, .lr = (float)o.lr,
-			    .use_graph = o.graph };
+			    .use_graph = o.graph, .epilogue_off = o.epilogue_off };
 	if (with_model && pf_model_parse(&mc, o.model, &err) < 0)
 		die("--model", &err);
 	double *step = calloc((size_t)n, sizeof(double));
@@ -67,7 +67,8 @@ static void sweep_point(const opts *o0, int B, sweep_row *r)
 	pf_stream *cs = NULL;
 	pf_model *m = NULL;
 	pf_devfeed *f = NULL;
-	if (with_model && (pf_device_open(&dev, o.device, NULL, &err) < 0 ||
+	pf_device_opts dopt = { .tf32 = o.tf32 };
+	if (with_model && (pf_device_open(&dev, o.device, &dopt, &err) < 0 ||
 			   pf_stream_new(dev, &cs, &err) < 0 ||
 			   pf_model_new(&m, dev, &mc, &err) < 0))
 		die("device", &err);
