@@ -133,7 +133,14 @@ int main(void)
 		if (p99 <= 10.0 && mb > 4 && rps > 2 * rps_1)
 			break;
 	}
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+	/* a sanitizer build's 24 producers and batch threads run several
+	 * times slower: the latency bound is judged in plain builds only */
+	diag("adaptive mode, slo 10 ms: p99 %.2f ms over the second half", p99);
+	skip(1, "a sanitizer build: the 10 ms p99 is judged in plain builds");
+#else
 	ok(p99 <= 10.0, "adaptive mode, slo 10 ms: p99 %.2f ms over the second half", p99);
+#endif
 	ok(mb > 4 && rps > 2 * rps_1,
 	   "... while batching: %.0f req/s (%.1fx batch size 1), mean batch %.1f rows",
 	   rps, rps / rps_1, mb);
