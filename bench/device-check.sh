@@ -19,7 +19,7 @@
 # cuda module by hand (libtool will not make a -module .so with
 # --disable-shared), and collects DIR/bin (programs), DIR/lib (pf_cuda.so,
 # liburing, libzstd, libgfortran, libquadmath, and OpenBLAS xz-compressed);
-# about 15 MiB.  The programs need glibc 2.36 (this Debian 12 machine's)
+# about 15 MiB (DIR/build is removed once they are collected).  The programs need glibc 2.36 (this Debian 12 machine's)
 # or newer there, and CUDA 13 (libcublas.so.13) on the GPU machine.  DIR
 # may also be a configured build tree (what the dry run uses): programs
 # are then taken from their places in it.
@@ -108,6 +108,9 @@ prepare() {
 		*) cp -L "$path" "$D/lib/$so" ;;
 		esac
 	done
+	# the build tree (35 MiB of objects) stays here: only bin/ and lib/
+	# travel, well inside the carry limit (64 MiB with the work tree)
+	rm -rf "$D/build"
 	du -sh "$D/bin" "$D/lib"
 	echo "device-check: prepared $D (carry it; run: sh bench/device-check.sh $D)"
 }
