@@ -6,6 +6,9 @@
 #                                 saved as OUT (default
 #                                 TMP/models/syn/1/model.ckpt: a model base
 #                                 path with one version)
+#   serve_need WHAT...            skip the whole test (skip_all, with the
+#                                 reason) unless each is there, in order:
+#                                 load (pipe-load), serve (pipe-serve), curl
 #   serve_demo_model TMP          the benchmarks' model: one epoch of the demo
 #                                 MLP (mlp:784-128-10) on Fashion-MNIST, or
 #                                 on synthetic 784-pixel data when the
@@ -21,6 +24,16 @@ serve_model() {
 	mkdir -p "$(dirname "$sm_out")" &&
 	timeout 120 "$b/pipe-train" --device cpu --model mlp:16-32-4 --batch 32 --epochs 1 \
 		--seed "${2:-1}" --save "$sm_out" "$1/syn-*.pfs" >/dev/null 2>&1
+}
+
+serve_need() {
+	for sn in "$@"; do
+		case $sn in
+		load) [ -x "$b/pipe-load" ] || skip_all "pipe-load not built (no libcurl)" ;;
+		serve) [ -x "$b/pipe-serve" ] || skip_all "pipe-serve not built" ;;
+		curl) command -v curl >/dev/null || skip_all "no curl" ;;
+		esac
+	done
 }
 
 serve_demo_model() {

@@ -8,8 +8,7 @@
 . "$srcdir/t/tap.sh"
 b=$top_builddir
 . "$srcdir/t/serve-lib.sh"
-[ -x "$b/pipe-load" ] || skip_all "pipe-load not built (no libcurl)"
-[ -x "$b/pipe-serve" ] || skip_all "pipe-serve not built"
+serve_need load serve
 plan 8
 tmp=`tap_tmp t4302`
 syn_shards "$tmp/syn" 1000 1 1 && serve_model "$tmp"

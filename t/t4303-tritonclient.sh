@@ -9,7 +9,7 @@
 . "$srcdir/t/tap.sh"
 b=$top_builddir
 . "$srcdir/t/serve-lib.sh"
-[ -x "$b/pipe-serve" ] || skip_all "pipe-serve not built"
+serve_need serve
 command -v python3 >/dev/null || skip_all "no python3"
 venv=${PF_SERVE_VENV:-${TMPDIR:-/tmp}/pipefeed-serve-venv-$(id -u)}
 if ! "$venv/bin/python" -c 'import tritonclient.http' 2>/dev/null; then

@@ -7,10 +7,8 @@
 # fixed in place, it is loaded.
 . "$srcdir/t/tap.sh"
 b=$top_builddir
-[ -x "$b/pipe-serve" ] || skip_all "pipe-serve not built"
-[ -x "$b/pipe-load" ] || skip_all "pipe-load not built (no libcurl)"
-command -v curl >/dev/null || skip_all "no curl"
 . "$srcdir/t/serve-lib.sh"
+serve_need serve load curl
 plan 8
 tmp=`tap_tmp t4304`
 syn_shards "$tmp/syn" 1000 1 1

@@ -12,9 +12,7 @@
 . "$srcdir/t/tap.sh"
 b=$top_builddir
 . "$srcdir/t/serve-lib.sh"
-[ -x "$b/pipe-load" ] || skip_all "pipe-load not built (no libcurl)"
-[ -x "$b/pipe-serve" ] || skip_all "pipe-serve not built"
-command -v curl >/dev/null || skip_all "no curl"
+serve_need load serve curl
 plan 13
 tmp=`tap_tmp t4305`
 # jf FILE FIELD: a number from pipe-load's one-line JSON

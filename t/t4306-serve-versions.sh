@@ -11,8 +11,7 @@
 . "$srcdir/t/tap.sh"
 b=$top_builddir
 . "$srcdir/t/serve-lib.sh"
-[ -x "$b/pipe-serve" ] || skip_all "pipe-serve not built"
-command -v curl >/dev/null || skip_all "no curl"
+serve_need serve curl
 plan 24
 tmp=`tap_tmp t4306`
 syn_shards "$tmp/syn" 500 1 1 &&

@@ -10,8 +10,7 @@
 . "$srcdir/t/tap.sh"
 b=$top_builddir
 . "$srcdir/t/serve-lib.sh"
-[ -x "$b/pipe-load" ] || skip_all "pipe-load not built (no libcurl)"
-[ -x "$b/pipe-serve" ] || skip_all "pipe-serve not built"
+serve_need load serve
 plan 16
 tmp=`tap_tmp t4307`
 jf() { sed -n "s/.*\"$2\":\"*\([-0-9.a-z]*\).*/\1/p" "$1" | head -1; }

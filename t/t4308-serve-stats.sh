@@ -9,9 +9,7 @@
 . "$srcdir/t/tap.sh"
 b=$top_builddir
 . "$srcdir/t/serve-lib.sh"
-[ -x "$b/pipe-load" ] || skip_all "pipe-load not built (no libcurl)"
-[ -x "$b/pipe-serve" ] || skip_all "pipe-serve not built"
-command -v curl >/dev/null || skip_all "no curl"
+serve_need load serve curl
 plan 10
 tmp=`tap_tmp t4308`
 syn_shards "$tmp/syn" 500 1 1 && serve_model "$tmp"
