@@ -6,13 +6,16 @@
  * The files and who calls whom (one direction, no cycle):
  *
  *   pipe-train.c    flags, usage, --resume's agreement checks, main
- *     -> train_loop.c   the training loop and --model none
+ *     -> train_loop.c   the training loop
+ *     -> train_none.c   --model none (the pipeline alone)
  *     -> train_sweep.c  --sweep
  *     -> train_run.c    the run section of a checkpoint (text)
  *   train_loop.c, train_sweep.c
  *     -> train_common.c building the pipeline, binding batches to the
  *                       model's input, exiting on errors, the clock
  *   train_loop.c -> train_run.c (writing checkpoints)
+ *   train_loop.c -> train_none.c (the --stats file)
+ *   train_none.c -> train_common.c
  *   train_loop.c -> train_synth.c --model synthetic:STEP_US and the
  *                     preloaded baseline (the never-starves ratio)
  *
@@ -123,9 +126,18 @@ damage damage_sum(const pf_iter *it);
  * (0, 1 when --fingerprint could not be written, 130 when interrupted);
  * exits 1 on runtime errors. */
 int run_training(const opts *o, pf_model_cfg mc, const run_state *rs);
+
+/* ---- train_none.c: --model none, and the stats file ---- */
+
 /* --model none: build the training pipeline, run it alone for o->epochs and
  * report its throughput.  Returns the exit status; exits on errors. */
 int run_pipeline_only(const opts *o);
+/* --stats FILE: the stats file, its sampler on iterator it; NULL without
+ * --stats.  Exits on errors. */
+struct pf_stats *train_stats_open(const opts *o, pf_iter *it);
+/* Finish the stats file (before its iterator is freed).  NULL is a no-op;
+ * exits on errors. */
+void train_stats_close(struct pf_stats *st);
 
 /* ---- train_run.c: the run section of a checkpoint ---- */
 

@@ -1,7 +1,7 @@
 /*
  * train_loop.c - pipe-train's runs: the training loop (model, device feed,
  * eval, progress, checkpoints at epoch ends and on SIGINT/SIGTERM, the
- * reports) and --model none (the pipeline alone).  See train.h for how the
+ * reports); --model none is train_none.c.  See train.h for how the
  * files of pipe-train depend on each other.
  */
 #include "config.h"
@@ -85,100 +85,6 @@ static void catch_stop_signals(void)
 	sigaction(SIGUSR1, &sa, NULL); /* mpirun forwards it (not SIGINT) */
 }
 
-/* ==== --stats ============================================================= */
-
-/* --stats FILE: the stats file, its sampler on it; NULL without --stats. */
-static pf_stats *stats_open(const opts *o, pf_iter *it)
-{
-	if (!o->stats)
-		return NULL;
-	pf_error err = { 0 };
-	pf_stats *st;
-	pf_stats_opts so = { .label = o->label };
-	if (pf_stats_create(&st, o->stats, &so, &err) < 0 || pf_stats_attach(st, it, &err) < 0)
-		die("--stats", &err);
-	return st;
-}
-
-/* Finish the stats file (before its iterator is freed).  NULL is a no-op. */
-static void stats_close(pf_stats *st)
-{
-	pf_error err = { 0 };
-	if (st && pf_stats_close(st, &err) < 0)
-		die("--stats", &err);
-}
-
-/* ==== --model none ======================================================== */
-
-/* One epoch of the pipeline alone: its element count (samples); the wait
- * for each batch goes to *wait and to the stats file. */
-static uint64_t pipeline_epoch(pf_iter *it, pf_stats *st, double *wait)
-{
-	pf_error err = { 0 };
-	uint64_t ei = 0;
-	pf_elem b;
-	int rc;
-	for (;;) {
-		double tw = now_s();
-		rc = pf_iter_next(it, &b, &err);
-		double tn = now_s();
-		*wait += tn - tw;
-		if (rc != 0)
-			break;
-		uint32_t n = b.batch ? b.batch : 1;
-		ei += n;
-		pf_elem_release(&b);
-		if (st)
-			pf_stats_step(st, (uint64_t)((tn - tw) * 1e9),
-				      (uint64_t)((now_s() - tn) * 1e9), 0, n);
-	}
-	if (rc < 0)
-		die("pipeline", &err);
-	return ei;
-}
-
-int run_pipeline_only(const opts *o)
-{
-	pf_pipeline *p = build(o, (const char *const *)o->shards, o->nshards, 1, NULL);
-	pf_error err = { 0 };
-	pf_iter *it;
-	if (pf_iter_new(&it, p, &err) < 0)
-		die("iterator", &err);
-	pf_stats *st = stats_open(o, it);
-	uint64_t images = 0;
-	double t0 = now_s(), wait = 0;
-	FILE *out = o->json ? stderr : stdout;
-	for (int e = 0; e < o->epochs; e++) {
-		double te = now_s();
-		uint64_t ei = pipeline_epoch(it, st, &wait);
-		images += ei;
-		if (!o->quiet)
-			fprintf(out, "epoch %d/%d: %llu images, %.0f images/s (pipeline only)\n",
-				e + 1, o->epochs, (unsigned long long)ei,
-				ei / (now_s() - te));
-	}
-	double wall = now_s() - t0;
-	damage dm = damage_sum(it);
-	if (o->json)
-		printf("{\"device\":\"none\",\"model\":\"none\",\"epochs\":%d,\"images\":%llu,"
-		       "\"wall_s\":%.3f,\"images_per_sec\":%.1f,\"stall_share\":%.4f,"
-		       "\"skipped_records\":%llu,\"corrupt_blocks\":%llu,\"dropped_samples\":%llu,"
-		       "\"train_loss\":null,\"test_accuracy\":null}\n",
-		       o->epochs, (unsigned long long)images, wall, images / wall,
-		       wall > 0 ? wait / wall : 0, (unsigned long long)dm.skipped_records,
-		       (unsigned long long)dm.corrupt_blocks,
-		       (unsigned long long)dm.dropped_samples);
-	else if (!o->quiet)
-		fprintf(out, "done: %llu images, skipped_records %llu, corrupt_blocks %llu, dropped_samples %llu\n",
-			(unsigned long long)images, (unsigned long long)dm.skipped_records,
-			(unsigned long long)dm.corrupt_blocks,
-			(unsigned long long)dm.dropped_samples);
-	stats_close(st);
-	pf_iter_free(it);
-	pf_pipeline_free(p);
-	return 0;
-}
-
 /* ==== training ============================================================ */
 
 /* Everything a training run holds, from trainer_open to trainer_close. */
@@ -210,6 +116,10 @@ typedef struct trainer {
 	preload pre;
 	synth sy;
 	double step_pipe, step_pre;
+	/* the first step's wait (the start-up: a shuffle buffer filling,
+	 * files opening), and whether it was taken */
+	double startup_s;
+	int started;
 	/* over several ranks (train_ranks.c): the sums between them, each
 	 * rank's own --fingerprint lines, and the stop all ranks agreed on */
 	dist d;
@@ -345,7 +255,7 @@ static void trainer_open(trainer *t, const opts *o, pf_model_cfg mc, const run_s
 	if ((rs ? pf_iter_new_at(&t->tit, t->tp, &rs->pos, &err)
 		: pf_iter_new(&t->tit, t->tp, &err)) < 0)
 		die(rs ? "--resume: iterator" : "iterator", &err);
-	t->stats = stats_open(o, t->tit);
+	t->stats = train_stats_open(o, t->tit);
 	pf_devfeed_opts fo = { .depth = o->depth,
 			       .epochs = o->epochs - (int64_t)t->e0, .pinned_batches = 1 };
 	if (pf_devfeed_new(&t->tf, t->dev, t->tit, t->cs, &fo, &err) < 0)
@@ -379,7 +289,7 @@ static int trainer_close(trainer *t, int status)
 	split_close(&t->sp);
 	pf_devfeed_free(t->tf);
 	pf_devfeed_free(t->ef);
-	stats_close(t->stats);
+	train_stats_close(t->stats);
 	pf_iter_free(t->tit);
 	pf_iter_free(t->eit);
 	pf_pipeline_free(t->tp);       /* its batches are the device's pinned memory */
@@ -448,6 +358,8 @@ static void train_on(trainer *t, epoch_run *er, pf_devbatch *b)
 	double tn = now_s(), el = tn - er->t0;
 	pf_devfeed_stats sn;
 	pf_devfeed_get_stats(t->tf, &sn);
+	if (!t->started++)
+		t->startup_s = (sn.stall_host_ns + sn.stall_device_ns) * 1e-9;
 	if (t->stats) {
 		/* the step: its share of the feed's stall, the rest of the
 		 * loop's time since the last step is compute */
@@ -635,6 +547,15 @@ static int epoch_checkpoint(trainer *t, uint64_t e, uint64_t step)
 }
 
 /* The end of the run: --save, then the done: line or the JSON object. */
+/* The never-starves ratio without the start-up (the first step's wait):
+ * what a run long enough to amortize it would show. */
+static double steady_ratio(const trainer *t)
+{
+	uint64_t steps = t->step_total - (t->rs ? t->rs->steps : 0);
+	double pipe = steps ? (t->train_wall - t->startup_s) / (double)steps : 0;
+	return t->step_pre > 0 ? pipe / t->step_pre : 0;
+}
+
 static void report(trainer *t)
 {
 	const opts *o = t->o;
@@ -674,8 +595,10 @@ static void report(trainer *t)
 		       t->rs ? "true" : "false", pf_device_math(t->dev), fu[0], fu[1]);
 		split_json(&t->sp, o);
 		if (t->step_pre > 0)
-			printf("\"step_s\":%.6f,\"preloaded_step_s\":%.6f,\"never_starves_ratio\":%.4f,",
-			       t->step_pipe, t->step_pre, t->step_pipe / t->step_pre);
+			printf("\"step_s\":%.6f,\"preloaded_step_s\":%.6f,\"never_starves_ratio\":%.4f,"
+			       "\"startup_s\":%.4f,\"never_starves_ratio_steady\":%.4f,",
+			       t->step_pipe, t->step_pre, t->step_pipe / t->step_pre, t->startup_s,
+			       steady_ratio(t));
 		if (o->synth_us)
 			printf("\"train_loss\":null,\"train_accuracy\":null,");
 		else
@@ -695,8 +618,10 @@ static void report(trainer *t)
 		       dm.dropped_samples);
 		printf("math: %s\n", pf_device_math(t->dev));
 		if (t->step_pre > 0)
-			printf("never-starves ratio %.3f: step %.3f ms through the pipeline, %.3f ms preloaded\n",
-			       t->step_pipe / t->step_pre, t->step_pipe * 1e3, t->step_pre * 1e3);
+			printf("never-starves ratio %.3f: step %.3f ms through the pipeline, %.3f ms preloaded"
+			       " (%.3f after the start-up's %.1f ms)\n",
+			       t->step_pipe / t->step_pre, t->step_pipe * 1e3, t->step_pre * 1e3,
+			       steady_ratio(t), t->startup_s * 1e3);
 	}
 }
 
