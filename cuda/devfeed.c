@@ -41,6 +41,8 @@ typedef struct item {
 	int64_t off[PF_MAX_FIELDS];   /* field offsets in the slot; -1 = none */
 	int64_t nitems[PF_MAX_FIELDS];
 	size_t nbytes;
+	char *base;                   /* zero copy: the host batch; NULL: the
+				       * slot's device memory */
 } item;
 
 struct pf_devfeed {
@@ -49,6 +51,8 @@ struct pf_devfeed {
 	pf_stream *compute, *copy;
 	pf_devfeed_opts o;
 	int depth;
+	int direct;                   /* zero copy in effect (o.zero_copy on a
+				       * device that reads host memory) */
 	size_t cap;                   /* bytes per slot, 0 until allocated */
 	void *dslot[MAX_DEPTH], *staging[MAX_DEPTH];
 	pf_elem held[MAX_DEPTH];      /* pinned_batches: the batch slot k's copy
@@ -120,6 +124,26 @@ static int alloc_slots(pf_devfeed *f, size_t bytes, pf_error *err)
 	return 0;
 }
 
+/* Feeder, zero copy: slot k is batch e itself.  The batch slot k held
+ * last goes back to the pipeline once the step that read it is done (its
+ * done event, recorded at that step's release: slots are refilled oldest
+ * release first, so that step is normally long over).  Takes e over. */
+static int hold_direct(pf_devfeed *f, int k, pf_elem *e, item *x, pf_error *err)
+{
+	if (f->nheld[k]) {
+		int rc = pf_event_sync(f->dev, f->done_ev[k], err);
+		if (rc < 0) {
+			pf_elem_release(e);
+			return rc;
+		}
+		pf_elem_release(&f->held[k]);
+	}
+	f->held[k] = *e;
+	f->nheld[k] = 1;
+	x->base = e->buf;
+	return 0;
+}
+
 /* Feeder: move host batch e into slot k (staging copy, then the async copy
  * to the device; or, with pinned batches, the async copy straight from e)
  * and describe it in x.  Takes e over on every path: releases it, or keeps
@@ -127,11 +151,11 @@ static int alloc_slots(pf_devfeed *f, size_t bytes, pf_error *err)
 static int fill_slot(pf_devfeed *f, int k, pf_elem *e, item *x, pf_error *err)
 {
 	int rc;
-	if (!f->cap && (rc = alloc_slots(f, f->o.slot_bytes > e->nbytes
+	if (!f->direct && !f->cap && (rc = alloc_slots(f, f->o.slot_bytes > e->nbytes
 					     ? f->o.slot_bytes : e->nbytes,
 					 err)) < 0)
 		goto fail;
-	if (e->nbytes > f->cap) {
+	if (!f->direct && e->nbytes > f->cap) {
 		rc = pf_error_set(err, PF_ELIMIT,
 				    "prefetch_to_device: batch of %zu bytes does not fit a %zu-byte slot",
 				    e->nbytes, f->cap);
@@ -159,6 +183,8 @@ static int fill_slot(pf_devfeed *f, int k, pf_elem *e, item *x, pf_error *err)
 		x->off[i] = p - b;
 		x->nitems[i] = e->nitems[i];
 	}
+	if (f->direct)
+		return hold_direct(f, k, e, x, err);
 	/* The previous copy out of slot k's host side (staging[k], or the
 	 * batch kept from last time) must be over before that memory is
 	 * reused (a host wait on this thread only; normally long complete). */
@@ -297,6 +323,7 @@ int pf_devfeed_new(pf_devfeed **fp, pf_device *d, pf_iter *it,
 	f->compute = compute;
 	f->o = o;
 	f->depth = o.depth;
+	f->direct = o.zero_copy && o.pinned_batches && pf_device_reads_host(d);
 	pthread_mutex_init(&f->mu, NULL);
 	pthread_cond_init(&f->cv, NULL);
 	int rc = pf_stream_new(d, &f->copy, err);
@@ -380,7 +407,7 @@ int pf_devfeed_next(pf_devfeed *f, pf_devbatch *b, pf_error *err)
 		f->epoch = x.epoch + 1;
 		return PF_END;
 	}
-	int rc = pf_stream_wait_event(f->dev, f->compute, f->copy_ev[x.slot], err);
+	int rc = x.base ? 0 : pf_stream_wait_event(f->dev, f->compute, f->copy_ev[x.slot], err);
 	if (rc < 0)
 		return rc;
 	b->slot = x.slot;
@@ -391,7 +418,8 @@ int pf_devfeed_next(pf_devfeed *f, pf_devbatch *b, pf_error *err)
 	b->schema = x.schema;
 	b->nbytes = x.nbytes;
 	for (int i = 0; i < PF_MAX_FIELDS; i++) {
-		b->data[i] = x.off[i] < 0 ? NULL : (char *)f->dslot[x.slot] + x.off[i];
+		b->data[i] = x.off[i] < 0 ? NULL
+			   : (x.base ? x.base : (char *)f->dslot[x.slot]) + x.off[i];
 		b->nitems[i] = x.nitems[i];
 	}
 	return 0;
@@ -420,6 +448,7 @@ void pf_devfeed_get_stats(pf_devfeed *f, pf_devfeed_stats *out)
 	pthread_mutex_unlock(&f->mu);
 	out->stall_device_ns = pf_stream_wait_ns(f->dev, f->compute) - f->wait_base;
 	out->copy_ns = f->copy ? pf_stream_copy_ns(f->dev, f->copy) : 0;
+	out->zero_copy = f->direct;
 }
 
 void pf_devfeed_free(pf_devfeed *f)

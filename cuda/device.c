@@ -197,6 +197,8 @@ void pf_device_close(pf_device *d)
 }
 
 const char *pf_device_kind(const pf_device *d) { return d->ops->kind; }
+/* The cpu backend's "device memory" is malloc'd host memory. */
+int pf_device_reads_host(const pf_device *d) { return !strcmp(d->ops->kind, "cpu"); }
 const char *pf_device_info(const pf_device *d) { return d->info; }
 const char *pf_device_note(const pf_device *d) { return d->note; }
 const char *pf_device_math(const pf_device *d)

@@ -59,6 +59,14 @@ typedef struct pf_devfeed_opts {
 			       * pf_devfeed_pinned_alloc): copy straight from
 			       * the batch, no staging copy; the batch is kept
 			       * until its copy has completed */
+	int zero_copy;        /* with pinned_batches, on a device whose memory
+			       * is host memory (pf_device_reads_host: the cpu
+			       * backend): no device slot and no copy; the
+			       * compute stream reads the pipeline's batch in
+			       * place, and the batch goes back to the pipeline
+			       * once the step that used it is done (its slot's
+			       * done event).  Elsewhere it is ignored: the copy
+			       * is made.  pf_devfeed_stats.zero_copy says which */
 } pf_devfeed_opts;
 
 /*
@@ -75,7 +83,8 @@ void *pf_devfeed_pinned_alloc(void *dev, size_t bytes);
 void pf_devfeed_pinned_free(void *dev, void *p, size_t bytes);
 
 /* A batch in a device slot.  data[i] are device pointers into the slot,
- * laid out as the host batch was (structure-of-arrays, one buffer). */
+ * laid out as the host batch was (structure-of-arrays, one buffer); with
+ * zero copy, pointers into the host batch itself. */
 typedef struct pf_devbatch {
 	int slot;
 	uint32_t batch;               /* B */
@@ -97,6 +106,8 @@ typedef struct pf_devfeed_stats {
 	uint64_t feeder_slot_ns;      /* feeder waiting for a free slot */
 	uint64_t copy_ns;             /* host-to-device copy time on the copy
 				       * stream (device time, completed copies) */
+	int zero_copy;                /* the batches are read in place (no
+				       * copy: see pf_devfeed_opts.zero_copy) */
 } pf_devfeed_stats;
 
 /* Start the feeder thread on it.  Slots are allocated on the first batch. */

@@ -92,6 +92,10 @@ void pf_device_close(pf_device *d);
 
 /* "cpu" or "cuda". */
 const char *pf_device_kind(const pf_device *d);
+/* 1 when the device's memory is host memory, so its streams can read a
+ * host batch in place (the cpu backend); 0 otherwise (cuda: device memory,
+ * reached by a copy). */
+int pf_device_reads_host(const pf_device *d);
 /* One line describing the device ("cpu: OpenBLAS, 1 thread",
  * "cuda: NVIDIA H100 80GB HBM3 (sm_90)"). */
 const char *pf_device_info(const pf_device *d);

@@ -28,14 +28,32 @@ static pf_device *dev;
 
 /* Pinned batches: count the blocks the pipeline takes and gives back. */
 static atomic_long pinned_out, pinned_allocs;
+/* the first blocks given out, to tell a batch read in place (zero copy) */
+#define NBLK 256
+static char *blk[NBLK];
+static size_t blk_bytes[NBLK];
 static void *count_alloc(void *user, size_t bytes)
 {
 	void *p = pf_devfeed_pinned_alloc(user, bytes);
 	if (p) {
 		atomic_fetch_add(&pinned_out, 1);
-		atomic_fetch_add(&pinned_allocs, 1);
+		long k = atomic_fetch_add(&pinned_allocs, 1);
+		if (k < NBLK) {
+			blk[k] = p;
+			blk_bytes[k] = bytes;
+		}
 	}
 	return p;
+}
+
+/* Is p inside a pinned block the pipeline built a batch in? */
+static int in_pinned_block(const void *p)
+{
+	long n = atomic_load(&pinned_allocs);
+	for (long k = 0; k < n && k < NBLK; k++)
+		if ((const char *)p >= blk[k] && (const char *)p < blk[k] + blk_bytes[k])
+			return 1;
+	return 0;
 }
 static void count_free(void *user, void *p, size_t bytes)
 {
@@ -71,10 +89,14 @@ static pf_pipeline *range_pipeline(int64_t n, int batch, int64_t sleep_us_,
  * depth slots, random copy/compute delays (cpu); pinned: the batches are
  * built in pinned memory and copied from directly, so a batch given back to
  * the pipeline before its copy is over would be refilled under the copy and
- * show up as torn values.  n values in batches of b, two epochs.
+ * show up as torn values; pinned 2: zero copy as well, where the device
+ * reads host memory (the cpu backend): the compute stream reads the batch
+ * in place, so one given back before its step is over shows as torn rows.
+ * n values in batches of b, two epochs.
  */
 static void run_depth(int depth, int pinned, int64_t n, int b)
 {
+	int zc = pinned == 2 && pf_device_reads_host(dev), inplace = 1;
 	enum { EPOCHS = 2 };
 	int64_t nb = (n + b - 1) / b;
 	pf_error err = { 0 };
@@ -88,9 +110,11 @@ static void run_depth(int depth, int pinned, int64_t n, int b)
 	pf_dev_alloc(dev, (void **)&cnt, sizeof(c), &err);
 	dt_put(cnt, c, sizeof(c));
 	pf_devfeed *f;
-	pf_devfeed_opts o = { .depth = depth, .epochs = EPOCHS, .pinned_batches = pinned };
+	pf_devfeed_opts o = { .depth = depth, .epochs = EPOCHS, .pinned_batches = pinned != 0,
+			      .zero_copy = pinned == 2 };
 	char what[64];
-	snprintf(what, sizeof(what), "depth %d%s, batch %d", depth, pinned ? " pinned" : "", b);
+	snprintf(what, sizeof(what), "depth %d%s, batch %d", depth,
+		 pinned == 2 ? " zero copy" : pinned ? " pinned" : "", b);
 	ok(pf_devfeed_new(&f, dev, it, cs, &o, &err) == 0, "%s: feed started (%s)", what,
 	   err.msg);
 	int nchk = 0, inorder = 1, ends = 0, batches[EPOCHS] = { 0 };
@@ -106,6 +130,7 @@ static void run_depth(int depth, int pinned, int64_t n, int b)
 		}
 		uint32_t rows = (uint32_t)db.nitems[0];
 		inorder &= rows == db.batch && db.epoch == (uint64_t)ends;
+		inplace &= in_pinned_block(db.data[0]) == zc;
 		unsigned wait = (unsigned)(nchk * 2654435761u >> 7) % 1500;
 		pf_k_seq_canary(dev, cs, db.data[0], rows, expect, wait, cnt, &err);
 		nchk++;
@@ -130,10 +155,12 @@ static void run_depth(int depth, int pinned, int64_t n, int b)
 	pf_devfeed_stats st;
 	pf_devfeed_get_stats(f, &st);
 	ok(st.batches == (uint64_t)(2 * nb) && st.stall_host_ns <= st.host_wait_ns &&
-	   st.copy_ns > 0,
-	   "%s: stats: %llu batches, stall %llu <= host wait %llu ns, copies %llu ns", what,
-	   (unsigned long long)st.batches, (unsigned long long)st.stall_host_ns,
-	   (unsigned long long)st.host_wait_ns, (unsigned long long)st.copy_ns);
+	   (zc ? st.copy_ns == 0 : st.copy_ns > 0) && st.zero_copy == zc,
+	   "%s: stats: %llu batches, stall %llu <= host wait %llu ns, copies %llu ns, zero copy %d",
+	   what, (unsigned long long)st.batches, (unsigned long long)st.stall_host_ns,
+	   (unsigned long long)st.host_wait_ns, (unsigned long long)st.copy_ns, st.zero_copy);
+	ok(inplace, "%s: %s", what, zc ? "every batch read in place, in the block the pipeline built it in"
+				       : "every batch read from a device slot (a copy)");
 	ok(err.code == 0, "%s: no error (%s)", what, err.msg);
 	pf_devfeed_free(f);
 	pf_iter_free(it);
@@ -240,15 +267,18 @@ int main(void)
 	pf_device_opts o = { .test_copy_delay_us = 2000,
 			     .test_compute_delay_us = 500, .test_seed = 11 };
 	dev = dt_open(&o);
-	plan(4 * 9 + 4 * 10 + 2 * 10 + 5);
+	plan(4 * 10 + 4 * 11 + 4 * 11 + 3 * 11 + 5);
 	diag("device: %s", pf_device_info(dev));
 	for (int d = 1; d <= 4; d++)
 		run_depth(d, 0, 203, 8);
 	for (int d = 1; d <= 4; d++)
 		run_depth(d, 1, 203, 8);
+	for (int d = 1; d <= 4; d++)
+		run_depth(d, 2, 203, 8);
 	/* large copies: 64Ki rows of 8 bytes (512 KiB) per batch */
 	run_depth(2, 1, 5 * 65536 + 77, 65536);
 	run_depth(4, 1, 5 * 65536 + 77, 65536);
+	run_depth(2, 2, 5 * 65536 + 77, 65536);
 	early_stop();
 	error_path();
 	stall_counts();

@@ -14,7 +14,7 @@
 # malformed STEP_US, flags that need a model, and --preloaded without one
 # are usage errors.
 . "$srcdir/t/tap.sh"
-plan 26
+plan 32
 tmp=`tap_tmp t5104`
 b=$top_builddir
 syn_shards "$tmp/syn" 20000 1 2
@@ -118,6 +118,19 @@ check "${r:-0} > 0"
 ok $? "--preloaded: the mlp model's never-starves ratio ($r)"
 is "`field train_loss "$tmp/mlp1.json"`" "`field train_loss "$tmp/mlp0.json"`" \
 	"--preloaded trains a fresh model: the run's loss is unchanged"
+
+# zero copy (the default on the cpu backend): the steps read the pipeline's
+# batches in place; --zero-copy=off copies each one as on a GPU
+mlp --zero-copy=off >"$tmp/mlpc.json"
+ok $? "mlp runs with --zero-copy=off"
+like "`cat "$tmp/mlp0.json"`" '"zero_copy":true' "--json: zero_copy true by default on the cpu backend"
+like "`cat "$tmp/mlpc.json"`" '"zero_copy":false' "--json: zero_copy false with --zero-copy=off"
+check "`field h2d_copy_s "$tmp/mlp0.json"` == 0"
+ok $? "no copy time when the batches are read in place"
+is "`field train_loss "$tmp/mlpc.json"`" "`field train_loss "$tmp/mlp0.json"`" \
+	"the same model whether the batches are copied or read in place"
+timeout 30 "$b/pipe-train" --device cpu --zero-copy=maybe "$shards" >/dev/null 2>"$tmp/err"
+is "$?" 2 "--zero-copy=maybe: a usage error"
 
 # usage errors: exit 2, before any work
 st=0

@@ -76,6 +76,8 @@ static void usage(FILE *f)
 		"                      summary says which math was used\n"
 		"  --epilogue[=on|off] fuse bias+ReLU and their gradients into the GEMMs\n"
 		"                      (cuBLASLt epilogues on cuda; on, the same bits on cpu)\n"
+		"  --zero-copy[=on|off] the cpu backend reads each batch where the pipeline\n"
+		"                      built it, no host-to-host copy (on; cuda copies)\n"
 		"  --eval SHARDS       test shards (a glob), evaluated after each epoch\n"
 		"  --eval-pipeline SPEC  pipeline of the test shards (default: decode, batch,\n"
 		"                      prefetch); give it when --pipeline preprocesses\n"
@@ -128,7 +130,7 @@ enum { O_PIPE = 256, O_BATCH, O_SHUF, O_CACHE, O_MAPT, O_PREF, O_DEPTH,
        O_JSON, O_QUIET, O_STATS, O_SWEEP, O_STEPS, O_SLO, O_SVG, O_EPIPE,
        O_READT, O_CKPT, O_RESUME, O_FPRINT, O_STOPAFTER, O_ONCORR, O_MAXCORR,
        O_ISOLATE, O_PRELOAD, O_DETERM, O_RTIMEOUT, O_RREAD, O_BUCKET, O_TF32,
-       O_EPI, O_LAST = O_EPI };
+       O_EPI, O_ZC, O_LAST = O_ZC };
 
 /*
  * --resume FILE: read its run section; the options that define the run
@@ -208,6 +210,7 @@ static int load_resume(opts *o, const unsigned char *given, char **positional,
 	n.quiet = o->quiet;
 	n.tf32 = o->tf32;
 	n.epilogue_off = o->epilogue_off;
+	n.zero_copy_off = o->zero_copy_off;
 	n.preloaded = o->preloaded;
 	n.stats = o->stats;
 	memcpy(n.label, o->label, sizeof(n.label));
@@ -261,7 +264,7 @@ static const struct option long_opts[] = {
 	{ "isolate-map", 0, 0, O_ISOLATE }, { "preloaded", 0, 0, O_PRELOAD },
 	{ "deterministic", 0, 0, O_DETERM }, { "rank-timeout", 1, 0, O_RTIMEOUT },
 	{ "rank-read", 1, 0, O_RREAD }, { "bucket-mb", 1, 0, O_BUCKET },
-	{ "tf32", 0, 0, O_TF32 }, { "epilogue", 2, 0, O_EPI },
+	{ "tf32", 0, 0, O_TF32 }, { "epilogue", 2, 0, O_EPI }, { "zero-copy", 2, 0, O_ZC },
 	{ "help", 0, 0, 'h' }, { 0, 0, 0, 0 }
 };
 
@@ -382,6 +385,14 @@ static int set_option(opts *o, int c, const char *arg, const unsigned char *give
 			return 2;
 		}
 		o->epilogue_off = arg && !strcmp(arg, "off");
+		return 0;
+	case O_ZC:
+		if (arg && strcmp(arg, "on") && strcmp(arg, "off")) {
+			fprintf(stderr, "pipe-train: --zero-copy: expected on or off, got '%s'\n",
+				arg);
+			return 2;
+		}
+		o->zero_copy_off = arg && !strcmp(arg, "off");
 		return 0;
 	case O_QUIET: o->quiet = 1; return 0;
 	case O_STATS: o->stats = arg; return 0;

@@ -40,6 +40,8 @@ typedef struct opts {
 	int epochs, json, quiet;
 	int tf32;                      /* --tf32: pf_device_opts.tf32 */
 	int epilogue_off;              /* --epilogue=off: pf_model_cfg's */
+	int zero_copy_off;             /* --zero-copy=off: the cpu backend copies
+				        * each batch (pf_devfeed_opts.zero_copy) */
 	double lr;
 	uint64_t seed;
 	char **shards;

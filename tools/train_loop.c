@@ -257,7 +257,8 @@ static void trainer_open(trainer *t, const opts *o, pf_model_cfg mc, const run_s
 		die(rs ? "--resume: iterator" : "iterator", &err);
 	t->stats = train_stats_open(o, t->tit);
 	pf_devfeed_opts fo = { .depth = o->depth,
-			       .epochs = o->epochs - (int64_t)t->e0, .pinned_batches = 1 };
+			       .epochs = o->epochs - (int64_t)t->e0, .pinned_batches = 1,
+			       .zero_copy = !o->zero_copy_off };
 	if (pf_devfeed_new(&t->tf, t->dev, t->tit, t->cs, &fo, &err) < 0)
 		die("prefetch_to_device", &err);
 	if (o->eval)
@@ -581,7 +582,7 @@ static void report(trainer *t)
 		       "\"feeder_input_s\":%.3f,\"feeder_slot_s\":%.3f,\"h2d_copy_s\":%.3f,"
 		       "\"skipped_records\":%" PRIu64 ",\"corrupt_blocks\":%" PRIu64
 		       ",\"dropped_samples\":%" PRIu64 ",\"resumed\":%s,\"math\":\"%s\","
-		       "\"fused_layers_forward\":%d,\"fused_layers_backward\":%d,",
+		       "\"fused_layers_forward\":%d,\"fused_layers_backward\":%d,\"zero_copy\":%s,",
 		       pf_device_kind(t->dev), o->model, t->d.world,
 		       o->deterministic && t->d.world > 1 ? "true" : "false",
 		       o->ranks ? ranks_wait_s(o->ranks) : 0.0, t->d.reduce_s,
@@ -592,7 +593,8 @@ static void report(trainer *t)
 		       st.stall_host_ns * 1e-9, st.stall_device_ns * 1e-9,
 		       st.feeder_input_ns * 1e-9, st.feeder_slot_ns * 1e-9, st.copy_ns * 1e-9,
 		       dm.skipped_records, dm.corrupt_blocks, dm.dropped_samples,
-		       t->rs ? "true" : "false", pf_device_math(t->dev), fu[0], fu[1]);
+		       t->rs ? "true" : "false", pf_device_math(t->dev), fu[0], fu[1],
+		       st.zero_copy ? "true" : "false");
 		split_json(&t->sp, o);
 		if (t->step_pre > 0)
 			printf("\"step_s\":%.6f,\"preloaded_step_s\":%.6f,\"never_starves_ratio\":%.4f,"

@@ -76,7 +76,8 @@ static void sweep_point(const opts *o0, int B, sweep_row *r)
 	if (pf_iter_new(&it, p, &err) < 0)
 		die("iterator", &err);
 	if (with_model) {
-		pf_devfeed_opts fo = { .depth = o.depth, .pinned_batches = 1 };
+		pf_devfeed_opts fo = { .depth = o.depth, .pinned_batches = 1,
+				       .zero_copy = !o.zero_copy_off };
 		if (pf_devfeed_new(&f, dev, it, cs, &fo, &err) < 0)
 			die("device", &err);
 	}
