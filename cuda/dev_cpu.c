@@ -32,7 +32,9 @@
 
 typedef struct cpu_dev {
 	pthread_mutex_t mu;   /* guards every event's generations */
-	pthread_cond_t cv;    /* broadcast when any event completes */
+	pthread_cond_t cv;    /* broadcast when an event completes and a
+			       * thread waits for one */
+	int ev_waiters;       /* threads in an event wait (under mu) */
 	pf_device_opts o;
 	atomic_uint nstreams; /* seeds the per-stream PRNGs */
 } cpu_dev;
@@ -64,7 +66,14 @@ struct pf_stream {
 	cpu_dev *dev;
 	pthread_t th;
 	pthread_mutex_t mu;
-	pthread_cond_t cv;    /* ring changed (either direction) */
+	/* each wait on its own condition, signalled only when somebody
+	 * waits: a wake-up is a context switch, and on the cores the
+	 * pipeline shares a needless one costs it (a step enqueues three
+	 * operations, each of which woke every waiter) */
+	pthread_cond_t cv_work;   /* the worker: the ring has an operation */
+	pthread_cond_t cv_room;   /* enqueuers: the ring has room */
+	pthread_cond_t cv_sync;   /* stream_sync: an operation finished */
+	int worker_idle, room_waiters, sync_waiters;
 	cpu_op ring[RING];
 	uint64_t head, tail;  /* enqueued / taken counts */
 	uint64_t finished;    /* operations run to completion */
@@ -113,19 +122,24 @@ static void run_op(pf_stream *s, cpu_op *op)
 	case OP_MEMSET:
 		memset(op->u.mem.dst, op->u.mem.v, op->u.mem.n);
 		break;
-	case OP_RECORD:
+	case OP_RECORD: {
 		pthread_mutex_lock(&d->mu);
 		if (op->u.ev.gen > op->u.ev.e->done)
 			op->u.ev.e->done = op->u.ev.gen;
-		pthread_cond_broadcast(&d->cv);
+		int wake = d->ev_waiters > 0;
 		pthread_mutex_unlock(&d->mu);
+		if (wake)
+			pthread_cond_broadcast(&d->cv);
 		break;
+	}
 	case OP_WAIT: {
 		pthread_mutex_lock(&d->mu);
 		if (op->u.ev.e->done < op->u.ev.gen) {
 			uint64_t t0 = now_ns();
+			d->ev_waiters++;
 			while (op->u.ev.e->done < op->u.ev.gen)
 				pthread_cond_wait(&d->cv, &d->mu);
+			d->ev_waiters--;
 			atomic_fetch_add(&s->wait_ns, now_ns() - t0);
 		}
 		pthread_mutex_unlock(&d->mu);
@@ -155,19 +169,26 @@ static void *worker(void *arg)
 	pf_cpu_set_threads(s->dev->o.cpu_threads > 0 ? s->dev->o.cpu_threads : 1);
 	for (;;) {
 		pthread_mutex_lock(&s->mu);
-		while (s->tail == s->head)
-			pthread_cond_wait(&s->cv, &s->mu);
+		while (s->tail == s->head) {
+			s->worker_idle = 1;
+			pthread_cond_wait(&s->cv_work, &s->mu);
+			s->worker_idle = 0;
+		}
 		cpu_op op = s->ring[s->tail % RING];
 		s->tail++;
-		pthread_cond_broadcast(&s->cv);       /* room for enqueuers */
+		int room = s->room_waiters > 0;
 		pthread_mutex_unlock(&s->mu);
+		if (room)
+			pthread_cond_broadcast(&s->cv_room);
 		if (op.type == OP_STOP)
 			return NULL;
 		run_op(s, &op);
 		pthread_mutex_lock(&s->mu);
 		s->finished++;
-		pthread_cond_broadcast(&s->cv);       /* stream_sync waiters */
+		int sync = s->sync_waiters > 0;
 		pthread_mutex_unlock(&s->mu);
+		if (sync)
+			pthread_cond_broadcast(&s->cv_sync);
 	}
 }
 
@@ -175,12 +196,17 @@ static void *worker(void *arg)
 static int enqueue(pf_stream *s, const cpu_op *op)
 {
 	pthread_mutex_lock(&s->mu);
-	while (s->head - s->tail >= RING)
-		pthread_cond_wait(&s->cv, &s->mu);
+	while (s->head - s->tail >= RING) {
+		s->room_waiters++;
+		pthread_cond_wait(&s->cv_room, &s->mu);
+		s->room_waiters--;
+	}
 	s->ring[s->head % RING] = *op;
 	s->head++;
-	pthread_cond_broadcast(&s->cv);
+	int wake = s->worker_idle;
 	pthread_mutex_unlock(&s->mu);
+	if (wake)
+		pthread_cond_signal(&s->cv_work);
 	return 0;
 }
 
@@ -238,6 +264,16 @@ static void cpu_free(void *ctx, void *p)
 	free(p);
 }
 
+/* Free a stream whose worker is not running (never started, or joined). */
+static void stream_destroy(pf_stream *s)
+{
+	pthread_mutex_destroy(&s->mu);
+	pthread_cond_destroy(&s->cv_work);
+	pthread_cond_destroy(&s->cv_room);
+	pthread_cond_destroy(&s->cv_sync);
+	free(s);
+}
+
 static int cpu_stream_new(void *ctx, pf_stream **sp, pf_error *err)
 {
 	cpu_dev *d = ctx;
@@ -246,12 +282,12 @@ static int cpu_stream_new(void *ctx, pf_stream **sp, pf_error *err)
 		return pf_error_set(err, PF_ENOMEM, "cpu stream: out of memory");
 	s->dev = d;
 	pthread_mutex_init(&s->mu, NULL);
-	pthread_cond_init(&s->cv, NULL);
+	pthread_cond_init(&s->cv_work, NULL);
+	pthread_cond_init(&s->cv_room, NULL);
+	pthread_cond_init(&s->cv_sync, NULL);
 	pf_rng_seed(&s->rng, d->o.test_seed, atomic_fetch_add(&d->nstreams, 1));
 	if (pthread_create(&s->th, NULL, worker, s) != 0) {
-		pthread_mutex_destroy(&s->mu);
-		pthread_cond_destroy(&s->cv);
-		free(s);
+		stream_destroy(s);
 		return pf_error_set(err, PF_ENOMEM, "cpu stream: cannot start thread");
 	}
 	*sp = s;
@@ -263,17 +299,17 @@ static void cpu_stream_free(void *ctx, pf_stream *s)
 	cpu_op op = { .type = OP_STOP };
 	enqueue(s, &op);
 	pthread_join(s->th, NULL);
-	pthread_mutex_destroy(&s->mu);
-	pthread_cond_destroy(&s->cv);
-	free(s);
+	stream_destroy(s);
 }
 
 static int cpu_stream_sync(void *ctx, pf_stream *s, pf_error *err)
 {
 	pthread_mutex_lock(&s->mu);
 	uint64_t target = s->head;
+	s->sync_waiters++;
 	while (s->finished < target)
-		pthread_cond_wait(&s->cv, &s->mu);
+		pthread_cond_wait(&s->cv_sync, &s->mu);
+	s->sync_waiters--;
 	pthread_mutex_unlock(&s->mu);
 	return 0;
 }
@@ -341,8 +377,10 @@ static int cpu_event_sync(void *ctx, pf_event *e, pf_error *err)
 	cpu_dev *d = ctx;
 	pthread_mutex_lock(&d->mu);
 	uint64_t target = e->recorded;
+	d->ev_waiters++;
 	while (e->done < target)
 		pthread_cond_wait(&d->cv, &d->mu);
+	d->ev_waiters--;
 	pthread_mutex_unlock(&d->mu);
 	return 0;
 }
