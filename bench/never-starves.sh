@@ -15,7 +15,8 @@
 # Defaults: 5 runs, 5 epochs, 0.8, batch 64, the pipeline
 # map(decode_f32) | shuffle(10000) | batch(BATCH) | prefetch(auto) over
 # the Fashion-MNIST shards of `make demo` (demo-data/).  The host's load
-# average is printed before and after: the machine is shared.
+# average is printed before and after: the machine is shared.  FLAGS (the
+# environment) go to the synthetic runs, e.g. FLAGS=--zero-copy=off.
 set -eu
 b=${1:-.}
 runs=${2:-5}
@@ -44,8 +45,9 @@ step=$(awk "BEGIN { s = int($batch / ($frac * $rate) * 1e6 + 0.5); print s < 1 ?
 echo "standalone: $rate images/s (median of $runs runs of $epochs epochs) -> synthetic:$step ($frac of it at batch $batch)"
 i=0
 while [ $i -lt "$runs" ]; do
+	# shellcheck disable=SC2086
 	"$b/pipe-train" --model synthetic:"$step" --epochs "$epochs" --json --quiet \
-		--pipeline "$pipe" "$@" >"$tmp/s.json" 2>/dev/null
+		${FLAGS:-} --pipeline "$pipe" "$@" >"$tmp/s.json" 2>/dev/null
 	r=$(field never_starves_ratio "$tmp/s.json")
 	rs=$(field never_starves_ratio_steady "$tmp/s.json")
 	su=$(field startup_s "$tmp/s.json")
