@@ -268,6 +268,18 @@ static const struct option long_opts[] = {
 	{ "help", 0, 0, 'h' }, { 0, 0, 0, 0 }
 };
 
+/* --NAME[=on|off]'s value arg (NULL: on) into *off (1 for off).  Returns
+ * 0, or 2 (a usage error, said on stderr). */
+static int off_arg(const char *name, const char *arg, int *off)
+{
+	if (arg && strcmp(arg, "on") && strcmp(arg, "off")) {
+		fprintf(stderr, "pipe-train: --%s: expected on or off, got '%s'\n", name, arg);
+		return 2;
+	}
+	*off = arg && !strcmp(arg, "off");
+	return 0;
+}
+
 /* --NAME's integer value arg, lo..hi or "auto" (PF_AUTOTUNE), into *dst.
  * Returns 0, or 2 (a usage error, said on stderr). */
 static int num_arg(const char *name, const char *arg, long lo, long hi, int *dst)
@@ -367,33 +379,17 @@ static int set_option(opts *o, int c, const char *arg, const unsigned char *give
 		}
 		o->device = arg;
 		return 0;
-	case O_GRAPH:
-		if (arg && strcmp(arg, "on") && strcmp(arg, "off")) {
-			fprintf(stderr, "pipe-train: --graph: expected on or off, got '%s'\n", arg);
-			return 2;
-		}
-		o->graph = !arg || !strcmp(arg, "on");
-		return 0;
+	case O_GRAPH: {
+		int off = 0, rc = off_arg("graph", arg, &off);
+		o->graph = !off;
+		return rc;
+	}
 	case O_EVAL: o->eval = arg; return 0;
 	case O_SAVE: o->save = arg; return 0;
 	case O_JSON: o->json = 1; return 0;
 	case O_TF32: o->tf32 = 1; return 0;
-	case O_EPI:
-		if (arg && strcmp(arg, "on") && strcmp(arg, "off")) {
-			fprintf(stderr, "pipe-train: --epilogue: expected on or off, got '%s'\n",
-				arg);
-			return 2;
-		}
-		o->epilogue_off = arg && !strcmp(arg, "off");
-		return 0;
-	case O_ZC:
-		if (arg && strcmp(arg, "on") && strcmp(arg, "off")) {
-			fprintf(stderr, "pipe-train: --zero-copy: expected on or off, got '%s'\n",
-				arg);
-			return 2;
-		}
-		o->zero_copy_off = arg && !strcmp(arg, "off");
-		return 0;
+	case O_EPI: return off_arg("epilogue", arg, &o->epilogue_off);
+	case O_ZC: return off_arg("zero-copy", arg, &o->zero_copy_off);
 	case O_QUIET: o->quiet = 1; return 0;
 	case O_STATS: o->stats = arg; return 0;
 	case O_SWEEP:
