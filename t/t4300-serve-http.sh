@@ -178,8 +178,10 @@ wait $cl
 is "$rc:$(cat "$tmp"/dcode.* | sort | uniq -c | awk '{ printf "%s*%s", $1, $2 }')" "0:6*200" \
 	"SIGTERM with 6 requests in flight: all answered, exit 0"
 
-# fail fast beyond --max-enqueued
-start_server full --batch-timeout-us 300000 --max-batch-size 64 --max-enqueued 2 --access-log none
+# fail fast beyond --max-enqueued (a 3 s batch timeout: on a loaded host the
+# five clients can start more than 300 ms apart, and a batch run in between
+# makes room for a third)
+start_server full --batch-timeout-us 3000000 --max-batch-size 64 --max-enqueued 2 --access-log none
 cl=
 for i in $(seq 5); do
 	curl -s -o "$tmp/fbody.$i" -w '%{http_code}\n' -d "{\"instances\":[$row1]}" \
