@@ -30,18 +30,22 @@ static pf_device *dev;
 static atomic_long pinned_out, pinned_allocs;
 /* the first blocks given out, to tell a batch read in place (zero copy) */
 #define NBLK 256
-static char *blk[NBLK];
+static pthread_mutex_t blk_mu = PTHREAD_MUTEX_INITIALIZER;
+static char *blk[NBLK];          /* under blk_mu */
 static size_t blk_bytes[NBLK];
+static long nblk;
 static void *count_alloc(void *user, size_t bytes)
 {
 	void *p = pf_devfeed_pinned_alloc(user, bytes);
 	if (p) {
 		atomic_fetch_add(&pinned_out, 1);
-		long k = atomic_fetch_add(&pinned_allocs, 1);
-		if (k < NBLK) {
-			blk[k] = p;
-			blk_bytes[k] = bytes;
+		atomic_fetch_add(&pinned_allocs, 1);
+		pthread_mutex_lock(&blk_mu);
+		if (nblk < NBLK) {
+			blk[nblk] = p;
+			blk_bytes[nblk++] = bytes;
 		}
+		pthread_mutex_unlock(&blk_mu);
 	}
 	return p;
 }
@@ -49,11 +53,12 @@ static void *count_alloc(void *user, size_t bytes)
 /* Is p inside a pinned block the pipeline built a batch in? */
 static int in_pinned_block(const void *p)
 {
-	long n = atomic_load(&pinned_allocs);
-	for (long k = 0; k < n && k < NBLK; k++)
-		if ((const char *)p >= blk[k] && (const char *)p < blk[k] + blk_bytes[k])
-			return 1;
-	return 0;
+	int in = 0;
+	pthread_mutex_lock(&blk_mu);
+	for (long k = 0; k < nblk && !in; k++)
+		in = (const char *)p >= blk[k] && (const char *)p < blk[k] + blk_bytes[k];
+	pthread_mutex_unlock(&blk_mu);
+	return in;
 }
 static void count_free(void *user, void *p, size_t bytes)
 {
@@ -101,6 +106,9 @@ static void run_depth(int depth, int pinned, int64_t n, int b)
 	int64_t nb = (n + b - 1) / b;
 	pf_error err = { 0 };
 	atomic_store(&pinned_allocs, 0);
+	pthread_mutex_lock(&blk_mu);
+	nblk = 0;
+	pthread_mutex_unlock(&blk_mu);
 	pf_pipeline *p = range_pipeline_opts(n, b, 0, pinned, &err);
 	pf_iter *it;
 	pf_stream *cs;
