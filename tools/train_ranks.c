@@ -99,7 +99,9 @@ void dist_buckets(dist *d, pf_device *dev, pf_model *m)
 {
 	pf_error err = { 0 };
 	int L = pf_model_nlayers(m);
-	if (d->world == 1 || (d->deterministic && d->bucket_mb <= 0) || L > DIST_MAX_BUCKETS)
+	if (!d->nccl && (d->world == 1 || (d->deterministic && d->bucket_mb <= 0)))
+		return;  /* NCCL: always buckets (they are its only sums) */
+	if (L > DIST_MAX_BUCKETS)
 		return;
 	d->dev = dev;
 	if (pf_stream_new(dev, &d->copy, &err) < 0)
@@ -122,6 +124,7 @@ void dist_buckets(dist *d, pf_device *dev, pf_model *m)
 
 void dist_free(dist *d)
 {
+	dist_nccl_close(d);
 	for (int j = 0; j < d->nlayers; j++)
 		pf_event_free(d->dev, d->ev[j]);
 	if (d->copy)
@@ -239,6 +242,8 @@ uint64_t dist_step(dist *d, pf_model *m, pf_stream *s, const pf_model_input *in,
 	pf_error err = { 0 };
 	char what[64], msg[512];
 	int rows = in ? in->rows : 0;
+	if (d->nccl && m)
+		return dist_step_nccl(d, m, s, in, want_stop, stop, step);
 	snprintf(what, sizeof(what), "all-reduce of step %" PRIu64, step);
 	if (!m) { /* no model (synthetic): only the rows and the stop */
 		float v[2] = { (float)rows, want_stop ? 1.0f : 0.0f };
