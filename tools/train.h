@@ -210,6 +210,9 @@ typedef struct dist {
 	pf_device *dev;
 	pf_stream *copy;               /* gradients to the host, beside backward */
 	pf_event *ev[64];              /* one a layer, the last layer's first */
+	int inplace;                   /* the cpu device: buckets summed in the
+					* model's gradient buffer (host memory),
+					* scaled by 1/batch at the loss */
 	int nlayers;
 	double bucket_mb;              /* --bucket-mb; 0: a bucket a layer, none
 					* with --deterministic */
@@ -246,11 +249,11 @@ void dist_share(const dist *d, uint32_t rows, uint32_t *lo, uint32_t *hi);
 /* Point in at rows [lo, hi) of the batch it describes (nin values a row). */
 void dist_slice(pf_model_input *in, uint32_t lo, uint32_t hi, int nin);
 /* One step: gradients of in (NULL or 0 rows: none), their sum over the
- * ranks weighted by rows, Adam.  Returns the rows of all ranks (0: no
+ * ranks weighted by rows (in a global batch of `batch` rows), Adam.  Returns the rows of all ranks (0: no
  * rank had any: nothing was applied); *stop: some rank asked to stop.
  * Exits (ending the job) when the sum fails, naming the rank. */
 uint64_t dist_step(dist *d, pf_model *m, pf_stream *s, const pf_model_input *in,
-		   int want_stop, int *stop, uint64_t step);
+		   uint32_t batch, int want_stop, int *stop, uint64_t step);
 /* The step of a model over ranks on this rank's rows of a global batch of
  * `rows` that `full` describes (nin values a row): dist_step on the slice;
  * with fpr (--fingerprint's rank file) its line "epoch step hash lo hi".
