@@ -612,6 +612,7 @@ static int open_ranks(opts *o, int with_model, const run_state *rs)
 		return 0;
 	}
 	o->ranks = r;
+	o->local_ranks = ranks_local(r);
 	int rank = ranks_rank(r);
 	if ((!with_model && !o->synth_us) || o->nsweep || o->preloaded) {
 		if (rank == 0)

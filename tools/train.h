@@ -65,6 +65,8 @@ typedef struct opts {
 	int read_world, read_rank;     /* build(): the training source reads only
 					* this rank's blocks (train_split.c) */
 	int allreduce;                 /* --allreduce: AR_AUTO, AR_MPI, AR_NCCL */
+	int local_ranks;               /* ranks on this host (their pipelines
+					* share its CPUs: train_common.c) */
 } opts;
 
 /* Where a run stands (a checkpoint's state).  A finished run (done) keeps
