@@ -207,25 +207,6 @@ static int name_silent(ranks *r, char *msg, size_t cap, int at)
  * request i talks to (-1: a collective).  0, or -1 with a message naming
  * the ranks whose requests did not complete (or the MPI error).
  */
-/*
- * Between two polls of a wait: a few polls back to back (a sum about to
- * complete ends without a sleep), then sleeps growing from 10 us to
- * 80 us.  A rank that waits for a slower one must leave the cores to the
- * ranks that compute: on a host whose cores the ranks share (2 ranks on
- * 2 cores), a waiter that spins takes its core from the very rank it
- * waits for.  It must still poll often: over TCP a message moves only
- * while both ends call MPI, so each poll's sleep delays the sum's next
- * exchange (longer sleeps cost a short step more than they save).
- */
-static void poll_pause(int *k)
-{
-	if (++*k <= 32)
-		return;
-	int sh = (*k - 32) / 4;
-	struct timespec ts = { 0, (sh >= 3 ? 80L : 10L << sh) * 1000 };
-	nanosleep(&ts, NULL);
-}
-
 static int wait_reqs(ranks *r, int n, const char *what, char *msg, size_t cap)
 {
 	double t0 = mono_s(), deadline = t0 + r->timeout_s;
@@ -269,7 +250,10 @@ static int wait_reqs(ranks *r, int n, const char *what, char *msg, size_t cap)
 					 ": a rank died or hangs");
 			return -1;
 		}
-		poll_pause(&spins);
+		if (++spins > 2000) { /* past the first few ms: poll gently */
+			struct timespec ts = { 0, 50000 };
+			nanosleep(&ts, NULL);
+		}
 	}
 	r->wait_s += mono_s() - t0;
 	return 0;
@@ -512,7 +496,6 @@ int ranks_progress(ranks *r, double *done_at)
 int ranks_finish(ranks *r, double *done_at, const char *what, char *msg, size_t cap)
 {
 	double t0 = mono_s(), deadline = t0 + r->timeout_s;
-	int spins = 0;
 	while (r->world > 1 && ranks_progress(r, done_at)) {
 		if (mono_s() > deadline) {
 			int at = snprintf(msg, cap, "rank %d: %s: no answer within %.0f s from rank(s)",
@@ -522,7 +505,8 @@ int ranks_finish(ranks *r, double *done_at, const char *what, char *msg, size_t 
 			snprintf(msg + strlen(msg), cap - strlen(msg), ": a rank died or hangs");
 			return -1;
 		}
-		poll_pause(&spins);
+		struct timespec ts = { 0, 20000 };
+		nanosleep(&ts, NULL);
 	}
 	r->wait_s += mono_s() - t0;
 	r->npend = 0;
