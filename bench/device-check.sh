@@ -64,6 +64,8 @@
 #   resume       interrupted (--stop-after-steps) and resumed without
 #                --fingerprint: the final model compared with an
 #                uninterrupted run's
+#   nccl-one     pipe-train --allreduce nccl alone (NCCL, a group of one)
+#                against a plain run: losses agree, figure nccl_same_bits
 #   initcheck-*  the device tests under compute-sanitizer --tool initcheck
 # Environment: OUT (default DIR/out), DC_BUDGET, DC_SAMPLES, DC_SYNTH_US,
 # DC_TESTS (test names to run instead of the seven), DC_COPY_RUNS (5),
@@ -398,6 +400,50 @@ step_resume() {
 	fi
 }
 
+# nccl-one: --allreduce nccl alone (a group of one: NCCL's init, the
+# bucketed all-reduce on the device, Adam after it) against a plain run
+# of the same seed: the losses agree (1e-4 relative; the gradients are
+# scaled by 1/rows at the loss instead of after it: equal bits expected,
+# not required); figure nccl_same_bits.  libnccl.so.2 is not carried
+# (218 MB): the machine's own is used (PF_NCCL_LIBRARY when found); a
+# machine without it is "refused", not a failure.  The dry run checks
+# the cpu side: NCCL declined with its one line, the same model.
+step_nccl() {
+	T=$(prog pipe-train)
+	if [ $DRY = 0 ] && [ -z "${PF_NCCL_LIBRARY:-}" ]; then
+		n=$(ls /usr/local/cuda/lib/libnccl.so.2 /usr/local/cuda/lib64/libnccl.so.2 2>/dev/null | head -1)
+		[ -n "$n" ] || n=$(find / -name libnccl.so.2 -not -path '/proc/*' 2>/dev/null | head -1)
+		[ -n "$n" ] && { PF_NCCL_LIBRARY=$n; export PF_NCCL_LIBRARY; }
+	fi
+	run nccl-plain 60 "$T" --device $DEV --model mlp:784-128-10 --epochs 1 --batch 256 --seed 9 \
+		--json --save "$W/np.ckpt" $SHARDS
+	r1=$rc
+	run nccl-one 60 "$T" --device $DEV --model mlp:784-128-10 --epochs 1 --batch 256 --seed 9 \
+		--json --allreduce nccl --save "$W/nn.ckpt" $SHARDS
+	f=$W/nccl-one.out
+	a=$(field train_loss "$W/nccl-plain.out")
+	l=$(field train_loss "$f")
+	ar=$(sed -n 's/.*"allreduce":"\([a-z]*\)".*/\1/p' "$f")
+	same=0
+	cmp -s "$W/np.ckpt" "$W/nn.ckpt" && same=1
+	agree=$(awk -v a="$a" -v b="$l" 'BEGIN { d = a - b; if (d < 0) d = -d; m = a < 0 ? -a : a; print (a != "" && b != "" && d <= 1e-4 * (m + 1e-3)) }')
+	det="allreduce ${ar:-?}, train_loss $l (plain $a), same model bits $same, $(field images_per_sec "$f") images/s (plain $(field images_per_sec "$W/nccl-plain.out"))"
+	if [ $rc = 125 ] || [ $r1 = 125 ]; then st=not-run det=deadline
+	elif [ $rc = 124 ] || [ $r1 = 124 ]; then st=timeout det="did not finish"
+	elif [ $rc != 0 ] || [ $r1 != 0 ]; then st=fail det="exit $r1/$rc: $(grep -m1 'pipe-train:' "$f")"
+	elif [ $DRY = 1 ]; then
+		if [ "$ar" = none ] && grep -q 'NCCL needs the cuda device' "$f" && [ $same = 1 ]; then
+			st=pass det="cpu: NCCL declined in one line, trained alone, the same model"
+		else st=fail det="cpu: $det; $(grep -m1 NCCL "$f")"
+		fi
+	elif [ "$ar" != nccl ]; then
+		st=refused det="no NCCL here: $(grep -m1 'NCCL' "$f")"
+	elif [ "$agree" = 1 ]; then st=pass; figure nccl_same_bits $same
+	else st=fail det="losses differ: $det"
+	fi
+	record nccl-one $st $el "$det"
+}
+
 echo "device-check: $MODE, budget ${BUDGET}s, output in $O"
 if [ $DRY = 0 ]; then
 	run machine 20 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
@@ -415,6 +461,7 @@ if make_data >> "$LOG" 2>&1; then
 	step_copy
 	step_same_seed
 	step_resume
+	step_nccl
 else
 	record data fail 0 "could not make the synthetic shards (python3, pipe-pack)"
 fi

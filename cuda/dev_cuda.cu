@@ -718,6 +718,18 @@ static void cu_graph_free(void *ctx, pf_graph *g)
 	cudaGraphExecDestroy((cudaGraphExec_t)g);
 }
 
+/* pf_device_native: the stream's handle, the device's index, and the
+ * device current on this thread (no dev_scope: that is the point). */
+static int cu_native(void *ctx, pf_stream *s, void **stream, int *ordinal, pf_error *err)
+{
+	int idx = ((const struct cu_dev *)ctx)->index;
+	CU_CHECK(cudaSetDevice(idx), err, "cudaSetDevice");
+	if (s)
+		*stream = (void *)s->s;
+	*ordinal = idx;
+	return 0;
+}
+
 static const pf_dev_ops cuda_ops = {
 	PF_DEV_ABI, "cuda", cu_open, cu_close, cu_dev_alloc, cu_dev_free,
 	cu_host_alloc, cu_host_free, cu_stream_new, cu_stream_free,
@@ -726,6 +738,7 @@ static const pf_dev_ops cuda_ops = {
 	cu_memcpy, cu_memset, cu_host_func, cu_gemm, cu_kernel,
 	cu_graph_begin, cu_graph_end, cu_graph_launch, cu_graph_free,
 	cu_stream_copy_ns, cu_math, cu_gemm_bias_act, cu_gemm_drelu_bgrad,
+	cu_native,
 };
 
 extern "C" __attribute__((visibility("default"))) const pf_dev_ops *

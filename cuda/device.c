@@ -206,6 +206,28 @@ const char *pf_device_math(const pf_device *d)
 	return d->math[0] ? d->math : "fp32";
 }
 
+int pf_device_native(pf_device *d, pf_stream *s, void **stream, int *ordinal,
+		     pf_error *err)
+{
+	void *st = NULL;
+	int ord = -1;
+	if (stream)
+		*stream = NULL;
+	if (ordinal)
+		*ordinal = -1;
+	if (!d->ops->native)
+		return pf_error_set(err, PF_ENODEV, "the %s device has no native handles",
+				    d->ops->kind);
+	int rc = d->ops->native(d->ctx, s, &st, &ord, err);
+	if (rc < 0)
+		return rc;
+	if (stream)
+		*stream = st;
+	if (ordinal)
+		*ordinal = ord;
+	return 0;
+}
+
 int pf_dev_alloc(pf_device *d, void **p, size_t n, pf_error *err)
 {
 	*p = NULL;

@@ -283,7 +283,7 @@ static int forward(pf_model *m, pf_stream *s, const pf_model_input *in,
 	int L = m->nlayers - 1;
 	return pf_k_softmax_xent(d, s, m->act[L], in->labels, in->label_type, B,
 				 m->cfg.sizes[L + 1], grad ? m->dact[L] : NULL,
-				 1.0f / B, acc, err);
+				 in->grad_scale > 0 ? in->grad_scale : 1.0f / B, acc, err);
 }
 
 /* Enqueue the backward pass (after forward with grad); with ev, record
@@ -478,6 +478,11 @@ int pf_model_download_range(pf_model *m, pf_stream *s, int which, float *host,
 				    off, len);
 	return pf_memcpy_async(m->dev, s, host + off, b + off, len * sizeof(float), PF_D2H,
 			       err);
+}
+
+float *pf_model_dev_buf(pf_model *m, int which)
+{
+	return buf_of(m, which);
 }
 
 int pf_model_apply(pf_model *m, pf_stream *s, pf_error *err)

@@ -105,6 +105,14 @@ const char *pf_device_note(const pf_device *d);
  * sm_80 or newer), "fp32 (tf32 asked: sm_XY has no TF32)" or, on cpu with
  * opts.tf32, "fp32 (tf32 asked: no effect on the cpu backend)". */
 const char *pf_device_math(const pf_device *d);
+/* The backend's own handles, for a library that enqueues on the same
+ * device (NCCL's collectives): *stream = s's cudaStream_t (NULL when s
+ * is NULL), *ordinal = the CUDA device's index, and that device made
+ * current on the calling thread (libraries that take "the current
+ * device", as ncclCommInitRank does, then use this one).  Either output
+ * may be NULL.  PF_ENODEV on a backend without native handles (cpu). */
+int pf_device_native(pf_device *d, pf_stream *s, void **stream, int *ordinal,
+		     pf_error *err);
 
 /* ---- memory ------------------------------------------------------------- */
 

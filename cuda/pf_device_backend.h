@@ -18,7 +18,7 @@
 extern "C" {
 #endif
 
-#define PF_DEV_ABI 4
+#define PF_DEV_ABI 5
 #define PF_CUDA_ENTRY_SYMBOL "pf_cuda_backend"
 
 enum pf_kernel_kind {
@@ -101,6 +101,10 @@ typedef struct pf_dev_ops {
 				const float *A, int lda, const float *W, int ldw,
 				const void *aux, float *C, float *db,
 				pf_error *err);
+	/* ABI 5: pf_device_native (s may be NULL: *stream untouched); NULL
+	 * when the backend has no native handles (cpu) */
+	int (*native)(void *ctx, pf_stream *s, void **stream, int *ordinal,
+		      pf_error *err);
 } pf_dev_ops;
 
 /* The cpu backend's table (dev_cpu.c). */

@@ -76,6 +76,10 @@ typedef struct pf_model_input {
 	const void *labels;   /* [rows] of label_type (pf_device.h) */
 	int label_type;
 	int rows;             /* 1..max_batch */
+	float grad_scale;     /* the loss gradient's scale: 0 = 1/rows (the
+			       * mean over the rows); over ranks 1/(all
+			       * ranks' rows), so that summing the ranks'
+			       * gradients gives the global batch's mean */
 } pf_model_input;
 
 /* Describe field pointers of a batch as a model input: x_type / label_type
@@ -105,6 +109,10 @@ void pf_model_fused_layers(const pf_model *m, int fused[2]);
 /* Bucket j's gradients: floats [off, off + len) of the grads buffer (one
  * layer's weights and biases; j = 0 is the last layer). */
 void pf_model_layer_grads(const pf_model *m, int j, size_t *off, size_t *len);
+/* The device address of buffer `which` (nparams floats): what a
+ * collective on the device (NCCL) reduces in place, enqueued on the
+ * model's stream between pf_model_grad and pf_model_apply. */
+float *pf_model_dev_buf(pf_model *m, int which);
 /* Enqueue on s the copy of floats [off, off + len) of buffer `which` to
  * host + off (no sync: sync s, or an event after it). */
 int pf_model_download_range(pf_model *m, pf_stream *s, int which, float *host,

@@ -111,8 +111,8 @@ train 30 "$tmp/d2a" mpirun_n 2 && train 30 "$tmp/d2b" mpirun_n 2
 ok $? "--deterministic over 2 ranks, twice"
 cmp -s "$tmp/d2a.model" "$tmp/d2b.model"
 ok $? "  the two models are bit for bit the same"
-is "`field deterministic "$tmp/d2a.json"`/`field allreduce_buckets_s "$tmp/d2a.json"`" true/0.000 \
-	"  --json says deterministic, and no buckets (one sum in rank order after backward)"
+is "`field deterministic "$tmp/d2a.json"`/`field allreduce_buckets "$tmp/d2a.json"`" true/1 \
+	"  --json says deterministic, and one bucket (one sum in rank order after backward, in place)"
 train 30 "$tmp/d3a" mpirun_n 3 && train 30 "$tmp/d3b" mpirun_n 3
 cmp -s "$tmp/d3a.model" "$tmp/d3b.model"
 ok $? "  over 3 ranks too"

@@ -7,11 +7,12 @@
 # the device), one that reports errors fails the run, one that reports 0
 # errors passes; a failing test fails the run (exit 1); and a budget too
 # short for the steps ends within it, marks the rest "not-run" and exits 1
-# with the summary written.  The math steps (--tf32 and --epilogue on/off)
-# pass, the fused and unfused runs agree, and their step times are figures.
+# with the summary written.  nccl-one declines NCCL on cpu (one line, the
+# same model).  The math steps (--tf32 and --epilogue on/off) pass, the
+# fused and unfused runs agree, and their step times are figures.
 . "$srcdir/t/tap.sh"
 command -v python3 >/dev/null || skip_all "no python3 (the script makes its data with it)"
-plan 18
+plan 19
 tmp=`tap_tmp t5120`
 dc="$srcdir/bench/device-check.sh"
 export DC_SAMPLES=2048 DC_SYNTH_US=300 DC_COPY_RUNS=1 DC_TESTS=t3003-checkpoint
@@ -43,7 +44,9 @@ like "$j" '"name":"memcheck-t3003-checkpoint","status":"refused","seconds":*,"de
 	"a sanitizer that cannot attach is reported as refused, with its words"
 like "$j" '"name":"graph-memcheck","status":"refused"' "so is pipe-train --graph under memcheck"
 n=`grep -o '"status":"pass"' "$tmp/out1/summary.json" | wc -l`
-is $n 15 "15 checks passed: the test, 4 math runs and their agreement, 6 never-starves runs, copy, same seed, resume"
+is $n 16 "16 checks passed: the test, 4 math runs and their agreement, 6 never-starves runs, copy, same seed, resume, nccl-one"
+like "$j" '"name":"nccl-one","status":"pass","seconds":*,"detail":"cpu: NCCL declined in one line' \
+	"nccl-one on cpu: NCCL declined, the same model"
 like "$j" '"name":"math-epilogue-agree","status":"pass"' "fused and unfused epilogues: the same loss"
 like "$j" '"step_s_tf32_unfused_256":' "the figures carry the step times by math and epilogue"
 like "$j" '"name":"math-tf32_fused","status":"pass","seconds":*,"detail":"batch 256: *math fp32 (tf32 asked: no effect on the cpu backend)"' \

@@ -109,6 +109,11 @@ static void usage(FILE *f)
 		"                      (DDP's bucket_cap_mb), from the last layer, each as\n"
 		"                      soon as backward has it (also with --deterministic,\n"
 		"                      the same bits); default: a bucket a layer\n"
+		"  --allreduce auto|mpi|nccl  how gradients are summed over ranks: NCCL\n"
+		"                      on the GPUs (cuda device, libnccl.so.2 loaded at run\n"
+		"                      time; alone: a group of one, a smoke test) or MPI on\n"
+		"                      the host; auto: NCCL over several ranks on cuda when\n"
+		"                      every rank has it, else MPI (said on stderr)\n"
 		"  --rank-read split|all  over several ranks: each rank reads and decodes\n"
 		"                      only its blocks, training on their rows of every\n"
 		"                      global batch (split, the default where it can: the\n"
@@ -130,7 +135,7 @@ enum { O_PIPE = 256, O_BATCH, O_SHUF, O_CACHE, O_MAPT, O_PREF, O_DEPTH,
        O_JSON, O_QUIET, O_STATS, O_SWEEP, O_STEPS, O_SLO, O_SVG, O_EPIPE,
        O_READT, O_CKPT, O_RESUME, O_FPRINT, O_STOPAFTER, O_ONCORR, O_MAXCORR,
        O_ISOLATE, O_PRELOAD, O_DETERM, O_RTIMEOUT, O_RREAD, O_BUCKET, O_TF32,
-       O_EPI, O_ZC, O_LAST = O_ZC };
+       O_EPI, O_ZC, O_ALLRED, O_LAST = O_ALLRED };
 
 /*
  * --resume FILE: read its run section; the options that define the run
@@ -235,6 +240,7 @@ static int load_resume(opts *o, const unsigned char *given, char **positional,
 		n.device = o->device;
 	if (given[O_GRAPH - O_PIPE])
 		n.graph = o->graph;
+	n.allreduce = o->allreduce;    /* how, not what, is summed */
 	*o = n;
 	return 0;
 fail:
@@ -265,6 +271,7 @@ static const struct option long_opts[] = {
 	{ "deterministic", 0, 0, O_DETERM }, { "rank-timeout", 1, 0, O_RTIMEOUT },
 	{ "rank-read", 1, 0, O_RREAD }, { "bucket-mb", 1, 0, O_BUCKET },
 	{ "tf32", 0, 0, O_TF32 }, { "epilogue", 2, 0, O_EPI }, { "zero-copy", 2, 0, O_ZC },
+	{ "allreduce", 1, 0, O_ALLRED },
 	{ "help", 0, 0, 'h' }, { 0, 0, 0, 0 }
 };
 
@@ -428,6 +435,13 @@ static int set_option(opts *o, int c, const char *arg, const unsigned char *give
 		}
 		return 0;
 	}
+	case O_ALLRED:
+		if ((o->allreduce = allreduce_parse(arg)) < 0) {
+			fprintf(stderr, "pipe-train: --allreduce: expected auto, mpi or nccl, got '%s'\n",
+				arg);
+			return 2;
+		}
+		return 0;
 	case O_RREAD:
 		if (strcmp(arg, "split") && strcmp(arg, "all")) {
 			fprintf(stderr, "pipe-train: --rank-read: expected split or all, got '%s'\n",
@@ -605,6 +619,7 @@ static int open_ranks(opts *o, int with_model, const run_state *rs)
 		return 0;
 	}
 	o->ranks = r;
+	o->local_ranks = ranks_local(r);
 	int rank = ranks_rank(r);
 	if ((!with_model && !o->synth_us) || o->nsweep || o->preloaded) {
 		if (rank == 0)

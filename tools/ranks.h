@@ -32,6 +32,8 @@ int ranks_open(ranks **r, double timeout_s, char *msg, size_t cap);
 void ranks_close(ranks *r);
 int ranks_world(const ranks *r);
 int ranks_rank(const ranks *r);
+/* The ranks on this host, this one included (they share its CPUs). */
+int ranks_local(const ranks *r);
 /* Whether this build can run over several ranks (1 with MPI). */
 int ranks_available(void);
 

@@ -27,6 +27,7 @@
 
 struct ranks {
 	int world, rank, mpi;
+	int local;            /* ranks on this host (MPI_COMM_TYPE_SHARED) */
 	double timeout_s, wait_s;
 	uint64_t calls;
 	unsigned char *parts; /* deterministic sums: world x n values */
@@ -89,6 +90,12 @@ int ranks_open(ranks **rp, double timeout_s, char *msg, size_t cap)
 		MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
 		MPI_Comm_size(MPI_COMM_WORLD, &r->world);
 		MPI_Comm_rank(MPI_COMM_WORLD, &r->rank);
+		MPI_Comm node;
+		if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL,
+					&node) == MPI_SUCCESS) {
+			MPI_Comm_size(node, &r->local);
+			MPI_Comm_free(&node);
+		}
 		MPI_Irecv(&r->ping_buf, 1, MPI_INT, MPI_ANY_SOURCE, TAG_PING, MPI_COMM_WORLD,
 			  &r->ping_req);
 	}
@@ -123,6 +130,7 @@ void ranks_close(ranks *r)
 
 int ranks_world(const ranks *r) { return r->world; }
 int ranks_rank(const ranks *r) { return r->rank; }
+int ranks_local(const ranks *r) { return r->local > 0 ? r->local : 1; }
 double ranks_wait_s(const ranks *r) { return r->wait_s; }
 
 void ranks_abort(ranks *r, int code)

@@ -69,6 +69,9 @@ typedef struct opts {
 					* bucket a layer */
 	int read_world, read_rank;     /* build(): the training source reads only
 					* this rank's blocks (train_split.c) */
+	int allreduce;                 /* --allreduce: AR_AUTO, AR_MPI, AR_NCCL */
+	int local_ranks;               /* ranks on this host (their pipelines
+					* share its CPUs: train_common.c) */
 } opts;
 
 /* Where a run stands (a checkpoint's state).  A finished run (done) keeps
@@ -223,6 +226,9 @@ typedef struct dist {
 	pf_device *dev;
 	pf_stream *copy;               /* gradients to the host, beside backward */
 	pf_event *ev[64];              /* one a layer, the last layer's first */
+	int inplace;                   /* the cpu device: buckets summed in the
+					* model's gradient buffer (host memory),
+					* scaled by 1/batch at the loss */
 	int nlayers;
 	double bucket_mb;              /* --bucket-mb; 0: a bucket a layer, none
 					* with --deterministic */
@@ -234,6 +240,14 @@ typedef struct dist {
 					* part of it while backward still ran */
 	uint64_t steps;                /* dist_step calls */
 	double wait_first;             /* ranks_wait_s after the first (start-up) */
+	/* NCCL (train_nccl.c): the sums on the device; nccl NULL: the host's */
+	struct pf_nccl *nccl;
+	pf_stream *comm;               /* the sums' stream */
+	pf_event *comm_done;           /* ... recorded after a step's last sum */
+	int nccl_pending;              /* a step's sums not yet seen done */
+	uint64_t nccl_step;            /* ... that step */
+	double timeout_s;              /* --rank-timeout: the wait for them */
+	const char *allreduce;         /* "nccl", "mpi" or "none" (--json) */
 } dist;
 /* Reduce m's gradients in buckets overlapping backward, over ranks: with
  * d->bucket_mb > 0 (--bucket-mb) buckets of that many MiB (the last
@@ -251,11 +265,11 @@ void dist_share(const dist *d, uint32_t rows, uint32_t *lo, uint32_t *hi);
 /* Point in at rows [lo, hi) of the batch it describes (nin values a row). */
 void dist_slice(pf_model_input *in, uint32_t lo, uint32_t hi, int nin);
 /* One step: gradients of in (NULL or 0 rows: none), their sum over the
- * ranks weighted by rows, Adam.  Returns the rows of all ranks (0: no
+ * ranks weighted by rows (in a global batch of `batch` rows), Adam.  Returns the rows of all ranks (0: no
  * rank had any: nothing was applied); *stop: some rank asked to stop.
  * Exits (ending the job) when the sum fails, naming the rank. */
 uint64_t dist_step(dist *d, pf_model *m, pf_stream *s, const pf_model_input *in,
-		   int want_stop, int *stop, uint64_t step);
+		   uint32_t batch, int want_stop, int *stop, uint64_t step);
 /* The step of a model over ranks on this rank's rows of a global batch of
  * `rows` that `full` describes (nin values a row): dist_step on the slice;
  * with fpr (--fingerprint's rank file) its line "epoch step hash lo hi".
@@ -272,6 +286,30 @@ int dist_synth(dist *d, pf_device *dev, pf_stream *s, synth *sy, uint32_t step_u
 void dist_sum(dist *d, double *v, size_t n, const char *what);
 /* Print msg, end the job. */
 void dist_fail(dist *d, const char *msg);
+
+/* ---- train_nccl.c: the sums on the GPU (NCCL) ---- */
+
+enum { AR_AUTO = 0, AR_MPI, AR_NCCL };
+/* --allreduce's value: AR_*, or -1 when not auto, mpi or nccl. */
+int allreduce_parse(const char *s);
+/* Whether this rank can sum with NCCL: `want` (AR_*) on a device of kind
+ * `kind` among `world` ranks.  0 with why not in note (or "" when there
+ * is nothing to say: --allreduce mpi, auto on cpu or alone), or 1. */
+int allreduce_choose(int want, const char *kind, int world, char *note, size_t cap);
+/* After dist_init, before dist_buckets: the ranks agree on NCCL or the
+ * host path for o->allreduce (rank 0 says why not NCCL on stderr when it
+ * was asked for, or, unless quiet, when auto would have used it); with
+ * NCCL, the group joined (rank 0's id broadcast over MPI) and its stream,
+ * waits bounded by o->rank_timeout.  Exits on errors. */
+void dist_nccl_open(dist *d, pf_device *dev, pf_model *m, const opts *o, int quiet);
+/* Wait for the sums in flight, leave the group (dist_free calls it). */
+void dist_nccl_close(dist *d);
+/* dist_step on the device (d->nccl): the rows and the stop over MPI,
+ * gradients scaled by 1/(all rows) and summed by NCCL in buckets while
+ * backward runs, Adam after the last.  Waits (bounded) for the previous
+ * step's sums first. */
+uint64_t dist_step_nccl(dist *d, pf_model *m, pf_stream *s, const pf_model_input *in,
+			int want_stop, int *stop, uint64_t step);
 
 /* ---- train_split.c: each rank reads only its blocks ---- */
 

@@ -33,16 +33,29 @@ void die(const char *what, const pf_error *e)
 	exit(1);
 }
 
+/* This rank's share of the host's CPUs: all of them alone; with L ranks
+ * on the host, 1/L each (at least one), so that L ranks' pipelines (and
+ * their autotuning, pf_options.cpu_budget) do not start L times the
+ * threads the host has and take the cores their ranks compute on. */
+static int cpu_share(const opts *o)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	int l = o->local_ranks > 1 ? o->local_ranks : 1;
+	return n / l > 1 ? (int)(n / l) : 1;
+}
+
 /* --read-threads / --map-threads: auto is the device feed's default for
- * this host (pf_devfeed_read_threads / pf_devfeed_map_threads). */
+ * this rank's CPUs (pf_devfeed_read_threads / pf_devfeed_map_threads). */
 static int read_threads(const opts *o)
 {
-	return o->read_threads == PF_AUTOTUNE ? pf_devfeed_read_threads(0) : o->read_threads;
+	return o->read_threads == PF_AUTOTUNE ? pf_devfeed_read_threads(cpu_share(o))
+					      : o->read_threads;
 }
 
 static int map_threads(const opts *o)
 {
-	return o->map_threads == PF_AUTOTUNE ? pf_devfeed_map_threads(0) : o->map_threads;
+	return o->map_threads == PF_AUTOTUNE ? pf_devfeed_map_threads(cpu_share(o))
+					     : o->map_threads;
 }
 
 /* The training or eval pipeline: shards, then --pipeline or the flags.
@@ -53,6 +66,8 @@ pf_pipeline *build(const opts *o, const char *const *files, int nfiles,
 {
 	pf_error err = { 0 };
 	pf_options po = { .seed = o->seed };
+	if (o->local_ranks > 1)
+		po.cpu_budget = cpu_share(o);
 	if (dev) {
 		po.batch_alloc = pf_devfeed_pinned_alloc;
 		po.batch_free = pf_devfeed_pinned_free;

@@ -225,7 +225,8 @@ static void trainer_open(trainer *t, const opts *o, pf_model_cfg mc, const run_s
 	dist_init(&t->d, o->ranks, o->deterministic, t->m ? pf_model_nparams(t->m) : 0);
 	t->dist_on = t->d.world > 1;
 	t->d.bucket_mb = o->bucket_mb;
-	if (t->dist_on && t->m)
+	dist_nccl_open(&t->d, t->dev, t->m, o, o->quiet);
+	if ((t->dist_on || t->d.nccl) && t->m)
 		dist_buckets(&t->d, t->dev, t->m);
 	if (rs) {
 		/* the epoch's sums so far are all ranks': rank 0 carries them */
@@ -340,7 +341,7 @@ static void train_on(trainer *t, epoch_run *er, pf_devbatch *b)
 		if (t->fpf)
 			fprintf(t->fpf, "%" PRIu64 " %" PRIu64 " %016" PRIx64 "\n", er->e + 1,
 				er->step + 1, h);
-		if (t->dist_on) {
+		if (t->dist_on || t->d.nccl) { /* (NCCL alone: a group of one) */
 			t->stop_now |= dist_train(&t->d, t->m, t->cs, &t->tin.in, t->mc.sizes[0],
 						  b->batch, stop_signal != 0, t->step_total + 1,
 						  t->fpr, er->e, er->step, h);
@@ -596,6 +597,7 @@ static void report(trainer *t)
 		       t->rs ? "true" : "false", pf_device_math(t->dev), fu[0], fu[1],
 		       st.zero_copy ? "true" : "false");
 		split_json(&t->sp, o);
+		printf("\"allreduce\":\"%s\",", t->d.allreduce ? t->d.allreduce : "none");
 		if (t->step_pre > 0)
 			printf("\"step_s\":%.6f,\"preloaded_step_s\":%.6f,\"never_starves_ratio\":%.4f,"
 			       "\"startup_s\":%.4f,\"never_starves_ratio_steady\":%.4f,",

@@ -18,6 +18,16 @@
  * is fixed with --deterministic (the same model bits for the same world
  * size and seed), else it is MPI_Allreduce's.  (One rank alone does not
  * come here: pipe-train trains as it always did.)
+ *
+ * On the cpu device the model's gradient buffer is host memory, so the
+ * copies down and back and the two passes that weight and divide are
+ * work every rank would repeat for nothing: there (d->inplace) each
+ * rank's loss gradient is scaled by 1/batch (pf_model_input.grad_scale;
+ * the global batch's rows, which every rank knows), and the buckets are
+ * summed in place in the model's buffer, which then holds the global
+ * mean; --deterministic without --bucket-mb is one bucket of all the
+ * gradients, summed in rank order after backward.  (On cuda with MPI the
+ * gradients still go through d->buf; with NCCL see train_nccl.c.)
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -99,10 +109,14 @@ void dist_buckets(dist *d, pf_device *dev, pf_model *m)
 {
 	pf_error err = { 0 };
 	int L = pf_model_nlayers(m);
-	if (d->world == 1 || (d->deterministic && d->bucket_mb <= 0) || L > DIST_MAX_BUCKETS)
+	/* the cpu device's gradients are host memory: summed where they are */
+	d->inplace = d->world > 1 && !d->nccl && !strcmp(pf_device_kind(dev), "cpu");
+	if (!d->nccl && !d->inplace && (d->world == 1 || (d->deterministic && d->bucket_mb <= 0)))
+		return;  /* NCCL, in place: always buckets (their only sums) */
+	if (L > DIST_MAX_BUCKETS)
 		return;
 	d->dev = dev;
-	if (pf_stream_new(dev, &d->copy, &err) < 0)
+	if (!d->inplace && pf_stream_new(dev, &d->copy, &err) < 0)
 		die("stream", &err);
 	for (int j = 0; j < L; j++)
 		if (pf_event_new(dev, &d->ev[j], &err) < 0)
@@ -111,6 +125,10 @@ void dist_buckets(dist *d, pf_device *dev, pf_model *m)
 	if (d->bucket_mb > 0) {
 		double c = d->bucket_mb * 1048576.0 / sizeof(float);
 		plan_sized(d, m, L, c < 1 ? 1 : (size_t)c);
+		return;
+	}
+	if (d->deterministic) { /* in place: one sum after backward */
+		add_bucket(d, 0, d->n, L - 1);
 		return;
 	}
 	for (int j = 0; j < L; j++) {
@@ -122,6 +140,7 @@ void dist_buckets(dist *d, pf_device *dev, pf_model *m)
 
 void dist_free(dist *d)
 {
+	dist_nccl_close(d);
 	for (int j = 0; j < d->nlayers; j++)
 		pf_event_free(d->dev, d->ev[j]);
 	if (d->copy)
@@ -177,7 +196,7 @@ static void bucket_ready(dist *d, pf_model *m, int b, int rows, double *done)
 {
 	pf_error err = { 0 };
 	size_t off = d->boff[b], len = d->blen[b];
-	if (rows <= 0) {
+	if (rows <= 0 && !d->inplace) {
 		memset(d->buf + off, 0, len * sizeof(*d->buf));
 		return;
 	}
@@ -187,8 +206,11 @@ static void bucket_ready(dist *d, pf_model *m, int b, int rows, double *done)
 		struct timespec ts = { 0, 200000 };
 		nanosleep(&ts, NULL);
 	}
-	if (q < 0 || pf_model_download_range(m, d->copy, PF_BUF_GRADS, d->buf, off, len,
-					     &err) < 0 ||
+	if (q < 0)
+		die("train step", &err);
+	if (d->inplace) /* scaled at the loss (grad_scale) */
+		return;
+	if (pf_model_download_range(m, d->copy, PF_BUF_GRADS, d->buf, off, len, &err) < 0 ||
 	    pf_stream_sync(d->dev, d->copy, &err) < 0)
 		die("train step", &err);
 	for (size_t i = off; i < off + len; i++)
@@ -199,11 +221,22 @@ static void bucket_ready(dist *d, pf_model *m, int b, int rows, double *done)
  * gradients summed as soon as backward has them (in rank order with
  * --deterministic). */
 static void step_buckets(dist *d, pf_model *m, pf_stream *s, const pf_model_input *in,
-			 int want_stop, const char *what)
+			 uint32_t batch, int want_stop, const char *what)
 {
 	pf_error err = { 0 };
 	char msg[512];
 	int rows = in ? in->rows : 0;
+	float *g = d->inplace ? pf_model_dev_buf(m, PF_BUF_GRADS) : d->buf;
+	pf_model_input x = in ? *in : (pf_model_input){ 0 };
+	if (d->inplace && rows > 0) {
+		x.grad_scale = 1.0f / (float)batch;
+	} else if (d->inplace) { /* none here: zeros to the sums */
+		if (pf_memset_async(d->dev, s, g, 0, d->n * sizeof(float), &err) < 0)
+			die("train step", &err);
+		for (int j = 0; j < d->nlayers; j++)
+			if (pf_event_record(d->dev, d->ev[j], s, &err) < 0)
+				die("train step", &err);
+	}
 	double start[65], done[65] = { 0 }, bwd_end;
 	if ((d->deterministic ? ranks_begin_ordered(d->r, d->n + 2, what, msg, sizeof(msg))
 			      : ranks_begin(d->r, what, msg, sizeof(msg))) < 0)
@@ -213,13 +246,12 @@ static void step_buckets(dist *d, pf_model *m, pf_stream *s, const pf_model_inpu
 	start[0] = now_s();
 	if (ranks_isum_f32(d->r, d->buf + d->n, 2, what, msg, sizeof(msg)) < 0)
 		dist_fail(d, msg);
-	if (rows > 0 && pf_model_grad_layers(m, s, in, d->ev, &err) < 0)
+	if (rows > 0 && pf_model_grad_layers(m, s, &x, d->ev, &err) < 0)
 		die("train step", &err);
 	for (int j = 0; j < d->nbuckets; j++) {
 		bucket_ready(d, m, j, rows, done);
 		start[j + 1] = now_s();
-		if (ranks_isum_f32(d->r, d->buf + d->boff[j], d->blen[j], what, msg,
-				   sizeof(msg)) < 0)
+		if (ranks_isum_f32(d->r, g + d->boff[j], d->blen[j], what, msg, sizeof(msg)) < 0)
 			dist_fail(d, msg);
 	}
 	bwd_end = now_s();
@@ -234,11 +266,13 @@ static void step_buckets(dist *d, pf_model *m, pf_stream *s, const pf_model_inpu
 }
 
 uint64_t dist_step(dist *d, pf_model *m, pf_stream *s, const pf_model_input *in,
-		   int want_stop, int *stop, uint64_t step)
+		   uint32_t batch, int want_stop, int *stop, uint64_t step)
 {
 	pf_error err = { 0 };
 	char what[64], msg[512];
 	int rows = in ? in->rows : 0;
+	if (d->nccl && m)
+		return dist_step_nccl(d, m, s, in, want_stop, stop, step);
 	snprintf(what, sizeof(what), "all-reduce of step %" PRIu64, step);
 	if (!m) { /* no model (synthetic): only the rows and the stop */
 		float v[2] = { (float)rows, want_stop ? 1.0f : 0.0f };
@@ -250,7 +284,7 @@ uint64_t dist_step(dist *d, pf_model *m, pf_stream *s, const pf_model_input *in,
 		return (uint64_t)v[0];
 	}
 	if (d->nbuckets) {
-		step_buckets(d, m, s, in, want_stop, what);
+		step_buckets(d, m, s, in, batch, want_stop, what);
 	} else {
 		if (rows > 0) {
 			if (pf_model_grad(m, s, in, &err) < 0 ||
@@ -273,6 +307,11 @@ uint64_t dist_step(dist *d, pf_model *m, pf_stream *s, const pf_model_input *in,
 	*stop = d->buf[d->n + 1] > 0;
 	if (total <= 0)
 		return 0;
+	if (d->inplace) { /* already the mean, in the model's buffer */
+		if (pf_model_apply(m, s, &err) < 0)
+			die("train step", &err);
+		return (uint64_t)total;
+	}
 	float inv = 1.0f / total;
 	for (size_t i = 0; i < d->n; i++)
 		d->buf[i] *= inv;
@@ -294,7 +333,7 @@ int dist_train(dist *d, pf_model *m, pf_stream *s, const pf_model_input *full, i
 		fprintf(fpr, "%" PRIu64 " %" PRIu64 " %016" PRIx64 " %u %u\n", epoch + 1,
 			step + 1, hash, lo, hi);
 	int stop = 0;
-	dist_step(d, m, s, hi > lo ? &in : NULL, want_stop, &stop, step_total);
+	dist_step(d, m, s, hi > lo ? &in : NULL, rows, want_stop, &stop, step_total);
 	return stop;
 }
 
@@ -312,6 +351,6 @@ int dist_synth(dist *d, pf_device *dev, pf_stream *s, synth *sy, uint32_t step_u
 			die("device", &err);
 	}
 	int stop = 0;
-	dist_step(d, NULL, s, NULL, want_stop, &stop, step_total);
+	dist_step(d, NULL, s, NULL, rows, want_stop, &stop, step_total);
 	return stop;
 }

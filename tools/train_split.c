@@ -193,7 +193,7 @@ int split_train(split *sp, dist *d, pf_device *dev, pf_model *m, pf_stream *s,
 	in.labels = sp->lab;
 	in.rows = n;
 	int stop = 0;
-	dist_step(d, m, s, n ? &in : NULL, want_stop, &stop, step_total);
+	dist_step(d, m, s, n ? &in : NULL, b->batch, want_stop, &stop, step_total);
 	return stop;
 }
 
