@@ -8,6 +8,7 @@
 
 #ifdef HAVE_LIBDEFLATE
 #include <libdeflate.h>
+#include <pthread.h>
 #else
 #include <zlib.h>
 #endif
@@ -146,48 +147,112 @@ int pf_png_check(const void *png, size_t n, int palette)
 }
 
 #ifdef HAVE_LIBDEFLATE
+/* The Paeth predictor of a (left), b (up), c (up-left). */
+static inline unsigned paeth(int a, int b, int c)
+{
+	int pa = abs(b - c), pb = abs(a - c), pc = abs(a + b - 2 * c);
+	return (unsigned)(pa <= pb && pa <= pc ? a : pb <= pc ? b : c);
+}
+
+/* One row with no row above it (the first): up is 0, so Up is None,
+ * Paeth is Sub, Average adds half the left byte. */
+static int unfilter_first(const unsigned char *s, unsigned char *d, size_t rb, int bpp)
+{
+	size_t x, k = (size_t)bpp < rb ? (size_t)bpp : rb;
+	switch (s[-1]) {
+	case 0:
+	case 2:
+		memcpy(d, s, rb);
+		return 0;
+	case 1:
+	case 4:
+		memcpy(d, s, k);
+		for (x = k; x < rb; x++)
+			d[x] = (unsigned char)(s[x] + d[x - bpp]);
+		return 0;
+	case 3:
+		memcpy(d, s, k);
+		for (x = k; x < rb; x++)
+			d[x] = (unsigned char)(s[x] + (d[x - bpp] >> 1));
+		return 0;
+	}
+	return NO;
+}
+
+/* One row under prev (its unfiltered bytes). */
+static int unfilter_row(const unsigned char *s, unsigned char *d, const unsigned char *prev,
+			size_t rb, int bpp)
+{
+	size_t x, k = (size_t)bpp < rb ? (size_t)bpp : rb;
+	switch (s[-1]) {
+	case 0:
+		memcpy(d, s, rb);
+		return 0;
+	case 1:
+		memcpy(d, s, k);
+		for (x = k; x < rb; x++)
+			d[x] = (unsigned char)(s[x] + d[x - bpp]);
+		return 0;
+	case 2:
+		for (x = 0; x < rb; x++)
+			d[x] = (unsigned char)(s[x] + prev[x]);
+		return 0;
+	case 3:
+		for (x = 0; x < k; x++)
+			d[x] = (unsigned char)(s[x] + (prev[x] >> 1));
+		for (; x < rb; x++)
+			d[x] = (unsigned char)(s[x] + (((unsigned)d[x - bpp] + prev[x]) >> 1));
+		return 0;
+	case 4: /* Paeth: for the first pixel, a = c = 0, so it is b */
+		for (x = 0; x < k; x++)
+			d[x] = (unsigned char)(s[x] + prev[x]);
+		for (; x < rb; x++)
+			d[x] = (unsigned char)(s[x] + paeth(d[x - bpp], prev[x], prev[x - bpp]));
+		return 0;
+	}
+	return NO;
+}
+
 /* Undo the row filters of h rows of (1 + rb) bytes in raw into out (rows
  * of rb bytes, bpp bytes a pixel).  0, or NO for a filter type over 4. */
 static int unfilter(const unsigned char *raw, unsigned char *out, uint32_t h, size_t rb, int bpp)
 {
-	const unsigned char *prev = NULL;
-	for (uint32_t y = 0; y < h; y++) {
-		const unsigned char *s = raw + (size_t)y * (rb + 1) + 1;
-		unsigned char *d = out + (size_t)y * rb;
-		size_t x;
-		switch (s[-1]) {
-		case 0:
-			memcpy(d, s, rb);
-			break;
-		case 1:
-			memcpy(d, s, (size_t)bpp);
-			for (x = (size_t)bpp; x < rb; x++)
-				d[x] = (unsigned char)(s[x] + d[x - bpp]);
-			break;
-		case 2:
-			for (x = 0; x < rb; x++)
-				d[x] = (unsigned char)(s[x] + (prev ? prev[x] : 0));
-			break;
-		case 3:
-			for (x = 0; x < rb; x++) {
-				unsigned a = x >= (size_t)bpp ? d[x - bpp] : 0, b = prev ? prev[x] : 0;
-				d[x] = (unsigned char)(s[x] + ((a + b) >> 1));
-			}
-			break;
-		case 4:
-			for (x = 0; x < rb; x++) {
-				int a = x >= (size_t)bpp ? d[x - bpp] : 0, b = prev ? prev[x] : 0;
-				int c = prev && x >= (size_t)bpp ? prev[x - bpp] : 0;
-				int pa = abs(b - c), pb = abs(a - c), pc = abs(a + b - 2 * c);
-				d[x] = (unsigned char)(s[x] + (pa <= pb && pa <= pc ? a : pb <= pc ? b : c));
-			}
-			break;
-		default:
+	if (unfilter_first(raw + 1, out, rb, bpp))
+		return NO;
+	for (uint32_t y = 1; y < h; y++)
+		if (unfilter_row(raw + (size_t)y * (rb + 1) + 1, out + (size_t)y * rb,
+				 out + (size_t)(y - 1) * rb, rb, bpp))
 			return NO;
-		}
-		prev = d;
-	}
 	return 0;
+}
+
+/* Each thread's decompressor (libdeflate's is about 11 KiB, zeroed when
+ * made): made on a thread's first PNG, freed when the thread ends. */
+static pthread_key_t dc_key;
+static pthread_once_t dc_once = PTHREAD_ONCE_INIT;
+static int dc_key_ok;
+
+static void dc_free(void *dc)
+{
+	libdeflate_free_decompressor(dc);
+}
+
+static void dc_init(void)
+{
+	dc_key_ok = !pthread_key_create(&dc_key, dc_free);
+}
+
+static struct libdeflate_decompressor *dc_get(int *own)
+{
+	struct libdeflate_decompressor *dc;
+	pthread_once(&dc_once, dc_init);
+	*own = 0;
+	if (dc_key_ok && (dc = pthread_getspecific(dc_key)))
+		return dc;
+	dc = libdeflate_alloc_decompressor();
+	if (dc && (!dc_key_ok || pthread_setspecific(dc_key, dc)))
+		*own = 1; /* no key: this call's alone */
+	return dc;
 }
 
 /* Gather the IDAT run's data (k chunks from first, zn bytes) into dst. */
@@ -225,7 +290,8 @@ int pf_png_fast(const void *png, size_t n, unsigned char *out, void *scratch, si
 		gather(z, zn, buf + raw_n);
 		zin = buf + raw_n;
 	}
-	struct libdeflate_decompressor *dc = libdeflate_alloc_decompressor();
+	int own;
+	struct libdeflate_decompressor *dc = dc_get(&own);
 	size_t in_used = 0, out_got = 0;
 	if (!dc) {
 		rc = PF_ENOMEM;
@@ -236,7 +302,8 @@ int pf_png_fast(const void *png, size_t n, unsigned char *out, void *scratch, si
 	} else {
 		rc = unfilter(buf, out, h, rb, ch);
 	}
-	libdeflate_free_decompressor(dc);
+	if (own)
+		libdeflate_free_decompressor(dc);
 	if (buf != scratch)
 		free(buf);
 	return rc;
