@@ -12,14 +12,18 @@
  *                   png_read_info, the gray/8-bit transforms, png_read_row
  *                   into one buffer, png_destroy_read_struct (the classic
  *                   API, what a careful C caller writes)
+ *   spng            spng_ctx_new, spng_set_png_buffer, spng_decode_image
+ *                   to G8, spng_ctx_free (libspng, when built with it)
  *   decode_image    records(the PNGs in memory) | map(decode_image(size=
  *                   [28, 28], channels=1, dtype=f32)): decode_image alone
+ *                   (png=auto: libspng where it gives libpng's pixels)
+ *   decode-libpng   the same with png=libpng
  *   example+decode  tfrecord(FILES) | map(parse_example(image=bytes,
  *                   label=i64)) | map(decode_image(...)) | batch(256), maps
  *                   at par 1: the whole path a record takes
  * Figures: median CPU microseconds per image (process CPU, every thread),
  * and each one's efficiency against each libpng loop (libpng's us / its
- * us: 1.0 = as cheap as libpng alone).  -c CASE (0-3) runs that case alone
+ * us: 1.0 = as cheap as libpng alone).  -c CASE (0-5) runs that case alone
  * (for a profiler).  The issue's goal is 0.8 of
  * libpng's single-thread rate per core.
  */
@@ -33,6 +37,9 @@
 #ifdef HAVE_PNG
 #include <png.h>
 #endif
+#ifdef HAVE_SPNG
+#include <spng.h>
+#endif
 
 #include "bench_median.h"
 #include "bench_pngs.h"
@@ -40,7 +47,7 @@
 #include "pipefeed.h"
 
 #define MAXRUNS 32
-#define NCASE 4
+#define NCASE 6
 
 static double cpu(void)
 {
@@ -120,12 +127,35 @@ static int rows_one(const unsigned char *p, size_t n)
 }
 #endif
 
+#ifdef HAVE_SPNG
+static unsigned char spx[1 << 22];
+
+static int spng_one(const unsigned char *p, size_t n)
+{
+	spng_ctx *c = spng_ctx_new(0);
+	size_t sz;
+	int rc = !c || spng_set_png_buffer(c, p, n) || spng_decoded_image_size(c, SPNG_FMT_G8, &sz) ||
+		 sz > sizeof(spx) || spng_decode_image(c, spx, sz, SPNG_FMT_G8, 0);
+	spng_ctx_free(c);
+	return rc ? -1 : 0;
+}
+#endif
+
 /* One pass of case c: CPU us per image, or -1. */
 static double one(int c)
 {
 	double c0 = cpu();
 	uint64_t n = 0;
-	if (c < 2) {
+	if (c == 2) {
+#ifdef HAVE_SPNG
+		for (size_t i = 0; i < nimg; i++)
+			if (spng_one(img[i], len[i]))
+				return -1;
+		n = nimg;
+#else
+		return 0; /* not built: shown as "-" */
+#endif
+	} else if (c < 2) {
 #ifdef HAVE_PNG
 		for (size_t i = 0; i < nimg; i++)
 			if ((c ? rows_one : simple_one)(img[i], len[i]))
@@ -141,12 +171,13 @@ static double one(int c)
 		pf_error err = { 0 };
 		pf_elem e;
 		int rc = pf_pipeline_new(&p, NULL, &err);
-		if (c == 2) {
+		if (c < 5) {
 			if (!rc)
 				rc = pf_records(p, (const void *const *)img, len, nimg, NULL, &err);
 			if (!rc)
-				rc = pf_map(p, "decode_image", "size=[28, 28], channels=1, dtype=f32", NULL,
-					    &err);
+				rc = pf_map(p, "decode_image",
+					    c == 3 ? "size=[28, 28], channels=1, dtype=f32" :
+					    "size=[28, 28], channels=1, dtype=f32, png=libpng", NULL, &err);
 		} else {
 			snprintf(spec, sizeof(spec),
 				 "tfrecord(%s, cycle=1) | map(parse_example(image=bytes, label=i64, max_bytes=65536)) | map(decode_image(size=[28, 28], channels=1, dtype=f32)) | batch(256)",
@@ -167,7 +198,7 @@ static double one(int c)
 			return -1;
 		}
 	}
-	return n ? (cpu() - c0) / (double)n * 1e6 : -1;
+	return n ? (cpu() - c0) / (double)n * 1e6 : c == 2 ? 0 : -1;
 }
 
 int main(int argc, char **argv)
@@ -195,8 +226,8 @@ int main(int argc, char **argv)
 	}
 	if (bench_load_pngs("png_bench", files, max, &img, &len, &nimg) || !nimg)
 		return 1;
-	static const char *const name[NCASE] = { "libpng-simple", "libpng-rows", "decode_image",
-						  "example+decode" };
+	static const char *const name[NCASE] = { "libpng-simple", "libpng-rows", "spng",
+						  "decode_image", "decode-libpng", "example+decode" };
 	double us[NCASE][MAXRUNS], eff[NCASE][2][MAXRUNS];
 	if (only >= 0 && only < NCASE) {
 		for (int r = 0; r < runs; r++)
@@ -212,7 +243,7 @@ int main(int argc, char **argv)
 	for (int r = 0; r < runs; r++) /* per-run ratios: the drift cancels */
 		for (int c = 0; c < NCASE; c++)
 			for (int b = 0; b < 2; b++)
-				eff[c][b][r] = us[b][r] / us[c][r];
+				eff[c][b][r] = us[c][r] > 0 ? us[b][r] / us[c][r] : 0;
 	printf("png_bench: %zu PNGs (%s), %d runs, one thread, CPU us per image (median)\n", nimg,
 	       files, runs);
 	printf("%-16s %10s %14s %14s\n", "case", "us/image", "eff vs simple", "eff vs rows");

@@ -13,7 +13,9 @@
  *          [?]: a VarLenFeature (any number of values, u8/i64/f32[?], for
  *          padded_batch).  bytes[?] is a list of byte strings: two output
  *          fields, NAME (u8[?], the strings joined) and NAME_len (i64[?],
- *          each string's length)
+ *          each string's length); bytes[D1,D2..] exactly prod(D) strings
+ *          (FixedLenFeature of tf.string with a shape, no default): NAME
+ *          (u8[?], joined) and NAME_len (i64[D1,D2..])
  *   key="feature/key"   the feature's key when it is not NAME
  *   default=V | [V..]   FixedLenFeature's default_value, used when the
  *          Example lacks the feature (a scalar fills the whole shape)
@@ -314,18 +316,25 @@ static int parse_opts(ap *a, ex_feat *f)
 static int settle(ap *a, ex_feat *f, pf_schema *out, int sequence)
 {
 	pf_field *o = &out->fields[f->out];
+	int64_t ldims[PF_MAX_DIMS] = { PF_DIM_VAR };
+	int lndim = 1;
 	if (f->seq && !sequence)
 		return perr(a, "a feature list (seq) is read by parse_sequence_example");
 	if (!f->seq) {
 		if (f->var && o->ndim != 1)
 			return perr(a, "a variable-length feature is [?]");
-		if (f->want == PF_EX_BYTES && o->ndim && !f->var)
-			return perr(a, "bytes is one byte string, bytes[?] a list of them; lists of strings of a fixed count are not supported");
+		f->fixed_strs = f->want == PF_EX_BYTES && o->ndim && !f->var;
+		if (f->fixed_strs && f->has_def)
+			return perr(a, "a bytes[N] feature takes no default (every Example must hold its N strings)");
+		if (f->fixed_strs) { /* NAME_len gets the shape */
+			memcpy(ldims, o->dims, sizeof(ldims));
+			lndim = o->ndim;
+		}
 		if (f->want == PF_EX_BYTES && !f->var) {
-			o->ndim = 1; /* one string: its bytes */
+			o->ndim = 1; /* the strings' bytes, joined */
 			o->dims[0] = PF_DIM_VAR;
 		}
-		f->ragged = f->want == PF_EX_BYTES && f->var;
+		f->ragged = f->want == PF_EX_BYTES && (f->var || f->fixed_strs);
 	} else {
 		if (!o->ndim || o->dims[0] != PF_DIM_VAR)
 			return perr(a, "a feature list's shape starts with ? (its frames): T[?], T[?, D..] or T[?, ?]");
@@ -363,8 +372,8 @@ static int settle(ap *a, ex_feat *f, pf_schema *out, int sequence)
 	memcpy(l->name, o->name, nl);
 	memcpy(l->name + nl, "_len", 5);
 	l->dtype = PF_I64;
-	l->ndim = 1;
-	l->dims[0] = PF_DIM_VAR;
+	l->ndim = lndim;
+	memcpy(l->dims, ldims, sizeof(l->dims[0]) * (size_t)lndim);
 	return 0;
 }
 
@@ -526,8 +535,8 @@ static int missing(const ex_feat *f, pf_elem *out, pf_error *err)
 	return 0;
 }
 
-/* A bytes feature's strings: one (bytes) or a list (bytes[?]: joined, and
- * their lengths in NAME_len). */
+/* A bytes feature's strings: one (bytes) or a list (bytes[?] / bytes[N]:
+ * joined, and their lengths in NAME_len). */
 static int bytes_feature(const ex_feat *f, const pf_ex_feature *ft, const pf_ex_info *info,
 			 pf_elem *out, pf_error *err)
 {
@@ -536,8 +545,15 @@ static int bytes_feature(const ex_feat *f, const pf_ex_feature *ft, const pf_ex_
 		snprintf(m, sizeof(m), "holds %lld byte strings, expected 1", (long long)info->count);
 		return pf_ex_feat_err(err, f, out->schema, m);
 	}
+	if (f->fixed_strs && info->count != f->count) {
+		snprintf(m, sizeof(m), "holds %lld byte strings, expected %lld (its shape)",
+			 (long long)info->count, (long long)f->count);
+		return pf_ex_feat_err(err, f, out->schema, m);
+	}
 	int64_t *lens = NULL;
-	if (f->ragged && !(lens = pf_elem_alloc(out, f->out_len, info->count, err)))
+	if (f->fixed_strs)
+		lens = out->data[f->out_len];
+	else if (f->ragged && !(lens = pf_elem_alloc(out, f->out_len, info->count, err)))
 		return pf_ex_alloc_rc(err);
 	int64_t total = pf_ex_bytes_lengths(ft, info, lens);
 	void *d = pf_elem_alloc(out, f->out, total, err);

@@ -21,6 +21,7 @@ typedef struct ex_feat {
 	int seq;              /* a feature list of a SequenceExample ((seq) option) */
 	int allow_missing;    /* feature list: a missing list is no frames */
 	int ragged;           /* a NAME_len field follows: string or frame lengths */
+	int fixed_strs;       /* bytes[N..]: count strings, NAME_len of that shape */
 	int out, out_len;     /* output field of the values, of the lengths */
 	int64_t count;        /* fixed: values expected (a frame's, for a list) */
 	int has_def;

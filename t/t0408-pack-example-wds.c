@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "pf_spec.h"
+#include "pf_tfrecord.h"
 #include "pipefeed.h"
 #include "tap.h"
 
@@ -86,6 +87,58 @@ static int sh(char *out, size_t cap, const char *fmt, ...)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* SequenceExamples: info lists the context features and the feature
+ * lists, its --sequence-example spec reads the records, tfrecord
+ * --sequence-example packs them (seq.tfrecord's first 6, TensorFlow's good
+ * ones, copied to a file of their own; the whole file stops at record 6,
+ * which TensorFlow rejects too). */
+static void seq_example(char *out, size_t cap)
+{
+	char src[1100], six[1100], spec[4096] = "", a[4400], b[4400];
+	pf_tfrecord *t = NULL;
+	pf_error e = { 0 };
+	const void *d;
+	size_t len;
+	snprintf(src, sizeof(src), "%s/example/seq.tfrecord", dir);
+	snprintf(six, sizeof(six), "%s/seq6.tfrecord", tmp);
+	FILE *f = fopen(six, "wb");
+	int n = 0;
+	if (f && !pf_tfrecord_open(&t, src, &e))
+		while (n < 6 && pf_tfrecord_next(t, &d, &len, &e) == 0) {
+			unsigned char h[PF_TFRECORD_HEADER], tl[PF_TFRECORD_FOOTER];
+			pf_tfrecord_frame(d, len, h, tl);
+			fwrite(h, 1, sizeof(h), f);
+			fwrite(d, 1, len, f);
+			fwrite(tl, 1, sizeof(tl), f);
+			n++;
+		}
+	pf_tfrecord_close(t);
+	if (f)
+		fclose(f);
+	int rc = sh(out, cap, "%s info %s", pp, six);
+	ok(rc == 0 && n == 6 && strstr(out, "TFRecord of tf.train.SequenceExample (the first 6 records read)") &&
+	   strstr(out, "frames                           float_list        6        0        5        2        2") &&
+	   strstr(out, "name                             bytes_list        6        1        1"),
+	   "info on SequenceExamples: context features, feature lists with frames and values a frame");
+	char *ex = strstr(out, "--sequence-example '");
+	if (ex) {
+		ex += 20;
+		snprintf(spec, sizeof(spec), "%.*s", (int)strcspn(ex, "'"), ex);
+	}
+	snprintf(a, sizeof(a), "tfrecord(\"%s\") | map(parse_sequence_example(%s))", six, spec);
+	ok(ex && strstr(spec, "frames=f32[?, 2](seq)") && strstr(spec, "tokens=i64[?, ?](seq)") &&
+	   equal(a, a) == 6, "its --sequence-example spec reads all 6: %s", spec);
+	rc = sh(out, cap, "%s tfrecord -o %s/sq --sequence-example '%s' %s", pp, tmp, spec, six);
+	snprintf(b, sizeof(b), "shards(\"%s/sq-*.pfs\") | map(decode)", tmp);
+	ok(rc == 0 && strstr(out, "total: 1 shard, 6 records") && equal(a, b) == 6,
+	   "tfrecord --sequence-example: 6 records, read back equal to parse_sequence_example on the file");
+	rc = sh(out, cap, "%s tfrecord -o %s/sqbad --sequence-example '%s' %s", pp, tmp, spec, src);
+	ok(rc == 1 && strstr(out, "record 6") && strstr(out, "seq.tfrecord"),
+	   "tfrecord --sequence-example on a record TensorFlow rejects: exit 1 naming file and record");
+	if (rc != 1)
+		diag("%s", out);
+}
+
 int main(void)
 {
 	alarm(120);
@@ -96,7 +149,7 @@ int main(void)
 	snprintf(dir, sizeof(dir), "%s/t/data", src ? src : ".");
 	snprintf(pp, sizeof(pp), "%s/pipe-pack", b ? b : ".");
 	snprintf(tmp, sizeof(tmp), "%s", tap_tmpdir("t0408"));
-	plan(10);
+	plan(14);
 	static char out[65536];
 	char a[4096], c[4096];
 
@@ -141,6 +194,7 @@ int main(void)
 			 dir, (int)strcspn(ex, "'"), ex);
 	}
 	ok(ex && equal(spec, spec) == 9, "its --example spec parses all 9 records: %s", spec);
+	seq_example(out, sizeof(out));
 	rc = sh(out, sizeof(out), "%s info %s/wds/shards-000.tar", pp, dir);
 	ok(rc == 1 && strstr(out, "shards-000.tar"), "info on a tar: not a shard, not a TFRecord (exit 1)");
 	rc = sh(out, sizeof(out), "%s wds -o %s/none '%s/wds/none-{0..1}.tar'", pp, tmp, dir);

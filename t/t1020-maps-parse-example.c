@@ -146,7 +146,7 @@ static void spec_errors(void)
 {
 	static const struct { const char *args, *want; } bad[] = {
 		{ "", "name the features" },
-		{ "image=bytes[3]", "lists of strings" },
+		{ "image=bytes[3](default=\"x\")", "takes no default" },
 		{ "x=f64", "expected a type" },
 		{ "image/encoded=bytes", "key=" },
 		{ "m=f32[2](default=[1,2,3])", "more default values" },

@@ -256,10 +256,26 @@ int main(void)
 #if !defined(HAVE_PNG) || !defined(HAVE_TURBOJPEG)
 	plan_skip_all("built without libpng or libjpeg-turbo");
 #endif
-	plan(18);
+	plan(21);
 	is_int(load_expect(), N, "fmnist.expect: the pixels TensorFlow decoded");
 	is_int(run(PE "map(decode_image(field=image, size=[28, 28], channels=1))", chk_png, NULL), N,
 	       "PNG -> u8[28,28,1]: every pixel equals tf.io.decode_png's, labels kept");
+	/* each PNG decoder alone on TensorFlow's PNGs (libpng's writer, a
+	 * 1 KiB zlib window): png=auto takes the fast path for all of them */
+	is_int(run(PE "map(decode_image(field=image, size=[28, 28], channels=1, png=libpng))", chk_png, NULL), N,
+	       "png=libpng: every pixel equals tf.io.decode_png's");
+#ifdef HAVE_LIBDEFLATE
+	is_int(run(PE "map(decode_image(field=image, size=[28, 28], channels=1, png=fast), par=3)", chk_png, NULL), N,
+	       "png=fast (pipefeed's fast path) on 3 workers takes every one, with tf.io.decode_png's pixels");
+#else
+	skip(1, "built without libdeflate");
+#endif
+#ifdef HAVE_SPNG
+	is_int(run(PE "map(decode_image(field=image, size=[28, 28], channels=1, png=spng))", chk_png, NULL), N,
+	       "png=spng (libspng) takes every one, with tf.io.decode_png's pixels");
+#else
+	skip(1, "built without libspng");
+#endif
 	int maxd[2] = { 0, 0 };
 	is_int(run(PE "map(decode_image(field=jpeg, size=[28, 28], channels=1), par=3)", chk_jpg, maxd), N,
 	       "JPEG -> u8[28,28,1] with 3 workers");

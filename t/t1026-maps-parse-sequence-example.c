@@ -21,6 +21,7 @@
 #define SEQ_SPEC "length=i64(default=0), name=bytes, tags=bytes[?], frames=f32[?,2](seq), " \
 		 "tokens=i64[?,?](seq), words=bytes[?](seq), opt=i64[?](seq, allow_missing=true)"
 #define LIST_SPEC "tags=bytes[?], label=i64(default=-1), name=bytes(default=\"none\")"
+#define FIXSTR_SPEC "pair=bytes[2], grid=bytes[2, 2], label=i64(default=-1)"
 
 static char dir[1024];
 
@@ -178,7 +179,7 @@ static void spec_errors(void)
 		{ "parse_sequence_example", "x=f32[2](seq)", "starts with ?" },
 		{ "parse_sequence_example", "x=bytes[?,?](seq)", "not supported" },
 		{ "parse_sequence_example", "x=f32[?,?,?](seq)", "a feature list is" },
-		{ "parse_example", "x=bytes[3]", "fixed count" },
+		{ "parse_example", "x=bytes[3](default=\"a\")", "takes no default" },
 		{ "parse_example", "x=bytes[?](default=\"a\")", "takes no default" },
 		{ "parse_example", "x=i64(allow_missing=true)", "allow_missing is for a feature list" },
 		{ "parse_sequence_example", "x=i64[?,?](seq, allow_missing=true)",
@@ -240,7 +241,7 @@ int main(void)
 	alarm(120);
 	const char *src = getenv("srcdir");
 	snprintf(dir, sizeof(dir), "%s/t/data/example", src ? src : ".");
-	plan(20);
+	plan(22);
 
 	static const char *const seq_want[] = {
 		"a feature list given twice in one map entry",
@@ -273,6 +274,15 @@ int main(void)
 	whole_file("seq", "parse_sequence_example", SEQ_SPEC, 7, 2);
 	whole_file("seqerrors", "parse_sequence_example", SEQ_SPEC, 0, 12);
 	whole_file("lists", "parse_example", LIST_SPEC, 6, 2);
+	static const char *const fix_want[] = {
+		"feature 'pair': holds 1 byte strings, expected 2 (its shape)",
+		"feature 'pair': required (no default) but not in the Example",
+		"feature 'pair': is a int64_list, expected a bytes_list",
+		"feature 'grid': holds 5 byte strings, expected 4 (its shape)",
+	};
+	is_int(compare_each("fixstr", "parse_example", FIXSTR_SPEC, fix_want, 4), 7,
+	       "fixstr.tfrecord: bytes[2] / bytes[2, 2] as TensorFlow's FixedLenFeature([2] / [2, 2], tf.string), 7 records");
+	whole_file("fixstr", "parse_example", FIXSTR_SPEC, 3, 4);
 	/* an Example read as a SequenceExample: its features are the context */
 	{
 		char spec[4096];

@@ -2,7 +2,9 @@
  * pack_info.c - `pipe-pack info`: describe one shard without decoding it:
  * header, schema, counts, sizes and the block table from the footer index.
  * A TFRecord file instead: the features of its first Examples (names, list
- * types, value counts) and the --example spec that reads them.
+ * types, value counts) and the --example spec that reads them; of
+ * SequenceExamples, the context features, the feature lists (frames,
+ * values a frame) and the --sequence-example spec.
  */
 #include "config.h"
 
@@ -111,11 +113,13 @@ int pack_info(int argc, char **argv)
 
 struct key_info {
 	char key[128];
+	int list;                /* a feature list of a SequenceExample */
 	pf_ex_kind kind;
 	int mixed;               /* its kind differs between records */
 	uint64_t seen;           /* records that have it */
 	uint64_t last;           /* the record it was last seen in, + 1 */
-	int64_t min, max;        /* value counts */
+	int64_t min, max;        /* value counts (a list's: values a frame) */
+	int64_t fmin, fmax;      /* a list's frames */
 };
 
 struct info_acc {
@@ -125,62 +129,112 @@ struct info_acc {
 	pf_error err;
 };
 
+/* Key (a feature, or with list a feature list) in a: found or added;
+ * NULL when the table is full. */
+static struct key_info *key_of(struct info_acc *a, const char *key, size_t len, int list)
+{
+	int i;
+	for (i = 0; i < a->n; i++)
+		if (a->k[i].list == list && strlen(a->k[i].key) == len && !memcmp(a->k[i].key, key, len))
+			return &a->k[i];
+	if (a->n == INFO_MAX_KEYS || len >= sizeof(a->k[0].key)) {
+		a->more = 1;
+		return NULL;
+	}
+	memset(&a->k[i], 0, sizeof(a->k[i]));
+	memcpy(a->k[i].key, key, len);
+	a->k[i].list = list;
+	a->k[i].min = a->k[i].fmin = INT64_MAX;
+	a->n++;
+	return &a->k[i];
+}
+
+/* One value kind and count into k (a feature, or a frame of a list). */
+static void tally(struct key_info *k, const pf_ex_info *in)
+{
+	if (in->kind == PF_EX_NONE)
+		return;
+	if (k->kind == PF_EX_NONE)
+		k->kind = in->kind;
+	else if (k->kind != in->kind)
+		k->mixed = 1;
+	k->min = in->count < k->min ? in->count : k->min;
+	k->max = in->count > k->max ? in->count : k->max;
+}
+
 static int info_entry(void *user, const char *key, size_t len, const pf_ex_feature *f)
 {
 	struct info_acc *a = user;
 	pf_ex_info in;
-	int i;
 	if (pf_ex_feature_info(f, &in, &a->err))
 		return a->err.code;
-	for (i = 0; i < a->n; i++)
-		if (strlen(a->k[i].key) == len && !memcmp(a->k[i].key, key, len))
-			break;
-	if (i == a->n) {
-		if (a->n == INFO_MAX_KEYS || len >= sizeof(a->k[0].key)) {
-			a->more = 1;
-			return 0;
-		}
-		memset(&a->k[i], 0, sizeof(a->k[i]));
-		memcpy(a->k[i].key, key, len);
-		a->k[i].kind = in.kind;
-		a->k[i].min = INT64_MAX;
-		a->n++;
-	}
-	struct key_info *k = &a->k[i];
-	if (in.kind == PF_EX_NONE) /* no list: parse_example's "missing" */
-		return 0;
-	if (k->kind == PF_EX_NONE)
-		k->kind = in.kind;
-	else if (k->kind != in.kind)
-		k->mixed = 1;
-	if (k->last == a->rec + 1) /* a key given twice: the last one counts */
+	struct key_info *k = key_of(a, key, len, 0);
+	/* no list: parse_example's "missing"; a key again in one record: counted once */
+	if (!k || in.kind == PF_EX_NONE || k->last == a->rec + 1)
 		return 0;
 	k->last = a->rec + 1;
 	k->seen++;
-	k->min = in.count < k->min ? in.count : k->min;
-	k->max = in.count > k->max ? in.count : k->max;
+	tally(k, &in);
 	return 0;
 }
 
-/* One --example entry for k: NAME=TYPE[SHAPE](key=...). */
+static int info_list(void *user, const char *key, size_t len, const pf_ex_list *l)
+{
+	struct info_acc *a = user;
+	struct key_info *k = key_of(a, key, len, 1);
+	pf_ex_feature fr;
+	pf_ex_info in;
+	size_t pos = 0;
+	int64_t nf = 0;
+	int rc;
+	while ((rc = pf_ex_list_next(l, &pos, &fr, &a->err)) == 1) {
+		if (pf_ex_feature_info(&fr, &in, &a->err))
+			return a->err.code;
+		if (k)
+			tally(k, &in);
+		nf++;
+	}
+	if (rc < 0)
+		return rc;
+	if (!k || k->last == a->rec + 1)
+		return 0;
+	k->last = a->rec + 1;
+	k->seen++;
+	k->fmin = nf < k->fmin ? nf : k->fmin;
+	k->fmax = nf > k->fmax ? nf : k->fmax;
+	return 0;
+}
+
+/* One --example / --sequence-example entry for k: NAME=TYPE[SHAPE](...),
+ * or "" when no one field reads it. */
 static void suggest(const struct key_info *k, uint64_t nrec, char *buf, size_t cap)
 {
-	char name[128], shape[32] = "", opt[200] = "";
+	char name[128], shape[48] = "", opt[200] = "";
 	size_t j = 0;
+	int bytes = k->kind == PF_EX_BYTES, fixed = k->min == k->max && (bytes || k->max > 0);
+	buf[0] = '\0';
+	if (k->mixed || k->kind == PF_EX_NONE || (k->list && bytes && k->max > 1))
+		return; /* no frame holds several strings: bytes[?, ?] is not read */
 	for (const char *p = k->key; *p && j + 1 < sizeof(name) && j + 1 < PF_FIELD_NAME_MAX; p++)
 		name[j++] = (char)((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
 				   (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' ? *p : '_');
 	name[j] = '\0';
 	if (strcmp(name, k->key))
 		snprintf(opt, sizeof(opt), "key=\"%s\"", k->key);
-	if (k->kind != PF_EX_BYTES && k->min != k->max)
+	if (k->list) { /* frames first: T[?] one value a frame, T[?, N], T[?, ?] */
+		snprintf(shape, sizeof(shape), bytes || (fixed && k->max == 1) ? "[?]" :
+			 fixed ? "[?, %lld]" : "[?, ?]", (long long)k->max);
+		snprintf(opt + strlen(opt), sizeof(opt) - strlen(opt), "%sseq%s", opt[0] ? ", " : "",
+			 k->seen < nrec && (bytes || fixed) ? ", allow_missing=true" : "");
+	} else if (!fixed || (bytes && k->seen < nrec && k->max != 1)) {
 		snprintf(shape, sizeof(shape), "[?]");
-	else if (k->kind != PF_EX_BYTES && k->max != 1)
+	} else if (k->max != 1) {
 		snprintf(shape, sizeof(shape), "[%lld]", (long long)k->max);
-	if (k->seen < nrec && k->kind != PF_EX_BYTES && strcmp(shape, "[?]"))
+	}
+	if (!k->list && k->seen < nrec && !bytes && strcmp(shape, "[?]"))
 		snprintf(opt + strlen(opt), sizeof(opt) - strlen(opt), "%sdefault=0", opt[0] ? ", " : "");
 	snprintf(buf, cap, "%s=%s%s%s%s%s", name,
-		 k->kind == PF_EX_BYTES ? "bytes" : k->kind == PF_EX_FLOAT ? "f32" : "i64", shape,
+		 bytes ? "bytes" : k->kind == PF_EX_FLOAT ? "f32" : "i64", shape,
 		 opt[0] ? "(" : "", opt, opt[0] ? ")" : "");
 }
 
@@ -196,8 +250,8 @@ int pack_info_tfrecord(const char *path, uint64_t nrec)
 	while (!rc && n < nrec && (rc = pf_tfrecord_next(t, &d, &len, &err)) == 0) {
 		memset(&a.err, 0, sizeof(a.err));
 		a.rec = n;
-		if (pf_example_walk(d, len, info_entry, &a, &a.err)) {
-			printf("file:      %s\nformat:    TFRecord; record %" PRIu64 " is not a tf.train.Example (%s):\n"
+		if (pf_seq_example_walk(d, len, info_entry, info_list, &a, &a.err)) {
+			printf("file:      %s\nformat:    TFRecord; record %" PRIu64 " is not a tf.train.Example or SequenceExample (%s):\n"
 			       "           read it raw (pipe-pack tfrecord without --example)\n",
 			       path, n, a.err.msg);
 			pf_tfrecord_close(t);
@@ -210,23 +264,38 @@ int pack_info_tfrecord(const char *path, uint64_t nrec)
 		pack_report(&err);
 		return PACK_BAD;
 	}
+	int lists = 0;
+	for (int i = 0; i < a.n; i++)
+		lists |= a.k[i].list;
 	printf("file:      %s\n", path);
-	printf("format:    TFRecord of tf.train.Example (the first %" PRIu64 " records read)\n", n);
-	printf("%-32s %-10s %8s %8s %8s\n", "feature", "type", "records", "min", "max");
+	printf("format:    TFRecord of tf.train.%s (the first %" PRIu64 " records read)\n",
+	       lists ? "SequenceExample" : "Example", n);
+	printf("%-32s %-10s %8s %8s %8s%s\n", lists ? "context feature" : "feature", "type", "records",
+	       "min", "max", lists ? "   (feature lists below)" : "");
 	char spec[4096] = "", one[300];
-	for (int i = 0; i < a.n; i++) {
-		const struct key_info *k = &a.k[i];
-		printf("%-32s %-10s %8" PRIu64 " %8lld %8lld%s\n", k->key,
-		       k->mixed ? "mixed" : pf_ex_kind_name(k->kind), k->seen,
-		       (long long)(k->seen ? k->min : 0), (long long)k->max, k->mixed ? "  (list type differs between records)" : "");
-		if (k->mixed || k->kind == PF_EX_NONE || (k->kind == PF_EX_BYTES && k->max > 1))
-			continue; /* nothing parse_example reads as one field */
-		suggest(k, n, one, sizeof(one));
-		snprintf(spec + strlen(spec), sizeof(spec) - strlen(spec), "%s%s", spec[0] ? "," : "", one);
+	for (int l = 0; l < 2; l++) {
+		if (l && lists)
+			printf("%-32s %-10s %8s %8s %8s %8s %8s   (frames, values a frame: min max)\n",
+			       "feature list", "type", "records", "min", "max", "min", "max");
+		for (int i = 0; i < a.n; i++) {
+			const struct key_info *k = &a.k[i];
+			if (k->list != l)
+				continue;
+			printf("%-32s %-10s %8" PRIu64, k->key, k->mixed ? "mixed" : pf_ex_kind_name(k->kind),
+			       k->seen);
+			if (l)
+				printf(" %8lld %8lld", (long long)(k->seen ? k->fmin : 0), (long long)k->fmax);
+			printf(" %8lld %8lld%s\n", (long long)(k->min == INT64_MAX ? 0 : k->min),
+			       (long long)k->max, k->mixed ? "  (list type differs between records)" : "");
+			suggest(k, n, one, sizeof(one));
+			if (one[0])
+				snprintf(spec + strlen(spec), sizeof(spec) - strlen(spec), "%s%s",
+					 spec[0] ? "," : "", one);
+		}
 	}
 	if (a.more)
 		printf("... more than %d features: the first %d shown\n", INFO_MAX_KEYS, INFO_MAX_KEYS);
 	if (spec[0])
-		printf("example:   --example '%s'\n", spec);
+		printf("example:   --%s '%s'\n", lists ? "sequence-example" : "example", spec);
 	return PACK_OK;
 }

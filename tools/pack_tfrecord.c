@@ -26,10 +26,11 @@ int pack_tfrecord(int argc, char **argv)
 	static const struct option longopts[] = {
 		PACK_COMMON_LONGOPTS,
 		{ "example", required_argument, NULL, OPT_EXAMPLE },
+		{ "sequence-example", required_argument, NULL, OPT_SEQ_EXAMPLE },
 		{ "map", required_argument, NULL, OPT_MAP },
 		{ NULL, 0, NULL, 0 }
 	};
-	const char *example = NULL, *map = NULL;
+	const char *example = NULL, *map = NULL, *parse = "parse_example";
 	struct pack_opts o = { 0 };
 	struct pack_out out = { 0 };
 	pf_error err = { 0 };
@@ -41,15 +42,22 @@ int pack_tfrecord(int argc, char **argv)
 	int c, rc = 0, nfiles;
 
 	while ((c = getopt_long(argc, argv, PACK_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
-		if (c == OPT_EXAMPLE || c == OPT_MAP) {
-			*(c == OPT_EXAMPLE ? &example : &map) = optarg;
+		if (c == OPT_EXAMPLE || c == OPT_SEQ_EXAMPLE || c == OPT_MAP) {
+			if (c == OPT_MAP) {
+				map = optarg;
+				continue;
+			}
+			if (example)
+				return pack_usage("tfrecord", "tfrecord: --example or --sequence-example, once");
+			example = optarg;
+			parse = c == OPT_EXAMPLE ? "parse_example" : "parse_sequence_example";
 			continue;
 		}
 		if ((rc = pack_common_opt(&o, c, optarg)) <= 0)
 			return rc < 0 ? PACK_USAGE : pack_usage("tfrecord", NULL);
 	}
 	if (map && !example)
-		return pack_usage("tfrecord", "tfrecord: --map needs --example");
+		return pack_usage("tfrecord", "tfrecord: --map needs --example or --sequence-example");
 	nfiles = argc - optind;
 	if (nfiles == 0)
 		return pack_usage("tfrecord", "tfrecord: no input FILE");
@@ -78,7 +86,7 @@ int pack_tfrecord(int argc, char **argv)
 			return pack_usage("tfrecord", "tfrecord: too many FILEs");
 		memcpy(spec, "tfrecord(", 9);
 		l = strlen(spec);
-		snprintf(spec + l, sizeof(spec) - l, ", cycle=1) | map(parse_example(%s))%s%s%s", example,
+		snprintf(spec + l, sizeof(spec) - l, ", cycle=1) | map(%s(%s))%s%s%s", parse, example,
 			 map ? " | map(" : "", map ? map : "", map ? ")" : "");
 		rc = pack_pipeline(&o, spec, total, &err);
 		if (rc < 0)

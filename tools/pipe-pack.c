@@ -32,18 +32,20 @@ static const char usage_text[] =
 "      .npy arrays (C order) paired along their first dimension; one field each\n"
 "  pipe-pack raw --record-size N [--field NAME:DTYPE[SHAPE] ...] -o PREFIX [OPTIONS] FILE...\n"
 "      fixed-size little-endian records (default schema record: u8[N])\n"
-"  pipe-pack tfrecord -o PREFIX [--example SPEC [--map FN]] [OPTIONS] FILE...\n"
+"  pipe-pack tfrecord -o PREFIX [--example SPEC | --sequence-example SPEC [--map FN]] [OPTIONS] FILE...\n"
 "      TFRecord files, both CRCs checked; schema record: u8[?], or with\n"
 "      --example 'image=bytes,label=i64' each tf.train.Example parsed as\n"
 "      map(parse_example(SPEC)) (then map(FN), e.g. --map 'decode_image(size=[28,28],channels=1)')\n"
-"      and the shards get the parsed fields\n"
+"      and the shards get the parsed fields; --sequence-example 'len=i64,frames=f32[?,2](seq)':\n"
+"      each tf.train.SequenceExample through map(parse_sequence_example(SPEC))\n"
 "  pipe-pack wds -o PREFIX [--map FN] [OPTIONS] FILE...\n"
 "      WebDataset tar shards (brace patterns allowed): one u8[?] field per extension\n"
 "  pipe-pack verify [-j THREADS] [-q] FILE...\n"
 "      check every block checksum, record and the index of each shard\n"
 "  pipe-pack info [--blocks N|all] [--records N] FILE\n"
 "      header, schema, counts and the block table of one shard; of a TFRecord\n"
-"      file, the features of its first N tf.train.Examples (default 10)\n"
+"      file, the features of its first N tf.train.Examples (default 10), or\n"
+"      SequenceExamples' context features and feature lists, and the spec\n"
 "\n"
 "Options of the packing commands:\n"
 "  -o, --output PREFIX        output name prefix (required)\n"
@@ -74,7 +76,7 @@ static const char *short_usage(const char *cmd)
 	if (!strcmp(cmd, "raw"))
 		return "pipe-pack raw --record-size N [--field NAME:DTYPE[SHAPE] ...] -o PREFIX [OPTIONS] FILE...";
 	if (!strcmp(cmd, "tfrecord"))
-		return "pipe-pack tfrecord -o PREFIX [--example SPEC [--map FN]] [OPTIONS] FILE...";
+		return "pipe-pack tfrecord -o PREFIX [--example SPEC | --sequence-example SPEC [--map FN]] [OPTIONS] FILE...";
 	if (!strcmp(cmd, "wds"))
 		return "pipe-pack wds -o PREFIX [--map FN] [OPTIONS] FILE...";
 	if (!strcmp(cmd, "verify"))

@@ -2,7 +2,8 @@
 """gen.py - write the tf.train.Example test files of t/data/example with
 TensorFlow itself, and what TensorFlow's parser makes of every record.
 
-    python3 t/data/example/gen.py [OUTDIR]      (needs tensorflow, numpy)
+    python3 t/data/example/gen.py [OUTDIR] [--only-new] [--only-fixstr]
+                                                (needs tensorflow, numpy)
 
 Files (small, committed so that the tests need no TensorFlow):
   basic.tfrecord   Examples written by tf.train.Example, plus hand-made
@@ -16,6 +17,10 @@ Files (small, committed so that the tests need no TensorFlow):
                    hand-made serializations) parsed with
                    tf.io.parse_single_sequence_example(CTX_SPEC, SEQ_SPEC)
   seqerrors.tfrecord  SequenceExamples that parse rejects
+  fixstr.tfrecord  Examples with fixed counts of byte strings
+                   (FixedLenFeature([2] / [2, 2], tf.string), parse_example's
+                   bytes[2] / bytes[2, 2]), parsed with FIXSTR_SPEC
+                   (--only-fixstr writes this file alone)
   fmnist.tfrecord  the first 32 Fashion-MNIST test images as PNG (and JPEG)
                    with their label, when /usr/share/datasets/fashion-mnist
                    is there
@@ -27,7 +32,7 @@ Files (small, committed so that the tests need no TensorFlow):
                    decode_jpeg(dct_method="INTEGER_ACCURATE")'s, "S N SIZE V..."
                    tf.image.resize's (bilinear) of the PNG to SIZE x SIZE.
 
-lists.expect and seq*.expect have, per record, "R N ok" then one
+lists.expect, fixstr.expect and seq*.expect have, per record, "R N ok" then one
 "F NAME NITEMS VAR_LEN VALUES..." row per pipefeed output field (bytes as
 one hex string of the strings joined, or "-"; a list of strings or a
 ragged feature list also gives NAME_len, the length of each string or
@@ -45,7 +50,8 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
+_dirs = [a for a in sys.argv[1:] if not a.startswith("--")]
+OUT = _dirs[0] if _dirs else os.path.dirname(os.path.abspath(__file__))
 
 SPEC = {
     "image": tf.io.FixedLenFeature([], tf.string),
@@ -266,6 +272,34 @@ SEQ_SPEC = {
 }
 
 
+# ---- fixed counts of byte strings --------------------------------------------
+#   fixstr.tfrecord: parse_example(pair=bytes[2], grid=bytes[2, 2], label=i64(default=-1))
+FIXSTR_SPEC = {
+    "pair": tf.io.FixedLenFeature([2], tf.string),
+    "grid": tf.io.FixedLenFeature([2, 2], tf.string),
+    "label": tf.io.FixedLenFeature([], tf.int64, default_value=-1),
+}
+
+
+def fixstr_records():
+    g = b(b"a", b"", b"ccc", b"dd")
+    return [
+        ex(pair=b(b"x", b"yz"), grid=g, label=i(1)),
+        ex(pair=b(b"", b""), grid=b(*[bytes([k]) * 3 for k in range(4)])),
+        # a key given twice: the later entry wins
+        raw_example(entry("pair", bytes_feat(b"p")), entry("pair", bytes_feat(b"q", b"r")),
+                    entry("grid", bytes_feat(b"1", b"2", b"3", b"4"))),
+        ex(pair=b(b"only one"), grid=g),   # too few strings
+        ex(grid=g, label=i(3)),            # required, missing
+        ex(pair=i(1, 2), grid=g),          # not a bytes_list
+        ex(pair=b(b"a", b"b"), grid=b(b"1", b"2", b"3", b"4", b"5")),  # too many
+    ]
+
+
+def parse_fixstr(r):
+    return out_rows(FIXSTR_SPEC, tf.io.parse_single_example(r, FIXSTR_SPEC))
+
+
 def seqex(context=None, lists=None):
     se = tf.train.SequenceExample()
     for k, v in (context or {}).items():
@@ -393,7 +427,9 @@ def out_rows(spec, vals, seq=False):
             rows.append("F %s %d %d %s" % (key, sum(map(len, flat)), sum(map(len, flat)),
                                            hexjoin(flat)))
             ls = [str(len(x)) for x in flat]
-            rows.append(("F %s_len %d %d %s" % (key, len(ls), len(ls), " ".join(ls))).rstrip())
+            fixed = isinstance(sp, tf.io.FixedLenFeature)  # bytes[N]: NAME_len is i64[N]
+            rows.append(("F %s_len %d %d %s" % (key, len(ls), 0 if fixed else len(ls),
+                                                 " ".join(ls))).rstrip())
             continue
         a = np.asarray(values)
         flat = fmt_value(sp.dtype, a)
@@ -442,12 +478,17 @@ def parse_seq(r):
 
 
 if __name__ == "__main__":
+    if "--only-fixstr" in sys.argv:
+        write_rows("fixstr", fixstr_records(), parse_fixstr)
+        print("gen.py: wrote", OUT)
+        sys.exit(0)
     write("basic", basic_records())
     errs = error_records()
     write("errors", [r for _, r in errs])
     write_rows("lists", list_records() + list_errors(), parse_list)
     write_rows("seq", seq_records(), parse_seq)
     write_rows("seqerrors", seq_errors(), parse_seq)
+    write_rows("fixstr", fixstr_records(), parse_fixstr)
     if "--only-new" not in sys.argv:
         fmnist()
     print("gen.py: wrote", OUT)
