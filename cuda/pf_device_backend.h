@@ -18,7 +18,7 @@
 extern "C" {
 #endif
 
-#define PF_DEV_ABI 4
+#define PF_DEV_ABI 5
 #define PF_CUDA_ENTRY_SYMBOL "pf_cuda_backend"
 
 enum pf_kernel_kind {
@@ -101,6 +101,12 @@ typedef struct pf_dev_ops {
 				const float *A, int lda, const float *W, int ldw,
 				const void *aux, float *C, float *db,
 				pf_error *err);
+	/* ABI 5: another library's stream (pf_event_record_foreign,
+	 * pf_foreign_wait_event); NULL when the backend has none (cpu). */
+	int (*event_record_foreign)(void *ctx, pf_event *e, uintptr_t stream,
+				    pf_error *err);
+	int (*foreign_wait_event)(void *ctx, uintptr_t stream, pf_event *e,
+				  pf_error *err);
 } pf_dev_ops;
 
 /* The cpu backend's table (dev_cpu.c). */
