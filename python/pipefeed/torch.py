@@ -62,7 +62,17 @@ class Loader(LoaderBase):
     every epoch, as torch.distributed gives them), split, stats (a stats
     file for pipe-stat).  len(), set_epoch(k) (any k: see LoaderBase),
     state_dict() and load_state_dict() as a DataLoader with a
-    DistributedSampler has them."""
+    DistributedSampler has them.
+
+    device="cuda" (or "cuda:N"): the batches come already in GPU memory,
+    moved by the C device feed (pinned staging, a copy stream and events,
+    `depth` slots ahead) and handed over through DLPack: the tensors are
+    CUDA tensors over the feed's slots, ready on the stream torch is on
+    when they are made (the stream waits, the host does not); a slot is
+    refilled only after the work enqueued on that stream before its last
+    tensor died.  device="cpu" runs the same feed on the device layer's
+    cpu backend (CPU tensors over its slots: for tests; without a device,
+    the default host path is faster)."""
 
     def __init__(self, spec, **kw):
         super().__init__(spec, **kw)
@@ -103,7 +113,35 @@ class Loader(LoaderBase):
                 out.append(_torch.from_dlpack(b[i]))
         return out[0] if len(out) == 1 else tuple(out)
 
+    def _dev_iter(self):
+        """device=: each field through torch.from_dlpack (a CUDA tensor
+        on the stream torch is on; on the cpu backend a CPU tensor over
+        the feed's slot); the slot goes back when the last tensor dies."""
+        from_dlpack = _torch.from_dlpack
+        box = []
+        n = 0
+        d = self._dev
+        if d.feed is None:
+            q = self.pipeline.position()
+            start_whole = q["delivered"] == 0 or q["at_end"]
+        else:
+            start_whole = d.at_end or d.given == 0
+        for b in d.batches():
+            fs = b.fields()
+            ts = [from_dlpack(fs[i]) for i in self._pick(b)]
+            self._last = _weakref.ref(b)
+            b = fs = None
+            n += 1
+            box.append(ts[0] if len(ts) == 1 else tuple(ts))
+            ts = None
+            yield box.pop()
+        if start_whole:
+            self._len = n
+
     def __iter__(self):
+        if self._dev is not None:
+            yield from self._dev_iter()
+            return
         p = self.pipeline
         start = p.position()
         whole = start["delivered"] == 0 or start["at_end"]
