@@ -137,6 +137,8 @@ class Feed:
     def next(self):
         """The next DevBatch, or None at an epoch's end."""
         if self.held >= self.depth:
+            self._wait_for_a_slot()
+        if self.held >= self.depth:
             # every slot is out: the feeder cannot fill one, waiting would
             # never end
             raise RuntimeError("pipefeed: all %d device slots are held (tensors of %d "
@@ -158,6 +160,16 @@ class Feed:
             _raise(rc, err)
         self.held += 1
         return DevBatch(self, b, ev)
+
+    def _wait_for_a_slot(self, seconds=2.0):
+        """Every slot is out: a consumer that lets go of buffers on its own
+        threads (JAX does, once the computations reading them are done)
+        may give one back soon; wait for that a little (the GIL free)."""
+        import gc
+        gc.collect()
+        t_end = time.monotonic() + seconds
+        while self.held >= self.depth and time.monotonic() < t_end:
+            time.sleep(0.002)
 
     def _release(self, b, streams=()):
         err = _lib.pf_error()
