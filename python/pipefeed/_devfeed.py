@@ -212,6 +212,14 @@ class Feed:
         if self.ptr is not None:
             self.dl.pf_devfeed_free(self.ptr)   # joins the feeder, syncs
             self.ptr = None
+        if self.ready:
+            # the handoff stream's records of them are over once it has run
+            dev = self.dev
+            self.dl.pf_stream_sync(dev.ptr, dev.handoff, None)
+            for e in self.ready.values():
+                dev.events.remove(e)
+                self.dl.pf_event_free(dev.ptr, e)
+            self.ready = {}
         if self.stats is not None:
             lib.pf_stats_detach(self.stats)
             lib.pf_stats_close(self.stats, None)
