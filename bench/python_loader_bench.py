@@ -4,7 +4,7 @@ pipefeed.torch.Loader, side by side on the same Fashion-MNIST data and the
 same training loop: the 784-128-10 MLP, Adam (lr 1e-3), batch 64, shuffled,
 on the CPU.
 
-    bench/python_loader_bench.py [--epochs 5] [--repeat 3] [--build .] [--torch-threads 1]
+    bench/python_loader_bench.py [--epochs 5] [--repeat 3] [--build .] [--torch-threads 1|auto]
 
 For each loader, in a fresh child process (so peak memory is its own):
   wait%     share of the loop's wall time spent waiting for the next batch
@@ -23,8 +23,16 @@ against the best DataLoader setting.  The DataLoader reads a
 map-style Dataset over the IDX arrays (uint8, in memory) and converts each
 sample as torchvision's ToTensor does (float / 255) with an int64 label;
 pipefeed reads the same images packed into 4 zstd shards by pipe-pack and
-runs `map(decode_f32)` (the same float / 255).  The model uses
---torch-threads intra-op threads in every run.
+runs `map(decode_f32)` (the same float / 255).  Every run sizes the
+model's threads the same way, with pipefeed.torch.set_threads(--torch-threads):
+torch's intra-op threads and the pool of the BLAS library torch's GEMMs
+run on (Debian's torch: OpenBLAS, whose one-thread-per-CPU pool
+torch.set_num_threads leaves alone, spinning beside the loop; before this
+the runs had 1 torch thread and 2 OpenBLAS threads).  The load average
+(uptime) is printed at the start and the end.  --keep-heap 1 (the
+default) calls pipefeed.torch.keep_heap() in every run: glibc keeps the
+memory torch frees each step instead of returning it to the kernel (the
+same loop for every loader; 0 for glibc's defaults).
 """
 import argparse
 import gzip
@@ -141,8 +149,11 @@ def worker_cpu_s():
 def one(kind, args):
     """Run one loader in this process; print a JSON line of its figures."""
     import torch
+    from pipefeed.torch import set_threads, keep_heap
     torch.manual_seed(0)
-    torch.set_num_threads(args.torch_threads)
+    set_threads(args.torch_threads)
+    if args.keep_heap:
+        keep_heap()
     mem = PeakMemory()
     loader = make_loader(kind, args)
     # the loader alone
@@ -196,7 +207,10 @@ def main():
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--build", default=".", help="build tree (pipe-pack, .libs)")
     ap.add_argument("--shards", help="directory of train-*.pfs (default: packed now)")
-    ap.add_argument("--torch-threads", type=int, default=1)
+    ap.add_argument("--torch-threads", default="1",
+                    help="torch's and its BLAS's threads in every run (a count or auto)")
+    ap.add_argument("--keep-heap", type=int, default=1,
+                    help="1: pipefeed.torch.keep_heap() in every run (glibc keeps freed memory)")
     ap.add_argument("--reads", type=int, default=1, help="pipefeed shard reader threads")
     ap.add_argument("--cpu-budget", type=int, default=0, help="pipefeed cpu_budget")
     ap.add_argument("--only", help="comma list of dl-0,dl-2,pipefeed")
@@ -222,13 +236,14 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     env["PYTHONPATH"] = os.path.join(here, "..", "python") + os.pathsep + env.get("PYTHONPATH", "")
     kinds = (args.only or "dl-0,dl-2,pipefeed").split(",")
+    load0 = os.getloadavg()
     runs = {k: [] for k in kinds}
     for r in range(args.repeat):          # interleaved: the load drifts
         for k in kinds:
             cmd = [sys.executable, os.path.abspath(__file__), "--one", k,
                    "--epochs", str(args.epochs), "--shards", args.shards,
                    "--torch-threads", str(args.torch_threads), "--reads", str(args.reads),
-                   "--cpu-budget", str(args.cpu_budget)]
+                   "--cpu-budget", str(args.cpu_budget), "--keep-heap", str(args.keep_heap)]
             out = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, check=True).stdout
             runs[k].append(json.loads(out.decode().strip().splitlines()[-1]))
             print("# %s run %d: wait %.2f%% wall %.2f s" % (k, r + 1, 100 * runs[k][-1]["wait"],
@@ -242,9 +257,10 @@ def main():
             rows[k][f] = v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
     names = {"dl-0": "DataLoader, 0 workers", "dl-2": "DataLoader, 2 workers",
              "pipefeed": "pipefeed.torch.Loader"}
-    print("%d epochs, batch 64, MLP 784-128-10, Adam, torch threads %d, %d CPUs, "
-          "medians of %d runs each (interleaved), load average %.1f at the end"
-          % (args.epochs, args.torch_threads, os.cpu_count(), args.repeat, os.getloadavg()[0]))
+    print("%d epochs, batch 64, MLP 784-128-10, Adam, torch+BLAS threads %s, keep_heap %d, %d CPUs, "
+          "medians of %d runs each (interleaved), load average (1, 5, 15 min) %s at the start, %s at the end"
+          % (args.epochs, args.torch_threads, args.keep_heap, os.cpu_count(), args.repeat,
+             "%.1f %.1f %.1f" % load0, "%.1f %.1f %.1f" % os.getloadavg()))
     print("%-24s %7s %8s %8s %10s %9s %9s" % ("loader", "wait%", "wall_s", "cpu_s", "img/s",
                                                "peak_MiB", "test_acc"))
     for k in kinds:

@@ -505,6 +505,26 @@ static int cu_stream_wait_event(void *ctx, pf_stream *s, pf_event *e,
 	return 0;
 }
 
+/* Another library's stream: 0 and 1 are the legacy default stream
+ * (cudaStreamLegacy is 0x1), 2 the per-thread one (cudaStreamPerThread). */
+static int cu_event_record_foreign(void *ctx, pf_event *e, uintptr_t stream,
+				   pf_error *err)
+{
+	dev_scope g(ctx);
+	CU_CHECK(cudaEventRecord((cudaEvent_t)e, (cudaStream_t)stream), err,
+		 "cudaEventRecord on a foreign stream");
+	return 0;
+}
+
+static int cu_foreign_wait_event(void *ctx, uintptr_t stream, pf_event *e,
+				 pf_error *err)
+{
+	dev_scope g(ctx);
+	CU_CHECK(cudaStreamWaitEvent((cudaStream_t)stream, (cudaEvent_t)e, 0), err,
+		 "cudaStreamWaitEvent on a foreign stream");
+	return 0;
+}
+
 static uint64_t cu_stream_copy_ns(void *ctx, pf_stream *s)
 {
 	pthread_mutex_lock(&s->mu);
@@ -739,6 +759,7 @@ static const pf_dev_ops cuda_ops = {
 	cu_graph_begin, cu_graph_end, cu_graph_launch, cu_graph_free,
 	cu_stream_copy_ns, cu_math, cu_gemm_bias_act, cu_gemm_drelu_bgrad,
 	cu_native,
+	cu_event_record_foreign, cu_foreign_wait_event,
 };
 
 extern "C" __attribute__((visibility("default"))) const pf_dev_ops *

@@ -300,6 +300,26 @@ int pf_stream_wait_event(pf_device *d, pf_stream *s, pf_event *e, pf_error *err)
 	return d->ops->stream_wait_event(d->ctx, s, e, err);
 }
 
+int pf_event_record_foreign(pf_device *d, pf_event *e, uintptr_t stream,
+			    pf_error *err)
+{
+	if (!d->ops->event_record_foreign)
+		return pf_error_set(err, PF_EINVAL,
+				    "device %s: no streams of other libraries (record on stream 0x%jx)",
+				    d->ops->kind, (uintmax_t)stream);
+	return d->ops->event_record_foreign(d->ctx, e, stream, err);
+}
+
+int pf_foreign_wait_event(pf_device *d, uintptr_t stream, pf_event *e,
+			  pf_error *err)
+{
+	if (!d->ops->foreign_wait_event)
+		return pf_error_set(err, PF_EINVAL,
+				    "device %s: no streams of other libraries (wait on stream 0x%jx)",
+				    d->ops->kind, (uintmax_t)stream);
+	return d->ops->foreign_wait_event(d->ctx, stream, e, err);
+}
+
 uint64_t pf_stream_copy_ns(pf_device *d, pf_stream *s)
 {
 	return d->ops->stream_copy_ns ? d->ops->stream_copy_ns(d->ctx, s) : 0;

@@ -151,6 +151,24 @@ int pf_stream_wait_event(pf_device *d, pf_stream *s, pf_event *e,
 int pf_event_query(pf_device *d, pf_event *e);
 int pf_event_sync(pf_device *d, pf_event *e, pf_error *err);
 
+/*
+ * Interop with a stream of another library (a DLPack consumer's: the
+ * integer __dlpack__(stream=...) is given).  stream is that backend's own
+ * handle: on cuda a cudaStream_t of the device's context, where 1 means
+ * the legacy default stream and 2 the per-thread default stream (as CUDA
+ * and DLPack number them) and 0 the legacy default too.
+ *   pf_event_record_foreign  e completes when `stream` has run what was
+ *                            enqueued on it before the call;
+ *   pf_foreign_wait_event    work enqueued on `stream` after the call
+ *                            waits for e's latest record.
+ * Neither blocks the host.  The cpu backend has no streams of other
+ * libraries: PF_EINVAL (its consumer is the host: pf_event_sync instead).
+ */
+int pf_event_record_foreign(pf_device *d, pf_event *e, uintptr_t stream,
+			    pf_error *err);
+int pf_foreign_wait_event(pf_device *d, uintptr_t stream, pf_event *e,
+			  pf_error *err);
+
 /* ---- copies and host callbacks ------------------------------------------ */
 
 enum pf_copy_kind { PF_H2D = 1, PF_D2H = 2, PF_D2D = 3 };

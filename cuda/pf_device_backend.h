@@ -105,6 +105,12 @@ typedef struct pf_dev_ops {
 	 * when the backend has no native handles (cpu) */
 	int (*native)(void *ctx, pf_stream *s, void **stream, int *ordinal,
 		      pf_error *err);
+	/* ABI 5 too: another library's stream (pf_event_record_foreign,
+	 * pf_foreign_wait_event); NULL when the backend has none (cpu). */
+	int (*event_record_foreign)(void *ctx, pf_event *e, uintptr_t stream,
+				    pf_error *err);
+	int (*foreign_wait_event)(void *ctx, uintptr_t stream, pf_event *e,
+				  pf_error *err);
 } pf_dev_ops;
 
 /* The cpu backend's table (dev_cpu.c). */

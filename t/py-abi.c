@@ -10,6 +10,7 @@
 #include "pipefeed.h"
 #include "pf_spec.h"
 #include "pf_stats.h"
+#include "pf_devfeed.h"
 
 #define S(t) printf("%s %zu\n", #t, sizeof(t))
 #define F(t, f) printf("%s.%s %zu\n", #t, #f, offsetof(t, f))
@@ -42,6 +43,18 @@ int main(void)
 	S(pf_stats_opts); F(pf_stats_opts, interval_ms); F(pf_stats_opts, label);
 	F(pf_stats_opts, sample_cap); F(pf_stats_opts, step_cap); F(pf_stats_opts, event_cap);
 	F(pf_stats_opts, drop_cap);
+	S(pf_device_opts); F(pf_device_opts, index); F(pf_device_opts, cpu_threads);
+	F(pf_device_opts, test_copy_delay_us); F(pf_device_opts, test_compute_delay_us);
+	F(pf_device_opts, test_seed); F(pf_device_opts, tf32);
+	S(pf_devfeed_opts); F(pf_devfeed_opts, depth); F(pf_devfeed_opts, slot_bytes);
+	F(pf_devfeed_opts, epochs); F(pf_devfeed_opts, pinned_batches);
+	S(pf_devbatch); F(pf_devbatch, slot); F(pf_devbatch, batch); F(pf_devbatch, id);
+	F(pf_devbatch, seq); F(pf_devbatch, epoch); F(pf_devbatch, schema);
+	F(pf_devbatch, data); F(pf_devbatch, nitems); F(pf_devbatch, nbytes);
+	S(pf_devfeed_stats); F(pf_devfeed_stats, batches); F(pf_devfeed_stats, bytes);
+	F(pf_devfeed_stats, host_wait_ns); F(pf_devfeed_stats, stall_host_ns);
+	F(pf_devfeed_stats, stall_device_ns); F(pf_devfeed_stats, feeder_input_ns);
+	F(pf_devfeed_stats, feeder_slot_ns); F(pf_devfeed_stats, copy_ns);
 	printf("PF_POS_ORDER %d\n", PF_POS_ORDER);
 	printf("PF_POS_MAX_OPS %d\n", PF_POS_MAX_OPS);
 	printf("PF_MAX_FIELDS %d\n", PF_MAX_FIELDS);

@@ -2,7 +2,8 @@
 # t6003-python-jax: pipefeed.jax.Loader and jax.dlpack.from_dlpack /
 # jnp.asarray over the batch memory (zero-copy on the CPU), prefetch with
 # device_put, exactly-once, resume and set_epoch, a small jit-compiled JAX
-# training run (python/tests/test_jax.py).  JAX (CPU) comes from
+# training run, and device="cpu" (the C device feed's path on the cpu
+# backend) (python/tests/test_jax.py).  JAX (CPU) comes from
 # t/requirements-jax.txt, installed into a venv outside the build tree
 # (PF_JAX_VENV, default ${TMPDIR:-/tmp}/pipefeed-jax-venv-UID), made once;
 # the test skips, saying why, when it cannot be installed (no network).

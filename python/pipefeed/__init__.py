@@ -9,7 +9,11 @@
             b.release()                  # or drop it: back to the pool
 
 PyTorch: pipefeed.torch.Loader; JAX: pipefeed.jax.Loader (each imported on
-its own, so neither framework needs the other).  The library is
+its own, so neither framework needs the other).  With device="cuda" they
+yield batches already in GPU memory, moved by the C device feed and
+exported through DLPack with kDLCUDA and the stream handshake
+(libpipefeed-device.so, loaded on first use; device="cpu" runs the same
+path on the device layer's cpu backend).  The library is
 libpipefeed.so: $PIPEFEED_LIB, else the build tree around this package,
 else the installed one.
 """

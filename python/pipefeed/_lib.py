@@ -128,10 +128,48 @@ class pf_stats_opts(ctypes.Structure):
                 ("drop_cap", ctypes.c_uint32)]
 
 
+# ---- the device layer (cuda/pf_device.h, cuda/pf_devfeed.h) ----------------
+
+class pf_device_opts(ctypes.Structure):
+    _fields_ = [("index", ctypes.c_int),
+                ("cpu_threads", ctypes.c_int),
+                ("test_copy_delay_us", ctypes.c_uint32),
+                ("test_compute_delay_us", ctypes.c_uint32),
+                ("test_seed", ctypes.c_uint64),
+                ("tf32", ctypes.c_int)]
+
+
+class pf_devfeed_opts(ctypes.Structure):
+    _fields_ = [("depth", ctypes.c_int),
+                ("slot_bytes", ctypes.c_size_t),
+                ("epochs", ctypes.c_int64),
+                ("pinned_batches", ctypes.c_int)]
+
+
+class pf_devbatch(ctypes.Structure):
+    _fields_ = [("slot", ctypes.c_int),
+                ("batch", ctypes.c_uint32),
+                ("id", ctypes.c_uint64),
+                ("seq", ctypes.c_uint64),
+                ("epoch", ctypes.c_uint64),
+                ("schema", ctypes.POINTER(pf_schema)),
+                ("data", ctypes.c_void_p * PF_MAX_FIELDS),
+                ("nitems", ctypes.c_int64 * PF_MAX_FIELDS),
+                ("nbytes", ctypes.c_size_t)]
+
+
+class pf_devfeed_stats(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_uint64) for n in (
+        "batches", "bytes", "host_wait_ns", "stall_host_ns", "stall_device_ns",
+        "feeder_input_ns", "feeder_slot_ns", "copy_ns")]
+
+
 STRUCTS = {"pf_error": pf_error, "pf_options": pf_options,
            "pf_field": pf_field, "pf_schema": pf_schema, "pf_elem": pf_elem,
            "pf_iter_pos": pf_iter_pos, "pf_op_stats": pf_op_stats,
-           "pf_stats_opts": pf_stats_opts}
+           "pf_stats_opts": pf_stats_opts, "pf_device_opts": pf_device_opts,
+           "pf_devfeed_opts": pf_devfeed_opts, "pf_devbatch": pf_devbatch,
+           "pf_devfeed_stats": pf_devfeed_stats}
 
 
 def _find():
@@ -191,3 +229,60 @@ for _name, (_res, _args) in _SIGS.items():
     _f = getattr(lib, _name)
     _f.restype = _res
     _f.argtypes = _args
+
+
+# The device library (libpipefeed-device.so: pf_device.h, pf_devfeed.h),
+# loaded on first use only (a loader without `device=` never needs it):
+# $PIPEFEED_DEVICE_LIB, else beside the build tree's libpipefeed.so
+# (cuda/.libs/), else the installed one.  In a build tree the cuda module
+# (cuda/.libs/pf_cuda.so) is pointed at with $PF_CUDA_MODULE, unless set.
+_DEV_SIGS = {
+    "pf_device_open": (c_int, [P(c_vp), ctypes.c_char_p, P(pf_device_opts), ERR]),
+    "pf_device_close": (None, [c_vp]),
+    "pf_device_kind": (ctypes.c_char_p, [c_vp]),
+    "pf_device_info": (ctypes.c_char_p, [c_vp]),
+    "pf_device_note": (ctypes.c_char_p, [c_vp]),
+    "pf_stream_new": (c_int, [c_vp, P(c_vp), ERR]),
+    "pf_stream_free": (None, [c_vp, c_vp]),
+    "pf_stream_sync": (c_int, [c_vp, c_vp, ERR]),
+    "pf_stream_wait_event": (c_int, [c_vp, c_vp, c_vp, ERR]),
+    "pf_event_new": (c_int, [c_vp, P(c_vp), ERR]),
+    "pf_event_free": (None, [c_vp, c_vp]),
+    "pf_event_record": (c_int, [c_vp, c_vp, c_vp, ERR]),
+    "pf_event_query": (c_int, [c_vp, c_vp]),
+    "pf_event_sync": (c_int, [c_vp, c_vp, ERR]),
+    "pf_event_record_foreign": (c_int, [c_vp, c_vp, ctypes.c_size_t, ERR]),
+    "pf_foreign_wait_event": (c_int, [c_vp, ctypes.c_size_t, c_vp, ERR]),
+    "pf_devfeed_new": (c_int, [P(c_vp), c_vp, c_vp, c_vp, P(pf_devfeed_opts), ERR]),
+    "pf_devfeed_next": (c_int, [c_vp, P(pf_devbatch), ERR]),
+    "pf_devfeed_release": (c_int, [c_vp, P(pf_devbatch), ERR]),
+    "pf_devfeed_get_stats": (None, [c_vp, P(pf_devfeed_stats)]),
+    "pf_devfeed_free": (None, [c_vp]),
+    "pf_devfeed_default_depth": (c_int, [c_vp]),
+}
+_dev = None
+
+
+def device_lib():
+    """The device library, loaded and declared on the first call."""
+    global _dev
+    if _dev is not None:
+        return _dev
+    p = os.environ.get("PIPEFEED_DEVICE_LIB")
+    if not p:
+        tree = os.path.join(os.path.dirname(os.path.abspath(path)), "..", "cuda", ".libs")
+        cand = os.path.join(tree, "libpipefeed-device.so")
+        if os.path.exists(cand):
+            p = cand
+            mod = os.path.join(tree, "pf_cuda.so")
+            if os.path.exists(mod):
+                os.environ.setdefault("PF_CUDA_MODULE", os.path.abspath(mod))
+        else:
+            p = ctypes.util.find_library("pipefeed-device") or "libpipefeed-device.so.0"
+    d = ctypes.CDLL(p)
+    for name, (res, args) in _DEV_SIGS.items():
+        f = getattr(d, name)
+        f.restype = res
+        f.argtypes = args
+    _dev = d
+    return d

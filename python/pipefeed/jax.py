@@ -13,6 +13,12 @@ on the CPU it is the batch memory itself, nothing copied, and the batch goes
 back to pipefeed's pool when the last array over it is freed.  A single
 Field works with jnp.asarray too (Field.__jax_array__, the same path).
 
+device="cuda" (or "cuda:N"; "cpu": the device layer's cpu backend, the
+same code path) moves the batches with the C device feed instead (pinned
+staging, a copy stream, `depth` slots ahead) and hands them to JAX through
+DLPack with that device's type and the stream handshake; `prefetch` and
+`sharding` do not apply then.
+
 `sharding` (None, a jax.Device or any jax.sharding.Sharding, or one per
 field): when given, each array is jax.device_put there as soon as its batch
 is pulled, `prefetch` batches ahead of the loop (flax's
@@ -50,6 +56,9 @@ class Loader(LoaderBase):
                  as_dict=False, **options):
         if prefetch < 0:
             raise ValueError("pipefeed: prefetch must be >= 0, not %r" % (prefetch,))
+        if options.get("device") is not None and sharding is not None:
+            raise ValueError("pipefeed: give device= (the C device feed) or sharding= "
+                             "(device_put), not both")
         super().__init__(spec, fields=fields, **options)
         self.prefetch = int(prefetch)
         self.sharding = sharding
@@ -77,7 +86,19 @@ class Loader(LoaderBase):
             return dict(zip(self._names, arrays))
         return arrays[0] if len(arrays) == 1 else tuple(arrays)
 
+    def _dev_iter(self):
+        """device=: the device feed is the prefetch (depth slots): each
+        batch's fields through jax.dlpack.from_dlpack, as they come."""
+        box = []
+        for b in self._dev.batches():
+            box.append(self._convert(b))
+            b = None
+            yield box.pop()
+
     def __iter__(self):
+        if self._dev is not None:
+            yield from self._dev_iter()
+            return
         p = self.pipeline
         q = self._queue
         start = p.position()

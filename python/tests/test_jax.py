@@ -196,3 +196,46 @@ def test_jax_training_step():
         gc.collect()
         time.sleep(0.05)
     assert _dlpack.live_count() == 0, _dlpack.live_count()
+
+
+def test_device_feed_cpu_backend():
+    """device="cpu": the C device feed's path (the cuda one's, on the
+    device layer's cpu backend): arrays over the feed's slots (kDLCPU, no
+    copy), the host path's batches bit for bit, the slots back when JAX
+    lets go, and state_dict resume."""
+    import gc
+    import time
+    import numpy as np
+    from pipefeed import _dlpack
+
+    def epoch(loader):
+        return [(np.asarray(x).copy(), np.asarray(y).copy()) for x, y in loader]
+
+    with _loader(seed=4) as H:
+        ref = [epoch(H) for _ in range(2)]
+    with _loader(seed=4, device="cpu", depth=3) as L:
+        it = iter(L)
+        x, y = next(it)
+        got = [(np.asarray(x).copy(), np.asarray(y).copy())]
+        f = L._dev.feed
+        ptrs = {x.unsafe_buffer_pointer()}
+        for u, v in it:
+            got.append((np.asarray(u).copy(), np.asarray(v).copy()))
+            ptrs.add(u.unsafe_buffer_pointer())
+        assert len(got) == len(ref[0]) and all(
+            (a == c).all() and (bb == d).all() for (a, bb), (c, d) in zip(got, ref[0]))
+        assert len(ptrs) <= 3, ptrs       # only the 3 slots' memory
+        del x, y, u, v
+        for _ in range(200):
+            if f.held == 0:
+                break
+            gc.collect()
+            time.sleep(0.05)
+        assert f.held == 0 and _dlpack.live_count() == 0, (f.held, _dlpack.live_count())
+        sd = L.state_dict()               # at the epoch's end: the next
+        assert f.held == 1                # epoch's first batch is pulled, kept
+    with _loader(seed=4, device="cpu", depth=3) as L2:
+        L2.load_state_dict(sd)
+        got = epoch(L2)
+        assert len(got) == len(ref[1]) and all(
+            (a == c).all() and (bb == d).all() for (a, bb), (c, d) in zip(got, ref[1]))

@@ -259,3 +259,75 @@ def test_training_smoke_fmnist():
     assert total == 10000 and right / total > 0.80, right / total
     train.close()
     test.close()
+
+
+def test_set_threads_sizes_torch_and_its_blas():
+    """torch_threads= / set_threads(): torch's intra-op threads and the
+    pool of the BLAS library torch's GEMMs run on (Debian's torch:
+    OpenBLAS, which torch.set_num_threads leaves alone)."""
+    import ctypes
+    import torch
+    from pipefeed.torch import Loader, set_threads, _blas_libraries
+    torch.ones(8, 8) @ torch.ones(8, 8)        # the BLAS is loaded by now
+    before = torch.get_num_threads()
+    try:
+        with Loader(syn_spec("batch(32)"), torch_threads=1) as L:
+            assert L.threads["torch"] == 1 and torch.get_num_threads() == 1
+        for p in _blas_libraries():
+            f = getattr(ctypes.CDLL(p), "openblas_get_num_threads", None)
+            if f is not None:
+                assert f() == 1, (p, f())
+                assert p in L.threads["blas"]
+        auto = set_threads("auto")["torch"]
+        import os
+        assert auto == max(1, len(os.sched_getaffinity(0)) - 1)
+        try:
+            set_threads(0)
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("set_threads(0) accepted")
+    finally:
+        set_threads(before)
+
+
+def _mlp_faults_per_step(keep):
+    """Page faults per step of the 784-128-10 MLP's training step (Adam),
+    in a fresh process, with or without keep_heap()."""
+    import subprocess
+    import sys
+    code = r"""
+import resource, sys, torch
+from pipefeed.torch import keep_heap, set_threads
+set_threads(1)
+if sys.argv[1] == "1":
+    assert keep_heap()
+m = torch.nn.Sequential(torch.nn.Linear(784, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
+opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+x, y = torch.rand(64, 784), torch.randint(0, 10, (64,))
+def steps(n):
+    for _ in range(n):
+        loss = torch.nn.functional.cross_entropy(m(x), y)
+        opt.zero_grad(); loss.backward(); opt.step()
+steps(20)
+r0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+steps(100)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0) / 100.0)
+"""
+    out = subprocess.run([sys.executable, "-c", code, "1" if keep else "0"],
+                         stdout=subprocess.PIPE, check=True).stdout
+    return float(out.decode().split()[-1])
+
+
+def test_keep_heap_stops_page_faults_per_step():
+    """keep_heap(): the MLP's training step stops faulting pages in each
+    step (glibc's defaults hand the freed gradient/Adam buffers back to
+    the kernel: about 130 faults a step here)."""
+    if os.environ.get("PF_SAN_PRELOAD"):
+        raise unittest.SkipTest("malloc is the sanitizer's here (%s), not glibc's"
+                                % os.path.basename(os.environ["PF_SAN_PRELOAD"]))
+    base = _mlp_faults_per_step(False)
+    kept = _mlp_faults_per_step(True)
+    if base < 5:
+        raise unittest.SkipTest("this malloc does not fault per step (%.1f faults/step)" % base)
+    assert kept < 5, "%.1f page faults a step with keep_heap() (%.1f without)" % (kept, base)
