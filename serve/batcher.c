@@ -27,13 +27,24 @@ typedef struct piece {
 	int off, rows;
 } piece;
 
+/* One batch of a thread: formed, launched, then completed (at most
+ * opts.depth of them in flight per thread, completed in launch order). */
+typedef struct bslot {
+	void *in, *out;
+	piece *pieces;
+	int n, rows, backlog;   /* backlog: rows queued when it was taken */
+	uint64_t first_enq, t0;
+	pf_batch bt;
+	int rc;
+	pf_error e;
+} bslot;
+
 typedef struct bthread {
 	pf_batcher *b;
 	int idx;
 	pthread_t tid;
-	void *in, *out;
-	piece *pieces;
-	int backlog;       /* rows queued when its batch was taken */
+	bslot *sl;
+	int head, inflight;     /* oldest slot in flight, and how many */
 } bthread;
 
 struct pf_batcher {
@@ -95,6 +106,10 @@ static int check_opts(pf_batcher_opts *o, int *cap, pf_error *err)
 		o->max_enqueued = 1024;
 	if (!o->npriorities)
 		o->npriorities = 1;
+	if (!o->depth || !o->complete)
+		o->depth = 1;
+	if (o->depth < 1 || o->depth > 16)
+		return pf_error_set(err, PF_EINVAL, "batcher: depth %d (1..16)", o->depth);
 	if (o->max_batch_size < 1 || o->max_batch_size > (1 << 20))
 		return pf_error_set(err, PF_EINVAL, "batcher: max_batch_size %d (1..%d)",
 				    o->max_batch_size, 1 << 20);
@@ -313,7 +328,7 @@ static uint64_t next_deadline(pf_batcher *b)
 
 /* Take up to target rows from the queues, highest level first, FIFO within
  * one; a request that does not fit stops the batch unless splitting. */
-static int take(pf_batcher *b, bthread *t, int target, uint64_t now, int *npieces)
+static int take(pf_batcher *b, bslot *t, int target, uint64_t now, int *npieces)
 {
 	int rows = 0, n = 0, split = b->o.max_execution_batch_size > 0;
 	for (int q = 0; q <= b->nlevels && rows < target; q++) {
@@ -415,14 +430,15 @@ static void deliver(pf_batcher *b)
 
 /* ---- batch threads -------------------------------------------------------- */
 
-static void run_batch(pf_batcher *b, bthread *t, int rows, int n)
+/* Gather slot sl's pieces into its input buffer (padded) and launch it:
+ * opts.compute runs it (synchronous) or enqueues it (with opts.complete). */
+static void start_batch(pf_batcher *b, bthread *t, bslot *sl)
 {
-	size_t ib = b->o.in_bytes, ob = b->o.out_bytes;
-	int pr = padded(b, rows);
-	char *in = t->in;
-	int off = 0;
-	for (int i = 0; i < n; i++) {
-		piece *p = &t->pieces[i];
+	size_t ib = b->o.in_bytes;
+	int rows = sl->rows, pr = padded(b, rows), off = 0;
+	char *in = sl->in;
+	for (int i = 0; i < sl->n; i++) {
+		piece *p = &sl->pieces[i];
 		memcpy(in + (size_t)off * ib,
 		       (const char *)p->r->in + (size_t)p->off * ib,
 		       (size_t)p->rows * ib);
@@ -430,27 +446,38 @@ static void run_batch(pf_batcher *b, bthread *t, int rows, int n)
 	}
 	if (pr > rows)
 		memset(in + (size_t)rows * ib, 0, (size_t)(pr - rows) * ib);
-	uint64_t first_enq = UINT64_MAX;
-	for (int i = 0; i < n; i++)
-		if (t->pieces[i].r->priv.enq_ns < first_enq)
-			first_enq = t->pieces[i].r->priv.enq_ns;
-	pf_error e = { 0 };
-	uint64_t t0 = now_ns();
-	pf_batch bt = { t->in, t->out, rows, pr, t->idx, n,
-			first_enq < t0 ? t0 - first_enq : 0 };
-	int rc = b->o.compute(b->o.ctx, &bt, &e);
-	uint64_t dt = now_ns() - t0;
+	sl->first_enq = UINT64_MAX;
+	for (int i = 0; i < sl->n; i++)
+		if (sl->pieces[i].r->priv.enq_ns < sl->first_enq)
+			sl->first_enq = sl->pieces[i].r->priv.enq_ns;
+	memset(&sl->e, 0, sizeof(sl->e));
+	sl->t0 = now_ns();
+	sl->bt = (pf_batch){ .in = sl->in, .out = sl->out, .rows = rows,
+			     .padded_rows = pr, .thread = t->idx, .nreq = sl->n,
+			     .wait_ns = sl->first_enq < sl->t0 ? sl->t0 - sl->first_enq : 0,
+			     .slot = (int)(sl - t->sl) };
+	sl->rc = b->o.compute(b->o.ctx, &sl->bt, &sl->e);
+}
+
+/* Wait for slot sl's batch (opts.complete), copy each request's answers
+ * back, account and finish its requests. */
+static void end_batch(pf_batcher *b, bthread *t, bslot *sl)
+{
+	size_t ob = b->o.out_bytes;
+	int rows = sl->rows, pr = sl->bt.padded_rows, n = sl->n, rc = sl->rc;
+	if (rc == 0 && b->o.complete)
+		rc = b->o.complete(b->o.ctx, &sl->bt, &sl->e);
+	uint64_t end = now_ns(), dt = end - sl->t0, first_enq = sl->first_enq;
 	if (rc == 0) {
-		off = 0;
+		int off = 0;
 		for (int i = 0; i < n; i++) {
-			piece *p = &t->pieces[i];
+			piece *p = &sl->pieces[i];
 			memcpy((char *)p->r->out + (size_t)p->off * ob,
-			       (const char *)t->out + (size_t)off * ob,
+			       (const char *)sl->out + (size_t)off * ob,
 			       (size_t)p->rows * ob);
 			off += p->rows;
 		}
 	}
-	uint64_t end = t0 + dt;
 	if (first_enq > end)
 		first_enq = end;
 	char line[256] = "";
@@ -458,7 +485,7 @@ static void run_batch(pf_batcher *b, bthread *t, int rows, int n)
 	b->est_ns = b->est_ns ? (b->est_ns * 7 + dt) / 8 : dt;
 	b->row_ns = b->row_ns > 0 ? (b->row_ns * 7 + (double)dt / pr) / 8 : (double)dt / pr;
 	if (b->slo_ns)
-		adapt(b, rows, t->backlog, first_enq, end, line, sizeof(line));
+		adapt(b, rows, sl->backlog, first_enq, end, line, sizeof(line));
 	b->st.batches++;
 	b->st.rows += rows;
 	b->st.padded_rows += pr;
@@ -468,13 +495,13 @@ static void run_batch(pf_batcher *b, bthread *t, int rows, int n)
 		h++;
 	b->st.batch_hist[h]++;
 	for (int i = 0; i < n; i++) {
-		pf_batch_req *r = t->pieces[i].r;
+		pf_batch_req *r = sl->pieces[i].r;
 		r->compute_ns = dt;
 		r->batch_rows = pr;
 		r->batches++;
 		if (rc < 0 && r->status == 0) {
 			r->status = rc;
-			r->err = e;
+			r->err = sl->e;
 		}
 		r->priv.pending--;
 		if (!r->priv.pending && r->priv.taken == r->rows) {
@@ -485,6 +512,17 @@ static void run_batch(pf_batcher *b, bthread *t, int rows, int n)
 	pthread_mutex_unlock(&b->mu);
 	if (line[0])
 		b->o.log(b->o.ctx, line);
+	(void)t;
+}
+
+/* Complete thread t's oldest batch in flight and hand back what is done.
+ * Called without b->mu. */
+static void end_oldest(pf_batcher *b, bthread *t)
+{
+	end_batch(b, t, &t->sl[t->head]);
+	t->head = (t->head + 1) % b->o.depth;
+	t->inflight--;
+	deliver(b);
 }
 
 static void *batch_thread(void *arg)
@@ -496,6 +534,30 @@ static void *batch_thread(void *arg)
 		uint64_t now = now_ns(), wake;
 		expire(b, now);
 		int target = batch_target(b, now, &wake);
+		if (target && t->inflight < b->o.depth) {
+			/* form and launch the next batch; with depth > 1 its
+			 * copy overlaps the compute of the one before */
+			bslot *sl = &t->sl[(t->head + t->inflight) % b->o.depth];
+			sl->backlog = b->queued_rows;
+			sl->rows = take(b, sl, target, now, &sl->n);
+			if (b->queued_rows)   /* more for another thread */
+				pthread_cond_signal(&b->cv);
+			pthread_mutex_unlock(&b->mu);
+			if (sl->rows) {
+				start_batch(b, t, sl);
+				t->inflight++;
+			}
+			if (t->inflight && !b->o.complete)
+				end_oldest(b, t);
+			pthread_mutex_lock(&b->mu);
+			continue;
+		}
+		if (t->inflight) {    /* nothing to launch now: finish one */
+			pthread_mutex_unlock(&b->mu);
+			end_oldest(b, t);
+			pthread_mutex_lock(&b->mu);
+			continue;
+		}
 		if (!target) {
 			if (b->stopping && !b->queued)
 				break;
@@ -517,16 +579,7 @@ static void *batch_thread(void *arg)
 			}
 			continue;
 		}
-		int n;
-		t->backlog = b->queued_rows;
-		int rows = take(b, t, target, now, &n);
-		if (b->queued_rows)   /* more for another thread */
-			pthread_cond_signal(&b->cv);
-		pthread_mutex_unlock(&b->mu);
-		if (rows)
-			run_batch(b, t, rows, n);
-		deliver(b);
-		pthread_mutex_lock(&b->mu);
+		/* full: target rows due, depth batches in flight (above) */
 	}
 	pthread_cond_broadcast(&b->cv);
 	pthread_mutex_unlock(&b->mu);
@@ -584,10 +637,15 @@ int pf_batcher_new(pf_batcher **bp, const pf_batcher_opts *opts, pf_error *err)
 		bthread *t = &b->th[i];
 		t->b = b;
 		t->idx = i;
-		t->in = buf_alloc(b, i, (size_t)b->cap * b->o.in_bytes);
-		t->out = buf_alloc(b, i, (size_t)b->cap * b->o.out_bytes);
-		t->pieces = calloc((size_t)b->cap, sizeof(piece));
-		if (!t->in || !t->out || !t->pieces) {
+		int ok = (t->sl = calloc((size_t)b->o.depth, sizeof(bslot))) != NULL;
+		for (int k = 0; ok && k < b->o.depth; k++) {
+			bslot *sl = &t->sl[k];
+			sl->in = buf_alloc(b, i, (size_t)b->cap * b->o.in_bytes);
+			sl->out = buf_alloc(b, i, (size_t)b->cap * b->o.out_bytes);
+			sl->pieces = calloc((size_t)b->cap, sizeof(piece));
+			ok = sl->in && sl->out && sl->pieces;
+		}
+		if (!ok) {
 			pf_batcher_free(b);
 			return pf_error_set(err, PF_ENOMEM,
 					    "batcher: out of memory for the batch buffers (%d rows)",
@@ -713,11 +771,14 @@ void pf_batcher_free(pf_batcher *b)
 	for (int i = 0; i < b->nthreads; i++)
 		pthread_join(b->th[i].tid, NULL);
 	deliver(b);
-	for (int i = 0; b->th && i < b->o.num_batch_threads; i++) {
-		buf_free(b, i, b->th[i].in);
-		buf_free(b, i, b->th[i].out);
-		free(b->th[i].pieces);
-	}
+	for (int i = 0; b->th && i < b->o.num_batch_threads; i++)
+		for (int k = 0; b->th[i].sl && k < b->o.depth; k++) {
+			buf_free(b, i, b->th[i].sl[k].in);
+			buf_free(b, i, b->th[i].sl[k].out);
+			free(b->th[i].sl[k].pieces);
+		}
+	for (int i = 0; b->th && i < b->o.num_batch_threads; i++)
+		free(b->th[i].sl);
 	free(b->th);
 	pthread_cond_destroy(&b->cv);
 	pthread_mutex_destroy(&b->deliver_mu);
