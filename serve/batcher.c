@@ -1,16 +1,15 @@
 /*
  * batcher.c - the dynamic batcher (contract in pf_batcher.h).
- *
- * One mutex guards the queues: a FIFO per priority level, a FIFO of
- * delayed requests (served last), and the list of every request in submit
- * order (for preserve_ordering and for finishing in order).  A batch
- * thread, holding the mutex, rejects requests whose deadline has passed,
- * decides whether a batch is due (full, a preferred size fillable, the
- * oldest request waited batch_timeout_us, or shutting down), takes its
- * pieces, and drops the mutex to copy the inputs, compute and copy the
- * answers back.  Finished requests are handed to their done callbacks
- * outside the queue mutex; with preserve_ordering a second mutex keeps the
- * callbacks in submit order across threads.
+ * One mutex guards the queues: a FIFO per priority level, a FIFO of delayed
+ * requests (served last), and the list of every request in submit order
+ * (for preserve_ordering and finishing in order).  A batch thread, holding
+ * the mutex, rejects requests whose deadline has passed, decides whether a
+ * batch is due (full, a preferred size fillable, the oldest request waited
+ * batch_timeout_us, or shutting down), takes its pieces, and drops the
+ * mutex to copy the inputs in and launch it (up to depth in flight), and
+ * to complete the oldest and copy its answers back.  Done callbacks run
+ * outside the queue mutex; with preserve_ordering a second mutex keeps
+ * them in submit order across threads.
  */
 #include "config.h"
 
@@ -19,6 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifdef __linux__
+#include <sys/prctl.h>   /* PR_SET_TIMERSLACK */
+#endif
 
 #include "pf_batcher.h"
 
@@ -461,7 +463,7 @@ static void start_batch(pf_batcher *b, bthread *t, bslot *sl)
 
 /* Wait for slot sl's batch (opts.complete), copy each request's answers
  * back, account and finish its requests. */
-static void end_batch(pf_batcher *b, bthread *t, bslot *sl)
+static void end_batch(pf_batcher *b, bslot *sl)
 {
 	size_t ob = b->o.out_bytes;
 	int rows = sl->rows, pr = sl->bt.padded_rows, n = sl->n, rc = sl->rc;
@@ -478,8 +480,7 @@ static void end_batch(pf_batcher *b, bthread *t, bslot *sl)
 			off += p->rows;
 		}
 	}
-	if (first_enq > end)
-		first_enq = end;
+	first_enq = first_enq > end ? end : first_enq;
 	char line[256] = "";
 	pthread_mutex_lock(&b->mu);
 	b->est_ns = b->est_ns ? (b->est_ns * 7 + dt) / 8 : dt;
@@ -512,14 +513,13 @@ static void end_batch(pf_batcher *b, bthread *t, bslot *sl)
 	pthread_mutex_unlock(&b->mu);
 	if (line[0])
 		b->o.log(b->o.ctx, line);
-	(void)t;
 }
 
 /* Complete thread t's oldest batch in flight and hand back what is done.
  * Called without b->mu. */
 static void end_oldest(pf_batcher *b, bthread *t)
 {
-	end_batch(b, t, &t->sl[t->head]);
+	end_batch(b, &t->sl[t->head]);
 	t->head = (t->head + 1) % b->o.depth;
 	t->inflight--;
 	deliver(b);
@@ -529,6 +529,11 @@ static void *batch_thread(void *arg)
 {
 	bthread *t = arg;
 	pf_batcher *b = t->b;
+#ifdef PR_SET_TIMERSLACK
+	/* a batch's timeout is a deadline: Linux's default 50 us timer slack
+	 * would come on top of batch_timeout_us at low load */
+	prctl(PR_SET_TIMERSLACK, 1000UL, 0UL, 0UL, 0UL);
+#endif
 	pthread_mutex_lock(&b->mu);
 	for (;;) {
 		uint64_t now = now_ns(), wake;
@@ -558,28 +563,25 @@ static void *batch_thread(void *arg)
 			pthread_mutex_lock(&b->mu);
 			continue;
 		}
-		if (!target) {
-			if (b->stopping && !b->queued)
-				break;
-			if (deliverable(b)) {   /* rejections to hand back */
-				pthread_mutex_unlock(&b->mu);
-				deliver(b);
-				pthread_mutex_lock(&b->mu);
-				continue;
-			}
-			uint64_t dl = next_deadline(b);
-			if (dl && (!wake || dl < wake))
-				wake = dl;
-			if (wake) {
-				struct timespec ts = { (time_t)(wake / 1000000000u),
-						       (long)(wake % 1000000000u) };
-				pthread_cond_timedwait(&b->cv, &b->mu, &ts);
-			} else {
-				pthread_cond_wait(&b->cv, &b->mu);
-			}
+		/* here target is 0 and nothing is in flight: wait */
+		if (b->stopping && !b->queued)
+			break;
+		if (deliverable(b)) {   /* rejections to hand back */
+			pthread_mutex_unlock(&b->mu);
+			deliver(b);
+			pthread_mutex_lock(&b->mu);
 			continue;
 		}
-		/* full: target rows due, depth batches in flight (above) */
+		uint64_t dl = next_deadline(b);
+		if (dl && (!wake || dl < wake))
+			wake = dl;
+		if (wake) {
+			struct timespec ts = { (time_t)(wake / 1000000000u),
+					       (long)(wake % 1000000000u) };
+			pthread_cond_timedwait(&b->cv, &b->mu, &ts);
+		} else {
+			pthread_cond_wait(&b->cv, &b->mu);
+		}
 	}
 	pthread_cond_broadcast(&b->cv);
 	pthread_mutex_unlock(&b->mu);
