@@ -18,9 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#ifdef __linux__
-#include <sys/prctl.h>   /* PR_SET_TIMERSLACK */
-#endif
+#include <sys/prctl.h>   /* PR_SET_TIMERSLACK (Linux, as liburing) */
 
 #include "pf_batcher.h"
 
@@ -34,10 +32,9 @@ typedef struct piece {
 typedef struct bslot {
 	void *in, *out;
 	piece *pieces;
-	int n, rows, backlog;   /* backlog: rows queued when it was taken */
+	int n, rows, backlog, rc;   /* backlog: rows queued when it was taken */
 	uint64_t first_enq, t0;
 	pf_batch bt;
-	int rc;
 	pf_error e;
 } bslot;
 
@@ -67,6 +64,7 @@ struct pf_batcher {
 	double row_ns;           /* smoothed compute time per padded row */
 	int eff_cap;             /* adaptive: the batch size limit now */
 	uint64_t slo_ns, last_log_ns;
+	uint64_t last_arrival, gap_ns;   /* adaptive: last submit, mean gap */
 	pf_batcher_stats st;
 	int nthreads;
 	bthread *th;
@@ -247,17 +245,19 @@ static pf_batch_req *oldest(pf_batcher *b)
 
 /* Adaptive mode's batch_target: full at the limit, else dispatch the
  * oldest request when half its SLO is left but the compute of what is
- * queued -- Clipper's deadline-driven batching, with half the SLO kept for
- * the tail (queueing behind a batch, the host's noise). */
+ * queued (Clipper's deadline-driven batching, half the SLO kept for the
+ * tail), or earlier once arrivals pause (no submit for twice the mean gap:
+ * waiting on for a closed loop's stragglers only idles the device). */
 static int adaptive_target(pf_batcher *b, uint64_t now, int avail, uint64_t *wake)
 {
-	int lim = b->eff_cap;
-	int n = avail < lim ? avail : lim;
+	int lim = b->eff_cap, n = avail < lim ? avail : lim;
 	if (avail >= lim || b->stopping)
 		return n;
 	pf_batch_req *o = oldest(b);
 	uint64_t need = (uint64_t)(b->row_ns * n), half = b->slo_ns / 2;
 	uint64_t due = o->priv.enq_ns + (half > need ? half - need : 0);
+	uint64_t lull = b->last_arrival + 2 * b->gap_ns + 20000;
+	due = b->gap_ns && lull < due && lull > o->priv.enq_ns ? lull : due;
 	b->st.adaptive_wait_us = due > o->priv.enq_ns ? (due - o->priv.enq_ns) / 1000 : 0;
 	if (now >= due)
 		return n;
@@ -267,16 +267,16 @@ static int adaptive_target(pf_batcher *b, uint64_t now, int avail, uint64_t *wak
 
 /* Adaptive mode, after a batch of rows whose oldest request waited since
  * first_enq, taken when backlog rows were queued: multiplicative decrease
- * when it missed the SLO; one row down when it ran on its deadline well
- * short of the limit (fewer arrive in one wait); additive increase when
- * more than the limit was queued.
- * Holds b->mu; the log line (if any) goes to line. */
+ * when it missed the SLO with no backlog beyond the limit (with one, the
+ * queue is the cause, and smaller batches would only deepen it: grow); one
+ * row down when it ran well short of the limit; additive increase when
+ * more than the limit was queued.  Holds b->mu; a log line goes to line. */
 static void adapt(pf_batcher *b, int rows, int backlog, uint64_t first_enq,
 		  uint64_t end, char *line, size_t cap)
 {
 	int old = b->eff_cap;
 	uint64_t lat = end - first_enq;
-	if (lat > b->slo_ns && b->eff_cap > 1)
+	if (lat > b->slo_ns && b->eff_cap > 1 && backlog <= b->eff_cap)
 		b->eff_cap = b->eff_cap * 3 / 4 > 0 ? b->eff_cap * 3 / 4 : 1;
 	else if (rows < b->eff_cap - 1 && !b->stopping)
 		b->eff_cap--;   /* ran on its deadline: fewer arrive than that */
@@ -529,11 +529,9 @@ static void *batch_thread(void *arg)
 {
 	bthread *t = arg;
 	pf_batcher *b = t->b;
-#ifdef PR_SET_TIMERSLACK
 	/* a batch's timeout is a deadline: Linux's default 50 us timer slack
 	 * would come on top of batch_timeout_us at low load */
 	prctl(PR_SET_TIMERSLACK, 1000UL, 0UL, 0UL, 0UL);
-#endif
 	pthread_mutex_lock(&b->mu);
 	for (;;) {
 		uint64_t now = now_ns(), wake;
@@ -598,9 +596,7 @@ static void *buf_alloc(pf_batcher *b, int thread, size_t n)
 
 static void buf_free(pf_batcher *b, int thread, void *p)
 {
-	if (!p)
-		return;
-	if (b->o.free)
+	if (p && b->o.free)
 		b->o.free(b->o.ctx, thread, p);
 	else
 		free(p);
@@ -720,6 +716,9 @@ int pf_batcher_submit(pf_batcher *b, pf_batch_req *r, pf_error *err)
 		b->ohead = r;
 	b->otail = r;
 	b->st.submitted++;
+	uint64_t gap = now - (b->last_arrival ? b->last_arrival : now);
+	b->gap_ns = (b->gap_ns * 7 + (gap < b->slo_ns ? gap : b->slo_ns)) / 8;
+	b->last_arrival = now;
 	pthread_cond_signal(&b->cv);
 	pthread_mutex_unlock(&b->mu);
 	return 0;

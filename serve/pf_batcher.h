@@ -39,11 +39,15 @@
  * runs when the batch size limit is queued, or at the latest when half
  * the oldest request's SLO is left but what a batch of the rows queued
  * takes to compute (the measured compute time per row; the other half is
- * kept for the tail).  The limit starts at 1 and grows by one row
- * (additive increase) when more than the limit was queued; it shrinks to
- * 3/4 (multiplicative decrease) when a batch's oldest request finished
- * past the SLO, and by one row when a batch ran on its deadline well short
- * of the limit.  Each change of the limit is
+ * kept for the tail), or earlier once arrivals pause (no submit for twice
+ * the mean gap between submits: waiting on for a closed loop's
+ * stragglers only idles the device).  The limit starts at 1 and grows by
+ * one row (additive increase) when more than the limit was queued; it
+ * shrinks to 3/4 (multiplicative decrease) when a batch's oldest request
+ * finished past the SLO with no more than the limit queued (with a
+ * backlog the queue caused the miss: shrinking would deepen it, and a
+ * closed loop then collapsed to batches of 1), and by one row when a
+ * batch ran well short of the limit.  Each change of the limit is
  * reported through opts.log (at most 20 lines a second), like AUTOTUNE's.
  *
  * Flow: pf_batcher_submit queues r and returns; later, on a batch thread,
