@@ -8,7 +8,9 @@
 # --batch-timeout-us TIMEOUT), each REPEAT times alternately; prints each
 # run and the medians' ratio of requests/s and of p99.
 # With SLO=MS, a third arm: --slo-p99-ms MS (adaptive mode).
-#   usage: bench/serve-batching.sh [BUILDDIR]   (env: CONCURRENCY DURATION REPEAT TIMEOUT FORMAT SLO)
+# SERVE_ARGS: more pipe-serve options for every arm (e.g. --feed-depth 0,
+# the direct path instead of the device feed).
+#   usage: bench/serve-batching.sh [BUILDDIR]   (env: CONCURRENCY DURATION REPEAT TIMEOUT FORMAT SLO SERVE_ARGS)
 set -e
 b=${1:-.}
 . "$(dirname "$0")/../t/serve-lib.sh"
@@ -31,7 +33,8 @@ else
 	lopt=--binary
 fi
 serve() {
-	serve_start "$tmp" "$@"
+	# shellcheck disable=SC2086 # SERVE_ARGS is a list of options
+	serve_start "$tmp" "$@" ${SERVE_ARGS:-}
 }
 run() { # NAME ARGS...: one server, one pipe-load level; appends "rps p99" to $tmp/NAME
 	n=$1; shift
@@ -40,9 +43,9 @@ run() { # NAME ARGS...: one server, one pipe-load level; appends "rps p99" to $t
 	line=$("$b/pipe-load" --concurrency "$c" --duration "$d" --warmup 1 --json $lopt "$(url_of $port)" || true)
 	kill -TERM $pid; wait $pid || true
 	echo "$n: $line"
-	echo "$line" | sed 's/.*"rps":\([0-9.]*\).*"p99_ms":\([0-9.]*\).*/\1 \2/' >>"$tmp/$n"
+	echo "$line" | sed 's/.*"rps":\([0-9.]*\).*"p50_ms":\([0-9.]*\).*"p99_ms":\([0-9.]*\).*/\1 \3 \2/' >>"$tmp/$n"
 }
-echo "pipe-serve, mlp:784-128-10 on cpu, $fmt bodies, concurrency $c, ${d}s windows, $rep runs each"
+echo "pipe-serve, mlp:784-128-10 on cpu, $fmt bodies, concurrency $c, ${d}s windows, $rep runs each${SERVE_ARGS:+, $SERVE_ARGS}"
 for r in $(seq "$rep"); do
 	run off --max-batch-size 1 --batch-timeout-us 0
 	run batching --max-batch-size 64 --batch-timeout-us "$to" --num-batch-threads 1
@@ -50,9 +53,12 @@ for r in $(seq "$rep"); do
 done
 med() { sort -n -k"$2" "$tmp/$1" | awk -v k="$2" '{ v[NR] = $k } END { print v[int((NR + 1) / 2)] }'; }
 r0=$(med off 1); r1=$(med batching 1); p0=$(med off 2); p1=$(med batching 2)
-awk -v r0="$r0" -v r1="$r1" -v p0="$p0" -v p1="$p1" 'BEGIN {
+m0=$(med off 3); m1=$(med batching 3)
+awk -v r0="$r0" -v r1="$r1" -v p0="$p0" -v p1="$p1" -v m0="$m0" -v m1="$m1" -v to="$to" 'BEGIN {
 	printf "median req/s: off %.0f, batching %.0f: %.2fx\n", r0, r1, r1 / r0
-	printf "median p99 ms: off %.2f, batching %.2f: %.2fx\n", p0, p1, p1 / p0 }'
+	printf "median p99 ms: off %.2f, batching %.2f: %.2fx\n", p0, p1, p1 / p0
+	printf "median p50 ms: off %.3f, batching %.3f: batching adds %.3f ms (timeout %.3f ms + %.3f)\n",
+		m0, m1, m1 - m0, to / 1000, m1 - m0 - to / 1000 }'
 if [ -n "${SLO:-}" ]; then
 	ra=$(med adaptive 1); pa=$(med adaptive 2)
 	awk -v r0="$r0" -v r1="$r1" -v ra="$ra" -v pa="$pa" -v slo="$SLO" 'BEGIN {

@@ -60,6 +60,8 @@ struct pf_devfeed {
 	int nheld[MAX_DEPTH];
 	pf_event *copy_ev[MAX_DEPTH], *done_ev[MAX_DEPTH];
 	pf_event *last_done;          /* consumer: the latest done event */
+	uint64_t times[MAX_DEPTH][2]; /* push mode, opts.timeline: slot k's
+				       * last copy's start and end */
 
 	pthread_t th;
 	int started;                   /* th is running */
@@ -217,6 +219,61 @@ fail:
 	return rc;
 }
 
+/* A host function on the copy stream: the time it ran there. */
+static void stamp(void *p)
+{
+	*(uint64_t *)p = now_ns();
+}
+
+/* Push mode: the producer's batch, already in pinned memory, into the
+ * next free slot; the copy reads src directly (no staging), as with
+ * pinned_batches.  Never blocks when the consumer releases every batch
+ * before the next put (a serving batch thread: put, next, enqueue,
+ * release). */
+int pf_devfeed_put(pf_devfeed *f, const void *src, size_t nbytes, uint32_t batch,
+		   pf_error *err)
+{
+	if (f->it || !src || nbytes > f->cap)
+		return pf_error_set(err, f->it ? PF_ESTATE : PF_EINVAL,
+				    "prefetch_to_device: put of %zu bytes (%s; slots of %zu bytes)",
+				    nbytes, f->it ? "the feed has a pipeline" : "push mode",
+				    f->cap);
+	pthread_mutex_lock(&f->mu);
+	while (f->nfree == 0 && !f->stop)
+		pthread_cond_wait(&f->cv, &f->mu);
+	int k = f->stop ? -1 : f->freeq[f->fhead % MAX_DEPTH];
+	if (k >= 0) {
+		f->fhead++;
+		f->nfree--;
+	}
+	pthread_mutex_unlock(&f->mu);
+	if (k < 0)
+		return pf_error_set(err, PF_ESTATE, "prefetch_to_device: put after stop");
+	item x = { .kind = ITEM_BATCH, .slot = k, .batch = batch, .nbytes = nbytes };
+	for (int i = 0; i < PF_MAX_FIELDS; i++)
+		x.off[i] = -1;
+	x.off[0] = 0;
+	x.nitems[0] = (int64_t)nbytes;
+	void (*tf)(void *) = f->o.timeline ? stamp : NULL;
+	int rc;
+	if ((rc = pf_stream_wait_event(f->dev, f->copy, f->done_ev[k], err)) < 0 ||
+	    (tf && (rc = pf_host_func(f->dev, f->copy, tf, &f->times[k][0], err)) < 0) ||
+	    (rc = pf_memcpy_async(f->dev, f->copy, f->dslot[k], src, nbytes, PF_H2D,
+				  err)) < 0 ||
+	    (tf && (rc = pf_host_func(f->dev, f->copy, tf, &f->times[k][1], err)) < 0) ||
+	    (rc = pf_event_record(f->dev, f->copy_ev[k], f->copy, err)) < 0)
+		return rc;
+	push(f, &x);
+	return 0;
+}
+
+void pf_devfeed_copy_times(pf_devfeed *f, int slot, uint64_t *start, uint64_t *end)
+{
+	int ok = slot >= 0 && slot < f->depth;
+	*start = ok ? f->times[slot][0] : 0;
+	*end = ok ? f->times[slot][1] : 0;
+}
+
 /* The batch_alloc hook can only return NULL: the reason goes to stderr
  * (once per process; the pipeline then reports the failed batch).  The
  * cuda backend already falls back to pageable memory when pinned memory is
@@ -311,10 +368,11 @@ int pf_devfeed_new(pf_devfeed **fp, pf_device *d, pf_iter *it,
 		o.depth = 2;
 	else if (o.depth == PF_AUTOTUNE && d)
 		o.depth = pf_devfeed_default_depth(d);
-	if (o.depth < 1 || o.depth > MAX_DEPTH || !d || !it || !compute)
+	if (o.depth < 1 || o.depth > MAX_DEPTH || !d || !compute ||
+	    (!it && !o.slot_bytes))
 		return pf_error_set(err, PF_EINVAL,
-				    "prefetch_to_device: depth %d (1..%d)", o.depth,
-				    MAX_DEPTH);
+				    "prefetch_to_device: depth %d (1..%d)%s", o.depth,
+				    MAX_DEPTH, it ? "" : ", push mode needs slot_bytes");
 	pf_devfeed *f = calloc(1, sizeof(*f));
 	if (!f)
 		return pf_error_set(err, PF_ENOMEM, "prefetch_to_device: out of memory");
@@ -323,7 +381,8 @@ int pf_devfeed_new(pf_devfeed **fp, pf_device *d, pf_iter *it,
 	f->compute = compute;
 	f->o = o;
 	f->depth = o.depth;
-	f->direct = o.zero_copy && o.pinned_batches && pf_device_reads_host(d);
+	/* zero copy: a pipeline's batches (push mode's puts always copy) */
+	f->direct = it && o.zero_copy && o.pinned_batches && pf_device_reads_host(d);
 	pthread_mutex_init(&f->mu, NULL);
 	pthread_cond_init(&f->cv, NULL);
 	int rc = pf_stream_new(d, &f->copy, err);
@@ -333,7 +392,12 @@ int pf_devfeed_new(pf_devfeed **fp, pf_device *d, pf_iter *it,
 		f->freeq[f->nfree++] = k;  /* slot 0 first */
 	}
 	f->wait_base = pf_stream_wait_ns(d, compute);
-	if (rc == 0 && pthread_create(&f->th, NULL, feeder, f) != 0)
+	if (!it) {              /* push mode: slots now, no feeder thread */
+		f->o.pinned_batches = 1;
+		f->feeder_exited = 1;
+		if (rc == 0)
+			rc = alloc_slots(f, o.slot_bytes, err);
+	} else if (rc == 0 && pthread_create(&f->th, NULL, feeder, f) != 0)
 		rc = pf_error_set(err, PF_ENOMEM,
 				  "prefetch_to_device: cannot start the feeder thread");
 	else if (rc == 0)

@@ -66,7 +66,11 @@ typedef struct pf_devfeed_opts {
 			       * place, and the batch goes back to the pipeline
 			       * once the step that used it is done (its slot's
 			       * done event).  Elsewhere it is ignored: the copy
-			       * is made.  pf_devfeed_stats.zero_copy says which */
+			       * is made (and in push mode: pf_devfeed_put
+			       * copies).  pf_devfeed_stats.zero_copy says which */
+	int timeline;         /* push mode: time each copy on the copy stream
+			       * (two host functions a batch) for
+			       * pf_devfeed_copy_times */
 } pf_devfeed_opts;
 
 /*
@@ -126,6 +130,31 @@ int pf_devfeed_next(pf_devfeed *f, pf_devbatch *b, pf_error *err);
 /* Done with b: its slot may be refilled once the work enqueued on the
  * compute stream so far has run.  Never blocks. */
 int pf_devfeed_release(pf_devfeed *f, pf_devbatch *b, pf_error *err);
+
+/*
+ * Push mode, for a producer that forms batches itself (pipe-serve's batch
+ * threads): pf_devfeed_new with it == NULL and opts.slot_bytes > 0 starts
+ * no feeder thread and allocates the slots at once; the producer hands
+ * each batch in with pf_devfeed_put, and the consumer takes it with
+ * pf_devfeed_next (PF_END when none was put) and releases it as above.
+ * The protocol is the same: the copy stream waits for the done event of
+ * the step that last read the slot, the compute stream for the copy.
+ *
+ * pf_devfeed_put: batch (rows, for the record) of nbytes from src, host
+ * memory from pf_host_alloc, copied straight to the next free slot's
+ * device memory (no staging copy).  src must not change until the step
+ * that reads the batch has completed (the caller's own event after it
+ * says when).  Waits for a free slot: producer and consumer on one thread
+ * must release each batch before the next put.  PF_EINVAL when nbytes
+ * exceeds slot_bytes, PF_ESTATE on a feed with a pipeline.
+ *
+ * pf_devfeed_copy_times: with opts.timeline, the host clock
+ * (CLOCK_MONOTONIC, ns) when the copy stream began and ended slot's last
+ * copy; valid once a step that read the slot has completed; 0s otherwise.
+ */
+int pf_devfeed_put(pf_devfeed *f, const void *src, size_t nbytes, uint32_t batch,
+		   pf_error *err);
+void pf_devfeed_copy_times(pf_devfeed *f, int slot, uint64_t *start, uint64_t *end);
 
 /* Snapshot of the counters (any thread). */
 void pf_devfeed_get_stats(pf_devfeed *f, pf_devfeed_stats *out);

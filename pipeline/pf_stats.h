@@ -105,6 +105,14 @@ void pf_stats_detach(pf_stats *s);
  */
 void pf_stats_step(pf_stats *s, uint64_t stall_ns, uint64_t compute_ns,
 		   uint64_t h2d_ns, uint32_t samples);
+/*
+ * pf_stats_step with where its copy ran: copy_lead_ns = how long before
+ * now (the step's end) its host-to-device copy began, so a trace can draw
+ * the copy on its own track and show it overlapping earlier compute
+ * (stored in microseconds; 0 = not known, as pf_stats_step).
+ */
+void pf_stats_step_copy(pf_stats *s, uint64_t stall_ns, uint64_t compute_ns,
+			uint64_t h2d_ns, uint32_t samples, uint64_t copy_lead_ns);
 
 /*
  * Log a knob change of stage `stage` (or -1 for the consumer; a stage that
@@ -161,6 +169,8 @@ typedef struct pf_stats_steprec {
 	uint64_t t_ns;               /* end of the step, since the start */
 	uint64_t stall_ns, compute_ns, h2d_ns;
 	uint32_t samples;
+	uint32_t copy_lead_us;       /* its copy began this long before t_ns;
+				      * 0 = not known (pf_stats_step_copy) */
 } pf_stats_steprec;
 
 typedef struct pf_stats_eventrec {

@@ -81,7 +81,8 @@ struct disk_sample {
 
 struct disk_step {
 	uint64_t t_ns, stall_ns, compute_ns, h2d_ns;
-	uint32_t samples, pad;
+	uint32_t samples;
+	uint32_t copy_lead_us;   /* was pad (0): see pf_stats_step_copy */
 };
 
 struct disk_event {

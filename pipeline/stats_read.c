@@ -299,6 +299,7 @@ static void read_steps(pf_stats_snap *s, const struct disk_hdr *h, const uint8_t
 		s->steprecs[k].compute_ns = d.compute_ns;
 		s->steprecs[k].h2d_ns = d.h2d_ns;
 		s->steprecs[k].samples = d.samples;
+		s->steprecs[k].copy_lead_us = d.copy_lead_us;
 	}
 }
 

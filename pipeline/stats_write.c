@@ -280,6 +280,12 @@ void pf_stats_event(pf_stats *s, uint64_t t_ns, int stage, const char *knob,
 void pf_stats_step(pf_stats *s, uint64_t stall_ns, uint64_t compute_ns,
 		   uint64_t h2d_ns, uint32_t samples)
 {
+	pf_stats_step_copy(s, stall_ns, compute_ns, h2d_ns, samples, 0);
+}
+
+void pf_stats_step_copy(pf_stats *s, uint64_t stall_ns, uint64_t compute_ns,
+			uint64_t h2d_ns, uint32_t samples, uint64_t copy_lead_ns)
+{
 	if (!s)
 		return;
 	uint64_t t = mono_ns() - s->t0;
@@ -292,7 +298,8 @@ void pf_stats_step(pf_stats *s, uint64_t stall_ns, uint64_t compute_ns,
 	r->compute_ns = compute_ns;
 	r->h2d_ns = h2d_ns;
 	r->samples = samples;
-	r->pad = 0;
+	r->copy_lead_us = copy_lead_ns / 1000 > UINT32_MAX ? UINT32_MAX
+							    : (uint32_t)(copy_lead_ns / 1000);
 	s->hist[PF_STATS_H_STALL * PF_STATS_HIST_BUCKETS + pf_stats_bucket(stall_ns)]++;
 	s->hist[PF_STATS_H_COMPUTE * PF_STATS_HIST_BUCKETS + pf_stats_bucket(compute_ns)]++;
 	s->hist[PF_STATS_H_STEP * PF_STATS_HIST_BUCKETS +

@@ -1,16 +1,15 @@
 /*
  * batcher.c - the dynamic batcher (contract in pf_batcher.h).
- *
- * One mutex guards the queues: a FIFO per priority level, a FIFO of
- * delayed requests (served last), and the list of every request in submit
- * order (for preserve_ordering and for finishing in order).  A batch
- * thread, holding the mutex, rejects requests whose deadline has passed,
- * decides whether a batch is due (full, a preferred size fillable, the
- * oldest request waited batch_timeout_us, or shutting down), takes its
- * pieces, and drops the mutex to copy the inputs, compute and copy the
- * answers back.  Finished requests are handed to their done callbacks
- * outside the queue mutex; with preserve_ordering a second mutex keeps the
- * callbacks in submit order across threads.
+ * One mutex guards the queues: a FIFO per priority level, a FIFO of delayed
+ * requests (served last), and the list of every request in submit order
+ * (for preserve_ordering and finishing in order).  A batch thread, holding
+ * the mutex, rejects requests whose deadline has passed, decides whether a
+ * batch is due (full, a preferred size fillable, the oldest request waited
+ * batch_timeout_us, or shutting down), takes its pieces, and drops the
+ * mutex to copy the inputs in and launch it (up to depth in flight), and
+ * to complete the oldest and copy its answers back.  Done callbacks run
+ * outside the queue mutex; with preserve_ordering a second mutex keeps
+ * them in submit order across threads.
  */
 #include "config.h"
 
@@ -19,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/prctl.h>   /* PR_SET_TIMERSLACK (Linux, as liburing) */
 
 #include "pf_batcher.h"
 
@@ -27,13 +27,23 @@ typedef struct piece {
 	int off, rows;
 } piece;
 
+/* One batch of a thread: formed, launched, then completed (at most
+ * opts.depth of them in flight per thread, completed in launch order). */
+typedef struct bslot {
+	void *in, *out;
+	piece *pieces;
+	int n, rows, backlog, rc;   /* backlog: rows queued when it was taken */
+	uint64_t first_enq, t0;
+	pf_batch bt;
+	pf_error e;
+} bslot;
+
 typedef struct bthread {
 	pf_batcher *b;
 	int idx;
 	pthread_t tid;
-	void *in, *out;
-	piece *pieces;
-	int backlog;       /* rows queued when its batch was taken */
+	bslot *sl;
+	int head, inflight;     /* oldest slot in flight, and how many */
 } bthread;
 
 struct pf_batcher {
@@ -54,6 +64,7 @@ struct pf_batcher {
 	double row_ns;           /* smoothed compute time per padded row */
 	int eff_cap;             /* adaptive: the batch size limit now */
 	uint64_t slo_ns, last_log_ns;
+	uint64_t last_arrival, gap_ns;   /* adaptive: last submit, mean gap */
 	pf_batcher_stats st;
 	int nthreads;
 	bthread *th;
@@ -95,6 +106,10 @@ static int check_opts(pf_batcher_opts *o, int *cap, pf_error *err)
 		o->max_enqueued = 1024;
 	if (!o->npriorities)
 		o->npriorities = 1;
+	if (!o->depth || !o->complete)
+		o->depth = 1;
+	if (o->depth < 1 || o->depth > 16)
+		return pf_error_set(err, PF_EINVAL, "batcher: depth %d (1..16)", o->depth);
 	if (o->max_batch_size < 1 || o->max_batch_size > (1 << 20))
 		return pf_error_set(err, PF_EINVAL, "batcher: max_batch_size %d (1..%d)",
 				    o->max_batch_size, 1 << 20);
@@ -230,17 +245,19 @@ static pf_batch_req *oldest(pf_batcher *b)
 
 /* Adaptive mode's batch_target: full at the limit, else dispatch the
  * oldest request when half its SLO is left but the compute of what is
- * queued -- Clipper's deadline-driven batching, with half the SLO kept for
- * the tail (queueing behind a batch, the host's noise). */
+ * queued (Clipper's deadline-driven batching, half the SLO kept for the
+ * tail), or earlier once arrivals pause (no submit for twice the mean gap:
+ * waiting on for a closed loop's stragglers only idles the device). */
 static int adaptive_target(pf_batcher *b, uint64_t now, int avail, uint64_t *wake)
 {
-	int lim = b->eff_cap;
-	int n = avail < lim ? avail : lim;
+	int lim = b->eff_cap, n = avail < lim ? avail : lim;
 	if (avail >= lim || b->stopping)
 		return n;
 	pf_batch_req *o = oldest(b);
 	uint64_t need = (uint64_t)(b->row_ns * n), half = b->slo_ns / 2;
 	uint64_t due = o->priv.enq_ns + (half > need ? half - need : 0);
+	uint64_t lull = b->last_arrival + 2 * b->gap_ns + 20000;
+	due = b->gap_ns && lull < due && lull > o->priv.enq_ns ? lull : due;
 	b->st.adaptive_wait_us = due > o->priv.enq_ns ? (due - o->priv.enq_ns) / 1000 : 0;
 	if (now >= due)
 		return n;
@@ -250,16 +267,16 @@ static int adaptive_target(pf_batcher *b, uint64_t now, int avail, uint64_t *wak
 
 /* Adaptive mode, after a batch of rows whose oldest request waited since
  * first_enq, taken when backlog rows were queued: multiplicative decrease
- * when it missed the SLO; one row down when it ran on its deadline well
- * short of the limit (fewer arrive in one wait); additive increase when
- * more than the limit was queued.
- * Holds b->mu; the log line (if any) goes to line. */
+ * when it missed the SLO with no backlog beyond the limit (with one, the
+ * queue is the cause, and smaller batches would only deepen it: grow); one
+ * row down when it ran well short of the limit; additive increase when
+ * more than the limit was queued.  Holds b->mu; a log line goes to line. */
 static void adapt(pf_batcher *b, int rows, int backlog, uint64_t first_enq,
 		  uint64_t end, char *line, size_t cap)
 {
 	int old = b->eff_cap;
 	uint64_t lat = end - first_enq;
-	if (lat > b->slo_ns && b->eff_cap > 1)
+	if (lat > b->slo_ns && b->eff_cap > 1 && backlog <= b->eff_cap)
 		b->eff_cap = b->eff_cap * 3 / 4 > 0 ? b->eff_cap * 3 / 4 : 1;
 	else if (rows < b->eff_cap - 1 && !b->stopping)
 		b->eff_cap--;   /* ran on its deadline: fewer arrive than that */
@@ -313,7 +330,7 @@ static uint64_t next_deadline(pf_batcher *b)
 
 /* Take up to target rows from the queues, highest level first, FIFO within
  * one; a request that does not fit stops the batch unless splitting. */
-static int take(pf_batcher *b, bthread *t, int target, uint64_t now, int *npieces)
+static int take(pf_batcher *b, bslot *t, int target, uint64_t now, int *npieces)
 {
 	int rows = 0, n = 0, split = b->o.max_execution_batch_size > 0;
 	for (int q = 0; q <= b->nlevels && rows < target; q++) {
@@ -415,14 +432,15 @@ static void deliver(pf_batcher *b)
 
 /* ---- batch threads -------------------------------------------------------- */
 
-static void run_batch(pf_batcher *b, bthread *t, int rows, int n)
+/* Gather slot sl's pieces into its input buffer (padded) and launch it:
+ * opts.compute runs it (synchronous) or enqueues it (with opts.complete). */
+static void start_batch(pf_batcher *b, bthread *t, bslot *sl)
 {
-	size_t ib = b->o.in_bytes, ob = b->o.out_bytes;
-	int pr = padded(b, rows);
-	char *in = t->in;
-	int off = 0;
-	for (int i = 0; i < n; i++) {
-		piece *p = &t->pieces[i];
+	size_t ib = b->o.in_bytes;
+	int rows = sl->rows, pr = padded(b, rows), off = 0;
+	char *in = sl->in;
+	for (int i = 0; i < sl->n; i++) {
+		piece *p = &sl->pieces[i];
 		memcpy(in + (size_t)off * ib,
 		       (const char *)p->r->in + (size_t)p->off * ib,
 		       (size_t)p->rows * ib);
@@ -430,35 +448,45 @@ static void run_batch(pf_batcher *b, bthread *t, int rows, int n)
 	}
 	if (pr > rows)
 		memset(in + (size_t)rows * ib, 0, (size_t)(pr - rows) * ib);
-	uint64_t first_enq = UINT64_MAX;
-	for (int i = 0; i < n; i++)
-		if (t->pieces[i].r->priv.enq_ns < first_enq)
-			first_enq = t->pieces[i].r->priv.enq_ns;
-	pf_error e = { 0 };
-	uint64_t t0 = now_ns();
-	pf_batch bt = { t->in, t->out, rows, pr, t->idx, n,
-			first_enq < t0 ? t0 - first_enq : 0 };
-	int rc = b->o.compute(b->o.ctx, &bt, &e);
-	uint64_t dt = now_ns() - t0;
+	sl->first_enq = UINT64_MAX;
+	for (int i = 0; i < sl->n; i++)
+		if (sl->pieces[i].r->priv.enq_ns < sl->first_enq)
+			sl->first_enq = sl->pieces[i].r->priv.enq_ns;
+	memset(&sl->e, 0, sizeof(sl->e));
+	sl->t0 = now_ns();
+	sl->bt = (pf_batch){ .in = sl->in, .out = sl->out, .rows = rows,
+			     .padded_rows = pr, .thread = t->idx, .nreq = sl->n,
+			     .wait_ns = sl->first_enq < sl->t0 ? sl->t0 - sl->first_enq : 0,
+			     .slot = (int)(sl - t->sl) };
+	sl->rc = b->o.compute(b->o.ctx, &sl->bt, &sl->e);
+}
+
+/* Wait for slot sl's batch (opts.complete), copy each request's answers
+ * back, account and finish its requests. */
+static void end_batch(pf_batcher *b, bslot *sl)
+{
+	size_t ob = b->o.out_bytes;
+	int rows = sl->rows, pr = sl->bt.padded_rows, n = sl->n, rc = sl->rc;
+	if (rc == 0 && b->o.complete)
+		rc = b->o.complete(b->o.ctx, &sl->bt, &sl->e);
+	uint64_t end = now_ns(), dt = end - sl->t0, first_enq = sl->first_enq;
 	if (rc == 0) {
-		off = 0;
+		int off = 0;
 		for (int i = 0; i < n; i++) {
-			piece *p = &t->pieces[i];
+			piece *p = &sl->pieces[i];
 			memcpy((char *)p->r->out + (size_t)p->off * ob,
-			       (const char *)t->out + (size_t)off * ob,
+			       (const char *)sl->out + (size_t)off * ob,
 			       (size_t)p->rows * ob);
 			off += p->rows;
 		}
 	}
-	uint64_t end = t0 + dt;
-	if (first_enq > end)
-		first_enq = end;
+	first_enq = first_enq > end ? end : first_enq;
 	char line[256] = "";
 	pthread_mutex_lock(&b->mu);
 	b->est_ns = b->est_ns ? (b->est_ns * 7 + dt) / 8 : dt;
 	b->row_ns = b->row_ns > 0 ? (b->row_ns * 7 + (double)dt / pr) / 8 : (double)dt / pr;
 	if (b->slo_ns)
-		adapt(b, rows, t->backlog, first_enq, end, line, sizeof(line));
+		adapt(b, rows, sl->backlog, first_enq, end, line, sizeof(line));
 	b->st.batches++;
 	b->st.rows += rows;
 	b->st.padded_rows += pr;
@@ -468,13 +496,13 @@ static void run_batch(pf_batcher *b, bthread *t, int rows, int n)
 		h++;
 	b->st.batch_hist[h]++;
 	for (int i = 0; i < n; i++) {
-		pf_batch_req *r = t->pieces[i].r;
+		pf_batch_req *r = sl->pieces[i].r;
 		r->compute_ns = dt;
 		r->batch_rows = pr;
 		r->batches++;
 		if (rc < 0 && r->status == 0) {
 			r->status = rc;
-			r->err = e;
+			r->err = sl->e;
 		}
 		r->priv.pending--;
 		if (!r->priv.pending && r->priv.taken == r->rows) {
@@ -487,46 +515,71 @@ static void run_batch(pf_batcher *b, bthread *t, int rows, int n)
 		b->o.log(b->o.ctx, line);
 }
 
+/* Complete thread t's oldest batch in flight and hand back what is done.
+ * Called without b->mu. */
+static void end_oldest(pf_batcher *b, bthread *t)
+{
+	end_batch(b, &t->sl[t->head]);
+	t->head = (t->head + 1) % b->o.depth;
+	t->inflight--;
+	deliver(b);
+}
+
 static void *batch_thread(void *arg)
 {
 	bthread *t = arg;
 	pf_batcher *b = t->b;
+	/* a batch's timeout is a deadline: Linux's default 50 us timer slack
+	 * would come on top of batch_timeout_us at low load */
+	prctl(PR_SET_TIMERSLACK, 1000UL, 0UL, 0UL, 0UL);
 	pthread_mutex_lock(&b->mu);
 	for (;;) {
 		uint64_t now = now_ns(), wake;
 		expire(b, now);
 		int target = batch_target(b, now, &wake);
-		if (!target) {
-			if (b->stopping && !b->queued)
-				break;
-			if (deliverable(b)) {   /* rejections to hand back */
-				pthread_mutex_unlock(&b->mu);
-				deliver(b);
-				pthread_mutex_lock(&b->mu);
-				continue;
+		if (target && t->inflight < b->o.depth) {
+			/* form and launch the next batch; with depth > 1 its
+			 * copy overlaps the compute of the one before */
+			bslot *sl = &t->sl[(t->head + t->inflight) % b->o.depth];
+			sl->backlog = b->queued_rows;
+			sl->rows = take(b, sl, target, now, &sl->n);
+			if (b->queued_rows)   /* more for another thread */
+				pthread_cond_signal(&b->cv);
+			pthread_mutex_unlock(&b->mu);
+			if (sl->rows) {
+				start_batch(b, t, sl);
+				t->inflight++;
 			}
-			uint64_t dl = next_deadline(b);
-			if (dl && (!wake || dl < wake))
-				wake = dl;
-			if (wake) {
-				struct timespec ts = { (time_t)(wake / 1000000000u),
-						       (long)(wake % 1000000000u) };
-				pthread_cond_timedwait(&b->cv, &b->mu, &ts);
-			} else {
-				pthread_cond_wait(&b->cv, &b->mu);
-			}
+			if (t->inflight && !b->o.complete)
+				end_oldest(b, t);
+			pthread_mutex_lock(&b->mu);
 			continue;
 		}
-		int n;
-		t->backlog = b->queued_rows;
-		int rows = take(b, t, target, now, &n);
-		if (b->queued_rows)   /* more for another thread */
-			pthread_cond_signal(&b->cv);
-		pthread_mutex_unlock(&b->mu);
-		if (rows)
-			run_batch(b, t, rows, n);
-		deliver(b);
-		pthread_mutex_lock(&b->mu);
+		if (t->inflight) {    /* nothing to launch now: finish one */
+			pthread_mutex_unlock(&b->mu);
+			end_oldest(b, t);
+			pthread_mutex_lock(&b->mu);
+			continue;
+		}
+		/* here target is 0 and nothing is in flight: wait */
+		if (b->stopping && !b->queued)
+			break;
+		if (deliverable(b)) {   /* rejections to hand back */
+			pthread_mutex_unlock(&b->mu);
+			deliver(b);
+			pthread_mutex_lock(&b->mu);
+			continue;
+		}
+		uint64_t dl = next_deadline(b);
+		if (dl && (!wake || dl < wake))
+			wake = dl;
+		if (wake) {
+			struct timespec ts = { (time_t)(wake / 1000000000u),
+					       (long)(wake % 1000000000u) };
+			pthread_cond_timedwait(&b->cv, &b->mu, &ts);
+		} else {
+			pthread_cond_wait(&b->cv, &b->mu);
+		}
 	}
 	pthread_cond_broadcast(&b->cv);
 	pthread_mutex_unlock(&b->mu);
@@ -543,9 +596,7 @@ static void *buf_alloc(pf_batcher *b, int thread, size_t n)
 
 static void buf_free(pf_batcher *b, int thread, void *p)
 {
-	if (!p)
-		return;
-	if (b->o.free)
+	if (p && b->o.free)
 		b->o.free(b->o.ctx, thread, p);
 	else
 		free(p);
@@ -584,10 +635,15 @@ int pf_batcher_new(pf_batcher **bp, const pf_batcher_opts *opts, pf_error *err)
 		bthread *t = &b->th[i];
 		t->b = b;
 		t->idx = i;
-		t->in = buf_alloc(b, i, (size_t)b->cap * b->o.in_bytes);
-		t->out = buf_alloc(b, i, (size_t)b->cap * b->o.out_bytes);
-		t->pieces = calloc((size_t)b->cap, sizeof(piece));
-		if (!t->in || !t->out || !t->pieces) {
+		int ok = (t->sl = calloc((size_t)b->o.depth, sizeof(bslot))) != NULL;
+		for (int k = 0; ok && k < b->o.depth; k++) {
+			bslot *sl = &t->sl[k];
+			sl->in = buf_alloc(b, i, (size_t)b->cap * b->o.in_bytes);
+			sl->out = buf_alloc(b, i, (size_t)b->cap * b->o.out_bytes);
+			sl->pieces = calloc((size_t)b->cap, sizeof(piece));
+			ok = sl->in && sl->out && sl->pieces;
+		}
+		if (!ok) {
 			pf_batcher_free(b);
 			return pf_error_set(err, PF_ENOMEM,
 					    "batcher: out of memory for the batch buffers (%d rows)",
@@ -660,6 +716,9 @@ int pf_batcher_submit(pf_batcher *b, pf_batch_req *r, pf_error *err)
 		b->ohead = r;
 	b->otail = r;
 	b->st.submitted++;
+	uint64_t gap = now - (b->last_arrival ? b->last_arrival : now);
+	b->gap_ns = (b->gap_ns * 7 + (gap < b->slo_ns ? gap : b->slo_ns)) / 8;
+	b->last_arrival = now;
 	pthread_cond_signal(&b->cv);
 	pthread_mutex_unlock(&b->mu);
 	return 0;
@@ -713,11 +772,14 @@ void pf_batcher_free(pf_batcher *b)
 	for (int i = 0; i < b->nthreads; i++)
 		pthread_join(b->th[i].tid, NULL);
 	deliver(b);
-	for (int i = 0; b->th && i < b->o.num_batch_threads; i++) {
-		buf_free(b, i, b->th[i].in);
-		buf_free(b, i, b->th[i].out);
-		free(b->th[i].pieces);
-	}
+	for (int i = 0; b->th && i < b->o.num_batch_threads; i++)
+		for (int k = 0; b->th[i].sl && k < b->o.depth; k++) {
+			buf_free(b, i, b->th[i].sl[k].in);
+			buf_free(b, i, b->th[i].sl[k].out);
+			free(b->th[i].sl[k].pieces);
+		}
+	for (int i = 0; b->th && i < b->o.num_batch_threads; i++)
+		free(b->th[i].sl);
 	free(b->th);
 	pthread_cond_destroy(&b->cv);
 	pthread_mutex_destroy(&b->deliver_mu);

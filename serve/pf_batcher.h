@@ -39,11 +39,15 @@
  * runs when the batch size limit is queued, or at the latest when half
  * the oldest request's SLO is left but what a batch of the rows queued
  * takes to compute (the measured compute time per row; the other half is
- * kept for the tail).  The limit starts at 1 and grows by one row
- * (additive increase) when more than the limit was queued; it shrinks to
- * 3/4 (multiplicative decrease) when a batch's oldest request finished
- * past the SLO, and by one row when a batch ran on its deadline well short
- * of the limit.  Each change of the limit is
+ * kept for the tail), or earlier once arrivals pause (no submit for twice
+ * the mean gap between submits: waiting on for a closed loop's
+ * stragglers only idles the device).  The limit starts at 1 and grows by
+ * one row (additive increase) when more than the limit was queued; it
+ * shrinks to 3/4 (multiplicative decrease) when a batch's oldest request
+ * finished past the SLO with no more than the limit queued (with a
+ * backlog the queue caused the miss: shrinking would deepen it, and a
+ * closed loop then collapsed to batches of 1), and by one row when a
+ * batch ran well short of the limit.  Each change of the limit is
  * reported through opts.log (at most 20 lines a second), like AUTOTUNE's.
  *
  * Flow: pf_batcher_submit queues r and returns; later, on a batch thread,
@@ -59,6 +63,13 @@
  * request's rows back.  It runs on batch thread batch->thread, one batch
  * at a time per thread, so per-thread state (a model instance, a stream)
  * needs no lock.  A compute error fails every request of that batch.
+ *
+ * Pipelined compute (opts.complete, opts.depth > 1): a batch thread
+ * launches a batch, then forms and launches the next while it may (a
+ * batch is due and fewer than depth are in flight), and completes the
+ * oldest when it may not: under load the copy of batch n+1 overlaps the
+ * compute of batch n; at low load each batch is completed at once, as
+ * without.  Answers, errors and order are those of the synchronous path.
  *
  * Ownership: pf_batcher_new / pf_batcher_free (free(NULL) is a no-op);
  * free stops taking requests, runs every queued one (no request is
@@ -98,11 +109,24 @@ typedef struct pf_batch {
 	int nreq;          /* request pieces in it */
 	uint64_t wait_ns;  /* its oldest request's wait: from its submit to
 			    * this batch's compute (for a stats file) */
+	int slot;          /* 0 .. depth - 1: which of the thread's buffers */
+	/* what complete may report for a stats file: the host clock
+	 * (CLOCK_MONOTONIC, ns) when the batch's copy to the device began and
+	 * ended, and when its compute began and ended; 0 = not known */
+	uint64_t copy_start_ns, copy_end_ns, compute_start_ns, compute_end_ns;
 } pf_batch;
 
 typedef struct pf_batcher_opts {
 	size_t in_bytes, out_bytes;  /* one row of input / of answer; required */
 	int (*compute)(void *ctx, pf_batch *b, pf_error *err);  /* required */
+	/* Asynchronous compute: when set, compute only launches the batch
+	 * (enqueues its copy and compute on a device) and complete(ctx, b,
+	 * err) waits for its answers in b->out.  Up to depth batches are
+	 * in flight per batch thread, completed in
+	 * launch order, each in its own in/out buffers (b->slot), so the
+	 * next batch is formed and its copy runs while one computes. */
+	int (*complete)(void *ctx, pf_batch *b, pf_error *err);
+	int depth;                   /* with complete: 0 = 1; without: 1 */
 	void *ctx;
 	/* Batch buffers (e.g. pinned memory); NULL = malloc / free. */
 	void *(*alloc)(void *ctx, int thread, size_t n);

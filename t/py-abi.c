@@ -48,6 +48,7 @@ int main(void)
 	F(pf_device_opts, test_seed); F(pf_device_opts, tf32);
 	S(pf_devfeed_opts); F(pf_devfeed_opts, depth); F(pf_devfeed_opts, slot_bytes);
 	F(pf_devfeed_opts, epochs); F(pf_devfeed_opts, pinned_batches);
+	F(pf_devfeed_opts, zero_copy); F(pf_devfeed_opts, timeline);
 	S(pf_devbatch); F(pf_devbatch, slot); F(pf_devbatch, batch); F(pf_devbatch, id);
 	F(pf_devbatch, seq); F(pf_devbatch, epoch); F(pf_devbatch, schema);
 	F(pf_devbatch, data); F(pf_devbatch, nitems); F(pf_devbatch, nbytes);
@@ -55,6 +56,7 @@ int main(void)
 	F(pf_devfeed_stats, host_wait_ns); F(pf_devfeed_stats, stall_host_ns);
 	F(pf_devfeed_stats, stall_device_ns); F(pf_devfeed_stats, feeder_input_ns);
 	F(pf_devfeed_stats, feeder_slot_ns); F(pf_devfeed_stats, copy_ns);
+	F(pf_devfeed_stats, zero_copy);
 	printf("PF_POS_ORDER %d\n", PF_POS_ORDER);
 	printf("PF_POS_MAX_OPS %d\n", PF_POS_MAX_OPS);
 	printf("PF_MAX_FIELDS %d\n", PF_MAX_FIELDS);

@@ -55,6 +55,11 @@ serve_demo_model() {
 serve_start() {
 	ss_tmp=$1
 	shift
+	# the redirections below truncate in the background child, which may
+	# run after the loop first reads out: a previous server's "listening"
+	# line there gave its dead port (all requests refused, and the new
+	# server killed by SIGTERM before it blocked the signal: exit 143)
+	rm -f "$ss_tmp/out" "$ss_tmp/err"
 	"$b/pipe-serve" --model-dir "$ss_tmp/models" --port 0 --access-log none "$@" \
 		>"$ss_tmp/out" 2>"$ss_tmp/err" &
 	pid=$!

@@ -46,6 +46,9 @@ static void usage(FILE *f)
 		"  --port N                 HTTP port (8501; 0 = any free port, printed)\n"
 		"  --http-threads N         libmicrohttpd thread pool, one epoll set each (4)\n"
 		"  --device KIND            cpu, cuda or auto (cpu)\n"
+		"  --feed-depth N           batches through the training device feed, N in\n"
+		"                           flight per batch thread (copy of the next overlaps\n"
+		"                           the compute of one); 0 = direct: copy, compute, sync (2)\n"
 		"batcher (TF Serving / Triton meaning):\n"
 		"  --max-batch-size N       rows of a batch, and of a request, at most (32)\n"
 		"  --batch-timeout-us N     wait for company at most N us (1000)\n"
@@ -80,7 +83,7 @@ enum {
 	O_DIR = 256, O_PORT, O_HTTPT, O_DEV, O_MAXB, O_TIMEOUT, O_ALLOWED,
 	O_PREF, O_NBT, O_MAXENQ, O_MAXEXEC, O_ORDER, O_PLEVELS, O_PDEF,
 	O_PPOL, O_REQTO, O_MAXBODY, O_MAXINST, O_ALOG, O_DRAIN, O_POLL, O_SLO,
-	O_VPOL, O_VLABEL, O_STATS
+	O_VPOL, O_VLABEL, O_STATS, O_FEED
 };
 
 static const struct option longopts[] = {
@@ -99,7 +102,7 @@ static const struct option longopts[] = {
 	{ "drain-timeout-ms", 1, 0, O_DRAIN }, { "poll-ms", 1, 0, O_POLL },
 	{ "slo-p99-ms", 1, 0, O_SLO },
 	{ "model-version-policy", 1, 0, O_VPOL }, { "version-label", 1, 0, O_VLABEL },
-	{ "stats", 1, 0, O_STATS },
+	{ "stats", 1, 0, O_STATS }, { "feed-depth", 1, 0, O_FEED },
 	{ "help", 0, 0, 'h' },
 	{ 0, 0, 0, 0 }
 };
@@ -210,6 +213,7 @@ static int one_opt(int c, const char *a, opts *o)
 	case O_HTTPT: rc = num("http-threads", a, 1, 256, &v); o->cfg.http_threads = (int)v; break;
 	case O_MAXB: rc = num("max-batch-size", a, 1, 1 << 20, &v); o->b.max_batch_size = (int)v; break;
 	case O_TIMEOUT: rc = num("batch-timeout-us", a, 0, 60000000, &v); o->b.batch_timeout_us = (uint64_t)v; break;
+	case O_FEED: rc = num("feed-depth", a, 0, 16, &v); o->b.depth = (int)v; break;
 	case O_NBT: rc = num("num-batch-threads", a, 1, 256, &v); o->b.num_batch_threads = (int)v; break;
 	case O_MAXENQ: rc = num("max-enqueued", a, 1, 1 << 24, &v); o->b.max_enqueued = (int)v; break;
 	case O_MAXEXEC: rc = num("max-execution-batch-size", a, 1, 1 << 20, &v); o->b.max_execution_batch_size = (int)v; break;
@@ -245,6 +249,7 @@ static int parse(int argc, char **argv, opts *o)
 	o->cfg.default_priority = 1;
 	o->b.max_batch_size = 32;
 	o->b.batch_timeout_us = 1000;
+	o->b.depth = 2;   /* --feed-depth: through the device feed */
 	o->drain_ms = 30000;
 	o->poll_ms = 1000;
 	o->policy = (serve_policy){ .kind = SERVE_LATEST, .n = 1 };

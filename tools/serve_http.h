@@ -32,6 +32,7 @@ typedef struct serve_model {
 	 * each batch is a step of the file (serve_versions.c) */
 	struct {
 		int (*compute)(void *ctx, pf_batch *b, pf_error *err);
+		int (*complete)(void *ctx, pf_batch *b, pf_error *err);
 		void *(*alloc)(void *ctx, int thread, size_t n);
 		void (*free)(void *ctx, int thread, void *p);
 		void *ctx;

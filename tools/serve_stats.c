@@ -32,9 +32,9 @@ struct pf_stats *serve_stats_open(const char *path, int argc, char **argv,
 }
 
 void serve_stats_batch(struct pf_stats *st, uint64_t wait_ns, uint64_t compute_ns,
-		       uint32_t rows)
+		       uint64_t h2d_ns, uint64_t copy_lead_ns, uint32_t rows)
 {
-	pf_stats_step(st, wait_ns, compute_ns, 0, rows);
+	pf_stats_step_copy(st, wait_ns, compute_ns, h2d_ns, rows, copy_lead_ns);
 }
 
 void serve_stats_limit(struct pf_stats *st, int from, int to, const char *why)

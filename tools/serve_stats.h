@@ -16,9 +16,11 @@ struct pf_stats *serve_stats_open(const char *path, int argc, char **argv,
 				  int max_batch_size, long long timeout_us);
 
 /* One batch: its oldest request's queue wait (the step's stall), its
- * compute, its rows from requests (the step's samples).  Any thread. */
+ * compute, its copy (h2d_ns, and copy_lead_ns: how long before now it
+ * began; 0s when not timed), its rows from requests (the step's
+ * samples).  Any thread. */
 void serve_stats_batch(struct pf_stats *st, uint64_t wait_ns, uint64_t compute_ns,
-		       uint32_t rows);
+		       uint64_t h2d_ns, uint64_t copy_lead_ns, uint32_t rows);
 
 /* An adaptive change of the batch size limit (a consumer event, knob
  * batch_limit). */

@@ -190,9 +190,29 @@ static uint64_t mono_ns(void)
 static int stat_compute(void *ctx, pf_batch *b, pf_error *err)
 {
 	serve_model *m = ctx;
+	if (m->hook.complete)    /* the device feed: a step once it completes */
+		return m->hook.compute(m->hook.ctx, b, err);
 	uint64_t t0 = mono_ns();
 	int rc = m->hook.compute(m->hook.ctx, b, err);
-	serve_stats_batch(m->hook.st, b->wait_ns, mono_ns() - t0, (uint32_t)b->rows);
+	serve_stats_batch(m->hook.st, b->wait_ns, mono_ns() - t0, 0, 0, (uint32_t)b->rows);
+	return rc;
+}
+
+/* The device feed's batch, completed: timed on the streams (copy on the
+ * copy stream, compute from the compute stream starting it to its answers
+ * here), its copy placed before the step's end for a trace. */
+static int stat_complete(void *ctx, pf_batch *b, pf_error *err)
+{
+	serve_model *m = ctx;
+	int rc = m->hook.complete(m->hook.ctx, b, err);
+	uint64_t now = mono_ns(), comp = 0, h2d = 0, lead = 0;
+	if (b->compute_start_ns && b->compute_start_ns <= now)
+		comp = now - b->compute_start_ns;
+	if (b->copy_start_ns && b->copy_end_ns >= b->copy_start_ns && b->copy_start_ns <= now) {
+		h2d = b->copy_end_ns - b->copy_start_ns;
+		lead = now - b->copy_start_ns;
+	}
+	serve_stats_batch(m->hook.st, b->wait_ns, comp, h2d, lead, (uint32_t)b->rows);
 	return rc;
 }
 
@@ -226,11 +246,14 @@ static void stat_log(void *ctx, const char *line)
 static void stat_wrap(serve_model *m, struct pf_stats *st, pf_batcher_opts *bo)
 {
 	m->hook.compute = bo->compute;
+	m->hook.complete = bo->complete;
 	m->hook.alloc = bo->alloc;
 	m->hook.free = bo->free;
 	m->hook.ctx = bo->ctx;
 	m->hook.st = st;
 	bo->compute = stat_compute;
+	if (bo->complete)
+		bo->complete = stat_complete;
 	bo->alloc = stat_alloc;
 	bo->free = stat_free;
 	bo->log = stat_log;
@@ -260,7 +283,9 @@ static serve_model *load_version(const serve_load_cfg *o, const char *name, long
 	int nt = o->b.num_batch_threads ? o->b.num_batch_threads : 1;
 	pf_error err = { 0 };
 	pf_batcher_opts bo = o->b;
-	if (pf_servable_open(&m->sv, m->path, o->device, nt, cap, &err) < 0) {
+	pf_servable_opts so = { .device = o->device, .nthreads = nt, .max_rows = cap,
+				.feed_depth = o->b.depth, .timeline = o->stats != NULL };
+	if (pf_servable_open_opts(&m->sv, m->path, &so, &err) < 0) {
 		fprintf(stderr, "pipe-serve: %s: version %ld refused: %s\n", name, ver, err.msg);
 		free(m);
 		return NULL;

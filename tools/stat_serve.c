@@ -24,6 +24,9 @@ const pf_stats_eventrec *stat_serving(const pf_stats_snap *s)
 /* The figures both forms print. */
 typedef struct serve_fig {
 	double mean_batch, fill, queue_share;
+	int timed, overlapped;       /* recent batches with a placed copy, and
+				      * those copied before the one before ended */
+	double copy_us;              /* their mean copy */
 	double q50, q99, c50, c99;   /* ms */
 	long long cap, timeout_us;
 } serve_fig;
@@ -41,6 +44,18 @@ static serve_fig figures(const pf_stats_snap *s, const pf_stats_eventrec *mk)
 	g.q99 = pf_stats_quantile(s, PF_STATS_H_STALL, 0.99) * 1e-6;
 	g.c50 = pf_stats_quantile(s, PF_STATS_H_COMPUTE, 0.5) * 1e-6;
 	g.c99 = pf_stats_quantile(s, PF_STATS_H_COMPUTE, 0.99) * 1e-6;
+	double copy = 0;
+	for (size_t k = 0; k < s->nsteps; k++) {
+		const pf_stats_steprec *r = &s->steprecs[k];
+		if (!r->copy_lead_us)
+			continue;
+		g.timed++;
+		copy += r->h2d_ns * 1e-3;
+		if (k && r->t_ns > (uint64_t)r->copy_lead_us * 1000 &&
+		    r->t_ns - (uint64_t)r->copy_lead_us * 1000 < s->steprecs[k - 1].t_ns)
+			g.overlapped++;
+	}
+	g.copy_us = g.timed ? copy / g.timed : 0;
 	return g;
 }
 
@@ -76,6 +91,9 @@ int stat_serve_report(FILE *f, const pf_stats_snap *s, const stat_analysis *a,
 	fprintf(f, "queue wait:  p50 %.3f ms p99 %.3f ms (each batch's oldest request, submit to compute)\n",
 		g.q50, g.q99);
 	fprintf(f, "compute:     p50 %.3f ms p99 %.3f ms a batch\n", g.c50, g.c99);
+	if (g.timed)
+		fprintf(f, "device feed: copy %.1f us a batch; %d of %d recent batches were copied while the batch before computed (copy/compute overlap)\n",
+			g.copy_us, g.overlapped, g.timed);
 	fprintf(f, "split:       queue wait %.1f%%, compute %.1f%% of the batches' time\n",
 		100 * g.queue_share, 100 * (1 - g.queue_share));
 	fprintf(f, "suggestion:  %s\n", advice(&g));
@@ -109,9 +127,11 @@ void stat_serve_json(FILE *f, const pf_stats_snap *s)
 	fprintf(f, "\"serving\":{\"batches\":%llu,\"rows\":%llu,\"max_batch_size\":%lld,"
 		"\"batch_timeout_us\":%lld,\"mean_batch\":%.6g,\"fill\":%.6g,"
 		"\"queue_p50_ms\":%.6g,\"queue_p99_ms\":%.6g,\"compute_p50_ms\":%.6g,"
-		"\"compute_p99_ms\":%.6g,\"queue_share\":%.6g,\"suggestion\":",
+		"\"compute_p99_ms\":%.6g,\"queue_share\":%.6g,\"copy_us\":%.6g,"
+		"\"copies_timed\":%d,\"copies_overlapped\":%d,\"suggestion\":",
 		(unsigned long long)s->steps, (unsigned long long)s->samples, g.cap, g.timeout_us,
-		g.mean_batch, g.fill, g.q50, g.q99, g.c50, g.c99, g.queue_share);
+		g.mean_batch, g.fill, g.q50, g.q99, g.c50, g.c99, g.queue_share, g.copy_us,
+		g.timed, g.overlapped);
 	stat_json_str(f, advice(&g), 512);
 	fputs("},", f);
 }

@@ -1,7 +1,10 @@
 /*
  * stat_trace.c - Chrome trace events (the JSON object format that
  * chrome://tracing and Perfetto load): the recent steps as stall / compute
- * slices on the consumer's track, the time series as counters (stall share,
+ * slices on the consumer's track (and, for steps whose copy was placed,
+ * pf_stats_step_copy, the copy on a copy-stream track: a serving run
+ * through the device feed shows batch n+1's copy beside batch n's compute),
+ * the time series as counters (stall share,
  * each stage's throughput and busy share), knob changes as instant events.
  * Times are microseconds since the stats file was created.
  */
@@ -26,6 +29,11 @@ int stat_trace(FILE *f, const pf_stats_snap *s)
 	stat_json_str(f, s->label[0] ? s->label : "pipefeed", sizeof(s->label));
 	fputs("}},\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":1,\"args\":{\"name\":\"consumer\"}}", f);
 	first = 0;
+	int copies = 0;
+	for (size_t k = 0; k < s->nsteps; k++)
+		copies |= s->steprecs[k].copy_lead_us > 0;
+	if (copies)
+		fputs(",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":2,\"args\":{\"name\":\"copy stream (h2d)\"}}", f);
 	for (size_t k = 0; k < s->nsteps; k++) {
 		const pf_stats_steprec *r = &s->steprecs[k];
 		double end = r->t_ns * 1e-3, comp = r->compute_ns * 1e-3, st = r->stall_ns * 1e-3;
@@ -35,6 +43,10 @@ int stat_trace(FILE *f, const pf_stats_snap *s)
 		if (r->stall_ns)
 			slice(f, &first, "stall", 1, start, st);
 		slice(f, &first, "compute", 1, start + st, comp);
+		if (r->copy_lead_us) {
+			double c0 = end - r->copy_lead_us;
+			slice(f, &first, "h2d copy", 2, c0 < 0 ? 0 : c0, r->h2d_ns * 1e-3);
+		}
 	}
 	for (size_t k = 1; k < s->nsamples; k++) {
 		const pf_stats_sample *a = &s->samples_ts[k - 1], *b = &s->samples_ts[k];

@@ -143,7 +143,9 @@ class pf_devfeed_opts(ctypes.Structure):
     _fields_ = [("depth", ctypes.c_int),
                 ("slot_bytes", ctypes.c_size_t),
                 ("epochs", ctypes.c_int64),
-                ("pinned_batches", ctypes.c_int)]
+                ("pinned_batches", ctypes.c_int),
+                ("zero_copy", ctypes.c_int),
+                ("timeline", ctypes.c_int)]
 
 
 class pf_devbatch(ctypes.Structure):
@@ -161,7 +163,8 @@ class pf_devbatch(ctypes.Structure):
 class pf_devfeed_stats(ctypes.Structure):
     _fields_ = [(n, ctypes.c_uint64) for n in (
         "batches", "bytes", "host_wait_ns", "stall_host_ns", "stall_device_ns",
-        "feeder_input_ns", "feeder_slot_ns", "copy_ns")]
+        "feeder_input_ns", "feeder_slot_ns", "copy_ns")] + [
+        ("zero_copy", ctypes.c_int)]
 
 
 STRUCTS = {"pf_error": pf_error, "pf_options": pf_options,
