@@ -21,6 +21,7 @@
 #include "pf_model.h"
 #include "pf_servable.h"
 #include "tap.h"
+#include "model_file.h"
 
 #define NREQ 400
 #define IN 20
@@ -53,28 +54,6 @@ static void *producer(void *arg)
 		}
 	}
 	return NULL;
-}
-
-static int save_model(const char *path)
-{
-	pf_device *d = NULL;
-	pf_model *m = NULL;
-	pf_stream *s = NULL;
-	pf_error err = { 0 };
-	pf_model_cfg cfg = { 0 };
-	int rc;
-	cfg.max_batch = 4;
-	cfg.seed = 42;
-	if ((rc = pf_model_parse(&cfg, "mlp:20-16-5", &err)) < 0 ||
-	    (rc = pf_device_open(&d, "cpu", NULL, &err)) < 0 ||
-	    (rc = pf_model_new(&m, d, &cfg, &err)) < 0 ||
-	    (rc = pf_stream_new(d, &s, &err)) < 0 ||
-	    (rc = pf_model_save(m, s, path, &err)) < 0)
-		diag("saving %s: %s", path, err.msg);
-	pf_stream_free(d, s);
-	pf_model_free(m);
-	pf_device_close(d);
-	return rc;
 }
 
 /* Run every request through a batcher on sv (allowed sizes {8} when
@@ -148,7 +127,7 @@ int main(void)
 	const char *dir = tap_tmpdir("t3101");
 	char path[600];
 	snprintf(path, sizeof(path), "%s/model.ckpt", dir ? dir : ".");
-	if (save_model(path) < 0)
+	if (save_model(path, "mlp:20-16-5", 4) < 0)
 		return 1;
 	pf_servable *sv = NULL;
 	pf_error err = { 0 };

@@ -26,6 +26,7 @@
 #include "pf_model.h"
 #include "pf_servable.h"
 #include "tap.h"
+#include "model_file.h"
 
 #define NREQ 300
 #define IN 64
@@ -83,28 +84,6 @@ static int timed_complete(void *ctx, pf_batch *b, pf_error *err)
 		*pe = b->compute_end_ns;
 	}
 	pthread_mutex_unlock(&T.mu);
-	return rc;
-}
-
-static int save_model(const char *path)
-{
-	pf_device *d = NULL;
-	pf_model *m = NULL;
-	pf_stream *s = NULL;
-	pf_error err = { 0 };
-	pf_model_cfg cfg = { 0 };
-	int rc;
-	cfg.max_batch = 8;
-	cfg.seed = 42;
-	if ((rc = pf_model_parse(&cfg, "mlp:64-32-10", &err)) < 0 ||
-	    (rc = pf_device_open(&d, "cpu", NULL, &err)) < 0 ||
-	    (rc = pf_model_new(&m, d, &cfg, &err)) < 0 ||
-	    (rc = pf_stream_new(d, &s, &err)) < 0 ||
-	    (rc = pf_model_save(m, s, path, &err)) < 0)
-		diag("saving %s: %s", path, err.msg);
-	pf_stream_free(d, s);
-	pf_model_free(m);
-	pf_device_close(d);
 	return rc;
 }
 
@@ -184,7 +163,7 @@ int main(void)
 	const char *dir = tap_tmpdir("t3103");
 	char path[600];
 	snprintf(path, sizeof(path), "%s/model.ckpt", dir ? dir : ".");
-	if (save_model(path) < 0)
+	if (save_model(path, "mlp:64-32-10", 8) < 0)
 		return 1;
 	unsigned seed = 11;
 	for (int k = 0; k < NREQ; k++) {

@@ -122,7 +122,28 @@ class Field:
             self.name, _lib.DTYPES[self.dtype][0], list(self.shape), self.ptr or 0)
 
 
-class Batch:
+class Releasable:
+    """What a batch holding pooled memory shares: release() on leaving a
+    with-block and on garbage collection (not at interpreter exit, when
+    its pipeline or feed may be gone already: see _Handle).  The class
+    defines release(), idempotent."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+    def __del__(self, _finalizing=sys.is_finalizing):
+        if _finalizing():
+            return
+        try:
+            self.release()
+        except Exception:
+            pass
+
+
+class Batch(Releasable):
     """A batch (or element) from pf_iter_next: a read-only mapping of field
     name -> Field, in schema order.  `size` is the batch size (0 for an
     element), `id` the first sample's id, `address`/`nbytes` the buffer."""
@@ -212,20 +233,6 @@ class Batch:
             self._fields = None
             self._h.held -= 1
             lib.pf_elem_release(ctypes.byref(self._e))
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.release()
-
-    def __del__(self, _finalizing=sys.is_finalizing):
-        if _finalizing():
-            return      # its pipeline may be gone already (see _Handle)
-        try:
-            self.release()
-        except Exception:
-            pass
 
     def __repr__(self):
         return "<pipefeed.Batch of %d at 0x%x: %s>" % (

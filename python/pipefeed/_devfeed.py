@@ -32,6 +32,7 @@ import weakref
 from . import _lib
 from ._lib import lib
 from . import _dlpack
+from . import _core
 
 _KDL = {"cpu": _dlpack.KDL_CPU, "cuda": _dlpack.KDL_CUDA}
 
@@ -233,7 +234,7 @@ class Feed:
             self._free()
 
 
-class DevBatch:
+class DevBatch(_core.Releasable):
     """A batch in a device slot of the feed: fields() / [i] give DevFields
     (DLPack with the device's type), release() gives the slot back."""
 
@@ -321,20 +322,6 @@ class DevBatch:
         if not self._released:
             self._released = True
             self._f.give_back(self._b, self._streams)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.release()
-
-    def __del__(self, _finalizing=sys.is_finalizing):
-        if _finalizing():
-            return
-        try:
-            self.release()
-        except Exception:
-            pass
 
 
 class DevField:
