@@ -140,6 +140,9 @@ def main():
             for l in out.splitlines() if "of 1T*cores" in l}
     cores = os.cpu_count()
     hw = "png-%dthreads" % cores
+    if hw not in goal or any(k not in goal for k in ("tfrecord", "one-pool", "wds")):
+        sys.exit("formats_bench: %s/bench/formats_bench printed no per-run goal ratios: an "
+                 "older build? (make bench/formats_bench)" % b)
     if not a.no_tf:
         tf_r, n, tf_us = tf_rate(d, a.runs)
         print("%-12s %8d images  %10.0f images/s  %-19s %6.2f us CPU/image   tf.data "
