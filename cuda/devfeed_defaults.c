@@ -13,7 +13,7 @@
 
 int pf_devfeed_default_depth(const pf_device *d)
 {
-	return strcmp(pf_device_kind(d), "cpu") == 0 ? 8 : 3;
+	return strcmp(pf_device_kind(d), "cpu") == 0 ? 16 : 3;
 }
 
 /* ncpus / share within lo..8, or PF_AUTOTUNE up to 4 CPUs (ncpus <= 0:

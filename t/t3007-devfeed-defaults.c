@@ -76,7 +76,7 @@ int main(void)
 		diag("cpu device: %s", err.msg);
 		return done_testing();
 	}
-	is_int(pf_devfeed_default_depth(dev), 8, "cpu backend: 8 device slots");
+	is_int(pf_devfeed_default_depth(dev), 16, "cpu backend: 16 device slots");
 	is_int(feed(dev, PF_AUTOTUNE, &err), 20,
 	       "depth PF_AUTOTUNE: the feed starts and delivers 2 x 10 batches (%s)", err.msg);
 	ok(feed(dev, -5, &err) == -1 && err.code == PF_EINVAL,

@@ -58,7 +58,7 @@ static void usage(FILE *f)
 		"  --map-threads N     decode threads (auto: AUTOTUNE, or CPUs/4 above 4)\n"
 		"  --read-threads N    read + decompress threads (auto: AUTOTUNE, or CPUs/2)\n"
 		"  --prefetch N        host prefetch depth (auto)\n"
-		"  --depth N           device prefetch slots (auto: 8 on cpu, 3 on cuda;\n"
+		"  --depth N           device prefetch slots (auto: 16 on cpu, 3 on cuda;\n"
 		"                      2 = double buffering)\n"
 		"  --model SPEC        mlp:784-128-10 (default), none (pipeline alone) or\n"
 		"                      synthetic:STEP_US (a step of STEP_US on the compute\n"

@@ -20,7 +20,7 @@ class LoaderBase:
     device ("cuda", "cuda:N", or "cpu" for the device feed's cpu backend;
     None: host batches from the pool): batches are moved into device
     memory by the C device feed, `depth` slots ahead (None: the device's
-    default, 3 on cuda, 8 on cpu), and exported through DLPack with the
+    default, 3 on cuda, 16 on cpu), and exported through DLPack with the
     device's type (see _devfeed).  device_options: pf_device_opts fields
     (tf32, cpu_threads, the cpu backend's test_copy_delay_us, ...)."""
 
