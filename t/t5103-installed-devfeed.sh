@@ -77,8 +77,8 @@ printf '%s\n' "$out" | sed 's/^/# /'
 ok $st "it runs a pipeline through the device feed"
 like "$out" "batches 64 values OK" \
 	"2 epochs x 32 batches of range(0, 1000) | batch(32), every value right"
-like "$out" "depth 8 read_threads(16) 8 map_threads(16) 4" \
-	"the library's defaults: 8 slots on cpu, 8 read and 4 map threads on 16 CPUs"
+like "$out" "depth 16 read_threads(16) 8 map_threads(16) 4" \
+	"the library's defaults: 16 slots on cpu, 8 read and 4 map threads on 16 CPUs"
 
 if [ -e "$root$pkglibdir/pf_cuda.so" ]; then
 	case "$out" in
