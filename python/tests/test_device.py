@@ -5,7 +5,7 @@ path (kDLCPU, memory in the feed's slots); the cuda checks skip."""
 import os
 import unittest
 
-from common import env, syn_spec
+from common import damaged_copy, env, syn_spec
 
 REQUIRES = ["numpy", "torch"]
 SPEC_TAIL = "shuffle(300) | batch(32) | prefetch"
@@ -163,22 +163,8 @@ def test_cpu_feed_resume_and_set_epoch():
 def test_cpu_feed_damaged_shard_and_stats():
     """A damaged shard's error comes up from the feeder thread as
     CorruptError naming the file; the feed's counters are readable."""
-    import glob
-    import shutil
     import pipefeed
-    tmp = env("PF_TEST_TMP")
-    src = sorted(glob.glob(env("PF_SYN")))
-    dst = os.path.join(tmp, "damaged-dev")
-    os.makedirs(dst, exist_ok=True)
-    for f in src:
-        shutil.copy(f, dst)
-    bad = os.path.join(dst, os.path.basename(src[1]))
-    with open(bad, "r+b") as f:
-        size = os.path.getsize(bad)
-        f.seek(size // 3)
-        c = f.read(1)
-        f.seek(size // 3)
-        f.write(bytes([c[0] ^ 0x5A]))
+    dst, bad = damaged_copy("damaged-dev", 1)
     from pipefeed.torch import Loader
     L = Loader(syn_spec("batch(32)", files=os.path.join(dst, "*.pfs")), device="cpu")
     n = 0

@@ -1,13 +1,12 @@
 """pipefeed.Pipeline / Batch / Field over the C library (numpy only)."""
 import ctypes
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 
-from common import env, syn_spec, tool_env
+from common import damaged_copy, env, syn_spec, tool_env
 
 REQUIRES = ["numpy"]
 
@@ -225,21 +224,8 @@ def test_missing_file_error():
 
 
 def test_damaged_shard_raises_with_the_file():
-    import glob
     import pipefeed
-    tmp = env("PF_TEST_TMP")
-    src = sorted(glob.glob(env("PF_SYN")))
-    dst = os.path.join(tmp, "damaged")
-    os.makedirs(dst, exist_ok=True)
-    for f in src:
-        shutil.copy(f, dst)
-    bad = os.path.join(dst, os.path.basename(src[2]))
-    with open(bad, "r+b") as f:
-        size = os.path.getsize(bad)
-        f.seek(size // 3)
-        c = f.read(1)
-        f.seek(size // 3)
-        f.write(bytes([c[0] ^ 0x5A]))
+    dst, bad = damaged_copy("damaged", 2)
     spec = syn_spec("batch(32)", files=os.path.join(dst, "*.pfs"))
     n = 0
     with pipefeed.Pipeline(spec) as p:
