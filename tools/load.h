@@ -36,6 +36,12 @@ typedef struct load_srv {
 /* GET the /metrics of the server of url (same scheme, host and port). */
 load_srv load_scrape(const char *url);
 
+/* The request headers for a body whose JSON part is json_len bytes long
+ * (0: a JSON body; else KServe v2's binary tensor extension and its
+ * Inference-Header-Content-Length): a curl_slist the caller frees with
+ * curl_slist_free_all, NULL when out of memory. */
+void *load_headers(size_t json_len);
+
 /* Point the easy handle h at one POST of body (len bytes) to url with the
  * headers hd (kept by the caller), the response discarded, no signals,
  * TCP_NODELAY and a timeout of timeout_s seconds. */

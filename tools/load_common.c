@@ -148,6 +148,17 @@ static size_t discard(char *p, size_t sz, size_t n, void *u)
 	return sz * n;
 }
 
+void *load_headers(size_t json_len)
+{
+	struct curl_slist *hd = curl_slist_append(NULL, json_len ? "Content-Type: application/octet-stream"
+								  : "Content-Type: application/json");
+	char ih[80];
+	snprintf(ih, sizeof(ih), "Inference-Header-Content-Length: %zu", json_len);
+	if (hd && json_len)
+		hd = curl_slist_append(hd, ih);
+	return hd;
+}
+
 void load_post_setup(void *h, const char *url, const void *body, size_t len,
 		     void *hd, long timeout_s)
 {

@@ -219,12 +219,7 @@ int load_rate_run(const load_rate_opts *o, load_rate_res *r)
 	memset(r, 0, sizeof(*r));
 	CURLM *m = curl_multi_init();
 	int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	struct curl_slist *hd = curl_slist_append(NULL, o->json_len ? "Content-Type: application/octet-stream"
-								    : "Content-Type: application/json");
-	char ih[80];
-	snprintf(ih, sizeof(ih), "Inference-Header-Content-Length: %zu", o->json_len);
-	if (o->json_len)
-		hd = curl_slist_append(hd, ih);
+	struct curl_slist *hd = load_headers(o->json_len);
 	xfer *x = m ? setup(o, m, hd) : NULL;
 	int bad = !m || tfd < 0 || !x;
 	for (int i = 0; !bad && i < o->max_inflight; i++)

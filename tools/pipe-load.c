@@ -73,12 +73,7 @@ static void *run_client(void *arg)
 		c->errors++;
 		return NULL;
 	}
-	struct curl_slist *hd = curl_slist_append(NULL, c->json_len ? "Content-Type: application/octet-stream"
-								    : "Content-Type: application/json");
-	char ih[80];
-	snprintf(ih, sizeof(ih), "Inference-Header-Content-Length: %zu", c->json_len);
-	if (c->json_len)
-		hd = curl_slist_append(hd, ih);
+	struct curl_slist *hd = load_headers(c->json_len);
 	load_post_setup(h, c->o->url, c->body, c->body_len, hd, 60L);
 	for (;;) {
 		double t0 = load_now();
