@@ -116,6 +116,7 @@ typedef struct trainer {
 	preload pre;
 	synth sy;
 	double step_pipe, step_pre;
+	double step_steady;   /* step_pipe without the start-up (below) */
 	/* the first step's wait (the start-up: a shuffle buffer filling,
 	 * files opening), and whether it was taken */
 	double startup_s;
@@ -549,15 +550,6 @@ static int epoch_checkpoint(trainer *t, uint64_t e, uint64_t step)
 }
 
 /* The end of the run: --save, then the done: line or the JSON object. */
-/* The never-starves ratio without the start-up (the first step's wait):
- * what a run long enough to amortize it would show. */
-static double steady_ratio(const trainer *t)
-{
-	uint64_t steps = t->step_total - (t->rs ? t->rs->steps : 0);
-	double pipe = steps ? (t->train_wall - t->startup_s) / (double)steps : 0;
-	return t->step_pre > 0 ? pipe / t->step_pre : 0;
-}
-
 static void report(trainer *t)
 {
 	const opts *o = t->o;
@@ -602,7 +594,7 @@ static void report(trainer *t)
 			printf("\"step_s\":%.6f,\"preloaded_step_s\":%.6f,\"never_starves_ratio\":%.4f,"
 			       "\"startup_s\":%.4f,\"never_starves_ratio_steady\":%.4f,",
 			       t->step_pipe, t->step_pre, t->step_pipe / t->step_pre, t->startup_s,
-			       steady_ratio(t));
+			       t->step_steady / t->step_pre);
 		if (o->synth_us)
 			printf("\"train_loss\":null,\"train_accuracy\":null,");
 		else
@@ -625,7 +617,7 @@ static void report(trainer *t)
 			printf("never-starves ratio %.3f: step %.3f ms through the pipeline, %.3f ms preloaded"
 			       " (%.3f after the start-up's %.1f ms)\n",
 			       t->step_pipe / t->step_pre, t->step_pipe * 1e3, t->step_pre * 1e3,
-			       steady_ratio(t), t->startup_s * 1e3);
+			       t->step_steady / t->step_pre, t->startup_s * 1e3);
 	}
 }
 
@@ -675,6 +667,9 @@ static void preloaded_baseline(trainer *t)
 		return;
 	pf_stats_detach(t->stats);
 	t->step_pipe = t->train_wall / (double)steps;
+	/* without the start-up (the first step's wait): what a run long
+	 * enough to amortize it would show */
+	t->step_steady = (t->train_wall - t->startup_s) / (double)steps;
 	t->step_pre = o->synth_us ? preload_run(&t->pre, &t->sy, steps)
 				  : preload_run_model(t, steps);
 	if (t->stats && t->step_pre > 0) {
